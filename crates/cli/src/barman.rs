@@ -1,0 +1,427 @@
+//! The barman-cloud command lines: when the binary is invoked as
+//! `barman-cloud-wal-archive`, `-wal-restore` or `-check-wal-archive` it parses their
+//! arguments the way argparse does (interleaved options, `--opt=value`, unique-prefix
+//! abbreviations, greedy `--tags`) and exits with their codes.
+
+use crate::exit::{self, InputError};
+use crate::target::{CloudFlags, Target};
+use crate::walops::{self, ArchiveRequest, RestoreRequest};
+use anyhow::Result;
+use barrelman_core::{Compression, LevelRequest};
+use barrelman_storage::{StorageError, UploadOptions};
+use clap::{ArgAction, ArgGroup, Args, Parser};
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// The barman version whose command lines and output we reproduce. CloudNativePG
+/// reads `--version` to decide which flags it may pass.
+pub const BARMAN_VERSION: &str = "3.19.1";
+
+/// The tools this binary answers as.
+pub const TOOL_NAMES: [&str; 3] = [
+    "barman-cloud-wal-archive",
+    "barman-cloud-wal-restore",
+    "barman-cloud-check-wal-archive",
+];
+
+#[derive(Args, Debug, Clone)]
+struct CommonArgs {
+    /// Increase output verbosity (e.g., -vv is more than -v).
+    #[arg(short = 'v', long = "verbose", action = ArgAction::Count)]
+    verbose: u8,
+    /// Decrease output verbosity (e.g., -qq is less than -q).
+    #[arg(short = 'q', long = "quiet", action = ArgAction::Count, conflicts_with = "verbose")]
+    quiet: u8,
+    /// Test cloud connectivity and exit.
+    #[arg(short = 't', long = "test")]
+    test: bool,
+    /// The cloud provider to use as a storage backend.
+    #[arg(long = "cloud-provider", default_value = "aws-s3",
+          value_parser = ["aws-s3", "azure-blob-storage", "google-cloud-storage"])]
+    cloud_provider: String,
+    /// Override default S3 endpoint URL with the given one.
+    #[arg(long = "endpoint-url")]
+    endpoint_url: Option<String>,
+    /// Profile name (e.g. INI section in AWS credentials file).
+    #[arg(short = 'P', long = "aws-profile", alias = "profile")]
+    aws_profile: Option<String>,
+    /// The time in seconds until a timeout is raised when waiting to read from a connection.
+    #[arg(long = "read-timeout")]
+    read_timeout: Option<u32>,
+    /// S3 addressing style.
+    #[arg(long = "addressing-style", value_parser = ["auto", "virtual", "path"])]
+    addressing_style: Option<String>,
+    /// Azure credential type.
+    #[arg(long = "azure-credential", alias = "credential",
+          value_parser = ["azure-cli", "managed-identity", "default"])]
+    azure_credential: Option<String>,
+    /// Show this help message and exit.
+    #[arg(long = "help", action = ArgAction::Help)]
+    help: Option<bool>,
+}
+
+impl CommonArgs {
+    fn cloud(&self) -> CloudFlags {
+        CloudFlags {
+            cloud_provider: Some(self.cloud_provider.clone()),
+            endpoint_url: self.endpoint_url.clone(),
+            aws_profile: self.aws_profile.clone(),
+            read_timeout: self.read_timeout.map(f64::from),
+            addressing_style: self.addressing_style.clone(),
+            ..Default::default()
+        }
+    }
+    fn verbosity(&self) -> i32 {
+        i32::from(self.verbose) - i32::from(self.quiet)
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(disable_help_flag = true, infer_long_args = true,
+          group(ArgGroup::new("compression").multiple(false)))]
+struct WalArchiveCli {
+    /// URL of the cloud destination, such as a bucket in AWS S3.
+    destination_url: String,
+    /// The name of the server as configured in Barman.
+    server_name: String,
+    /// The value of the '%p' keyword (according to 'archive_command').
+    wal_path: Option<String>,
+    #[command(flatten)]
+    common: CommonArgs,
+    /// gzip-compress the WAL while uploading to the cloud.
+    #[arg(short = 'z', long = "gzip", group = "compression")]
+    gzip: bool,
+    /// bzip2-compress the WAL while uploading to the cloud.
+    #[arg(short = 'j', long = "bzip2", group = "compression")]
+    bzip2: bool,
+    /// xz-compress the WAL while uploading to the cloud.
+    #[arg(long = "xz", group = "compression")]
+    xz: bool,
+    /// snappy-compress the WAL while uploading to the cloud.
+    #[arg(long = "snappy", group = "compression")]
+    snappy: bool,
+    /// zstd-compress the WAL while uploading to the cloud.
+    #[arg(long = "zstd", group = "compression")]
+    zstd: bool,
+    /// lz4-compress the WAL while uploading to the cloud.
+    #[arg(long = "lz4", group = "compression")]
+    lz4: bool,
+    /// Compression level: an integer, or low, medium, high.
+    #[arg(long = "compression-level", allow_negative_numbers = true)]
+    compression_level: Option<String>,
+    /// Tag KEY,VALUE added to every uploaded object (repeatable).
+    #[arg(long = "tag", action = ArgAction::Append, conflicts_with = "tags")]
+    tag: Vec<String>,
+    /// Tags as KEY,VALUE pairs (deprecated, greedy).
+    #[arg(long = "tags", num_args = 0..)]
+    tags: Option<Vec<String>>,
+    /// Tag KEY,VALUE for history files (repeatable).
+    #[arg(long = "history-tag", action = ArgAction::Append, conflicts_with = "history_tags")]
+    history_tag: Vec<String>,
+    /// History tags as KEY,VALUE pairs (deprecated, greedy).
+    #[arg(long = "history-tags", num_args = 0..)]
+    history_tags: Option<Vec<String>>,
+    /// Server-side encryption (AES256 or aws:kms).
+    #[arg(short = 'e', long = "encryption", value_parser = ["AES256", "aws:kms"])]
+    encryption: Option<String>,
+    /// The AWS KMS key ID for aws:kms encryption.
+    #[arg(long = "sse-kms-key-id")]
+    sse_kms_key_id: Option<String>,
+    /// GCS KMS key name.
+    #[arg(long = "kms-key-name")]
+    kms_key_name: Option<String>,
+    /// Azure encryption scope.
+    #[arg(long = "encryption-scope")]
+    encryption_scope: Option<String>,
+    /// Azure: chunk size for block uploads.
+    #[arg(long = "max-block-size")]
+    max_block_size: Option<String>,
+    /// Azure: parallel uploads per object.
+    #[arg(long = "max-concurrency")]
+    max_concurrency: Option<u32>,
+    /// Azure: largest single-request upload.
+    #[arg(long = "max-single-put-size")]
+    max_single_put_size: Option<String>,
+}
+
+#[derive(Parser, Debug)]
+#[command(disable_help_flag = true, infer_long_args = true)]
+struct WalRestoreCli {
+    /// URL of the cloud source, such as a bucket in AWS S3.
+    source_url: String,
+    /// The name of the server as configured in Barman.
+    server_name: String,
+    /// The value of the '%f' keyword (according to 'restore_command').
+    wal_name: Option<String>,
+    /// The value of the '%p' keyword (according to 'restore_command').
+    wal_dest: Option<String>,
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Do not download partial WAL files.
+    #[arg(long = "no-partial")]
+    no_partial: bool,
+    /// Download up to this many WAL files at once (the next ones go to the spool).
+    #[arg(short = 'p', long = "parallel", default_value_t = 0)]
+    parallel: u32,
+    /// Directory of prefetched WAL files.
+    #[arg(long = "spool-dir", default_value = "/var/tmp/walrestore")]
+    spool_dir: PathBuf,
+}
+
+#[derive(Parser, Debug)]
+#[command(disable_help_flag = true, infer_long_args = true)]
+struct CheckWalArchiveCli {
+    /// URL of the cloud destination, such as a bucket in AWS S3.
+    destination_url: String,
+    /// The name of the server as configured in Barman.
+    server_name: String,
+    #[command(flatten)]
+    common: CommonArgs,
+    /// The earliest timeline whose WALs should cause the check to fail.
+    #[arg(long = "timeline")]
+    timeline: Option<String>,
+}
+
+/// Parses like argparse: help and version exit 0, usage errors exit 3.
+fn parse<T: Parser>(prog: &'static str, args: Vec<OsString>) -> Result<T, i32> {
+    let cmd = T::command()
+        .name(prog)
+        .bin_name(prog)
+        .version(BARMAN_VERSION);
+    let mut argv = vec![OsString::from(prog)];
+    argv.extend(args);
+    match cmd
+        .try_get_matches_from(argv)
+        .and_then(|m| T::from_arg_matches(&m))
+    {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => exit::SUCCESS,
+                _ => exit::INPUT_ERROR,
+            };
+            let _ = e.print();
+            Err(code)
+        }
+    }
+}
+
+/// Runs the barman-cloud tool `prog` with `args` (without argv[0]); returns the exit code.
+pub fn run(prog: &str, args: Vec<OsString>) -> i32 {
+    let Some(prog) = TOOL_NAMES.iter().copied().find(|n| *n == prog) else {
+        eprintln!("{prog}: this barman-cloud tool is not implemented by barrelman yet");
+        return exit::GENERAL_ERROR;
+    };
+    match prog {
+        "barman-cloud-wal-archive" => match parse::<WalArchiveCli>(prog, args) {
+            Ok(cli) => execute(cli.common.verbosity(), || wal_archive(cli)),
+            Err(code) => code,
+        },
+        "barman-cloud-wal-restore" => match parse::<WalRestoreCli>(prog, args) {
+            Ok(cli) => execute(cli.common.verbosity(), || wal_restore(cli)),
+            Err(code) => code,
+        },
+        "barman-cloud-check-wal-archive" => match parse::<CheckWalArchiveCli>(prog, args) {
+            Ok(cli) => execute(cli.common.verbosity(), || check_wal_archive(cli)),
+            Err(code) => code,
+        },
+        _ => {
+            eprintln!("{prog}: this barman-cloud tool is not implemented by barrelman yet");
+            exit::GENERAL_ERROR
+        }
+    }
+}
+
+/// Sets up logging and a runtime, runs `f`, logs a failure as one line.
+fn execute<F>(verbosity: i32, f: impl FnOnce() -> F) -> i32
+where
+    F: std::future::Future<Output = Result<i32>>,
+{
+    crate::logging::init(verbosity);
+    let rt = match crate::runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start: {e}");
+            return exit::GENERAL_ERROR;
+        }
+    };
+    match rt.block_on(f()) {
+        Ok(code) => code,
+        Err(e) => {
+            let code = exit::code_for(&e);
+            let msg = exit::one_line(&e);
+            if matches!(
+                e.downcast_ref::<StorageError>(),
+                Some(StorageError::WalNotFound { .. })
+            ) {
+                // The normal end of recovery: PostgreSQL probes names that do not exist.
+                tracing::info!("{msg}");
+            } else {
+                tracing::error!("{msg}");
+            }
+            code
+        }
+    }
+}
+
+/// Parses `KEY,VALUE` tags with barman's rules.
+pub fn parse_tags(tag: &[String], tags: Option<&[String]>) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let items = tag.iter().chain(tags.unwrap_or_default());
+    for item in items {
+        let (k, v) = item
+            .split_once(',')
+            .ok_or_else(|| InputError(format!("invalid tag '{item}': use KEY,VALUE")))?;
+        let (k, v) = (k.trim_matches('"'), v.trim_matches('"'));
+        let allowed = |s: &str| {
+            s.chars()
+                .all(|c| c.is_alphanumeric() || " _.:/=+-@".contains(c))
+        };
+        if k.is_empty()
+            || k.len() > 128
+            || k.starts_with("aws:")
+            || v.len() > 256
+            || !allowed(k)
+            || !allowed(v)
+        {
+            return Err(InputError(format!(
+                "invalid tag '{item}': keys are 1-128 characters not starting with 'aws:', values at most 256, \
+                 using letters, digits, spaces and _ . : / = + - @"
+            ))
+            .into());
+        }
+        out.push((k.to_string(), v.to_string()));
+    }
+    Ok(out)
+}
+
+/// `-t`: connectivity first (exit 2), then the bucket (exit 1).
+async fn connectivity_test(target: &Target) -> Result<i32> {
+    let archive = target.open()?;
+    match archive.probe().await {
+        Ok(()) => Ok(exit::SUCCESS),
+        Err(e @ StorageError::BucketMissing { .. }) => {
+            tracing::error!("{e}");
+            Ok(exit::FAILURE)
+        }
+        Err(e) => {
+            tracing::error!("connectivity test failed: {e}");
+            Ok(exit::CONNECTIVITY)
+        }
+    }
+}
+
+async fn wal_archive(cli: WalArchiveCli) -> Result<i32> {
+    let mut flags = cli.common.cloud();
+    flags.encryption = cli.encryption.clone();
+    flags.sse_kms_key_id = cli.sse_kms_key_id.clone();
+    let target = Target::from_barman(&cli.destination_url, &cli.server_name, &flags)?;
+    if cli.common.test {
+        return connectivity_test(&target).await;
+    }
+    let Some(wal_path) = cli.wal_path.clone() else {
+        tracing::error!("no WAL path given: pass the value of '%p' after the server name");
+        return Ok(exit::FAILURE);
+    };
+    let compression = [
+        (cli.gzip, Compression::Gzip),
+        (cli.bzip2, Compression::Bzip2),
+        (cli.xz, Compression::Xz),
+        (cli.snappy, Compression::Snappy),
+        (cli.zstd, Compression::Zstd),
+        (cli.lz4, Compression::Lz4),
+    ]
+    .into_iter()
+    .find_map(|(on, c)| on.then_some(c))
+    .unwrap_or(Compression::None);
+    let level = resolve_level(compression, cli.compression_level.as_deref())?;
+    let tags = parse_tags(&cli.tag, cli.tags.as_deref())?;
+    let history = if cli.history_tag.is_empty() && cli.history_tags.is_none() {
+        None
+    } else {
+        Some(parse_tags(&cli.history_tag, cli.history_tags.as_deref())?)
+    };
+    let archive = target.open()?;
+    let req = ArchiveRequest {
+        wal_path: PathBuf::from(wal_path),
+        upload: UploadOptions {
+            compression: Some(compression),
+            level,
+            tags,
+        },
+        history_tags: history,
+        pgdata: None,
+        max_parallel: 1,
+        spool_dir: None,
+    };
+    walops::archive(&archive, &req).await?;
+    Ok(exit::SUCCESS)
+}
+
+/// `--compression-level` with barman's clamping (and its warning).
+pub fn resolve_level(compression: Compression, given: Option<&str>) -> Result<Option<i32>> {
+    let Some(given) = given else { return Ok(None) };
+    let req: LevelRequest = given.parse().map_err(|e| InputError(format!("{e}")))?;
+    let (level, clamped) = compression.level(req);
+    if clamped {
+        tracing::warn!(
+            "compression level {given} is out of range for {compression}: using {level}"
+        );
+    }
+    Ok(Some(level))
+}
+
+async fn wal_restore(cli: WalRestoreCli) -> Result<i32> {
+    let target = Target::from_barman(&cli.source_url, &cli.server_name, &cli.common.cloud())?;
+    if cli.common.test {
+        return connectivity_test(&target).await;
+    }
+    let (Some(wal_name), Some(wal_dest)) = (cli.wal_name, cli.wal_dest) else {
+        return Err(InputError("the WAL name and the destination path are required".into()).into());
+    };
+    let archive = target.open()?;
+    let req = RestoreRequest {
+        wal_name,
+        dest: PathBuf::from(wal_dest),
+        allow_partial: !cli.no_partial,
+        parallel: cli.parallel as usize,
+        spool_dir: (cli.parallel > 1).then_some(cli.spool_dir),
+    };
+    walops::restore(&archive, &req).await?;
+    Ok(exit::SUCCESS)
+}
+
+async fn check_wal_archive(cli: CheckWalArchiveCli) -> Result<i32> {
+    let timeline = match cli.timeline.as_deref() {
+        None => None,
+        Some(t) => match t.parse::<u32>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                return Err(
+                    InputError(format!("invalid --timeline '{t}': use a positive integer")).into(),
+                )
+            }
+        },
+    };
+    let target = Target::from_barman(&cli.destination_url, &cli.server_name, &cli.common.cloud())?;
+    let archive = target.open()?;
+    match archive.probe().await {
+        Ok(()) => {}
+        // No bucket: nothing can be archived there, so it is empty.
+        Err(StorageError::BucketMissing { bucket, .. }) if !cli.common.test => {
+            tracing::warn!("the bucket '{bucket}' does not exist yet: the archive is empty");
+            return Ok(exit::SUCCESS);
+        }
+        Err(StorageError::BucketMissing { .. }) => return Ok(exit::SUCCESS),
+        Err(e) => {
+            tracing::error!("connectivity test failed: {e}");
+            return Ok(exit::CONNECTIVITY);
+        }
+    }
+    if cli.common.test {
+        return Ok(exit::SUCCESS);
+    }
+    archive.check_empty(timeline).await?;
+    Ok(exit::SUCCESS)
+}

@@ -1,0 +1,320 @@
+//! Where things live in a barman-cloud archive: destination URLs and object keys.
+//!
+//! All keys are `<path>/<server_name>/...` with path-join semantics (an empty path
+//! gives `<server_name>/...`), `/` as the delimiter. WAL segments sit under a hash
+//! directory (`wals/<TLI><LOG>/`), history files directly under `wals/`.
+
+use crate::compression::Compression;
+use crate::wal::WalName;
+use std::fmt;
+
+/// The object store behind a destination URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Provider {
+    /// `s3://BUCKET[/PATH]`, AWS S3 or any S3-compatible store.
+    S3,
+    /// `file:///DIR[/PATH]`, a local directory (barrelman only; demos and tests).
+    Local,
+    /// `gs://BUCKET[/PATH]`.
+    Gcs,
+    /// `https://ACCOUNT.blob.core.windows.net/CONTAINER[/PATH]` or the emulator form
+    /// `http(s)://HOST:PORT/ACCOUNT/CONTAINER[/PATH]`.
+    Azure {
+        /// The storage account (from the host, or the first path segment).
+        account: String,
+        /// `Some(base URL)` for the emulator form.
+        endpoint: Option<String>,
+    },
+}
+
+/// A parsed `destinationPath` / `DEST` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    pub provider: Provider,
+    /// Bucket or container; for `file://`, the local directory that acts as the root.
+    pub bucket: String,
+    /// Key prefix inside the bucket, without leading or trailing `/` (may be empty).
+    pub path: String,
+    /// The URL as given, for messages.
+    pub url: String,
+}
+
+/// A destination URL barrelman cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid destination URL '{url}': {reason}")]
+pub struct InvalidDestination {
+    pub url: String,
+    pub reason: String,
+}
+
+impl Destination {
+    /// Parses a destination URL. `azure_emulator` allows the path-style Azure form
+    /// (barman allows it only when `AZURE_STORAGE_CONNECTION_STRING` is set).
+    pub fn parse(url: &str, azure_emulator: bool) -> Result<Self, InvalidDestination> {
+        let err = |reason: &str| InvalidDestination {
+            url: url.to_string(),
+            reason: reason.to_string(),
+        };
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| err("expected a URL such as s3://bucket/path or file:///dir"))?;
+        let clean = |p: &str| p.trim_matches('/').to_string();
+        match scheme.to_ascii_lowercase().as_str() {
+            "s3" | "gs" => {
+                let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+                if host.is_empty() {
+                    return Err(err("the bucket name (the URL's host part) is empty"));
+                }
+                Ok(Self {
+                    provider: if scheme.eq_ignore_ascii_case("s3") {
+                        Provider::S3
+                    } else {
+                        Provider::Gcs
+                    },
+                    bucket: host.to_string(),
+                    path: clean(path),
+                    url: url.to_string(),
+                })
+            }
+            "file" => {
+                if !rest.starts_with('/') {
+                    return Err(err("a file URL needs an absolute path: file:///dir"));
+                }
+                let dir = rest.trim_end_matches('/');
+                Ok(Self {
+                    provider: Provider::Local,
+                    bucket: if dir.is_empty() {
+                        "/".into()
+                    } else {
+                        dir.into()
+                    },
+                    path: String::new(),
+                    url: url.to_string(),
+                })
+            }
+            "http" | "https" => {
+                let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+                let mut segs = path.split('/').filter(|s| !s.is_empty());
+                if let Some(account) = host
+                    .strip_suffix(".blob.core.windows.net")
+                    .filter(|a| !a.is_empty())
+                {
+                    let container = segs
+                        .next()
+                        .ok_or_else(|| err("the Azure container name is missing"))?;
+                    return Ok(Self {
+                        provider: Provider::Azure {
+                            account: account.to_string(),
+                            endpoint: None,
+                        },
+                        bucket: container.to_string(),
+                        path: segs.collect::<Vec<_>>().join("/"),
+                        url: url.to_string(),
+                    });
+                }
+                if host == "console.cloud.google.com" {
+                    let p = path.strip_prefix("storage/browser/").ok_or_else(|| {
+                        err("expected https://console.cloud.google.com/storage/browser/BUCKET")
+                    })?;
+                    let (bucket, p) = p.split_once('/').unwrap_or((p, ""));
+                    return Ok(Self {
+                        provider: Provider::Gcs,
+                        bucket: bucket.to_string(),
+                        path: clean(p),
+                        url: url.to_string(),
+                    });
+                }
+                if !azure_emulator {
+                    return Err(err(
+                        "an http(s) URL must be an Azure blob URL (ACCOUNT.blob.core.windows.net); \
+                         the emulator form needs AZURE_STORAGE_CONNECTION_STRING",
+                    ));
+                }
+                let account = segs
+                    .next()
+                    .ok_or_else(|| err("the Azure account is missing"))?;
+                let container = segs
+                    .next()
+                    .ok_or_else(|| err("the Azure container name is missing"))?;
+                Ok(Self {
+                    provider: Provider::Azure {
+                        account: account.to_string(),
+                        endpoint: Some(format!("{scheme}://{host}/{account}")),
+                    },
+                    bucket: container.to_string(),
+                    path: segs.collect::<Vec<_>>().join("/"),
+                    url: url.to_string(),
+                })
+            }
+            _ => Err(err(
+                "unsupported scheme: use s3://, gs://, https:// (Azure) or file://",
+            )),
+        }
+    }
+}
+
+/// One server's area of an archive: `<path>/<server_name>/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLayout {
+    root: String,
+}
+
+impl ServerLayout {
+    /// The layout of `server_name` under the destination's path.
+    pub fn new(path: &str, server_name: &str) -> Self {
+        let path = path.trim_matches('/');
+        let root = if path.is_empty() {
+            server_name.to_string()
+        } else {
+            format!("{path}/{server_name}")
+        };
+        Self { root }
+    }
+
+    /// `<path>/<server>`.
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
+    /// `<path>/<server>/wals`: every WAL-type object is below it.
+    pub fn wals_prefix(&self) -> String {
+        format!("{}/wals", self.root)
+    }
+
+    /// `<path>/<server>/base`: backups.
+    pub fn base_prefix(&self) -> String {
+        format!("{}/base", self.root)
+    }
+
+    /// The directory that holds `wal`: the hash dir, or `wals/` for history files.
+    pub fn wal_dir(&self, wal: &WalName) -> String {
+        let hash = wal.hash_dir();
+        if hash.is_empty() {
+            self.wals_prefix()
+        } else {
+            format!("{}/{}", self.wals_prefix(), hash)
+        }
+    }
+
+    /// The key of `wal` stored with `compression`.
+    pub fn wal_key(&self, wal: &WalName, compression: Compression) -> String {
+        format!("{}/{}{}", self.wal_dir(wal), wal, compression.suffix())
+    }
+
+    /// A prefix that every stored variant of `wal` starts with (and, for segments,
+    /// also its `.partial` and `.backup` siblings, which callers filter out).
+    pub fn wal_variants_prefix(&self, wal: &WalName) -> String {
+        format!("{}/{}", self.wal_dir(wal), wal)
+    }
+}
+
+/// A key under `wals/` recognised as a WAL-type object: a WAL name plus at most one
+/// known compression suffix. Anything else (`README`, `*.tmp`) is not one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredWal {
+    pub name: WalName,
+    pub compression: Compression,
+}
+
+impl StoredWal {
+    /// Recognises the base name of an object key.
+    pub fn from_key(key: &str) -> Option<Self> {
+        let base = key.rsplit('/').next().unwrap_or(key);
+        if let Ok(name) = WalName::parse(base) {
+            return Some(Self {
+                name,
+                compression: Compression::None,
+            });
+        }
+        let (stem, compression) = Compression::split_suffix(base);
+        if compression == Compression::None {
+            return None;
+        }
+        WalName::parse(stem)
+            .ok()
+            .map(|name| Self { name, compression })
+    }
+}
+
+impl fmt::Display for StoredWal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", self.name, self.compression.suffix())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_destinations() {
+        let d = Destination::parse("s3://bkt/pfx/sub/", false).unwrap();
+        assert_eq!(
+            (d.provider, d.bucket.as_str(), d.path.as_str()),
+            (Provider::S3, "bkt", "pfx/sub")
+        );
+        let d = Destination::parse("s3://bkt", false).unwrap();
+        assert_eq!(d.path, "");
+        assert!(Destination::parse("s3:///x", false).is_err());
+        assert!(Destination::parse("bkt/x", false).is_err());
+        let d = Destination::parse("file:///var/archive/", false).unwrap();
+        assert_eq!(
+            (d.provider, d.bucket.as_str()),
+            (Provider::Local, "/var/archive")
+        );
+        let d = Destination::parse("gs://b/p", false).unwrap();
+        assert_eq!(
+            (d.provider, d.bucket.as_str(), d.path.as_str()),
+            (Provider::Gcs, "b", "p")
+        );
+        let d = Destination::parse("https://acct.blob.core.windows.net/cont/a/b", false).unwrap();
+        assert_eq!(d.bucket, "cont");
+        assert_eq!(d.path, "a/b");
+        assert!(Destination::parse("http://127.0.0.1:10000/devstoreaccount1/c", false).is_err());
+        let d = Destination::parse("http://127.0.0.1:10000/devstoreaccount1/c/p", true).unwrap();
+        assert_eq!(
+            d.provider,
+            Provider::Azure {
+                account: "devstoreaccount1".into(),
+                endpoint: Some("http://127.0.0.1:10000/devstoreaccount1".into())
+            }
+        );
+    }
+
+    #[test]
+    fn builds_barman_keys() {
+        let l = ServerLayout::new("pfx", "srv1");
+        let seg = WalName::parse("000000010000000000000004").unwrap();
+        assert_eq!(
+            l.wal_key(&seg, Compression::Gzip),
+            "pfx/srv1/wals/0000000100000000/000000010000000000000004.gz"
+        );
+        let hist = WalName::parse("00000002.history").unwrap();
+        assert_eq!(
+            l.wal_key(&hist, Compression::Xz),
+            "pfx/srv1/wals/00000002.history.xz"
+        );
+        let l = ServerLayout::new("", "srv1");
+        assert_eq!(l.wals_prefix(), "srv1/wals");
+        let l = ServerLayout::new("pfx/", "srv1");
+        assert_eq!(l.base_prefix(), "pfx/srv1/base");
+    }
+
+    #[test]
+    fn recognises_stored_wal_keys() {
+        let s =
+            StoredWal::from_key("p/s/wals/0000000100000000/000000010000000000000006.partial.zst")
+                .unwrap();
+        assert_eq!(s.compression, Compression::Zstd);
+        assert_eq!(s.name.as_str(), "000000010000000000000006.partial");
+        assert!(StoredWal::from_key("p/s/wals/README").is_none());
+        assert!(
+            StoredWal::from_key("p/s/wals/0000000100000000/000000010000000000000006.gz.tmp")
+                .is_none()
+        );
+        assert!(
+            StoredWal::from_key("p/s/wals/0000000100000000/000000010000000000000006.gz.gz")
+                .is_none()
+        );
+    }
+}

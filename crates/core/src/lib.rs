@@ -1,0 +1,9 @@
+//! The pure model of barrelman: no I/O here, only names, formats and rules that the
+//! other crates apply at their edges.
+
+pub mod compression;
+pub mod layout;
+pub mod objectstore;
+pub mod wal;
+
+pub use compression::{Compression, LevelRequest};

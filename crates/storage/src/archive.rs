@@ -1,0 +1,615 @@
+//! One server's archive: WAL upload and download in the barman-cloud layout.
+//!
+//! Data never sits whole in memory: a file is read and compressed on a blocking
+//! thread in chunks that flow through a bounded channel to the uploader; downloads
+//! flow the other way through a synchronous bridge into the decompressor.
+
+use crate::codec;
+use crate::store::{open_store, StoreOptions};
+use crate::StorageError;
+use barrelman_core::layout::{Destination, ServerLayout, StoredWal};
+use barrelman_core::wal::WalName;
+use barrelman_core::Compression;
+use bytes::{Bytes, BytesMut};
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path as ObjPath;
+use object_store::{
+    ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, TagSet,
+    WriteMultipart,
+};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+/// Compressed objects up to this size go up in one PUT (which can be conditional);
+/// larger ones (WAL segments over 16 MiB, e.g. `--wal-segsize 1024`) use multipart.
+pub const SINGLE_PUT_MAX: usize = 16 << 20;
+/// Multipart part size; with [`PARTS_IN_FLIGHT`] this bounds upload memory.
+pub const PART_SIZE: usize = 8 << 20;
+/// Parts uploaded concurrently in a multipart upload.
+pub const PARTS_IN_FLIGHT: usize = 2;
+/// Size of the chunks passed from the compressor to the uploader.
+const CHUNK: usize = 1 << 20;
+
+/// How an archive call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArchiveOutcome {
+    /// Uploaded as `key`, `stored` bytes after compression.
+    Uploaded { key: String, stored: u64 },
+    /// The same content was already archived (as `key`); nothing was written.
+    AlreadyArchived { key: String },
+}
+
+/// Options of one WAL upload.
+#[derive(Debug, Clone, Default)]
+pub struct UploadOptions {
+    pub compression: Option<Compression>,
+    /// Level for the codec; `None` is barman's default for it.
+    pub level: Option<i32>,
+    /// Object tags.
+    pub tags: Vec<(String, String)>,
+}
+
+/// One server's part of an archive.
+#[derive(Clone)]
+pub struct Archive {
+    store: Arc<dyn ObjectStore>,
+    layout: ServerLayout,
+    dest: Destination,
+    endpoint: String,
+}
+
+impl std::fmt::Debug for Archive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Archive")
+            .field("location", &self.location())
+            .finish()
+    }
+}
+
+impl Archive {
+    /// Opens `server_name`'s area of the archive at `dest`.
+    pub fn open(
+        dest: &Destination,
+        server_name: &str,
+        opts: &StoreOptions,
+    ) -> Result<Self, StorageError> {
+        let store = open_store(dest, opts)?;
+        let endpoint = opts
+            .endpoint_url
+            .clone()
+            .unwrap_or_else(|| match dest.provider {
+                barrelman_core::layout::Provider::Local => dest.url.clone(),
+                _ => "the default endpoint".to_string(),
+            });
+        Ok(Self {
+            store,
+            layout: ServerLayout::new(&dest.path, server_name),
+            dest: dest.clone(),
+            endpoint,
+        })
+    }
+
+    /// `URL/server`, for messages.
+    pub fn location(&self) -> String {
+        format!(
+            "{}/{}",
+            self.dest.url.trim_end_matches('/'),
+            self.layout_server()
+        )
+    }
+
+    fn layout_server(&self) -> &str {
+        self.layout.root().rsplit('/').next().unwrap_or_default()
+    }
+
+    /// The key layout of this server.
+    pub fn layout(&self) -> &ServerLayout {
+        &self.layout
+    }
+
+    /// The underlying store (for tests and tools that inspect objects).
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    fn err(&self, e: object_store::Error, key: &str) -> StorageError {
+        StorageError::from_store(e, key, &self.endpoint, &self.dest.bucket)
+    }
+
+    /// Every stored variant of `name` (exact name, any known suffix), by key order.
+    /// One list request: it starts just before the name, so the cost does not grow
+    /// with the number of WAL files in the hash directory.
+    pub async fn find_variants(
+        &self,
+        name: &WalName,
+    ) -> Result<Vec<(String, StoredWal)>, StorageError> {
+        let exact = self.layout.wal_variants_prefix(name);
+        let dir = self.layout.wal_dir(name);
+        // Keys sort after `exact` minus its last character and before anything that
+        // no longer starts with `exact`; stop reading there.
+        let offset = ObjPath::from(&exact[..exact.len() - 1]);
+        let mut stream = self
+            .store
+            .list_with_offset(Some(&ObjPath::from(dir.as_str())), &offset);
+        let mut found = Vec::new();
+        let mut seen_after = 0;
+        while let Some(item) = stream.next().await {
+            let meta = item.map_err(|e| self.err(e, &exact))?;
+            let key = meta.location.to_string();
+            if key.starts_with(&exact) {
+                if let Some(stored) = StoredWal::from_key(&key) {
+                    if stored.name == *name {
+                        found.push((key, stored));
+                    }
+                }
+            } else if key > exact {
+                // Past every variant (local listings are unordered: allow a few).
+                seen_after += 1;
+                if seen_after > 64 || self.dest.provider != barrelman_core::layout::Provider::Local
+                {
+                    break;
+                }
+            }
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(found)
+    }
+
+    /// Archives the local WAL file `path` (its base name must be a WAL name).
+    ///
+    /// Identical content already archived (under any suffix) is a success without a
+    /// write; different content under the same WAL name is refused and the archived
+    /// copy is kept. The upload itself is conditional where the store supports it.
+    pub async fn archive_wal(
+        &self,
+        path: &Path,
+        name: &WalName,
+        opts: &UploadOptions,
+    ) -> Result<ArchiveOutcome, StorageError> {
+        let compression = opts.compression.unwrap_or(Compression::None);
+        let level = opts.level.unwrap_or_else(|| compression.default_level());
+        let key = self.layout.wal_key(name, compression);
+        if let Some((existing, stored)) = self.find_variants(name).await?.into_iter().next() {
+            return self
+                .settle_existing(path, existing, stored.compression)
+                .await;
+        }
+        match self
+            .upload_file(path, &key, compression, level, &opts.tags)
+            .await
+        {
+            Ok(stored) => Ok(ArchiveOutcome::Uploaded { key, stored }),
+            // Someone else wrote the name between our check and our PUT.
+            Err(UploadError::AlreadyExists) => self.settle_existing(path, key, compression).await,
+            Err(UploadError::Storage(e)) => Err(e),
+        }
+    }
+
+    async fn settle_existing(
+        &self,
+        path: &Path,
+        key: String,
+        compression: Compression,
+    ) -> Result<ArchiveOutcome, StorageError> {
+        if self.same_content(&key, compression, path).await? {
+            Ok(ArchiveOutcome::AlreadyArchived { key })
+        } else {
+            Err(StorageError::Conflict { key })
+        }
+    }
+
+    /// Streams `path` through the codec into `key`. Returns the stored size.
+    async fn upload_file(
+        &self,
+        path: &Path,
+        key: &str,
+        compression: Compression,
+        level: i32,
+        tags: &[(String, String)],
+    ) -> Result<u64, UploadError> {
+        let (tx, mut rx) = mpsc::channel::<Bytes>(4);
+        let src = path.to_path_buf();
+        let producer =
+            tokio::task::spawn_blocking(move || compress_file(&src, compression, level, tx));
+
+        let mut tagset = TagSet::default();
+        for (k, v) in tags {
+            tagset.push(k, v);
+        }
+        let obj = ObjPath::from(key);
+        let mut buffered: Vec<Bytes> = Vec::new();
+        let mut total = 0usize;
+        let mut multipart: Option<WriteMultipart> = None;
+        while let Some(chunk) = rx.recv().await {
+            total += chunk.len();
+            if let Some(mp) = multipart.as_mut() {
+                if let Err(e) = mp.wait_for_capacity(PARTS_IN_FLIGHT).await {
+                    return Err(self.abort(multipart, producer, e, key).await);
+                }
+                mp.put(chunk);
+                continue;
+            }
+            buffered.push(chunk);
+            if total > SINGLE_PUT_MAX {
+                let upload = self
+                    .store
+                    .put_multipart_opts(
+                        &obj,
+                        PutMultipartOptions {
+                            tags: tagset.clone(),
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .map_err(|e| UploadError::Storage(self.err(e, key)))?;
+                let mut mp = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+                for b in buffered.drain(..) {
+                    mp.put(b);
+                }
+                multipart = Some(mp);
+            }
+        }
+        // The producer must have read the whole file before anything is committed.
+        let read = producer.await.map_err(|e| {
+            UploadError::Storage(StorageError::Config(format!(
+                "internal: compression task failed: {e}"
+            )))
+        })?;
+        if let Err(source) = read {
+            if let Some(mp) = multipart {
+                let _ = mp.abort().await;
+            }
+            return Err(UploadError::Storage(StorageError::LocalIo {
+                what: "cannot read WAL file",
+                path: path.display().to_string(),
+                source,
+            }));
+        }
+        match multipart {
+            Some(mp) => {
+                mp.finish()
+                    .await
+                    .map_err(|e| UploadError::Storage(self.err(e, key)))?;
+            }
+            None => {
+                let payload: PutPayload = buffered.into_iter().collect();
+                let put = PutOptions {
+                    mode: PutMode::Create,
+                    tags: tagset,
+                    ..Default::default()
+                };
+                match self.store.put_opts(&obj, payload, put).await {
+                    Ok(_) => {}
+                    Err(object_store::Error::AlreadyExists { .. })
+                    | Err(object_store::Error::Precondition { .. }) => {
+                        return Err(UploadError::AlreadyExists)
+                    }
+                    Err(e) => return Err(UploadError::Storage(self.err(e, key))),
+                }
+            }
+        }
+        Ok(total as u64)
+    }
+
+    async fn abort(
+        &self,
+        multipart: Option<WriteMultipart>,
+        producer: tokio::task::JoinHandle<io::Result<u64>>,
+        e: object_store::Error,
+        key: &str,
+    ) -> UploadError {
+        producer.abort();
+        if let Some(mp) = multipart {
+            let _ = mp.abort().await;
+        }
+        UploadError::Storage(self.err(e, key))
+    }
+
+    /// A synchronous reader of the decompressed content of `key`. Use it only from a
+    /// blocking thread.
+    async fn open_reader(&self, key: &str) -> Result<impl Read + Send + 'static, StorageError> {
+        let got = self
+            .store
+            .get(&ObjPath::from(key))
+            .await
+            .map_err(|e| self.err(e, key))?;
+        let stream = got
+            .into_stream()
+            .map_err(|e| io::Error::other(e.to_string()));
+        let reader = StreamReader::new(stream);
+        Ok(SyncIoBridge::new_with_handle(
+            reader,
+            tokio::runtime::Handle::current(),
+        ))
+    }
+
+    /// Compares the decompressed content of `key` with the local file, streaming.
+    async fn same_content(
+        &self,
+        key: &str,
+        compression: Compression,
+        path: &Path,
+    ) -> Result<bool, StorageError> {
+        let reader = self.open_reader(key).await?;
+        let local = path.to_path_buf();
+        let k = key.to_string();
+        tokio::task::spawn_blocking(move || -> Result<bool, StorageError> {
+            let mut remote = codec::decompress_reader(compression, reader).map_err(|source| {
+                StorageError::Corrupt {
+                    key: k.clone(),
+                    source,
+                }
+            })?;
+            let mut file = File::open(&local).map_err(|source| StorageError::LocalIo {
+                what: "cannot read WAL file",
+                path: local.display().to_string(),
+                source,
+            })?;
+            let mut a = vec![0u8; 256 << 10];
+            let mut b = vec![0u8; 256 << 10];
+            loop {
+                let n = read_full(&mut file, &mut a).map_err(|source| StorageError::LocalIo {
+                    what: "cannot read WAL file",
+                    path: local.display().to_string(),
+                    source,
+                })?;
+                let m = read_full(&mut remote, &mut b[..n.max(1)]).map_err(|source| {
+                    StorageError::Corrupt {
+                        key: k.clone(),
+                        source,
+                    }
+                })?;
+                if n == 0 {
+                    return Ok(m == 0);
+                }
+                if n != m || a[..n] != b[..m] {
+                    return Ok(false);
+                }
+            }
+        })
+        .await
+        .map_err(|e| StorageError::Config(format!("internal: compare task failed: {e}")))?
+    }
+
+    /// Fetches WAL `name` into `dest` (temporary name, fsync, rename). Without an
+    /// exact match, `name.partial` is used when `allow_partial`.
+    /// Returns the key that was restored.
+    pub async fn restore_wal(
+        &self,
+        name: &WalName,
+        dest: &Path,
+        allow_partial: bool,
+    ) -> Result<String, StorageError> {
+        let (key, compression) = self.locate_wal(name, allow_partial).await?;
+        self.download(&key, compression, dest).await?;
+        Ok(key)
+    }
+
+    /// Which object serves a request for `name`.
+    pub async fn locate_wal(
+        &self,
+        name: &WalName,
+        allow_partial: bool,
+    ) -> Result<(String, Compression), StorageError> {
+        if let Some((key, stored)) = self.find_variants(name).await?.into_iter().next() {
+            return Ok((key, stored.compression));
+        }
+        if allow_partial && name.kind() == barrelman_core::wal::WalKind::Segment {
+            let partial = WalName::parse(&format!("{name}.partial"))
+                .expect("segment + .partial is a WAL name");
+            if let Some((key, stored)) = self.find_variants(&partial).await?.into_iter().next() {
+                return Ok((key, stored.compression));
+            }
+        }
+        Err(StorageError::WalNotFound {
+            name: name.to_string(),
+            location: self.location(),
+        })
+    }
+
+    /// Downloads and decompresses `key` into `dest` atomically.
+    pub async fn download(
+        &self,
+        key: &str,
+        compression: Compression,
+        dest: &Path,
+    ) -> Result<u64, StorageError> {
+        let reader = self.open_reader(key).await?;
+        let dest = dest.to_path_buf();
+        let k = key.to_string();
+        tokio::task::spawn_blocking(move || {
+            write_atomically(&dest, |out| {
+                let mut r = codec::decompress_reader(compression, reader)?;
+                copy_large(&mut r, out)
+            })
+            .map_err(|e| match e {
+                WriteError::Local(source) => StorageError::LocalIo {
+                    what: "cannot write",
+                    path: dest.display().to_string(),
+                    source,
+                },
+                WriteError::Content(source) => StorageError::Corrupt { key: k, source },
+            })
+        })
+        .await
+        .map_err(|e| StorageError::Config(format!("internal: download task failed: {e}")))?
+    }
+
+    /// Every WAL-type object under `wals/`, unordered.
+    pub async fn list_wals(&self) -> Result<Vec<(String, StoredWal)>, StorageError> {
+        let prefix = self.layout.wals_prefix();
+        let mut out = Vec::new();
+        let mut stream = self.store.list(Some(&ObjPath::from(prefix.as_str())));
+        while let Some(item) = stream.next().await {
+            let meta = item.map_err(|e| self.err(e, &prefix))?;
+            let key = meta.location.to_string();
+            if let Some(s) = StoredWal::from_key(&key) {
+                out.push((key, s));
+            }
+        }
+        Ok(out)
+    }
+
+    /// barman-cloud-check-wal-archive: fails when the archive holds any WAL file
+    /// (with `timeline`, any of that timeline or newer).
+    pub async fn check_empty(&self, timeline: Option<u32>) -> Result<(), StorageError> {
+        let mut names: Vec<String> = self
+            .list_wals()
+            .await?
+            .into_iter()
+            .filter(|(_, s)| timeline.is_none_or(|t| s.name.timeline() >= t))
+            .map(|(_, s)| s.name.to_string())
+            .collect();
+        names.sort();
+        names.dedup();
+        match names.first() {
+            None => Ok(()),
+            Some(first) => Err(StorageError::NotEmpty {
+                location: self.location(),
+                count: names.len(),
+                first: first.clone(),
+            }),
+        }
+    }
+
+    /// A cheap request proving the store answers and the bucket exists.
+    pub async fn probe(&self) -> Result<(), StorageError> {
+        let prefix = ObjPath::from(self.layout.root());
+        self.store
+            .list_with_delimiter(Some(&prefix))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err(e, self.layout.root()))
+    }
+}
+
+enum UploadError {
+    AlreadyExists,
+    Storage(StorageError),
+}
+
+/// Reads `path`, compresses it and sends the output in chunks of about [`CHUNK`].
+fn compress_file(
+    path: &Path,
+    compression: Compression,
+    level: i32,
+    tx: mpsc::Sender<Bytes>,
+) -> io::Result<u64> {
+    let mut file = File::open(path)?;
+    let size = file.metadata()?.len();
+    let sink = ChunkSender {
+        tx,
+        buf: BytesMut::with_capacity(CHUNK),
+    };
+    // The size goes into the lz4/zstd frame headers, as barman writes them.
+    let mut w = codec::CompressWriter::with_size(compression, level, size, sink)?;
+    let n = copy_large(&mut file, &mut w)?;
+    let mut sink = w.finish()?;
+    sink.send_buffered()?;
+    Ok(n)
+}
+
+/// A `Write` that hands full chunks to the async uploader, blocking when it lags.
+struct ChunkSender {
+    tx: mpsc::Sender<Bytes>,
+    buf: BytesMut,
+}
+
+impl ChunkSender {
+    fn send_buffered(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, BytesMut::with_capacity(CHUNK)).freeze();
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| io::Error::other("upload stopped"))
+    }
+}
+
+impl Write for ChunkSender {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let room = CHUNK - self.buf.len();
+        let n = data.len().min(room);
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() >= CHUNK {
+            self.send_buffered()?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `io::copy` with a larger buffer: codecs work better on big writes.
+pub(crate) fn copy_large(r: &mut dyn Read, w: &mut dyn Write) -> io::Result<u64> {
+    let mut buf = vec![0u8; 256 << 10];
+    let mut total = 0u64;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        w.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+}
+
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Where a failed atomic write went wrong.
+pub(crate) enum WriteError {
+    /// The local file system.
+    Local(io::Error),
+    /// The content being written (decoding, network).
+    Content(io::Error),
+}
+
+/// Writes `dest` through `fill` into a temporary sibling, fsyncs and renames it, so a
+/// reader never sees a partial file. The temporary file is removed on failure.
+pub(crate) fn write_atomically(
+    dest: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> io::Result<u64>,
+) -> Result<u64, WriteError> {
+    let tmp = tmp_sibling(dest);
+    let result = (|| {
+        let mut f = File::create(&tmp).map_err(WriteError::Local)?;
+        let mut w = io::BufWriter::with_capacity(256 << 10, &mut f);
+        let n = fill(&mut w).map_err(WriteError::Content)?;
+        w.flush().map_err(WriteError::Local)?;
+        drop(w);
+        f.sync_all().map_err(WriteError::Local)?;
+        std::fs::rename(&tmp, dest).map_err(WriteError::Local)?;
+        Ok(n)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn tmp_sibling(dest: &Path) -> PathBuf {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dest.with_file_name(format!(".{name}.barrelman-{}.tmp", std::process::id()))
+}

@@ -1,0 +1,162 @@
+//! Typed storage errors. Each carries the object key or setting it is about; the
+//! CLI turns them into one sentence and an exit code. Secrets never appear here:
+//! messages name environment variables and secret keys, never their values.
+
+use std::io;
+
+/// What went wrong talking to the archive.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The requested WAL file is in no variant in the archive.
+    #[error("WAL file {name} does not exist in {location}")]
+    WalNotFound { name: String, location: String },
+
+    /// Another WAL with the same name but different content is already archived.
+    #[error(
+        "refusing to overwrite {key}: the archive already holds a WAL file with this name and different \
+         content; if this server was restored from another one, archive it under a different server name"
+    )]
+    Conflict { key: String },
+
+    /// The archive must be empty (first archive of a new server) and is not.
+    #[error(
+        "the WAL archive {location} is not empty: it already holds {count} WAL file(s) (first: {first}), \
+         so another server archives there; use a different server name (serverName) for this cluster"
+    )]
+    NotEmpty {
+        location: String,
+        count: usize,
+        first: String,
+    },
+
+    /// The bucket or container does not exist.
+    #[error(
+        "the bucket '{bucket}' does not exist at {endpoint}; create it or fix the destination path"
+    )]
+    BucketMissing { bucket: String, endpoint: String },
+
+    /// Credentials were refused.
+    #[error("access to {location} was denied ({detail}); check the access key, secret key and their permissions")]
+    AccessDenied { location: String, detail: String },
+
+    /// The endpoint could not be reached.
+    #[error("cannot reach the object store at {endpoint} ({detail}); check the endpoint URL and the network")]
+    Unreachable { endpoint: String, detail: String },
+
+    /// The store's configuration is unusable (URL, CA bundle, options).
+    #[error("{0}")]
+    Config(String),
+
+    /// A local file could not be read or written.
+    #[error("{what} {path}: {source}")]
+    LocalIo {
+        what: &'static str,
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+
+    /// A stored object could not be decoded with the codec its suffix names.
+    #[error("cannot decompress {key}: {source}")]
+    Corrupt {
+        key: String,
+        #[source]
+        source: io::Error,
+    },
+
+    /// Any other store failure, after retries.
+    #[error("object store request for {key} failed: {detail}")]
+    Store { key: String, detail: String },
+}
+
+impl StorageError {
+    /// Classifies an `object_store` error about `key` at `endpoint`.
+    pub(crate) fn from_store(
+        err: object_store::Error,
+        key: &str,
+        endpoint: &str,
+        bucket: &str,
+    ) -> Self {
+        use object_store::Error as E;
+        let detail = first_line(&err);
+        match &err {
+            E::PermissionDenied { .. } | E::Unauthenticated { .. } => Self::AccessDenied {
+                location: format!("{endpoint} bucket '{bucket}'"),
+                detail,
+            },
+            _ if detail.contains("NoSuchBucket") || detail.contains("bucket does not exist") => {
+                Self::BucketMissing {
+                    bucket: bucket.to_string(),
+                    endpoint: endpoint.to_string(),
+                }
+            }
+            _ if detail.contains("AccessDenied")
+                || detail.contains("SignatureDoesNotMatch")
+                || detail.contains("InvalidAccessKeyId")
+                || detail.contains("403 Forbidden") =>
+            {
+                Self::AccessDenied {
+                    location: format!("{endpoint} bucket '{bucket}'"),
+                    detail,
+                }
+            }
+            _ if is_connect_failure(&err) => Self::Unreachable {
+                endpoint: endpoint.to_string(),
+                detail,
+            },
+            _ => Self::Store {
+                key: key.to_string(),
+                detail,
+            },
+        }
+    }
+
+    /// True for failures of the network path rather than of the operation.
+    pub fn is_connectivity(&self) -> bool {
+        matches!(self, Self::Unreachable { .. })
+    }
+}
+
+fn is_connect_failure(err: &object_store::Error) -> bool {
+    let mut text = String::new();
+    let mut cur: Option<&dyn std::error::Error> = Some(err);
+    while let Some(e) = cur {
+        text.push_str(&e.to_string().to_ascii_lowercase());
+        text.push(' ');
+        cur = e.source();
+    }
+    [
+        "connection refused",
+        "error trying to connect",
+        "dns error",
+        "tcp connect",
+        "timed out",
+        "connection reset",
+    ]
+    .iter()
+    .any(|s| text.contains(s))
+}
+
+/// The error's message and causes on one line, shortened: object_store messages can
+/// embed whole response bodies.
+fn first_line(err: &dyn std::error::Error) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        cur = e.source();
+    }
+    let joined = parts.join(": ").replace('\n', " ");
+    if joined.len() > 400 {
+        let mut end = 400;
+        while !joined.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}...", &joined[..end])
+    } else {
+        joined
+    }
+}

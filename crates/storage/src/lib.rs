@@ -1,0 +1,12 @@
+//! The barman-cloud archive on object storage: providers, streaming codecs, and WAL
+//! upload/download with barman's keys.
+
+pub mod archive;
+pub mod codec;
+mod error;
+pub mod spool;
+pub mod store;
+
+pub use archive::{Archive, ArchiveOutcome, UploadOptions};
+pub use error::StorageError;
+pub use store::{AddressingStyle, S3Keys, StoreOptions};

@@ -1,0 +1,193 @@
+//! Opening the object store behind a destination URL.
+//!
+//! Callers get an [`Archive`](crate::Archive) and never see which provider is
+//! behind it: S3 (and S3-compatible stores) and a local directory today; Azure and
+//! GCS slot into [`open_store`] without touching callers.
+
+use crate::StorageError;
+use barrelman_core::layout::{Destination, Provider};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::local::LocalFileSystem;
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+/// S3 URL addressing, as barman's `--addressing-style`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AddressingStyle {
+    /// Path style with a custom endpoint, virtual-hosted style against AWS.
+    #[default]
+    Auto,
+    Virtual,
+    Path,
+}
+
+/// Static S3 credentials, when they do not come from the environment.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct S3Keys {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for S3Keys {
+    // Never print secrets, not even in debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Keys")
+            .field("access_key_id", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// How to reach the store. Everything not set here comes from the environment, as
+/// boto3 would read it (`AWS_*`).
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// `--endpoint-url`: an S3-compatible endpoint.
+    pub endpoint_url: Option<String>,
+    pub addressing_style: AddressingStyle,
+    /// `--read-timeout`, seconds without data before a request fails and is retried.
+    pub read_timeout: Option<Duration>,
+    /// PEM bytes of a CA bundle to trust (from `AWS_CA_BUNDLE` or the ObjectStore's
+    /// `endpointCA`).
+    pub ca_pem: Option<Vec<u8>>,
+    /// Explicit credentials (from the ObjectStore's secrets); else the environment.
+    pub s3_keys: Option<S3Keys>,
+    /// Explicit region; else `AWS_REGION`/`AWS_DEFAULT_REGION`, else `us-east-1`.
+    pub region: Option<String>,
+    /// `-e/--encryption`: `AES256` or `aws:kms`.
+    pub encryption: Option<String>,
+    /// `--sse-kms-key-id`.
+    pub sse_kms_key_id: Option<String>,
+    /// How many times a failed request is retried (transient failures only).
+    pub max_retries: Option<usize>,
+}
+
+/// reqwest is built without a bundled crypto provider; install ring once per process.
+fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+fn retry_config(opts: &StoreOptions) -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+            base: 2.0,
+        },
+        max_retries: opts.max_retries.unwrap_or(8),
+        retry_timeout: Duration::from_secs(120),
+    }
+}
+
+/// Opens the store for `dest`. The returned store is rooted at the bucket (or the
+/// local directory); keys are bucket-relative.
+pub fn open_store(
+    dest: &Destination,
+    opts: &StoreOptions,
+) -> Result<Arc<dyn ObjectStore>, StorageError> {
+    match &dest.provider {
+        Provider::Local => {
+            std::fs::create_dir_all(&dest.bucket).map_err(|source| StorageError::LocalIo {
+                what: "cannot create the archive directory",
+                path: dest.bucket.clone(),
+                source,
+            })?;
+            let fs = LocalFileSystem::new_with_prefix(&dest.bucket)
+                .map_err(|e| StorageError::Config(format!("cannot use {} as an archive: {e}", dest.url)))?;
+            Ok(Arc::new(fs))
+        }
+        Provider::S3 => open_s3(dest, opts),
+        Provider::Gcs => Err(StorageError::Config(format!(
+            "{}: Google Cloud Storage is not supported yet by this build; use an s3:// or file:// destination",
+            dest.url
+        ))),
+        Provider::Azure { .. } => Err(StorageError::Config(format!(
+            "{}: Azure Blob Storage is not supported yet by this build; use an s3:// or file:// destination",
+            dest.url
+        ))),
+    }
+}
+
+fn open_s3(dest: &Destination, opts: &StoreOptions) -> Result<Arc<dyn ObjectStore>, StorageError> {
+    install_crypto_provider();
+    let mut client = ClientOptions::new()
+        .with_connect_timeout(Duration::from_secs(10))
+        .with_timeout_disabled();
+    if let Some(t) = opts.read_timeout {
+        client = client.with_read_timeout(t);
+    } else {
+        client = client.with_read_timeout(Duration::from_secs(60));
+    }
+    if let Some(pem) = &opts.ca_pem {
+        let certs = object_store::Certificate::from_pem_bundle(pem)
+            .map_err(|e| StorageError::Config(format!("cannot read the CA bundle: {e}")))?;
+        for c in certs {
+            client = client.with_root_certificate(c);
+        }
+    }
+    // from_env reads AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
+    // AWS_DEFAULT_REGION, AWS_ENDPOINT_URL, web identity and container credentials.
+    let mut b = AmazonS3Builder::from_env()
+        .with_bucket_name(&dest.bucket)
+        .with_retry(retry_config(opts));
+    let region = opts
+        .region
+        .clone()
+        .or_else(|| std::env::var("AWS_REGION").ok())
+        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+        .unwrap_or_else(|| "us-east-1".to_string());
+    b = b.with_region(region);
+    let endpoint = opts
+        .endpoint_url
+        .clone()
+        .or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok())
+        .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+    if let Some(ep) = &endpoint {
+        b = b.with_endpoint(ep.trim_end_matches('/'));
+        if ep.starts_with("http://") {
+            client = client.with_allow_http(true);
+        }
+    }
+    let virtual_hosted = match opts.addressing_style {
+        AddressingStyle::Virtual => true,
+        AddressingStyle::Path => false,
+        AddressingStyle::Auto => endpoint.is_none(),
+    };
+    b = b.with_virtual_hosted_style_request(virtual_hosted);
+    if let Some(keys) = &opts.s3_keys {
+        b = b
+            .with_access_key_id(&keys.access_key_id)
+            .with_secret_access_key(&keys.secret_access_key);
+        if let Some(t) = &keys.session_token {
+            b = b.with_token(t);
+        }
+    }
+    if let Some(enc) = &opts.encryption {
+        b = b.with_config(
+            AmazonS3ConfigKey::from_str_key("aws_server_side_encryption")?,
+            enc,
+        );
+    }
+    if let Some(kms) = &opts.sse_kms_key_id {
+        b = b.with_config(AmazonS3ConfigKey::from_str_key("aws_sse_kms_key_id")?, kms);
+    }
+    let store = b.with_client_options(client).build().map_err(|e| {
+        StorageError::Config(format!("cannot configure S3 access for {}: {e}", dest.url))
+    })?;
+    Ok(Arc::new(store))
+}
+
+trait FromStrKey: Sized {
+    fn from_str_key(key: &str) -> Result<Self, StorageError>;
+}
+
+impl FromStrKey for AmazonS3ConfigKey {
+    fn from_str_key(key: &str) -> Result<Self, StorageError> {
+        key.parse()
+            .map_err(|e| StorageError::Config(format!("internal: unknown S3 setting {key}: {e}")))
+    }
+}
