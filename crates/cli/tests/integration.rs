@@ -1,0 +1,10 @@
+//! Integration tests of the barrelman binary on real components: PostgreSQL 15
+//! clusters, a SeaweedFS S3 server, and the real barman-cloud 3.19.1 tools, all
+//! started by `barrelman-testkit` on 127.0.0.1. One test binary (link time).
+
+mod it {
+    pub mod common;
+    pub mod interop;
+    pub mod native;
+    pub mod wal_pg;
+}

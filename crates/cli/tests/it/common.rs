@@ -1,0 +1,140 @@
+//! Helpers shared by the integration tests.
+
+use barrelman_testkit::{tools_bin, PgCluster, S3Server};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// The barrelman binary under test.
+pub fn barrelman() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_barrelman"))
+}
+
+/// A directory with the barman-cloud-* links to the binary under test.
+pub fn links_dir() -> PathBuf {
+    let dir = tempfile::Builder::new()
+        .prefix("barrelman-links-")
+        .tempdir_in("/tmp")
+        .unwrap()
+        .keep();
+    let out = Command::new(barrelman())
+        .arg("install-links")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "install-links: {}", text(&out));
+    let mut perm = std::fs::metadata(&dir).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(&dir, perm).unwrap();
+    dir
+}
+
+/// Runs `program` with `args` and the S3 server's credentials.
+pub fn run(program: &Path, args: &[&str], s3: &S3Server) -> Output {
+    Command::new(program)
+        .args(args)
+        .envs(s3.env())
+        .env_remove("AWS_ENDPOINT_URL")
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", program.display()))
+}
+
+/// The real barman-cloud tool `name` from the tools venv.
+pub fn barman_tool(name: &str) -> PathBuf {
+    tools_bin().join(name)
+}
+
+/// stdout and stderr, for assertion messages.
+pub fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Starts the S3 server and a cluster concurrently (both take about a second).
+pub fn start_both(extra_conf: &[&str]) -> (S3Server, PgCluster) {
+    std::thread::scope(|scope| {
+        let s3 = scope.spawn(S3Server::start);
+        let pg = PgCluster::init(extra_conf);
+        (s3.join().expect("S3Server::start panicked"), pg)
+    })
+}
+
+/// Waits until PostgreSQL has archived `wal` (or a later segment), failing on timeout.
+pub fn wait_archived(pg: &PgCluster, wal: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = pg.psql("select coalesce(last_archived_wal, '') from pg_stat_archiver");
+        if !last.is_empty() && last.as_str() >= wal {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{wal} not archived in {timeout:?} (last: {last:?}); server log:\n{}",
+            tail(&pg.log(), 6000)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Forces a segment switch and returns the name of the segment that was closed.
+pub fn switch_wal(pg: &PgCluster) -> String {
+    pg.psql("select pg_walfile_name(pg_switch_wal())")
+}
+
+/// The last `n` bytes of `s`.
+pub fn tail(s: &str, n: usize) -> &str {
+    let mut start = s.len().saturating_sub(n);
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
+
+/// Segment files in `pgdata/pg_wal` older than `before`, sorted.
+pub fn segments_before(pgdata: &Path, before: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(pgdata.join("pg_wal"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            n.len() == 24 && n.chars().all(|c| c.is_ascii_hexdigit()) && n.as_str() < before
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Deterministic WAL-like bytes: runs of zeros, text and noise, `len` bytes.
+pub fn wal_like(len: usize, seed: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let run = (x % 8192) as usize + 1;
+        match x % 3 {
+            0 => out.extend(std::iter::repeat_n(0u8, run)),
+            1 => out.extend(
+                b"INSERT INTO pgbench_history VALUES (1, 2, 3, 4, now()); "
+                    .iter()
+                    .cycle()
+                    .take(run),
+            ),
+            _ => {
+                for _ in 0..run {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    out.push(x as u8);
+                }
+            }
+        }
+    }
+    out.truncate(len);
+    out
+}

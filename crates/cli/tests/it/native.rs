@@ -1,0 +1,183 @@
+//! Native command behaviour that needs no PostgreSQL: secrets resolution errors,
+//! connectivity tests and their exit codes, argparse compatibility.
+
+use super::common::*;
+use barrelman_testkit::S3Server;
+use std::process::Command;
+
+#[test]
+fn a_missing_secret_key_is_named_without_values() {
+    let s3 = S3Server::start();
+    s3.create_bucket("native");
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("store.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: barmancloud.cnpg.io/v1\nkind: ObjectStore\nmetadata:\n  name: s\nspec:\n  configuration:\n    \
+             destinationPath: s3://native/p\n    endpointURL: {}\n    s3Credentials:\n      accessKeyId:\n        name: creds\n        \
+             key: ACCESS_KEY_ID\n      secretAccessKey:\n        name: creds\n        key: ACCESS_SECRET_KEY\n",
+            s3.endpoint
+        ),
+    )
+    .unwrap();
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir_all(secrets.join("creds")).unwrap();
+    std::fs::write(secrets.join("creds/ACCESS_KEY"), &s3.access_key).unwrap();
+    std::fs::write(secrets.join("creds/ACCESS_SECRET_KEY"), &s3.secret_key).unwrap();
+    let wal = dir.path().join("000000010000000000000001");
+    std::fs::write(&wal, wal_like(1 << 20, 1)).unwrap();
+    let native = |extra: &[&str]| {
+        Command::new(barrelman())
+            .args([
+                "wal-archive",
+                "--config",
+                manifest.to_str().unwrap(),
+                "--server-name",
+                "n1",
+            ])
+            .args(["--secrets-dir", secrets.to_str().unwrap()])
+            .args(extra)
+            .arg(&wal)
+            .env_clear()
+            .output()
+            .unwrap()
+    };
+    let out = native(&[]);
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("secret 'creds' has no key 'ACCESS_KEY_ID'")
+            && err.contains("ACCESS_KEY, ACCESS_SECRET_KEY"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(&s3.secret_key) && !err.contains(&s3.access_key),
+        "a secret leaked: {err}"
+    );
+
+    // Fixed key: archived with the manifest's settings.
+    std::fs::rename(
+        secrets.join("creds/ACCESS_KEY"),
+        secrets.join("creds/ACCESS_KEY_ID"),
+    )
+    .unwrap();
+    let out = native(&["-vv"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !log.contains(&s3.secret_key),
+        "a secret leaked into the debug log"
+    );
+
+    // A wrong secret value: access denied, told apart from a network failure.
+    std::fs::write(secrets.join("creds/ACCESS_SECRET_KEY"), "wrong-secret").unwrap();
+    let out = native(&[]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("access to") && err.contains("denied"), "{err}");
+    assert!(!err.contains("wrong-secret"), "{err}");
+}
+
+#[test]
+fn connectivity_tests_and_argparse_behaviour() {
+    let s3 = S3Server::start();
+    s3.create_bucket("conn");
+    let links = links_dir();
+    let archive = links.join("barman-cloud-wal-archive");
+    let ep = s3.endpoint.as_str();
+    // -t: reachable and bucket present 0, bucket missing 1, endpoint unreachable 2.
+    let ok = run(
+        &archive,
+        &["-t", "--endpoint-url", ep, "s3://conn", "srv"],
+        &s3,
+    );
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    let nobucket = run(
+        &archive,
+        &["-t", "--endpoint-url", ep, "s3://nosuchbucket", "srv"],
+        &s3,
+    );
+    assert_eq!(nobucket.status.code(), Some(1), "{}", text(&nobucket));
+    let dead = format!("http://127.0.0.1:{}", barrelman_testkit::free_port());
+    let unreachable = run(
+        &archive,
+        &["-t", "--endpoint-url", &dead, "s3://conn", "srv"],
+        &s3,
+    );
+    assert_eq!(unreachable.status.code(), Some(2), "{}", text(&unreachable));
+
+    // Outside -t a network failure is a general error (4), like barman.
+    let dir = tempfile::tempdir().unwrap();
+    let wal = dir.path().join("000000010000000000000001");
+    std::fs::write(&wal, b"x").unwrap();
+    let out = run(
+        &archive,
+        &[
+            "--endpoint-url",
+            &dead,
+            "s3://conn",
+            "srv",
+            wal.to_str().unwrap(),
+        ],
+        &s3,
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot reach"),
+        "{}",
+        text(&out)
+    );
+
+    // Interleaved options, --opt=value, unique prefixes, greedy --tags, -- separator.
+    let out = run(
+        &archive,
+        &[
+            "s3://conn",
+            &format!("--endpoint={ep}"),
+            "srv",
+            "--zst",
+            "--tags",
+            "a,b",
+            "c,d",
+            "--",
+            wal.to_str().unwrap(),
+        ],
+        &s3,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = run(
+        &archive,
+        &["--frobnicate", "s3://conn", "srv", wal.to_str().unwrap()],
+        &s3,
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let out = run(
+        &archive,
+        &["-z", "-j", "s3://conn", "srv", wal.to_str().unwrap()],
+        &s3,
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let out = run(
+        &archive,
+        &[
+            "--tag",
+            "aws:x,y",
+            "--endpoint-url",
+            ep,
+            "s3://conn",
+            "srv",
+            wal.to_str().unwrap(),
+        ],
+        &s3,
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let out = run(&archive, &["--version"], &s3);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "barman-cloud-wal-archive 3.19.1"
+    );
+    let out = run(&archive, &["--help"], &s3);
+    assert_eq!(out.status.code(), Some(0));
+}
