@@ -298,7 +298,7 @@ pub fn parse_tags(tag: &[String], tags: Option<&[String]>) -> Result<Vec<(String
 
 /// `-t`: connectivity first (exit 2), then the bucket (exit 1).
 async fn connectivity_test(target: &Target) -> Result<i32> {
-    let archive = target.open()?;
+    let archive = probe_archive(target)?;
     match archive.probe().await {
         Ok(()) => Ok(exit::SUCCESS),
         Err(e @ StorageError::BucketMissing { .. }) => {
@@ -310,6 +310,18 @@ async fn connectivity_test(target: &Target) -> Result<i32> {
             Ok(exit::CONNECTIVITY)
         }
     }
+}
+
+/// The archive for a connectivity test: one quick retry, so an unreachable endpoint
+/// is reported in seconds.
+fn probe_archive(target: &Target) -> Result<barrelman_storage::Archive> {
+    let mut options = target.options.clone();
+    options.max_retries = Some(1);
+    Ok(barrelman_storage::Archive::open(
+        &target.destination,
+        &target.server_name,
+        &options,
+    )?)
 }
 
 async fn wal_archive(cli: WalArchiveCli) -> Result<i32> {
@@ -405,8 +417,7 @@ async fn check_wal_archive(cli: CheckWalArchiveCli) -> Result<i32> {
         },
     };
     let target = Target::from_barman(&cli.destination_url, &cli.server_name, &cli.common.cloud())?;
-    let archive = target.open()?;
-    match archive.probe().await {
+    match probe_archive(&target)?.probe().await {
         Ok(()) => {}
         // No bucket: nothing can be archived there, so it is empty.
         Err(StorageError::BucketMissing { bucket, .. }) if !cli.common.test => {
@@ -422,6 +433,6 @@ async fn check_wal_archive(cli: CheckWalArchiveCli) -> Result<i32> {
     if cli.common.test {
         return Ok(exit::SUCCESS);
     }
-    archive.check_empty(timeline).await?;
+    target.open()?.check_empty(timeline).await?;
     Ok(exit::SUCCESS)
 }

@@ -31,5 +31,20 @@ fn main() {
     } else {
         native::run(rest)
     };
+    if std::env::var_os("BARRELMAN_REPORT_PEAK_RSS").is_some() {
+        report_peak_rss();
+    }
     std::process::exit(code);
+}
+
+/// Prints this process's peak resident set size (`VmHWM`) on stderr, for tests and
+/// benchmarks that hold barrelman to its memory bound. It is read from the process
+/// itself because a parent's `wait4` also counts the memory of the process it was
+/// forked from.
+fn report_peak_rss() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    if let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:")) {
+        let kb = line.trim_start_matches("VmHWM:").trim();
+        eprintln!("barrelman: peak RSS {kb}");
+    }
 }

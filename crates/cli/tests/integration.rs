@@ -5,6 +5,8 @@
 mod it {
     pub mod common;
     pub mod interop;
+    pub mod memory;
     pub mod native;
+    pub mod resilience;
     pub mod wal_pg;
 }

@@ -170,6 +170,15 @@ impl Archive {
         name: &WalName,
         opts: &UploadOptions,
     ) -> Result<ArchiveOutcome, StorageError> {
+        with_retries(|| self.archive_wal_once(path, name, opts)).await
+    }
+
+    async fn archive_wal_once(
+        &self,
+        path: &Path,
+        name: &WalName,
+        opts: &UploadOptions,
+    ) -> Result<ArchiveOutcome, StorageError> {
         let compression = opts.compression.unwrap_or(Compression::None);
         let level = opts.level.unwrap_or_else(|| compression.default_level());
         let key = self.layout.wal_key(name, compression);
@@ -384,9 +393,12 @@ impl Archive {
         dest: &Path,
         allow_partial: bool,
     ) -> Result<String, StorageError> {
-        let (key, compression) = self.locate_wal(name, allow_partial).await?;
-        self.download(&key, compression, dest).await?;
-        Ok(key)
+        with_retries(|| async {
+            let (key, compression) = self.locate_wal(name, allow_partial).await?;
+            self.download(&key, compression, dest).await?;
+            Ok(key)
+        })
+        .await
     }
 
     /// Which object serves a request for `name`.
@@ -484,6 +496,30 @@ impl Archive {
             .await
             .map(|_| ())
             .map_err(|e| self.err(e, self.layout.root()))
+    }
+}
+
+/// Whole-step attempts for transient failures, on top of the HTTP client's own
+/// per-request retries (which do not repeat a conditional PUT cut mid-request: the
+/// next attempt here first looks whether that PUT landed).
+const STEP_ATTEMPTS: u32 = 4;
+
+async fn with_retries<T, F, Fut>(mut step: F) -> Result<T, StorageError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StorageError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match step().await {
+            Err(e) if e.is_transient() && attempt < STEP_ATTEMPTS => {
+                let pause = std::time::Duration::from_millis(200 * 2u64.pow(attempt));
+                tracing::warn!("attempt {attempt} failed, retrying in {pause:?}: {e}");
+                tokio::time::sleep(pause).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
     }
 }
 

@@ -64,9 +64,14 @@ pub enum StorageError {
         source: io::Error,
     },
 
-    /// Any other store failure, after retries.
+    /// Any other store failure, after the HTTP client's own retries. `transient`
+    /// failures (resets, timeouts, 5xx) are worth another attempt of the whole step.
     #[error("object store request for {key} failed: {detail}")]
-    Store { key: String, detail: String },
+    Store {
+        key: String,
+        detail: String,
+        transient: bool,
+    },
 }
 
 impl StorageError {
@@ -106,6 +111,7 @@ impl StorageError {
             },
             _ => Self::Store {
                 key: key.to_string(),
+                transient: is_transient_failure(&err),
                 detail,
             },
         }
@@ -115,9 +121,29 @@ impl StorageError {
     pub fn is_connectivity(&self) -> bool {
         matches!(self, Self::Unreachable { .. })
     }
+
+    /// True when repeating the whole operation may succeed: the store answered 5xx,
+    /// or a request was cut or timed out.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            // Connection failures were already retried by the HTTP client.
+            Self::Store { transient, .. } => *transient,
+            // A download cut in the middle surfaces while decoding.
+            Self::Corrupt { source, .. } => matches!(
+                source.kind(),
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::TimedOut
+                    | io::ErrorKind::UnexpectedEof
+                    | io::ErrorKind::Other
+            ),
+            _ => false,
+        }
+    }
 }
 
-fn is_connect_failure(err: &object_store::Error) -> bool {
+fn chain_text(err: &object_store::Error) -> String {
     let mut text = String::new();
     let mut cur: Option<&dyn std::error::Error> = Some(err);
     while let Some(e) = cur {
@@ -125,13 +151,40 @@ fn is_connect_failure(err: &object_store::Error) -> bool {
         text.push(' ');
         cur = e.source();
     }
+    text
+}
+
+fn is_connect_failure(err: &object_store::Error) -> bool {
+    let text = chain_text(err);
     [
         "connection refused",
         "error trying to connect",
         "dns error",
         "tcp connect",
-        "timed out",
+    ]
+    .iter()
+    .any(|s| text.contains(s))
+}
+
+fn is_transient_failure(err: &object_store::Error) -> bool {
+    let text = chain_text(err);
+    [
         "connection reset",
+        "connection closed",
+        "broken pipe",
+        "timed out",
+        "timeout",
+        "error sending request",
+        "incomplete message",
+        "unexpected eof",
+        "server error",
+        " 500",
+        " 502",
+        " 503",
+        " 504",
+        "slowdown",
+        "slow down",
+        "internalerror",
     ]
     .iter()
     .any(|s| text.contains(s))

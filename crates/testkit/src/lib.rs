@@ -30,6 +30,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+mod proxy;
+pub use proxy::{Fault, FlakyProxy};
+
 /// How long [`S3Server::start`] waits for the server to accept `CreateBucket`.
 const S3_START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long [`S3Server`]'s drop waits after SIGINT before SIGKILL.
@@ -630,6 +633,12 @@ impl PgCluster {
     /// # Panics
     /// If `initdb` fails.
     pub fn init(extra_conf: &[&str]) -> PgCluster {
+        Self::init_with(&[], extra_conf)
+    }
+
+    /// Like [`PgCluster::init`], passing `initdb_args` to `initdb` too (for example
+    /// `--wal-segsize=64`).
+    pub fn init_with(initdb_args: &[&str], extra_conf: &[&str]) -> PgCluster {
         let cluster = PgCluster::with_new_root(None);
         let mut cmd = cluster.pg_cmd("initdb");
         cmd.arg("-D")
@@ -643,7 +652,8 @@ impl PgCluster {
                 "UTF8",
                 "--locale=C",
             ])
-            .args(["--no-sync", "--no-instructions"]);
+            .args(["--no-sync", "--no-instructions"])
+            .args(initdb_args);
         cluster.run_checked(&mut cmd, "initdb");
         cluster.append_conf(extra_conf);
         cluster

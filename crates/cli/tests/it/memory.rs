@@ -1,0 +1,156 @@
+//! Bounded memory: one archive or restore call of a 16 MiB segment stays under
+//! 32 MiB of RSS, and larger segments (PostgreSQL `--wal-segsize`) stream through
+//! multipart uploads without being held in memory.
+
+use super::common::*;
+use barrelman_testkit::{PgCluster, S3Server};
+use std::process::Command;
+use std::time::Duration;
+
+const MIB: u64 = 1 << 20;
+
+fn tool(
+    links: &std::path::Path,
+    name: &str,
+    s3: &S3Server,
+    args: &[&str],
+) -> (std::process::Output, u64) {
+    let out = Command::new(links.join(name))
+        .args(args)
+        .envs(s3.env())
+        .env("BARRELMAN_REPORT_PEAK_RSS", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let kb: u64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("barrelman: peak RSS "))
+        .and_then(|v| v.trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS report: {}", text(&out)));
+    (out, kb * 1024)
+}
+
+#[test]
+fn one_call_of_a_16mib_segment_stays_under_32mib() {
+    let s3 = S3Server::start();
+    s3.create_bucket("mem");
+    let links = links_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let seg = "000000010000000000000010";
+    let wal = dir.path().join(seg);
+    let data = wal_like(16 << 20, 11);
+    std::fs::write(&wal, &data).unwrap();
+    for flag in ["", "--gzip", "--zstd", "--lz4"] {
+        let server = format!("m{flag}");
+        let mut args = vec![
+            "--endpoint-url",
+            s3.endpoint.as_str(),
+            "s3://mem",
+            server.as_str(),
+            wal.to_str().unwrap(),
+        ];
+        if !flag.is_empty() {
+            args.insert(0, flag);
+        }
+        let (out, rss) = tool(&links, "barman-cloud-wal-archive", &s3, &args);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert!(rss < 32 * MIB, "archive {flag}: peak RSS {} MiB", rss / MIB);
+        let dest = dir.path().join(format!("r{flag}"));
+        let (out, rss) = tool(
+            &links,
+            "barman-cloud-wal-restore",
+            &s3,
+            &[
+                "--endpoint-url",
+                &s3.endpoint,
+                "s3://mem",
+                &server,
+                seg,
+                dest.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert!(rss < 32 * MIB, "restore {flag}: peak RSS {} MiB", rss / MIB);
+        assert!(std::fs::read(&dest).unwrap() == data);
+    }
+}
+
+/// A cluster with 64 MiB segments archives uncompressed (multipart uploads) and every
+/// segment restores identical; one call's memory stays far below the segment size.
+#[test]
+fn large_wal_segments_stream_through_multipart() {
+    let links = links_dir();
+    let archive_cmd = format!(
+        "archive_command = '{}/barman-cloud-wal-archive --endpoint-url \"$BM_S3_ENDPOINT\" s3://big/p pg %p'",
+        links.display()
+    );
+    let (s3, pg) = std::thread::scope(|scope| {
+        let s3 = scope.spawn(S3Server::start);
+        let pg = PgCluster::init_with(
+            &["--wal-segsize=64"],
+            &[
+                "archive_mode = on",
+                &archive_cmd,
+                "wal_keep_size = '1GB'",
+                "min_wal_size = '128MB'",
+                "max_wal_size = '256MB'",
+            ],
+        );
+        (s3.join().unwrap(), pg)
+    });
+    s3.create_bucket("big");
+    let mut env = s3.env();
+    env.push(("BM_S3_ENDPOINT".into(), s3.endpoint.clone()));
+    pg.start_with_env(&env);
+    pg.pgbench(&["-i", "-s", "5", "-q"]);
+    let last = switch_wal(&pg);
+    wait_archived(&pg, &last, Duration::from_secs(120));
+    let mut segs = segments_before(&pg.datadir, &last);
+    segs.push(last);
+    let dir = tempfile::tempdir().unwrap();
+    for seg in &segs {
+        let dest = dir.path().join(seg);
+        let (out, rss) = tool(
+            &links,
+            "barman-cloud-wal-restore",
+            &s3,
+            &[
+                "--endpoint-url",
+                &s3.endpoint,
+                "s3://big/p",
+                "pg",
+                seg,
+                dest.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert!(
+            rss < 32 * MIB,
+            "restore of a 64 MiB segment: peak RSS {} MiB",
+            rss / MIB
+        );
+        let original = std::fs::read(pg.datadir.join("pg_wal").join(seg)).unwrap();
+        assert_eq!(original.len() as u64, 64 * MIB);
+        assert!(std::fs::read(&dest).unwrap() == original, "{seg}");
+    }
+    // One more archive call of a 64 MiB segment, measured (another server name).
+    let src = pg.datadir.join("pg_wal").join(&segs[0]);
+    let (out, rss) = tool(
+        &links,
+        "barman-cloud-wal-archive",
+        &s3,
+        &[
+            "--endpoint-url",
+            &s3.endpoint,
+            "s3://big/p",
+            "measure",
+            src.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        rss < 48 * MIB,
+        "archive of a 64 MiB segment: peak RSS {} MiB",
+        rss / MIB
+    );
+}
