@@ -469,9 +469,12 @@ impl Archive {
     /// barman-cloud-check-wal-archive: fails when the archive holds any WAL file
     /// (with `timeline`, any of that timeline or newer).
     pub async fn check_empty(&self, timeline: Option<u32>) -> Result<(), StorageError> {
-        let mut names: Vec<String> = self
-            .list_wals()
-            .await?
+        let wals = match self.list_wals().await {
+            // No bucket: nothing was ever archived there.
+            Err(StorageError::BucketMissing { .. }) => Vec::new(),
+            other => other?,
+        };
+        let mut names: Vec<String> = wals
             .into_iter()
             .filter(|(_, s)| timeline.is_none_or(|t| s.name.timeline() >= t))
             .map(|(_, s)| s.name.to_string())
