@@ -181,3 +181,131 @@ fn connectivity_tests_and_argparse_behaviour() {
     let out = run(&archive, &["--help"], &s3);
     assert_eq!(out.status.code(), Some(0));
 }
+
+/// maxParallel: one call uploads the next `.ready` segments and leaves spool markers;
+/// PostgreSQL's later calls for them return from the marker. Restore prefetch fills
+/// the spool and the next call is served from it.
+#[test]
+fn parallel_archive_markers_and_restore_prefetch() {
+    let s3 = S3Server::start();
+    s3.create_bucket("par");
+    let dir = tempfile::tempdir().unwrap();
+    let pgdata = dir.path().join("pgdata");
+    std::fs::create_dir_all(pgdata.join("pg_wal/archive_status")).unwrap();
+    let segs: Vec<String> = (1..=5)
+        .map(|i| format!("0000000100000000000000{i:02X}"))
+        .collect();
+    for (i, s) in segs.iter().enumerate() {
+        std::fs::write(
+            pgdata.join("pg_wal").join(s),
+            wal_like(4 << 20, i as u64 + 40),
+        )
+        .unwrap();
+        std::fs::write(
+            pgdata
+                .join("pg_wal/archive_status")
+                .join(format!("{s}.ready")),
+            b"",
+        )
+        .unwrap();
+    }
+    let spool = dir.path().join("spool");
+    let archive = |seg: &str| {
+        Command::new(barrelman())
+            .args([
+                "-v",
+                "wal-archive",
+                "--endpoint-url",
+                &s3.endpoint,
+                "--compression",
+                "lz4",
+            ])
+            .args([
+                "--max-parallel",
+                "3",
+                "--pgdata",
+                pgdata.to_str().unwrap(),
+                "--spool-dir",
+                spool.to_str().unwrap(),
+            ])
+            .args(["s3://par/p", "srv", &format!("pg_wal/{seg}")])
+            .current_dir(&pgdata)
+            .envs(s3.env())
+            .output()
+            .unwrap()
+    };
+    let out = archive(&segs[0]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let spooled = |d: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .flat_map(|e| std::fs::read_dir(e.unwrap().path()).unwrap())
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        spooled(&spool),
+        [segs[1].clone(), segs[2].clone()],
+        "markers for the two segments uploaded ahead"
+    );
+
+    // The call for a pre-archived segment returns from its marker and consumes it.
+    let out = archive(&segs[1]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("already archived by an earlier parallel upload"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(spooled(&spool), [segs[2].clone()]);
+
+    // Every segment uploaded ahead is really in the archive, and prefetch works.
+    let rspool = dir.path().join("rspool");
+    let restore = |seg: &str, dest: &std::path::Path| {
+        Command::new(barrelman())
+            .args([
+                "-v",
+                "wal-restore",
+                "--endpoint-url",
+                &s3.endpoint,
+                "--parallel",
+                "3",
+                "--spool-dir",
+                rspool.to_str().unwrap(),
+            ])
+            .args(["s3://par/p", "srv", seg, dest.to_str().unwrap()])
+            .envs(s3.env())
+            .output()
+            .unwrap()
+    };
+    let out = restore(&segs[0], &dir.path().join("r0"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        spooled(&rspool),
+        [segs[1].clone(), segs[2].clone()],
+        "prefetched"
+    );
+    for (i, seg) in segs.iter().enumerate().take(3) {
+        let dest = dir.path().join(format!("r{i}"));
+        if i > 0 {
+            let out = restore(seg, &dest);
+            assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("from the prefetch spool"),
+                "{}",
+                text(&out)
+            );
+        }
+        assert!(
+            std::fs::read(&dest).unwrap()
+                == std::fs::read(pgdata.join("pg_wal").join(seg)).unwrap(),
+            "{seg}"
+        );
+    }
+    // segs[3] was never archived: not found, nothing spooled for it.
+    let out = restore(&segs[3], &dir.path().join("r3"));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+}
