@@ -1,9 +1,12 @@
 //! The pure model of barrelman: no I/O here, only names, formats and rules that the
 //! other crates apply at their edges.
 
+pub mod backup_info;
 pub mod compression;
 pub mod layout;
+pub mod lsn;
 pub mod objectstore;
+pub mod pyliteral;
 pub mod wal;
 
 pub use compression::{Compression, LevelRequest};

@@ -116,7 +116,7 @@ impl Archive {
         &self.store
     }
 
-    fn err(&self, e: object_store::Error, key: &str) -> StorageError {
+    pub(crate) fn err(&self, e: object_store::Error, key: &str) -> StorageError {
         StorageError::from_store(e, key, &self.endpoint, &self.dest.bucket)
     }
 
@@ -318,9 +318,9 @@ impl Archive {
         UploadError::Storage(self.err(e, key))
     }
 
-    /// A synchronous reader of the decompressed content of `key`. Use it only from a
-    /// blocking thread.
-    async fn open_reader(&self, key: &str) -> Result<impl Read + Send + 'static, StorageError> {
+    /// A synchronous reader of the stored bytes of `key` (not decompressed). Read it
+    /// only from a blocking thread.
+    pub async fn object_reader(&self, key: &str) -> Result<impl Read + Send + 'static, StorageError> {
         let got = self
             .store
             .get(&ObjPath::from(key))
@@ -343,7 +343,7 @@ impl Archive {
         compression: Compression,
         path: &Path,
     ) -> Result<bool, StorageError> {
-        let reader = self.open_reader(key).await?;
+        let reader = self.object_reader(key).await?;
         let local = path.to_path_buf();
         let k = key.to_string();
         tokio::task::spawn_blocking(move || -> Result<bool, StorageError> {
@@ -430,7 +430,7 @@ impl Archive {
         compression: Compression,
         dest: &Path,
     ) -> Result<u64, StorageError> {
-        let reader = self.open_reader(key).await?;
+        let reader = self.object_reader(key).await?;
         let dest = dest.to_path_buf();
         let k = key.to_string();
         tokio::task::spawn_blocking(move || {

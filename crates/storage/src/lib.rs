@@ -4,9 +4,11 @@
 pub mod archive;
 pub mod codec;
 mod error;
+pub mod objects;
 pub mod spool;
 pub mod store;
 
 pub use archive::{Archive, ArchiveOutcome, UploadOptions};
 pub use error::StorageError;
+pub use objects::{ObjectInfo, ObjectWriter, UploadHandle};
 pub use store::{AddressingStyle, S3Keys, StoreOptions};

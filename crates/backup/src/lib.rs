@@ -1,0 +1,3 @@
+//! Base backups in barman-cloud's layout and their restore.
+
+pub mod plan;

@@ -1,0 +1,195 @@
+//! Pure decisions of a base backup: ids, part names and sizes, how files are split
+//! between parallel workers, and barman's size arguments.
+
+use barrelman_core::Compression;
+
+/// Base-backup compressions barman-cloud reads (`.tar<sfx>`): no xz or zstd here.
+pub fn tar_suffix(c: Compression) -> Option<&'static str> {
+    match c {
+        Compression::None => Some(".tar"),
+        Compression::Gzip => Some(".tar.gz"),
+        Compression::Bzip2 => Some(".tar.bz2"),
+        Compression::Snappy => Some(".tar.snappy"),
+        Compression::Lz4 => Some(".tar.lz4"),
+        Compression::Xz | Compression::Zstd => None,
+    }
+}
+
+/// Reads a tar part's name: `data.tar.gz` -> ("data", 0, Gzip), `16391_0002.tar` ->
+/// ("16391", 2, None). `None` for anything else (unknown extensions are skipped).
+pub fn parse_part_name(file: &str) -> Option<(String, usize, Compression)> {
+    let (stem, ext) = file.split_once(".tar")?;
+    let compression = match ext {
+        "" => Compression::None,
+        ".gz" => Compression::Gzip,
+        ".bz2" => Compression::Bzip2,
+        ".snappy" => Compression::Snappy,
+        ".lz4" => Compression::Lz4,
+        _ => return None,
+    };
+    match stem.rsplit_once('_') {
+        Some((item, n)) if n.len() == 4 && n.bytes().all(|b| b.is_ascii_digit()) => {
+            Some((item.to_string(), n.parse().ok()?, compression))
+        }
+        _ => Some((stem.to_string(), 0, compression)),
+    }
+}
+
+/// `data.tar.gz`, `data_0001.tar.gz`, `16391_0002.tar`.
+pub fn part_file_name(item: &str, index: usize, suffix: &str) -> String {
+    if index == 0 {
+        format!("{item}{suffix}")
+    } else {
+        format!("{item}_{index:04}{suffix}")
+    }
+}
+
+/// Splits files (given by size, in walk order) into at most `groups` contiguous runs
+/// of about equal bytes. Contiguous runs keep a directory's files together and each
+/// run in walk order. Returns index ranges.
+pub fn split_contiguous(sizes: &[u64], groups: usize) -> Vec<std::ops::Range<usize>> {
+    let groups = groups.max(1);
+    let total: u64 = sizes.iter().sum();
+    if sizes.is_empty() {
+        return vec![0..0];
+    }
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut acc = 0u64;
+    for (i, s) in sizes.iter().enumerate() {
+        acc += s;
+        let boundary = total * (out.len() as u64 + 1) / groups as u64;
+        if acc >= boundary && out.len() + 1 < groups && i + 1 < sizes.len() {
+            out.push(start..i + 1);
+            start = i + 1;
+        }
+    }
+    out.push(start..sizes.len());
+    out
+}
+
+/// Multipart part size for a tar part of at most `max_archive_size` bytes (plus one
+/// file, which may overflow it, up to 1 GiB for a relation segment): the store allows
+/// 10,000 parts, and parts are at least 5 MiB (`min_chunk_size` can raise it).
+pub fn part_size(max_archive_size: u64, min_chunk_size: Option<u64>) -> usize {
+    const MAX_PARTS: u64 = 10_000;
+    const MIN: u64 = 5 << 20;
+    let needed = (max_archive_size + (1 << 30)).div_ceil(MAX_PARTS);
+    needed.max(MIN).max(min_chunk_size.unwrap_or(0)) as usize
+}
+
+/// barman's size arguments: bytes, or a number with `KB MB GB TB PB` (powers of 1024)
+/// or `KiB MiB GiB TiB PiB` (powers of 1000: barman has them swapped, and users'
+/// command lines rely on its meaning).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let digits = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(digits);
+    let n: f64 = num.parse().ok()?;
+    let mult: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "KB" | "kB" => 1024.0,
+        "MB" => 1024f64.powi(2),
+        "GB" => 1024f64.powi(3),
+        "TB" => 1024f64.powi(4),
+        "PB" => 1024f64.powi(5),
+        "KiB" => 1e3,
+        "MiB" => 1e6,
+        "GiB" => 1e9,
+        "TiB" => 1e12,
+        "PiB" => 1e15,
+        _ => return None,
+    };
+    let v = (n * mult) as u64;
+    (v >= 1).then_some(v)
+}
+
+/// True for a backup id (`%Y%m%dT%H%M%S`).
+pub fn is_backup_id(s: &str) -> bool {
+    s.len() == 15
+        && s.as_bytes()[8] == b'T'
+        && s.bytes()
+            .enumerate()
+            .all(|(i, b)| i == 8 || b.is_ascii_digit())
+}
+
+/// Names a backup may not have: ids and barman's shortcuts.
+pub fn check_backup_name(name: &str) -> Result<(), String> {
+    const RESERVED: [&str; 9] = [
+        "latest",
+        "last",
+        "oldest",
+        "first",
+        "last-failed",
+        "latest-full",
+        "last-full",
+        "auto",
+        "",
+    ];
+    if is_backup_id(name) || RESERVED.contains(&name) {
+        return Err(format!(
+            "invalid backup name '{name}': it must not look like a backup id or be one of latest, last, oldest, first, last-failed, latest-full, last-full, auto"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_names_round_trip() {
+        assert_eq!(part_file_name("data", 0, ".tar.gz"), "data.tar.gz");
+        assert_eq!(part_file_name("16391", 2, ".tar"), "16391_0002.tar");
+        assert_eq!(
+            parse_part_name("data.tar.gz"),
+            Some(("data".into(), 0, Compression::Gzip))
+        );
+        assert_eq!(
+            parse_part_name("data_0001.tar.lz4"),
+            Some(("data".into(), 1, Compression::Lz4))
+        );
+        assert_eq!(
+            parse_part_name("16391_0002.tar"),
+            Some(("16391".into(), 2, Compression::None))
+        );
+        assert_eq!(parse_part_name("data.tar.zst"), None);
+        assert_eq!(parse_part_name("backup.info"), None);
+    }
+
+    #[test]
+    fn splits_by_bytes_in_order() {
+        assert_eq!(split_contiguous(&[10, 10, 10, 10], 2), vec![0..2, 2..4]);
+        assert_eq!(split_contiguous(&[100, 1, 1, 1], 2), vec![0..1, 1..4]);
+        assert_eq!(split_contiguous(&[5], 4), vec![0..1]);
+        assert_eq!(split_contiguous(&[], 3), vec![0..0]);
+        let r = split_contiguous(&[1; 10], 3);
+        assert_eq!(r.len(), 3);
+        assert_eq!(r.last().unwrap().end, 10);
+    }
+
+    #[test]
+    fn sizes_follow_barman() {
+        assert_eq!(parse_size("100GB"), Some(100 << 30));
+        assert_eq!(parse_size("8MB"), Some(8 << 20));
+        assert_eq!(parse_size("1MiB"), Some(1_000_000));
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("0"), None);
+        assert_eq!(parse_size("10XB"), None);
+        let p = part_size(100 << 30, None);
+        assert!(p as u64 * 10_000 >= (101 << 30) && p < 12 << 20, "{p}");
+        assert_eq!(part_size(1 << 20, None), 5 << 20);
+    }
+
+    #[test]
+    fn names_and_ids() {
+        assert!(is_backup_id("20261124T201625"));
+        assert!(!is_backup_id("backup-20261124"));
+        assert!(check_backup_name("backup-20261124201625").is_ok());
+        assert!(check_backup_name("last").is_err());
+        assert!(check_backup_name("20261124T201625").is_err());
+    }
+}

@@ -1,0 +1,356 @@
+//! One libpq-style session to the server being backed up, and the queries of a
+//! base backup: server facts, `pg_backup_start`, `pg_backup_stop`.
+
+use barrelman_core::lsn::Lsn;
+use chrono::{DateTime, FixedOffset, TimeZone};
+use std::str::FromStr;
+use tokio_postgres::{Client, Config, NoTls};
+
+/// Where and as whom to connect. Unset fields come from the libpq environment
+/// (`PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`), then libpq's defaults.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// A host name, an IP address, or a socket directory (starts with `/`).
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    /// A database name, or a whole conninfo string when it contains `=` (barman's `-d`).
+    pub dbname: Option<String>,
+    pub application_name: Option<String>,
+}
+
+/// A failure talking to PostgreSQL.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("cannot connect to PostgreSQL at {target}: {detail}; check -h/-p/-U or PGHOST/PGPORT/PGUSER and that the server is running")]
+    Connect { target: String, detail: String },
+    #[error("PostgreSQL query for {what} failed: {detail}")]
+    Query { what: &'static str, detail: String },
+    #[error("PostgreSQL {version} is not supported: barrelman needs PostgreSQL 10 or newer")]
+    TooOld { version: i32 },
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl ConnectOptions {
+    fn config(&self) -> Result<(Config, String), PgError> {
+        let mut cfg = match self.dbname.as_deref() {
+            Some(d) if d.contains('=') || d.starts_with("postgres://") || d.starts_with("postgresql://") => {
+                Config::from_str(d).map_err(|e| PgError::Connect {
+                    target: "the given conninfo".into(),
+                    detail: e.to_string(),
+                })?
+            }
+            _ => Config::new(),
+        };
+        if cfg.get_hosts().is_empty() {
+            let host = self
+                .host
+                .clone()
+                .or_else(|| env("PGHOST"))
+                .unwrap_or_else(|| "/var/run/postgresql".into());
+            for h in host.split(',') {
+                if h.starts_with('/') {
+                    cfg.host_path(h);
+                } else {
+                    cfg.host(h);
+                }
+            }
+        }
+        if cfg.get_ports().is_empty() {
+            let port = self
+                .port
+                .or_else(|| env("PGPORT").and_then(|p| p.parse().ok()))
+                .unwrap_or(5432);
+            cfg.port(port);
+        }
+        if cfg.get_user().is_none() {
+            let user = self
+                .user
+                .clone()
+                .or_else(|| env("PGUSER"))
+                .or_else(|| env("USER"))
+                .unwrap_or_else(|| "postgres".into());
+            cfg.user(&user);
+        }
+        if cfg.get_dbname().is_none() {
+            let db = match self.dbname.as_deref() {
+                Some(d) if !d.is_empty() && !d.contains('=') => d.to_string(),
+                _ => env("PGDATABASE").unwrap_or_else(|| "postgres".into()),
+            };
+            cfg.dbname(&db);
+        }
+        if cfg.get_password().is_none() {
+            if let Some(pw) = env("PGPASSWORD") {
+                cfg.password(pw);
+            }
+        }
+        cfg.application_name(self.application_name.as_deref().unwrap_or("barrelman"));
+        let target = format!(
+            "{} port {} as {}",
+            cfg.get_hosts()
+                .iter()
+                .map(|h| match h {
+                    tokio_postgres::config::Host::Tcp(s) => s.clone(),
+                    tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            cfg.get_ports().first().copied().unwrap_or(5432),
+            cfg.get_user().unwrap_or("?")
+        );
+        Ok((cfg, target))
+    }
+}
+
+/// Facts about the server that go into `backup.info`.
+#[derive(Debug, Clone)]
+pub struct ServerInfo {
+    pub version_num: i32,
+    pub data_directory: String,
+    pub config_file: Option<String>,
+    pub hba_file: Option<String>,
+    pub ident_file: Option<String>,
+    pub wal_segment_size: u64,
+    pub data_checksums: Option<String>,
+    pub summarize_wal: Option<String>,
+    pub systemid: String,
+    pub cluster_size: Option<i64>,
+    pub tablespaces: Vec<TablespaceInfo>,
+    pub in_recovery: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TablespaceInfo {
+    pub name: String,
+    pub oid: u32,
+    pub location: String,
+}
+
+/// What `pg_backup_start` returned.
+#[derive(Debug, Clone)]
+pub struct BackupStart {
+    pub lsn: Lsn,
+    pub timeline: u32,
+    pub time: DateTime<FixedOffset>,
+}
+
+/// What `pg_backup_stop` returned.
+#[derive(Debug, Clone)]
+pub struct BackupStop {
+    pub lsn: Lsn,
+    pub timeline: u32,
+    pub label: String,
+    pub time: DateTime<FixedOffset>,
+}
+
+/// An open session.
+pub struct Session {
+    client: Client,
+    version_num: i32,
+}
+
+fn q(what: &'static str) -> impl Fn(tokio_postgres::Error) -> PgError {
+    move |e| PgError::Query {
+        what,
+        detail: e
+            .as_db_error()
+            .map(|d| d.message().to_string())
+            .unwrap_or_else(|| e.to_string()),
+    }
+}
+
+impl Session {
+    /// Connects (without TLS: barrelman runs next to the server, over its socket or
+    /// loopback).
+    pub async fn connect(opts: &ConnectOptions) -> Result<Session, PgError> {
+        let (cfg, target) = opts.config()?;
+        let (client, conn) = cfg.connect(NoTls).await.map_err(|e| PgError::Connect {
+            target: target.clone(),
+            detail: e
+                .as_db_error()
+                .map(|d| d.message().to_string())
+                .unwrap_or_else(|| e.to_string()),
+        })?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::warn!("PostgreSQL connection ended: {e}");
+            }
+        });
+        let row = client
+            .query_one("SELECT current_setting('server_version_num')::int", &[])
+            .await
+            .map_err(q("the server version"))?;
+        let version_num: i32 = row.get(0);
+        if version_num < 100000 {
+            return Err(PgError::TooOld { version: version_num });
+        }
+        Ok(Session { client, version_num })
+    }
+
+    /// Runs a statement whose result is not needed.
+    pub async fn execute(&self, sql: &str, what: &'static str) -> Result<(), PgError> {
+        self.client.batch_execute(sql).await.map_err(q(what))
+    }
+
+    /// Reads the facts `backup.info` records.
+    pub async fn server_info(&self) -> Result<ServerInfo, PgError> {
+        let c = &self.client;
+        let rows = c
+            .query(
+                "SELECT name, setting FROM pg_settings WHERE name IN \
+                 ('data_directory','config_file','hba_file','ident_file','wal_segment_size')",
+                &[],
+            )
+            .await
+            .map_err(q("server settings"))?;
+        let setting = |n: &str| {
+            rows.iter()
+                .find(|r| r.get::<_, String>(0) == n)
+                .map(|r| r.get::<_, String>(1))
+        };
+        let data_directory = setting("data_directory").ok_or(PgError::Query {
+            what: "data_directory",
+            detail: "not visible: connect as a superuser or a member of pg_read_all_settings".into(),
+        })?;
+        let wal_segment_size = setting("wal_segment_size")
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(16 << 20);
+        let data_checksums = c
+            .query_one("SHOW data_checksums", &[])
+            .await
+            .ok()
+            .map(|r| r.get::<_, String>(0));
+        let summarize_wal = if self.version_num >= 170000 {
+            c.query_one("SHOW summarize_wal", &[]).await.ok().map(|r| r.get::<_, String>(0))
+        } else {
+            None
+        };
+        let systemid: String = c
+            .query_one("SELECT system_identifier::text FROM pg_control_system()", &[])
+            .await
+            .map_err(q("the system identifier"))?
+            .get(0);
+        let cluster_size = c
+            .query_one("SELECT sum(pg_tablespace_size(oid))::bigint FROM pg_tablespace", &[])
+            .await
+            .ok()
+            .and_then(|r| r.get::<_, Option<i64>>(0));
+        let ts = c
+            .query(
+                "SELECT spcname::text, oid::bigint, pg_tablespace_location(oid) FROM pg_tablespace \
+                 WHERE spcname NOT IN ('pg_default', 'pg_global') ORDER BY oid",
+                &[],
+            )
+            .await
+            .map_err(q("tablespaces"))?;
+        let tablespaces = ts
+            .iter()
+            .map(|r| TablespaceInfo {
+                name: r.get(0),
+                oid: r.get::<_, i64>(1) as u32,
+                location: r.get(2),
+            })
+            .collect();
+        let in_recovery: bool = c
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .map_err(q("the recovery state"))?
+            .get(0);
+        Ok(ServerInfo {
+            version_num: self.version_num,
+            data_directory,
+            config_file: setting("config_file"),
+            hba_file: setting("hba_file"),
+            ident_file: setting("ident_file"),
+            wal_segment_size,
+            data_checksums,
+            summarize_wal,
+            systemid,
+            cluster_size,
+            tablespaces,
+            in_recovery,
+        })
+    }
+
+    async fn now_and_timeline(&self) -> Result<(DateTime<FixedOffset>, u32), PgError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT extract(epoch FROM now())::float8, extract(timezone FROM now())::int, \
+                 (SELECT timeline_id FROM pg_control_checkpoint())::bigint",
+                &[],
+            )
+            .await
+            .map_err(q("the time and timeline"))?;
+        let epoch: f64 = row.get(0);
+        let offset: i32 = row.get(1);
+        let tli: i64 = row.get(2);
+        let tz = FixedOffset::east_opt(offset).unwrap_or_else(|| FixedOffset::east_opt(0).unwrap());
+        let secs = epoch.floor() as i64;
+        let micros = ((epoch - epoch.floor()) * 1e6).round() as u32;
+        let time = tz
+            .timestamp_opt(secs, micros.min(999_999) * 1000)
+            .single()
+            .unwrap_or_else(|| tz.timestamp_opt(secs, 0).unwrap());
+        Ok((time, tli as u32))
+    }
+
+    /// `pg_backup_start(label, fast)` (non-exclusive on older servers).
+    pub async fn backup_start(&self, label: &str, fast: bool) -> Result<BackupStart, PgError> {
+        let sql = if self.version_num >= 150000 {
+            "SELECT pg_backup_start($1, $2)::text"
+        } else {
+            "SELECT pg_start_backup($1, $2, false)::text"
+        };
+        let row = self
+            .client
+            .query_one(sql, &[&label, &fast])
+            .await
+            .map_err(q("pg_backup_start"))?;
+        let lsn: String = row.get(0);
+        let (time, timeline) = self.now_and_timeline().await?;
+        Ok(BackupStart {
+            lsn: lsn.parse().map_err(|_| PgError::Query {
+                what: "pg_backup_start",
+                detail: format!("unexpected LSN {lsn}"),
+            })?,
+            timeline,
+            time,
+        })
+    }
+
+    /// `pg_backup_stop()`: waits until the end WAL is archived (when archiving is on).
+    pub async fn backup_stop(&self) -> Result<BackupStop, PgError> {
+        let sql = if self.version_num >= 150000 {
+            "SELECT lsn::text, labelfile FROM pg_backup_stop()"
+        } else {
+            "SELECT lsn::text, labelfile FROM pg_stop_backup(false)"
+        };
+        let row = self.client.query_one(sql, &[]).await.map_err(q("pg_backup_stop"))?;
+        let lsn: String = row.get(0);
+        let label: String = row.get(1);
+        let (time, timeline) = self.now_and_timeline().await?;
+        Ok(BackupStop {
+            lsn: lsn.parse().map_err(|_| PgError::Query {
+                what: "pg_backup_stop",
+                detail: format!("unexpected LSN {lsn}"),
+            })?,
+            timeline,
+            label,
+            time,
+        })
+    }
+
+    /// `pg_switch_wal()` then `pg_create_restore_point(name)`; on a standby neither
+    /// is possible and both are skipped. Errors are ignored, as barman does.
+    pub async fn switch_and_mark(&self, restore_point: &str) {
+        let _ = self.client.batch_execute("SELECT pg_switch_wal()").await;
+        let _ = self
+            .client
+            .query("SELECT pg_create_restore_point($1)", &[&restore_point])
+            .await;
+    }
+}
