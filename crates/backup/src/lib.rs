@@ -1,3 +1,4 @@
 //! Base backups in barman-cloud's layout and their restore.
 
+pub mod catalog;
 pub mod plan;

@@ -1,3 +1,8 @@
 //! The PostgreSQL side of barrelman: what a data directory tells the archiver.
 
+pub mod extract;
 pub mod pgdata;
+pub mod recovery;
+pub mod session;
+pub mod tarball;
+pub mod walk;
