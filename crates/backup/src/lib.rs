@@ -1,4 +1,7 @@
 //! Base backups in barman-cloud's layout and their restore.
 
+pub mod backup;
 pub mod catalog;
 pub mod plan;
+pub mod progress;
+pub mod restore;

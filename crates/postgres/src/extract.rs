@@ -336,14 +336,21 @@ impl Extractor {
                     })
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    fs::DirBuilder::new()
-                        .mode(0o700)
-                        .create(&path)
-                        .map_err(|source| ExtractError::Io {
-                            member: member.to_owned(),
-                            path: path.clone(),
-                            source,
-                        })?;
+                    match fs::DirBuilder::new().mode(0o700).create(&path) {
+                        Ok(()) => {}
+                        // Another part of the same backup, extracted concurrently into
+                        // the same target, made it first: fine if it is a directory.
+                        Err(e)
+                            if e.kind() == io::ErrorKind::AlreadyExists
+                                && fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_dir()) => {}
+                        Err(source) => {
+                            return Err(ExtractError::Io {
+                                member: member.to_owned(),
+                                path: path.clone(),
+                                source,
+                            })
+                        }
+                    }
                 }
                 Err(source) => {
                     return Err(ExtractError::Io {

@@ -322,14 +322,20 @@ impl Session {
         })
     }
 
-    /// `pg_backup_stop()`: waits until the end WAL is archived (when archiving is on).
-    pub async fn backup_stop(&self) -> Result<BackupStop, PgError> {
+    /// `pg_backup_stop`. With `wait_for_archive` false it returns at once and the
+    /// caller checks the archive itself (PostgreSQL would wait forever when
+    /// archiving is broken).
+    pub async fn backup_stop(&self, wait_for_archive: bool) -> Result<BackupStop, PgError> {
         let sql = if self.version_num >= 150000 {
-            "SELECT lsn::text, labelfile FROM pg_backup_stop()"
+            "SELECT lsn::text, labelfile FROM pg_backup_stop($1)"
         } else {
-            "SELECT lsn::text, labelfile FROM pg_stop_backup(false)"
+            "SELECT lsn::text, labelfile FROM pg_stop_backup(false, $1)"
         };
-        let row = self.client.query_one(sql, &[]).await.map_err(q("pg_backup_stop"))?;
+        let row = self
+            .client
+            .query_one(sql, &[&wait_for_archive])
+            .await
+            .map_err(q("pg_backup_stop"))?;
         let lsn: String = row.get(0);
         let label: String = row.get(1);
         let (time, timeline) = self.now_and_timeline().await?;

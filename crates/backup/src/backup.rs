@@ -1,0 +1,541 @@
+//! A base backup: `pg_backup_start`, tablespaces and PGDATA as barman-style tar
+//! parts compressed and uploaded by parallel workers, `pg_backup_stop`, the final
+//! part with `global/pg_control` and `backup_label`, and `backup.info` marked DONE
+//! only once every WAL segment the backup needs is in the archive.
+
+use crate::plan;
+use crate::progress::Progress;
+use barrelman_core::backup_info::{BackupInfo, BackupStatus, Tablespace};
+use barrelman_core::lsn::Lsn;
+use barrelman_core::pyliteral::PyValue;
+use barrelman_core::wal::WalName;
+use barrelman_core::Compression;
+use barrelman_postgres::session::{BackupStart, ServerInfo, Session};
+use barrelman_postgres::tarball::TarWriter;
+use barrelman_postgres::walk::{self, EntryKind, WalkEntry};
+use barrelman_storage::codec::CompressWriter;
+use barrelman_storage::{Archive, UploadHandle};
+use bytes::Bytes;
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How to take the backup.
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    /// One of None, Gzip, Bzip2, Snappy, Lz4 (what barman reads for tars).
+    pub compression: Compression,
+    /// Codec level; `None` is the default (gzip 6, bzip2 9, lz4 fast).
+    pub level: Option<i32>,
+    pub immediate_checkpoint: bool,
+    /// Parallel tar workers (each compresses and uploads its own parts).
+    pub jobs: usize,
+    /// A part is closed once its compressed size passes this (`-S`).
+    pub max_archive_size: u64,
+    pub min_chunk_size: Option<u64>,
+    /// `-n/--name`.
+    pub name: Option<String>,
+    pub tags: Vec<(String, String)>,
+    /// How long to wait for the backup's WAL to reach the archive.
+    pub wal_wait: Duration,
+}
+
+impl Default for BackupOptions {
+    fn default() -> Self {
+        Self {
+            compression: Compression::None,
+            level: None,
+            immediate_checkpoint: false,
+            jobs: 2,
+            max_archive_size: 100 << 30,
+            min_chunk_size: None,
+            name: None,
+            tags: Vec::new(),
+            wal_wait: Duration::from_secs(120),
+        }
+    }
+}
+
+/// A backup that did not end DONE. `info` is what was written (FAILED) when the
+/// failure came after the backup started.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct BackupError {
+    pub message: String,
+    pub info: Option<Box<BackupInfo>>,
+}
+
+impl BackupError {
+    fn early(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            info: None,
+        }
+    }
+}
+
+fn default_level(c: Compression, given: Option<i32>) -> i32 {
+    given.unwrap_or(match c {
+        Compression::Gzip => 6,
+        Compression::Bzip2 => 9,
+        other => other.default_level(),
+    })
+}
+
+/// Takes a base backup of the server behind `session` into `archive`.
+pub async fn take_backup(
+    archive: &Archive,
+    session: &Session,
+    opts: &BackupOptions,
+    progress: &Progress,
+) -> Result<BackupInfo, BackupError> {
+    let suffix = plan::tar_suffix(opts.compression).ok_or_else(|| {
+        BackupError::early(format!(
+            "{} cannot be used for base backups: use gzip, bzip2, snappy, lz4 or none",
+            opts.compression
+        ))
+    })?;
+    if let Some(n) = &opts.name {
+        plan::check_backup_name(n).map_err(BackupError::early)?;
+    }
+    let server = session
+        .server_info()
+        .await
+        .map_err(|e| BackupError::early(e.to_string()))?;
+    let backup_id = chrono::Local::now().format("%Y%m%dT%H%M%S").to_string();
+    if server.version_num >= 140000 {
+        session
+            .execute("SET idle_session_timeout TO 0", "idle_session_timeout")
+            .await
+            .map_err(|e| BackupError::early(e.to_string()))?;
+    }
+    let label = format!("Barman backup cloud {backup_id}");
+    let start = session
+        .backup_start(&label, opts.immediate_checkpoint)
+        .await
+        .map_err(|e| BackupError::early(e.to_string()))?;
+    let mut info = started_info(&backup_id, &server, &start);
+    let info_key = format!("{}/{}/backup.info", archive.layout().base_prefix(), backup_id);
+    archive
+        .put_small(&info_key, Bytes::from(info.to_file_text()), &opts.tags)
+        .await
+        .map_err(|e| BackupError::early(format!("failure uploading backup.info file ({e})")))?;
+    tracing::info!("backup {backup_id} started at {} ({})", start.lsn, info.begin_wal.as_deref().unwrap_or("?"));
+
+    let began = Instant::now();
+    let copied = copy_and_stop(archive, session, opts, progress, &server, &start, &backup_id, suffix).await;
+    match copied {
+        Ok(done) => {
+            info.backup_label = Some(done.label.clone());
+            let seg = server.wal_segment_size;
+            let end_wal = done.stop_lsn.segment(done.stop_timeline, seg).to_string();
+            info.end_offset = Some(done.stop_lsn.offset(seg));
+            info.end_time = Some(done.stop_time);
+            info.end_wal = Some(end_wal);
+            info.end_xlog = Some(done.stop_lsn.to_string());
+            info.backup_name = opts.name.clone();
+            info.copy_stats = Some(copy_stats(began.elapsed(), opts.jobs, &done.item_times));
+            match wait_for_wal(archive, &info, seg, opts.wal_wait).await {
+                Ok(()) => {
+                    info.status = BackupStatus::Done;
+                    archive
+                        .put_small(&info_key, Bytes::from(info.to_file_text()), &opts.tags)
+                        .await
+                        .map_err(|e| BackupError::early(format!("failure uploading backup.info file ({e})")))?;
+                    Ok(info)
+                }
+                Err(message) => Err(fail(archive, &info_key, info, message, &opts.tags).await),
+            }
+        }
+        Err(message) => Err(fail(archive, &info_key, info, message, &opts.tags).await),
+    }
+}
+
+async fn fail(archive: &Archive, key: &str, mut info: BackupInfo, message: String, tags: &[(String, String)]) -> BackupError {
+    info.status = BackupStatus::Failed;
+    info.error = Some(message.replace('\n', " "));
+    if let Err(e) = archive.put_small(key, Bytes::from(info.to_file_text()), tags).await {
+        tracing::error!("cannot write the FAILED backup.info: {e}");
+    }
+    BackupError {
+        message,
+        info: Some(Box::new(info)),
+    }
+}
+
+fn started_info(backup_id: &str, server: &ServerInfo, start: &BackupStart) -> BackupInfo {
+    let seg = server.wal_segment_size;
+    let mut i = BackupInfo::new(backup_id);
+    i.status = BackupStatus::Started;
+    i.server_name = Some("cloud".into());
+    i.begin_offset = Some(start.lsn.offset(seg));
+    i.begin_time = Some(start.time);
+    i.begin_wal = Some(start.lsn.segment(start.timeline, seg).to_string());
+    i.begin_xlog = Some(start.lsn.to_string());
+    i.cluster_size = server.cluster_size.map(|s| s as u64);
+    i.config_file = server.config_file.clone();
+    i.hba_file = server.hba_file.clone();
+    i.ident_file = server.ident_file.clone();
+    i.data_checksums = server.data_checksums.clone();
+    i.summarize_wal = server.summarize_wal.clone();
+    i.pgdata = Some(server.data_directory.clone());
+    i.systemid = Some(server.systemid.clone());
+    i.tablespaces = (!server.tablespaces.is_empty()).then(|| {
+        server
+            .tablespaces
+            .iter()
+            .map(|t| Tablespace {
+                name: t.name.clone(),
+                oid: t.oid,
+                location: t.location.clone(),
+            })
+            .collect()
+    });
+    i.timeline = Some(start.timeline);
+    i.version = Some(server.version_num as u32);
+    i.xlog_segment_size = Some(seg);
+    i
+}
+
+fn copy_stats(total: Duration, jobs: usize, items: &[(String, f64)]) -> PyValue {
+    let per_item = |f: &dyn Fn(f64) -> f64| {
+        PyValue::Dict(
+            items
+                .iter()
+                .map(|(k, v)| (PyValue::Str(k.clone()), PyValue::Float(f(*v))))
+                .collect(),
+        )
+    };
+    let copy: f64 = items.iter().map(|(_, v)| v).sum();
+    PyValue::Dict(vec![
+        ("total_time".into(), PyValue::Float(total.as_secs_f64())),
+        ("number_of_workers".into(), PyValue::Int(jobs as i64)),
+        ("analysis_time".into(), PyValue::Int(0)),
+        ("analysis_time_per_item".into(), per_item(&|_| 0.0)),
+        ("copy_time_per_item".into(), per_item(&|v| v)),
+        ("serialized_copy_time_per_item".into(), per_item(&|v| v)),
+        ("copy_time".into(), PyValue::Float(copy)),
+        ("serialized_copy_time".into(), PyValue::Float(copy)),
+    ])
+}
+
+struct Copied {
+    label: String,
+    stop_lsn: Lsn,
+    stop_timeline: u32,
+    stop_time: chrono::DateTime<chrono::FixedOffset>,
+    item_times: Vec<(String, f64)>,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn copy_and_stop(
+    archive: &Archive,
+    session: &Session,
+    opts: &BackupOptions,
+    progress: &Progress,
+    server: &ServerInfo,
+    start: &BackupStart,
+    backup_id: &str,
+    suffix: &'static str,
+) -> Result<Copied, String> {
+    let pgdata = PathBuf::from(&server.data_directory);
+    let major = (server.version_num / 10000).to_string();
+    let prefix = walk::tablespace_version_prefix(&major);
+    let base = format!("{}/{}", archive.layout().base_prefix(), backup_id);
+    let mut item_times = Vec::new();
+    let upload_err = |e: String| format!("failure uploading data ({e})");
+
+    // Tablespaces first, as barman does.
+    let mut inside = Vec::new();
+    for ts in &server.tablespaces {
+        let loc = PathBuf::from(&ts.location);
+        if loc.starts_with(&pgdata) {
+            inside.push(loc.clone());
+        }
+        let t0 = Instant::now();
+        let entries = walk::walk_tablespace(&loc, &prefix)
+            .map_err(|e| upload_err(format!("cannot read tablespace {} at {}: {e}", ts.name, loc.display())))?;
+        let mut item = Item::new(archive, opts, &base, ts.oid.to_string(), suffix, progress);
+        item.copy(entries).await.map_err(upload_err)?;
+        item_times.push((ts.oid.to_string(), t0.elapsed().as_secs_f64()));
+    }
+
+    let t0 = Instant::now();
+    let entries = walk::walk_pgdata(&pgdata, &inside)
+        .map_err(|e| upload_err(format!("cannot read PGDATA {}: {e}", pgdata.display())))?;
+    let mut data = Item::new(archive, opts, &base, "data".into(), suffix, progress);
+    data.copy(entries).await.map_err(upload_err)?;
+
+    // pg_control is read after every data file (as pg_basebackup does) and before
+    // the backup stops; config files outside PGDATA are stored by base name.
+    let control_path = pgdata.join(walk::PG_CONTROL);
+    let control = std::fs::read(&control_path).map_err(|e| upload_err(format!("cannot read {}: {e}", control_path.display())))?;
+    let control_meta = std::fs::metadata(&control_path).map_err(|e| upload_err(e.to_string()))?;
+    let outside: Vec<PathBuf> = [&server.config_file, &server.hba_file, &server.ident_file]
+        .into_iter()
+        .flatten()
+        .map(PathBuf::from)
+        .filter(|p| !p.starts_with(&pgdata) && p.is_file())
+        .collect();
+
+    let stop = session.backup_stop(false).await.map_err(|e| e.to_string())?;
+    if !server.in_recovery {
+        session.switch_and_mark(&format!("barman_{backup_id}")).await;
+    }
+
+    let label = stop.label.clone();
+    let label_pgdata = pgdata.clone();
+    data.finish_with(move |tar| {
+        use std::os::unix::fs::MetadataExt;
+        tar.append_bytes(
+            walk::PG_CONTROL,
+            &control,
+            control_meta.mode() & 0o7777,
+            control_meta.mtime().max(0) as u64,
+            u64::from(control_meta.uid()),
+            u64::from(control_meta.gid()),
+        )?;
+        for p in &outside {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            tar.append_file_as(&name, p)?;
+        }
+        tar.append_backup_label(label.as_bytes(), &label_pgdata)?;
+        Ok(())
+    })
+    .await
+    .map_err(upload_err)?;
+    item_times.push(("data".into(), t0.elapsed().as_secs_f64()));
+    let _ = start;
+    Ok(Copied {
+        label: stop.label,
+        stop_lsn: stop.lsn,
+        stop_timeline: stop.timeline,
+        stop_time: stop.time,
+        item_times,
+    })
+}
+
+type Tar = TarWriter<CompressWriter<barrelman_storage::ObjectWriter>>;
+
+/// One logical archive (`data` or a tablespace oid) written as numbered parts.
+struct Item<'a> {
+    archive: &'a Archive,
+    opts: &'a BackupOptions,
+    base: &'a str,
+    name: String,
+    suffix: &'static str,
+    progress: &'a Progress,
+    next_index: Arc<AtomicUsize>,
+}
+
+impl<'a> Item<'a> {
+    fn new(archive: &'a Archive, opts: &'a BackupOptions, base: &'a str, name: String, suffix: &'static str, progress: &'a Progress) -> Self {
+        Self {
+            archive,
+            opts,
+            base,
+            name,
+            suffix,
+            progress,
+            next_index: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Copies `entries` with up to `jobs` workers. Worker 0 writes the main part
+    /// (index 0) with every directory first, so any extraction order works.
+    async fn copy(&mut self, entries: Vec<WalkEntry>) -> Result<(), String> {
+        let (mut head, files): (Vec<WalkEntry>, Vec<WalkEntry>) =
+            entries.into_iter().partition(|e| !matches!(e.kind, EntryKind::File { .. }));
+        let sizes: Vec<u64> = files
+            .iter()
+            .map(|e| match e.kind {
+                EntryKind::File { size } => size,
+                _ => 0,
+            })
+            .collect();
+        self.progress.add_total(sizes.iter().sum());
+        let ranges = plan::split_contiguous(&sizes, self.opts.jobs.max(1));
+        let workers = ranges.len();
+        self.next_index.store(workers, Ordering::SeqCst);
+        let mut files = files;
+        let mut groups: Vec<Vec<WalkEntry>> = Vec::with_capacity(workers);
+        for r in ranges.iter().rev() {
+            groups.push(files.split_off(r.start));
+        }
+        groups.reverse();
+        head.append(&mut groups[0]);
+        groups[0] = head;
+
+        let mut tasks = Vec::new();
+        for (w, group) in groups.into_iter().enumerate() {
+            let bytes: u64 = group
+                .iter()
+                .map(|e| match e.kind {
+                    EntryKind::File { size } => size,
+                    _ => 0,
+                })
+                .sum();
+            let part_size = plan::part_size(self.opts.max_archive_size.min(bytes + bytes / 10 + (64 << 20)), self.opts.min_chunk_size);
+            let ctx = self.worker_ctx(part_size);
+            tasks.push(tokio::task::spawn_blocking(move || ctx.run(w, group)));
+        }
+        let mut first_err = None;
+        let mut handles = Vec::new();
+        for t in tasks {
+            match t.await {
+                Ok(Ok(h)) => handles.extend(h),
+                Ok(Err(e)) => {
+                    first_err.get_or_insert(e.to_string());
+                }
+                Err(e) => {
+                    first_err.get_or_insert(format!("internal: tar worker failed: {e}"));
+                }
+            }
+        }
+        for h in handles {
+            if let Err(e) = h.wait().await {
+                first_err.get_or_insert(e.to_string());
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes one more part with what `fill` adds (after `pg_backup_stop`).
+    async fn finish_with(&mut self, fill: impl FnOnce(&mut Tar) -> io::Result<()> + Send + 'static) -> Result<(), String> {
+        let ctx = self.worker_ctx(5 << 20);
+        let index = self.next_index.fetch_add(1, Ordering::SeqCst);
+        let handle = tokio::task::spawn_blocking(move || -> io::Result<UploadHandle> {
+            let (mut tar, handle) = ctx.open_part(index)?;
+            fill(&mut tar)?;
+            ctx.close_part(tar)?;
+            Ok(handle)
+        })
+        .await
+        .map_err(|e| format!("internal: {e}"))?
+        .map_err(|e| e.to_string())?;
+        handle.wait().await.map_err(|e| e.to_string()).map(|_| ())
+    }
+
+    fn worker_ctx(&self, part_size: usize) -> WorkerCtx {
+        WorkerCtx {
+            archive: self.archive.clone(),
+            base: self.base.to_string(),
+            name: self.name.clone(),
+            suffix: self.suffix,
+            compression: self.opts.compression,
+            level: default_level(self.opts.compression, self.opts.level),
+            max_archive_size: self.opts.max_archive_size,
+            part_size,
+            tags: self.opts.tags.clone(),
+            progress: self.progress.clone(),
+            next_index: self.next_index.clone(),
+        }
+    }
+}
+
+/// What a blocking tar worker needs.
+struct WorkerCtx {
+    archive: Archive,
+    base: String,
+    name: String,
+    suffix: &'static str,
+    compression: Compression,
+    level: i32,
+    max_archive_size: u64,
+    part_size: usize,
+    tags: Vec<(String, String)>,
+    progress: Progress,
+    next_index: Arc<AtomicUsize>,
+}
+
+impl WorkerCtx {
+    fn open_part(&self, index: usize) -> io::Result<(Tar, UploadHandle)> {
+        let key = format!("{}/{}", self.base, plan::part_file_name(&self.name, index, self.suffix));
+        let (writer, handle) = self.archive.object_writer(&key, self.part_size, &self.tags);
+        let cw = CompressWriter::new(self.compression, self.level, writer)?;
+        Ok((TarWriter::new(cw), handle))
+    }
+
+    fn close_part(&self, tar: Tar) -> io::Result<()> {
+        let cw = tar.finish()?;
+        let writer = cw.finish()?;
+        writer.finish()
+    }
+
+    /// Writes `entries` into parts starting at index `first`, opening a new part
+    /// (next free index) whenever the compressed size passes `max_archive_size`.
+    fn run(&self, first: usize, entries: Vec<WalkEntry>) -> io::Result<Vec<UploadHandle>> {
+        let mut handles = Vec::new();
+        let (mut tar, mut handle) = self.open_part(first)?;
+        let mut counter = handle.counter();
+        for e in &entries {
+            let added = tar.append_entry(e)?;
+            self.progress.add_done(added.content_bytes());
+            if counter.load(Ordering::Relaxed) >= self.max_archive_size {
+                self.close_part(tar)?;
+                handles.push(handle);
+                let index = self.next_index.fetch_add(1, Ordering::SeqCst);
+                (tar, handle) = self.open_part(index)?;
+                counter = handle.counter();
+            }
+        }
+        self.close_part(tar)?;
+        handles.push(handle);
+        Ok(handles)
+    }
+}
+
+/// Waits until every segment from `begin_wal` to `end_wal` is in the archive.
+async fn wait_for_wal(archive: &Archive, info: &BackupInfo, segment_size: u64, wait: Duration) -> Result<(), String> {
+    let (Some(begin), Some(end)) = (info.begin_wal.as_deref(), info.end_wal.as_deref()) else {
+        return Err("the backup has no WAL range".into());
+    };
+    let mut missing: Vec<WalName> = wal_range(begin, end, segment_size)?;
+    let deadline = Instant::now() + wait;
+    loop {
+        let mut still = Vec::new();
+        for name in missing {
+            match archive.find_variants(&name).await {
+                Ok(v) if !v.is_empty() => {}
+                Ok(_) => still.push(name),
+                Err(e) => return Err(format!("cannot check the WAL archive: {e}")),
+            }
+        }
+        missing = still;
+        let Some(first) = missing.first() else { return Ok(()) };
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "WAL segment {first} needed by this backup is not in the archive {} after waiting {}s: \
+                 WAL archiving is not reaching this archive, so the backup could never be restored. \
+                 Check archive_command (in CloudNativePG: set isWALArchiver: true on the barman-cloud plugin)",
+                archive.location(),
+                wait.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Segment names from `begin` to `end` inclusive (same timeline as `end` for the
+/// part after a switch is impossible inside one backup).
+pub fn wal_range(begin: &str, end: &str, segment_size: u64) -> Result<Vec<WalName>, String> {
+    use barrelman_core::wal::SegmentName;
+    let b = SegmentName::parse(begin).ok_or_else(|| format!("invalid begin_wal {begin}"))?;
+    let e = SegmentName::parse(end).ok_or_else(|| format!("invalid end_wal {end}"))?;
+    let mut out = Vec::new();
+    let mut s = b;
+    while (s.log, s.seg) <= (e.log, e.seg) {
+        let name = SegmentName { timeline: e.timeline, ..s };
+        out.push(WalName::parse(&name.to_string()).map_err(|x| x.to_string())?);
+        if out.len() > 1_000_000 {
+            return Err("the backup's WAL range is implausibly long".into());
+        }
+        s = s.next(segment_size);
+    }
+    Ok(out)
+}

@@ -1,0 +1,204 @@
+//! Restoring a base backup: every tar part of PGDATA and of each tablespace,
+//! downloaded, decompressed and extracted in parallel into empty directories, with
+//! the `pg_tblspc` links and `pg_wal` recreated. Extraction never writes outside its
+//! target.
+
+use crate::catalog::{self, ChooseError, TargetChoice};
+use crate::plan;
+use crate::progress::Progress;
+use barrelman_core::backup_info::{BackupInfo, BackupStatus};
+use barrelman_core::Compression;
+use barrelman_postgres::extract;
+use barrelman_storage::{codec, Archive, StorageError};
+use futures::stream::{self, StreamExt};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// What to restore and where.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// An id, a name, `first`/`oldest`, `last`/`latest`, `last-failed` or `auto`.
+    pub backup: String,
+    /// For `auto`: the recovery target the backup must end before.
+    pub target: TargetChoice,
+    pub destination: PathBuf,
+    /// `--tablespace NAME:LOCATION` relocations.
+    pub tablespace_map: Vec<(String, PathBuf)>,
+    /// Parts downloaded and extracted at once.
+    pub jobs: usize,
+}
+
+/// Why a restore did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error(transparent)]
+    Choose(#[from] ChooseError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("backup {id} is {status}, not DONE: it cannot be restored (choose another one with `barrelman list`)")]
+    NotRestorable { id: String, status: String },
+    #[error("the destination {0} is not empty: restore into an empty or new directory")]
+    NotEmpty(PathBuf),
+    #[error("backup {id} has no {item} part (base/{id}/{item}.tar*): the backup is incomplete")]
+    MissingPart { id: String, item: String },
+    #[error("cannot restore {key}: {source}")]
+    Extract {
+        key: String,
+        #[source]
+        source: extract::ExtractError,
+    },
+    #[error("{0}")]
+    Local(String),
+    #[error("the catalog has unreadable backup.info files: {0}")]
+    Unreadable(String),
+}
+
+/// One part to fetch.
+#[derive(Debug, Clone)]
+struct Part {
+    key: String,
+    compression: Compression,
+    target: PathBuf,
+}
+
+fn ensure_empty(dir: &Path) -> Result<(), RestoreError> {
+    match std::fs::read_dir(dir) {
+        Ok(mut rd) => {
+            if rd.next().is_some() {
+                return Err(RestoreError::NotEmpty(dir.to_path_buf()));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(RestoreError::Local(format!("cannot read {}: {e}", dir.display()))),
+    }
+}
+
+/// Restores a backup; returns its `backup.info`.
+pub async fn restore_backup(archive: &Archive, opts: &RestoreOptions, progress: &Progress) -> Result<BackupInfo, RestoreError> {
+    let (catalog, unreadable) = catalog::load(archive).await?;
+    if !unreadable.is_empty() {
+        tracing::warn!("skipping unreadable backups: {}", unreadable.join("; "));
+    }
+    let info = catalog::choose(&catalog, &opts.backup, &opts.target)?.clone();
+    if info.status != BackupStatus::Done {
+        return Err(RestoreError::NotRestorable {
+            id: info.backup_id.clone(),
+            status: info.status.as_str().to_string(),
+        });
+    }
+    let id = info.backup_id.clone();
+    ensure_empty(&opts.destination)?;
+
+    // Tablespace targets: the mapping by name, else the original location.
+    let mut ts_targets: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for ts in info.tablespaces.iter().flatten() {
+        let loc = opts
+            .tablespace_map
+            .iter()
+            .find(|(n, _)| *n == ts.name)
+            .map(|(_, l)| l.clone())
+            .unwrap_or_else(|| PathBuf::from(&ts.location));
+        ensure_empty(&loc)?;
+        ts_targets.insert(ts.oid.to_string(), loc);
+    }
+    for (name, _) in &opts.tablespace_map {
+        if !info.tablespaces.iter().flatten().any(|t| &t.name == name) {
+            tracing::warn!("--tablespace {name}: backup {id} has no such tablespace");
+        }
+    }
+
+    let prefix = format!("{}/{}", archive.layout().base_prefix(), id);
+    let objects = archive.list_objects(&prefix).await?;
+    let mut parts: BTreeMap<String, Vec<(usize, Part)>> = BTreeMap::new();
+    for o in &objects {
+        let file = o.key.rsplit('/').next().unwrap_or_default();
+        let Some((item, index, compression)) = plan::parse_part_name(file) else {
+            continue;
+        };
+        let target = if item == "data" {
+            opts.destination.clone()
+        } else if let Some(t) = ts_targets.get(&item) {
+            t.clone()
+        } else {
+            tracing::warn!("skipping {}: not a tablespace of backup {id}", o.key);
+            continue;
+        };
+        progress.add_total(o.size);
+        parts.entry(item).or_default().push((
+            index,
+            Part {
+                key: o.key.clone(),
+                compression,
+                target,
+            },
+        ));
+    }
+    let mut items: Vec<String> = vec!["data".to_string()];
+    items.extend(ts_targets.keys().cloned());
+    for item in &items {
+        let has_main = parts.get(item).is_some_and(|v| v.iter().any(|(i, _)| *i == 0));
+        if !has_main {
+            return Err(RestoreError::MissingPart { id, item: item.clone() });
+        }
+    }
+    let mut all: Vec<Part> = Vec::new();
+    for (_, mut v) in parts {
+        v.sort_by_key(|(i, _)| *i);
+        all.extend(v.into_iter().map(|(_, p)| p));
+    }
+
+    let results: Vec<Result<(), RestoreError>> = stream::iter(all)
+        .map(|p| async move { fetch_part(archive, p, progress).await })
+        .buffer_unordered(opts.jobs.max(1))
+        .collect()
+        .await;
+    for r in results {
+        r?;
+    }
+
+    // pg_tblspc links and pg_wal, as barman-cloud-restore makes them.
+    let tblspc = opts.destination.join("pg_tblspc");
+    std::fs::create_dir_all(&tblspc).map_err(|e| RestoreError::Local(format!("cannot create {}: {e}", tblspc.display())))?;
+    for (oid, loc) in &ts_targets {
+        let link = tblspc.join(oid);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(loc, &link)
+            .map_err(|e| RestoreError::Local(format!("cannot link {} to {}: {e}", link.display(), loc.display())))?;
+    }
+    let wal = opts.destination.join("pg_wal");
+    if std::fs::symlink_metadata(&wal).is_err() {
+        std::fs::create_dir_all(&wal).map_err(|e| RestoreError::Local(format!("cannot create {}: {e}", wal.display())))?;
+    }
+    Ok(info)
+}
+
+async fn fetch_part(archive: &Archive, part: Part, progress: &Progress) -> Result<(), RestoreError> {
+    let reader = archive.object_reader(&part.key).await?;
+    let key = part.key.clone();
+    let counter = progress.clone();
+    tokio::task::spawn_blocking(move || {
+        let counted = CountingReader { inner: reader, progress: counter };
+        let r = codec::decompress_reader(part.compression, counted).map_err(|e| RestoreError::Extract {
+            key: key.clone(),
+            source: extract::ExtractError::Stream { member: None, source: e },
+        })?;
+        extract::extract_tar(r, &part.target).map_err(|source| RestoreError::Extract { key, source })?;
+        Ok(())
+    })
+    .await
+    .map_err(|e| RestoreError::Local(format!("internal: extraction task failed: {e}")))?
+}
+
+struct CountingReader<R> {
+    inner: R,
+    progress: Progress,
+}
+
+impl<R: std::io::Read> std::io::Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.add_done(n as u64);
+        Ok(n)
+    }
+}
