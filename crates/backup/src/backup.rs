@@ -117,15 +117,26 @@ pub async fn take_backup(
         .await
         .map_err(|e| BackupError::early(e.to_string()))?;
     let mut info = started_info(&backup_id, &server, &start);
-    let info_key = format!("{}/{}/backup.info", archive.layout().base_prefix(), backup_id);
+    let info_key = format!(
+        "{}/{}/backup.info",
+        archive.layout().base_prefix(),
+        backup_id
+    );
     archive
         .put_small(&info_key, Bytes::from(info.to_file_text()), &opts.tags)
         .await
         .map_err(|e| BackupError::early(format!("failure uploading backup.info file ({e})")))?;
-    tracing::info!("backup {backup_id} started at {} ({})", start.lsn, info.begin_wal.as_deref().unwrap_or("?"));
+    tracing::info!(
+        "backup {backup_id} started at {} ({})",
+        start.lsn,
+        info.begin_wal.as_deref().unwrap_or("?")
+    );
 
     let began = Instant::now();
-    let copied = copy_and_stop(archive, session, opts, progress, &server, &start, &backup_id, suffix).await;
+    let copied = copy_and_stop(
+        archive, session, opts, progress, &server, &start, &backup_id, suffix,
+    )
+    .await;
     match copied {
         Ok(done) => {
             info.backup_label = Some(done.label.clone());
@@ -143,7 +154,9 @@ pub async fn take_backup(
                     archive
                         .put_small(&info_key, Bytes::from(info.to_file_text()), &opts.tags)
                         .await
-                        .map_err(|e| BackupError::early(format!("failure uploading backup.info file ({e})")))?;
+                        .map_err(|e| {
+                            BackupError::early(format!("failure uploading backup.info file ({e})"))
+                        })?;
                     Ok(info)
                 }
                 Err(message) => Err(fail(archive, &info_key, info, message, &opts.tags).await),
@@ -153,10 +166,19 @@ pub async fn take_backup(
     }
 }
 
-async fn fail(archive: &Archive, key: &str, mut info: BackupInfo, message: String, tags: &[(String, String)]) -> BackupError {
+async fn fail(
+    archive: &Archive,
+    key: &str,
+    mut info: BackupInfo,
+    message: String,
+    tags: &[(String, String)],
+) -> BackupError {
     info.status = BackupStatus::Failed;
     info.error = Some(message.replace('\n', " "));
-    if let Err(e) = archive.put_small(key, Bytes::from(info.to_file_text()), tags).await {
+    if let Err(e) = archive
+        .put_small(key, Bytes::from(info.to_file_text()), tags)
+        .await
+    {
         tracing::error!("cannot write the FAILED backup.info: {e}");
     }
     BackupError {
@@ -255,8 +277,13 @@ async fn copy_and_stop(
             inside.push(loc.clone());
         }
         let t0 = Instant::now();
-        let entries = walk::walk_tablespace(&loc, &prefix)
-            .map_err(|e| upload_err(format!("cannot read tablespace {} at {}: {e}", ts.name, loc.display())))?;
+        let entries = walk::walk_tablespace(&loc, &prefix).map_err(|e| {
+            upload_err(format!(
+                "cannot read tablespace {} at {}: {e}",
+                ts.name,
+                loc.display()
+            ))
+        })?;
         let mut item = Item::new(archive, opts, &base, ts.oid.to_string(), suffix, progress);
         item.copy(entries).await.map_err(upload_err)?;
         item_times.push((ts.oid.to_string(), t0.elapsed().as_secs_f64()));
@@ -271,7 +298,8 @@ async fn copy_and_stop(
     // pg_control is read after every data file (as pg_basebackup does) and before
     // the backup stops; config files outside PGDATA are stored by base name.
     let control_path = pgdata.join(walk::PG_CONTROL);
-    let control = std::fs::read(&control_path).map_err(|e| upload_err(format!("cannot read {}: {e}", control_path.display())))?;
+    let control = std::fs::read(&control_path)
+        .map_err(|e| upload_err(format!("cannot read {}: {e}", control_path.display())))?;
     let control_meta = std::fs::metadata(&control_path).map_err(|e| upload_err(e.to_string()))?;
     let outside: Vec<PathBuf> = [&server.config_file, &server.hba_file, &server.ident_file]
         .into_iter()
@@ -280,9 +308,14 @@ async fn copy_and_stop(
         .filter(|p| !p.starts_with(&pgdata) && p.is_file())
         .collect();
 
-    let stop = session.backup_stop(false).await.map_err(|e| e.to_string())?;
+    let stop = session
+        .backup_stop(false)
+        .await
+        .map_err(|e| e.to_string())?;
     if !server.in_recovery {
-        session.switch_and_mark(&format!("barman_{backup_id}")).await;
+        session
+            .switch_and_mark(&format!("barman_{backup_id}"))
+            .await;
     }
 
     let label = stop.label.clone();
@@ -298,7 +331,10 @@ async fn copy_and_stop(
             u64::from(control_meta.gid()),
         )?;
         for p in &outside {
-            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             tar.append_file_as(&name, p)?;
         }
         tar.append_backup_label(label.as_bytes(), &label_pgdata)?;
@@ -331,7 +367,14 @@ struct Item<'a> {
 }
 
 impl<'a> Item<'a> {
-    fn new(archive: &'a Archive, opts: &'a BackupOptions, base: &'a str, name: String, suffix: &'static str, progress: &'a Progress) -> Self {
+    fn new(
+        archive: &'a Archive,
+        opts: &'a BackupOptions,
+        base: &'a str,
+        name: String,
+        suffix: &'static str,
+        progress: &'a Progress,
+    ) -> Self {
         Self {
             archive,
             opts,
@@ -346,8 +389,9 @@ impl<'a> Item<'a> {
     /// Copies `entries` with up to `jobs` workers. Worker 0 writes the main part
     /// (index 0) with every directory first, so any extraction order works.
     async fn copy(&mut self, entries: Vec<WalkEntry>) -> Result<(), String> {
-        let (mut head, files): (Vec<WalkEntry>, Vec<WalkEntry>) =
-            entries.into_iter().partition(|e| !matches!(e.kind, EntryKind::File { .. }));
+        let (mut head, files): (Vec<WalkEntry>, Vec<WalkEntry>) = entries
+            .into_iter()
+            .partition(|e| !matches!(e.kind, EntryKind::File { .. }));
         let sizes: Vec<u64> = files
             .iter()
             .map(|e| match e.kind {
@@ -377,7 +421,12 @@ impl<'a> Item<'a> {
                     _ => 0,
                 })
                 .sum();
-            let part_size = plan::part_size(self.opts.max_archive_size.min(bytes + bytes / 10 + (64 << 20)), self.opts.min_chunk_size);
+            let part_size = plan::part_size(
+                self.opts
+                    .max_archive_size
+                    .min(bytes + bytes / 10 + (64 << 20)),
+                self.opts.min_chunk_size,
+            );
             let ctx = self.worker_ctx(part_size);
             tasks.push(tokio::task::spawn_blocking(move || ctx.run(w, group)));
         }
@@ -406,7 +455,10 @@ impl<'a> Item<'a> {
     }
 
     /// Writes one more part with what `fill` adds (after `pg_backup_stop`).
-    async fn finish_with(&mut self, fill: impl FnOnce(&mut Tar) -> io::Result<()> + Send + 'static) -> Result<(), String> {
+    async fn finish_with(
+        &mut self,
+        fill: impl FnOnce(&mut Tar) -> io::Result<()> + Send + 'static,
+    ) -> Result<(), String> {
         let ctx = self.worker_ctx(5 << 20);
         let index = self.next_index.fetch_add(1, Ordering::SeqCst);
         let handle = tokio::task::spawn_blocking(move || -> io::Result<UploadHandle> {
@@ -455,7 +507,11 @@ struct WorkerCtx {
 
 impl WorkerCtx {
     fn open_part(&self, index: usize) -> io::Result<(Tar, UploadHandle)> {
-        let key = format!("{}/{}", self.base, plan::part_file_name(&self.name, index, self.suffix));
+        let key = format!(
+            "{}/{}",
+            self.base,
+            plan::part_file_name(&self.name, index, self.suffix)
+        );
         let (writer, handle) = self.archive.object_writer(&key, self.part_size, &self.tags);
         let cw = CompressWriter::new(self.compression, self.level, writer)?;
         Ok((TarWriter::new(cw), handle))
@@ -491,7 +547,12 @@ impl WorkerCtx {
 }
 
 /// Waits until every segment from `begin_wal` to `end_wal` is in the archive.
-async fn wait_for_wal(archive: &Archive, info: &BackupInfo, segment_size: u64, wait: Duration) -> Result<(), String> {
+async fn wait_for_wal(
+    archive: &Archive,
+    info: &BackupInfo,
+    segment_size: u64,
+    wait: Duration,
+) -> Result<(), String> {
     let (Some(begin), Some(end)) = (info.begin_wal.as_deref(), info.end_wal.as_deref()) else {
         return Err("the backup has no WAL range".into());
     };
@@ -507,7 +568,9 @@ async fn wait_for_wal(archive: &Archive, info: &BackupInfo, segment_size: u64, w
             }
         }
         missing = still;
-        let Some(first) = missing.first() else { return Ok(()) };
+        let Some(first) = missing.first() else {
+            return Ok(());
+        };
         if Instant::now() >= deadline {
             return Err(format!(
                 "WAL segment {first} needed by this backup is not in the archive {} after waiting {}s: \
@@ -530,7 +593,10 @@ pub fn wal_range(begin: &str, end: &str, segment_size: u64) -> Result<Vec<WalNam
     let mut out = Vec::new();
     let mut s = b;
     while (s.log, s.seg) <= (e.log, e.seg) {
-        let name = SegmentName { timeline: e.timeline, ..s };
+        let name = SegmentName {
+            timeline: e.timeline,
+            ..s
+        };
         out.push(WalName::parse(&name.to_string()).map_err(|x| x.to_string())?);
         if out.len() > 1_000_000 {
             return Err("the backup's WAL range is implausibly long".into());

@@ -65,11 +65,19 @@ fn usable(b: &BackupInfo) -> bool {
 /// Picks a backup by id, name, shortcut (`first`/`oldest`, `last`/`latest`,
 /// `last-failed`) or `auto` with a target. Shortcuts and `auto` consider DONE
 /// backups only (a FAILED one can never be restored; barman 3.19.1 crashes on them).
-pub fn choose<'a>(catalog: &'a [BackupInfo], wanted: &str, target: &TargetChoice) -> Result<&'a BackupInfo, ChooseError> {
+pub fn choose<'a>(
+    catalog: &'a [BackupInfo],
+    wanted: &str,
+    target: &TargetChoice,
+) -> Result<&'a BackupInfo, ChooseError> {
     let done = || catalog.iter().filter(|b| usable(b));
     match wanted {
-        "first" | "oldest" => done().next().ok_or_else(|| ChooseError::NoCandidate("first".into())),
-        "last" | "latest" => done().last().ok_or_else(|| ChooseError::NoCandidate("last".into())),
+        "first" | "oldest" => done()
+            .next()
+            .ok_or_else(|| ChooseError::NoCandidate("first".into())),
+        "last" | "latest" => done()
+            .next_back()
+            .ok_or_else(|| ChooseError::NoCandidate("last".into())),
         "last-failed" => catalog
             .iter()
             .rfind(|b| b.status == BackupStatus::Failed)
@@ -81,7 +89,10 @@ pub fn choose<'a>(catalog: &'a [BackupInfo], wanted: &str, target: &TargetChoice
                     (Some(_), None) => false,
                     (None, _) => true,
                 };
-                let lsn_ok = match (&target.lsn, b.end_xlog.as_deref().and_then(|x| x.parse::<Lsn>().ok())) {
+                let lsn_ok = match (
+                    &target.lsn,
+                    b.end_xlog.as_deref().and_then(|x| x.parse::<Lsn>().ok()),
+                ) {
                     (Some(t), Some(end)) => end <= *t,
                     (Some(_), None) => false,
                     (None, _) => true,
@@ -90,8 +101,7 @@ pub fn choose<'a>(catalog: &'a [BackupInfo], wanted: &str, target: &TargetChoice
                 time_ok && lsn_ok && tli_ok
             };
             done()
-                .filter(fits)
-                .last()
+                .rfind(fits)
                 .ok_or_else(|| ChooseError::NoCandidate(describe(target)))
         }
         id if crate::plan::is_backup_id(id) => catalog
@@ -141,28 +151,62 @@ mod tests {
     #[test]
     fn chooses_like_barman_but_only_restorable_backups() {
         let cat = vec![
-            b("20260101T000000", BackupStatus::Done, Some("2026-01-01 00:10:00+00:00"), Some("one")),
-            b("20260102T000000", BackupStatus::Done, Some("2026-01-02 00:10:00+00:00"), None),
+            b(
+                "20260101T000000",
+                BackupStatus::Done,
+                Some("2026-01-01 00:10:00+00:00"),
+                Some("one"),
+            ),
+            b(
+                "20260102T000000",
+                BackupStatus::Done,
+                Some("2026-01-02 00:10:00+00:00"),
+                None,
+            ),
             b("20260103T000000", BackupStatus::Failed, None, None),
         ];
         let none = TargetChoice::default();
-        assert_eq!(choose(&cat, "first", &none).unwrap().backup_id, "20260101T000000");
-        assert_eq!(choose(&cat, "latest", &none).unwrap().backup_id, "20260102T000000");
-        assert_eq!(choose(&cat, "last-failed", &none).unwrap().backup_id, "20260103T000000");
-        assert_eq!(choose(&cat, "one", &none).unwrap().backup_id, "20260101T000000");
-        assert!(matches!(choose(&cat, "two", &none), Err(ChooseError::UnknownName(_))));
-        assert!(matches!(choose(&cat, "20990101T000000", &none), Err(ChooseError::UnknownId(_))));
+        assert_eq!(
+            choose(&cat, "first", &none).unwrap().backup_id,
+            "20260101T000000"
+        );
+        assert_eq!(
+            choose(&cat, "latest", &none).unwrap().backup_id,
+            "20260102T000000"
+        );
+        assert_eq!(
+            choose(&cat, "last-failed", &none).unwrap().backup_id,
+            "20260103T000000"
+        );
+        assert_eq!(
+            choose(&cat, "one", &none).unwrap().backup_id,
+            "20260101T000000"
+        );
+        assert!(matches!(
+            choose(&cat, "two", &none),
+            Err(ChooseError::UnknownName(_))
+        ));
+        assert!(matches!(
+            choose(&cat, "20990101T000000", &none),
+            Err(ChooseError::UnknownId(_))
+        ));
         let t = TargetChoice {
             time: Some(parse_time("2026-01-01 12:00:00+00:00").unwrap()),
             ..Default::default()
         };
-        assert_eq!(choose(&cat, "auto", &t).unwrap().backup_id, "20260101T000000");
+        assert_eq!(
+            choose(&cat, "auto", &t).unwrap().backup_id,
+            "20260101T000000"
+        );
         let early = TargetChoice {
             time: Some(parse_time("2025-12-31 00:00:00+00:00").unwrap()),
             ..Default::default()
         };
         assert!(choose(&cat, "auto", &early).is_err());
-        let tl2 = TargetChoice { tli: Some(2), ..Default::default() };
+        let tl2 = TargetChoice {
+            tli: Some(2),
+            ..Default::default()
+        };
         assert!(choose(&cat, "auto", &tl2).is_err());
     }
 }

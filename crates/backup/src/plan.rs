@@ -51,7 +51,7 @@ pub fn split_contiguous(sizes: &[u64], groups: usize) -> Vec<std::ops::Range<usi
     let groups = groups.max(1);
     let total: u64 = sizes.iter().sum();
     if sizes.is_empty() {
-        return vec![0..0];
+        return std::iter::once(0..0).collect();
     }
     let mut out = Vec::new();
     let mut start = 0;

@@ -70,12 +70,19 @@ fn ensure_empty(dir: &Path) -> Result<(), RestoreError> {
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(RestoreError::Local(format!("cannot read {}: {e}", dir.display()))),
+        Err(e) => Err(RestoreError::Local(format!(
+            "cannot read {}: {e}",
+            dir.display()
+        ))),
     }
 }
 
 /// Restores a backup; returns its `backup.info`.
-pub async fn restore_backup(archive: &Archive, opts: &RestoreOptions, progress: &Progress) -> Result<BackupInfo, RestoreError> {
+pub async fn restore_backup(
+    archive: &Archive,
+    opts: &RestoreOptions,
+    progress: &Progress,
+) -> Result<BackupInfo, RestoreError> {
     let (catalog, unreadable) = catalog::load(archive).await?;
     if !unreadable.is_empty() {
         tracing::warn!("skipping unreadable backups: {}", unreadable.join("; "));
@@ -137,9 +144,14 @@ pub async fn restore_backup(archive: &Archive, opts: &RestoreOptions, progress: 
     let mut items: Vec<String> = vec!["data".to_string()];
     items.extend(ts_targets.keys().cloned());
     for item in &items {
-        let has_main = parts.get(item).is_some_and(|v| v.iter().any(|(i, _)| *i == 0));
+        let has_main = parts
+            .get(item)
+            .is_some_and(|v| v.iter().any(|(i, _)| *i == 0));
         if !has_main {
-            return Err(RestoreError::MissingPart { id, item: item.clone() });
+            return Err(RestoreError::MissingPart {
+                id,
+                item: item.clone(),
+            });
         }
     }
     let mut all: Vec<Part> = Vec::new();
@@ -159,31 +171,51 @@ pub async fn restore_backup(archive: &Archive, opts: &RestoreOptions, progress: 
 
     // pg_tblspc links and pg_wal, as barman-cloud-restore makes them.
     let tblspc = opts.destination.join("pg_tblspc");
-    std::fs::create_dir_all(&tblspc).map_err(|e| RestoreError::Local(format!("cannot create {}: {e}", tblspc.display())))?;
+    std::fs::create_dir_all(&tblspc)
+        .map_err(|e| RestoreError::Local(format!("cannot create {}: {e}", tblspc.display())))?;
     for (oid, loc) in &ts_targets {
         let link = tblspc.join(oid);
         let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(loc, &link)
-            .map_err(|e| RestoreError::Local(format!("cannot link {} to {}: {e}", link.display(), loc.display())))?;
+        std::os::unix::fs::symlink(loc, &link).map_err(|e| {
+            RestoreError::Local(format!(
+                "cannot link {} to {}: {e}",
+                link.display(),
+                loc.display()
+            ))
+        })?;
     }
     let wal = opts.destination.join("pg_wal");
     if std::fs::symlink_metadata(&wal).is_err() {
-        std::fs::create_dir_all(&wal).map_err(|e| RestoreError::Local(format!("cannot create {}: {e}", wal.display())))?;
+        std::fs::create_dir_all(&wal)
+            .map_err(|e| RestoreError::Local(format!("cannot create {}: {e}", wal.display())))?;
     }
     Ok(info)
 }
 
-async fn fetch_part(archive: &Archive, part: Part, progress: &Progress) -> Result<(), RestoreError> {
+async fn fetch_part(
+    archive: &Archive,
+    part: Part,
+    progress: &Progress,
+) -> Result<(), RestoreError> {
     let reader = archive.object_reader(&part.key).await?;
     let key = part.key.clone();
     let counter = progress.clone();
     tokio::task::spawn_blocking(move || {
-        let counted = CountingReader { inner: reader, progress: counter };
-        let r = codec::decompress_reader(part.compression, counted).map_err(|e| RestoreError::Extract {
-            key: key.clone(),
-            source: extract::ExtractError::Stream { member: None, source: e },
+        let counted = CountingReader {
+            inner: reader,
+            progress: counter,
+        };
+        let r = codec::decompress_reader(part.compression, counted).map_err(|e| {
+            RestoreError::Extract {
+                key: key.clone(),
+                source: extract::ExtractError::Stream {
+                    member: None,
+                    source: e,
+                },
+            }
         })?;
-        extract::extract_tar(r, &part.target).map_err(|source| RestoreError::Extract { key, source })?;
+        extract::extract_tar(r, &part.target)
+            .map_err(|source| RestoreError::Extract { key, source })?;
         Ok(())
     })
     .await

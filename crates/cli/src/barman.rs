@@ -18,10 +18,12 @@ use std::path::PathBuf;
 pub const BARMAN_VERSION: &str = "3.19.1";
 
 /// The tools this binary answers as.
-pub const TOOL_NAMES: [&str; 3] = [
+pub const TOOL_NAMES: [&str; 5] = [
     "barman-cloud-wal-archive",
     "barman-cloud-wal-restore",
     "barman-cloud-check-wal-archive",
+    "barman-cloud-backup",
+    "barman-cloud-restore",
 ];
 
 #[derive(Args, Debug, Clone)]
@@ -182,6 +184,114 @@ struct CheckWalArchiveCli {
     timeline: Option<String>,
 }
 
+#[derive(Parser, Debug)]
+#[command(disable_help_flag = true, infer_long_args = true,
+          group(ArgGroup::new("compression").multiple(false)))]
+struct BackupCli {
+    /// URL of the cloud destination, such as a bucket in AWS S3.
+    destination_url: String,
+    /// The name of the server as configured in Barman.
+    server_name: String,
+    #[command(flatten)]
+    common: CommonArgs,
+    /// gzip-compress the backup while uploading to the cloud.
+    #[arg(short = 'z', long = "gzip", group = "compression")]
+    gzip: bool,
+    /// bzip2-compress the backup while uploading to the cloud.
+    #[arg(short = 'j', long = "bzip2", group = "compression")]
+    bzip2: bool,
+    /// snappy-compress the backup while uploading to the cloud.
+    #[arg(long = "snappy", group = "compression")]
+    snappy: bool,
+    /// lz4-compress the backup while uploading to the cloud.
+    #[arg(long = "lz4", group = "compression")]
+    lz4: bool,
+    /// Host or Unix socket for PostgreSQL connection (default: libpq settings).
+    #[arg(short = 'h', long = "host")]
+    host: Option<String>,
+    /// Port for PostgreSQL connection (default: libpq settings).
+    #[arg(short = 'p', long = "port")]
+    port: Option<u16>,
+    /// User name for PostgreSQL connection (default: libpq settings).
+    #[arg(short = 'U', long = "user")]
+    user: Option<String>,
+    /// Database name or conninfo string for PostgreSQL connection (default: postgres).
+    #[arg(short = 'd', long = "dbname")]
+    dbname: Option<String>,
+    /// Forces the initial checkpoint to be done as quickly as possible.
+    #[arg(long = "immediate-checkpoint")]
+    immediate_checkpoint: bool,
+    /// Number of parallel workers to copy files during backup.
+    #[arg(short = 'J', long = "jobs", default_value_t = 2)]
+    jobs: usize,
+    /// Maximum size of an archive when uploading to cloud storage (default: 100GB).
+    #[arg(short = 'S', long = "max-archive-size", default_value = "100GB")]
+    max_archive_size: String,
+    /// Minimum size of an individual chunk when uploading to cloud storage.
+    #[arg(long = "min-chunk-size")]
+    min_chunk_size: Option<String>,
+    /// The maximum amount of data to be uploaded per second.
+    #[arg(long = "max-bandwidth")]
+    max_bandwidth: Option<String>,
+    /// A name which can be used to reference this backup.
+    #[arg(short = 'n', long = "name")]
+    name: Option<String>,
+    /// Tag KEY,VALUE added to every uploaded object (repeatable).
+    #[arg(long = "tag", action = ArgAction::Append, conflicts_with = "tags")]
+    tag: Vec<String>,
+    /// Tags as KEY,VALUE pairs (deprecated, greedy).
+    #[arg(long = "tags", num_args = 0..)]
+    tags: Option<Vec<String>>,
+    /// Server-side encryption (AES256 or aws:kms).
+    #[arg(short = 'e', long = "encryption", value_parser = ["AES256", "aws:kms"])]
+    encryption: Option<String>,
+    /// The AWS KMS key ID for aws:kms encryption.
+    #[arg(long = "sse-kms-key-id")]
+    sse_kms_key_id: Option<String>,
+    /// GCS KMS key name.
+    #[arg(long = "kms-key-name")]
+    kms_key_name: Option<String>,
+    /// Azure encryption scope.
+    #[arg(long = "encryption-scope")]
+    encryption_scope: Option<String>,
+    /// Snapshot backups: not supported by barrelman.
+    #[arg(long = "snapshot-instance")]
+    snapshot_instance: Option<String>,
+    /// Snapshot backups: not supported by barrelman.
+    #[arg(long = "snapshot-disk", action = ArgAction::Append)]
+    snapshot_disk: Vec<String>,
+}
+
+#[derive(Parser, Debug)]
+#[command(disable_help_flag = true, infer_long_args = true)]
+struct RestoreCli {
+    /// URL of the cloud source, such as a bucket in AWS S3.
+    source_url: String,
+    /// The name of the server as configured in Barman.
+    server_name: String,
+    /// The backup ID (or name, first, last, auto).
+    backup_id: String,
+    /// The path to a directory for recovery.
+    recovery_dir: String,
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Tablespace relocation rule NAME:LOCATION (repeatable).
+    #[arg(long = "tablespace", action = ArgAction::Append)]
+    tablespace: Vec<String>,
+    /// Target timeline (with backup id auto).
+    #[arg(long = "target-tli")]
+    target_tli: Option<String>,
+    /// Target LSN (with backup id auto).
+    #[arg(long = "target-lsn", conflicts_with = "target_time")]
+    target_lsn: Option<String>,
+    /// Target time (with backup id auto).
+    #[arg(long = "target-time")]
+    target_time: Option<String>,
+    /// Snapshot recovery: not supported by barrelman.
+    #[arg(long = "snapshot-recovery-instance")]
+    snapshot_recovery_instance: Option<String>,
+}
+
 /// Parses like argparse: help and version exit 0, usage errors exit 3.
 fn parse<T: Parser>(prog: &'static str, args: Vec<OsString>) -> Result<T, i32> {
     let cmd = T::command()
@@ -226,6 +336,14 @@ pub fn run(prog: &str, args: Vec<OsString>) -> i32 {
             Ok(cli) => execute(cli.common.verbosity(), || check_wal_archive(cli)),
             Err(code) => code,
         },
+        "barman-cloud-backup" => match parse::<BackupCli>(prog, args) {
+            Ok(cli) => execute_with(cli.common.verbosity(), true, || backup(cli)),
+            Err(code) => code,
+        },
+        "barman-cloud-restore" => match parse::<RestoreCli>(prog, args) {
+            Ok(cli) => execute_with(cli.common.verbosity(), true, || restore(cli)),
+            Err(code) => code,
+        },
         _ => {
             eprintln!("{prog}: this barman-cloud tool is not implemented by barrelman yet");
             exit::GENERAL_ERROR
@@ -238,8 +356,20 @@ fn execute<F>(verbosity: i32, f: impl FnOnce() -> F) -> i32
 where
     F: std::future::Future<Output = Result<i32>>,
 {
+    execute_with(verbosity, false, f)
+}
+
+fn execute_with<F>(verbosity: i32, multi_thread: bool, f: impl FnOnce() -> F) -> i32
+where
+    F: std::future::Future<Output = Result<i32>>,
+{
     crate::logging::init(verbosity);
-    let rt = match crate::runtime() {
+    let rt = if multi_thread {
+        crate::multi_thread_runtime()
+    } else {
+        crate::runtime()
+    };
+    let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("cannot start: {e}");
@@ -434,5 +564,90 @@ async fn check_wal_archive(cli: CheckWalArchiveCli) -> Result<i32> {
         return Ok(exit::SUCCESS);
     }
     target.open()?.check_empty(timeline).await?;
+    Ok(exit::SUCCESS)
+}
+
+fn size_arg(flag: &str, value: &str) -> Result<u64> {
+    barrelman_backup::plan::parse_size(value).ok_or_else(|| {
+        InputError(format!(
+            "invalid {flag} '{value}': use bytes or a number with KB, MB, GB, TB"
+        ))
+        .into()
+    })
+}
+
+async fn backup(cli: BackupCli) -> Result<i32> {
+    let mut flags = cli.common.cloud();
+    flags.encryption = cli.encryption.clone();
+    flags.sse_kms_key_id = cli.sse_kms_key_id.clone();
+    let target = Target::from_barman(&cli.destination_url, &cli.server_name, &flags)?;
+    if cli.common.test {
+        return connectivity_test(&target).await;
+    }
+    if cli.snapshot_instance.is_some() || !cli.snapshot_disk.is_empty() {
+        return Err(InputError("snapshot backups are not supported by barrelman".into()).into());
+    }
+    if cli.max_bandwidth.is_some() {
+        tracing::warn!("--max-bandwidth is not applied yet: the backup runs at full speed");
+    }
+    let compression = [
+        (cli.gzip, Compression::Gzip),
+        (cli.bzip2, Compression::Bzip2),
+        (cli.snappy, Compression::Snappy),
+        (cli.lz4, Compression::Lz4),
+    ]
+    .into_iter()
+    .find_map(|(on, c)| on.then_some(c))
+    .unwrap_or(Compression::None);
+    if let Some(n) = &cli.name {
+        barrelman_backup::plan::check_backup_name(n).map_err(InputError)?;
+    }
+    let opts = barrelman_backup::backup::BackupOptions {
+        compression,
+        level: None,
+        immediate_checkpoint: cli.immediate_checkpoint,
+        jobs: cli.jobs.max(1),
+        max_archive_size: size_arg("--max-archive-size", &cli.max_archive_size)?.min(1 << 40),
+        min_chunk_size: cli
+            .min_chunk_size
+            .as_deref()
+            .map(|v| size_arg("--min-chunk-size", v))
+            .transpose()?,
+        name: cli.name.clone(),
+        tags: parse_tags(&cli.tag, cli.tags.as_deref())?,
+        wal_wait: crate::basebackup::wal_wait(None),
+    };
+    let connect = barrelman_postgres::session::ConnectOptions {
+        host: cli.host,
+        port: cli.port,
+        user: cli.user,
+        dbname: cli.dbname,
+        application_name: None,
+    };
+    crate::basebackup::backup(&target, &connect, &opts).await?;
+    Ok(exit::SUCCESS)
+}
+
+async fn restore(cli: RestoreCli) -> Result<i32> {
+    let target = Target::from_barman(&cli.source_url, &cli.server_name, &cli.common.cloud())?;
+    if cli.common.test {
+        return connectivity_test(&target).await;
+    }
+    if cli.snapshot_recovery_instance.is_some() {
+        return Err(InputError("snapshot recovery is not supported by barrelman".into()).into());
+    }
+    let opts = barrelman_backup::restore::RestoreOptions {
+        backup: cli.backup_id.clone(),
+        target: crate::basebackup::target_choice(
+            cli.target_time.as_deref(),
+            cli.target_lsn.as_deref(),
+            cli.target_tli.as_deref(),
+        )?,
+        destination: PathBuf::from(&cli.recovery_dir),
+        tablespace_map: crate::basebackup::tablespace_map(&cli.tablespace)?,
+        jobs: 4,
+    };
+    // Like barman-cloud-restore: no recovery settings; the caller configures recovery.
+    crate::basebackup::restore(&target, &opts, None).await?;
     Ok(exit::SUCCESS)
 }

@@ -23,6 +23,9 @@ pub fn code_for(err: &anyhow::Error) -> i32 {
         if cause.is::<InvalidWalName>() || cause.is::<InputError>() {
             return INPUT_ERROR;
         }
+        if cause.is::<crate::basebackup::OperationFailed>() {
+            return FAILURE;
+        }
         if cause.is::<SpoolError>() {
             return CONNECTIVITY;
         }

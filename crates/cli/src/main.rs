@@ -2,6 +2,7 @@
 //! `barrelman install-links`), it behaves as that tool; otherwise it is the native CLI.
 
 mod barman;
+mod basebackup;
 mod exit;
 mod logging;
 mod native;
@@ -14,6 +15,14 @@ use std::ffi::OsString;
 /// the codecs run on tokio's blocking threads beside it.
 pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+/// Backups and restores compress, decompress and move data at once: use both cores.
+pub(crate) fn multi_thread_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
 }

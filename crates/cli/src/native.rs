@@ -39,6 +39,10 @@ enum Command {
     WalRestore(WalRestoreArgs),
     /// Check that the WAL archive of a server is empty (exit 1 if not).
     CheckEmpty(CheckEmptyArgs),
+    /// Take a base backup of a running PostgreSQL into the archive.
+    Backup(BackupArgs),
+    /// Restore a base backup into an empty directory, ready for point-in-time recovery.
+    Restore(RestoreArgs),
     /// Create the barman-cloud-* links to this binary in DIR.
     InstallLinks {
         /// Directory for the links (created if missing).
@@ -172,6 +176,97 @@ struct CheckEmptyArgs {
     timeline: Option<u32>,
 }
 
+#[derive(Args, Debug)]
+struct BackupArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// [DEST SERVER]
+    #[arg(num_args = 0..=2)]
+    args: Vec<String>,
+    /// none, gzip, bzip2, snappy or lz4 (default: the manifest's data.compression, else none).
+    #[arg(long)]
+    compression: Option<String>,
+    /// Compression level: an integer, or low, medium, high.
+    #[arg(long, allow_negative_numbers = true)]
+    compression_level: Option<String>,
+    /// PostgreSQL host or socket directory (default: PGHOST, then /var/run/postgresql).
+    #[arg(long)]
+    host: Option<String>,
+    /// PostgreSQL port (default: PGPORT, then 5432).
+    #[arg(long)]
+    port: Option<u16>,
+    /// PostgreSQL user (default: PGUSER, then the OS user).
+    #[arg(long)]
+    user: Option<String>,
+    /// Database name or conninfo string.
+    #[arg(long)]
+    dbname: Option<String>,
+    /// Ask for an immediate checkpoint (default: the manifest's data.immediateCheckpoint).
+    #[arg(long)]
+    immediate_checkpoint: bool,
+    /// Parallel tar workers (default: the manifest's data.jobs, else 2).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Close a tar part once it is this large (default 100GB).
+    #[arg(long, default_value = "100GB")]
+    max_archive_size: String,
+    /// A name to find this backup by.
+    #[arg(long)]
+    name: Option<String>,
+    /// Object tag KEY,VALUE (repeatable; added to the manifest's tags).
+    #[arg(long = "tag", action = ArgAction::Append)]
+    tag: Vec<String>,
+    /// Seconds to wait for the backup's last WAL segment to reach the archive before
+    /// the backup is marked FAILED (default: $BARRELMAN_WAL_WAIT, else 120).
+    #[arg(long)]
+    wal_wait: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+struct RestoreArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// [DEST SERVER] DESTINATION
+    #[arg(num_args = 1..=3)]
+    args: Vec<String>,
+    /// Backup id, name, first, last or auto (default: auto with a time or LSN target, else last).
+    #[arg(long)]
+    backup: Option<String>,
+    /// Tablespace relocation NAME:LOCATION (repeatable).
+    #[arg(long = "tablespace", action = ArgAction::Append)]
+    tablespace: Vec<String>,
+    /// Parts downloaded and extracted at once.
+    #[arg(long, default_value_t = 4)]
+    jobs: usize,
+    /// Recover up to this time (e.g. '2026-11-24 20:16:25+00').
+    #[arg(long)]
+    target_time: Option<String>,
+    /// Recover up to this LSN.
+    #[arg(long)]
+    target_lsn: Option<String>,
+    /// Recover up to this transaction id.
+    #[arg(long)]
+    target_xid: Option<String>,
+    /// Recover up to this restore point.
+    #[arg(long)]
+    target_name: Option<String>,
+    /// Stop as soon as the backup is consistent.
+    #[arg(long)]
+    target_immediate: bool,
+    /// Timeline to recover along: a number, current or latest.
+    #[arg(long)]
+    target_timeline: Option<String>,
+    /// At the target: promote, pause or shutdown.
+    #[arg(long, value_parser = ["promote", "pause", "shutdown"])]
+    target_action: Option<String>,
+    /// Stop just before the target instead of just after it.
+    #[arg(long)]
+    target_exclusive: bool,
+    /// Do not write restore_command and recovery.signal (barman-cloud-restore's behaviour).
+    #[arg(long)]
+    no_recovery_config: bool,
+}
+
 /// Runs the native CLI; returns the exit code.
 pub fn run(args: Vec<OsString>) -> i32 {
     let cli = match Cli::try_parse_from(std::iter::once(OsString::from("barrelman")).chain(args)) {
@@ -187,8 +282,15 @@ pub fn run(args: Vec<OsString>) -> i32 {
             };
         }
     };
-    crate::logging::init(i32::from(cli.verbose) - i32::from(cli.quiet));
-    let rt = match crate::runtime() {
+    // Backups and restores are long: show their progress lines by default.
+    let long = matches!(cli.command, Command::Backup(_) | Command::Restore(_));
+    crate::logging::init(i32::from(cli.verbose) - i32::from(cli.quiet) + i32::from(long));
+    let rt = if long {
+        crate::multi_thread_runtime()
+    } else {
+        crate::runtime()
+    };
+    let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("barrelman: cannot start: {e}");
@@ -200,6 +302,8 @@ pub fn run(args: Vec<OsString>) -> i32 {
             Command::WalArchive(a) => wal_archive(a).await,
             Command::WalRestore(a) => wal_restore(a).await,
             Command::CheckEmpty(a) => check_empty(a).await,
+            Command::Backup(a) => backup(a).await,
+            Command::Restore(a) => restore(a).await,
             Command::InstallLinks { dir } => install_links(&dir),
         }
     });
@@ -339,4 +443,180 @@ fn install_links(dir: &Path) -> Result<()> {
         println!("{} -> {}", link.display(), exe.display());
     }
     Ok(())
+}
+
+async fn backup(a: BackupArgs) -> Result<()> {
+    let (target, _) = a.store.resolve(
+        &a.args,
+        0,
+        "barrelman backup [DEST SERVER | --config F --server-name N]",
+    )?;
+    let data = target
+        .manifest
+        .as_ref()
+        .and_then(|m| m.spec.configuration.data.clone());
+    let compression = match a
+        .compression
+        .as_deref()
+        .or(data.as_ref().and_then(|d| d.compression.as_deref()))
+    {
+        None => Compression::None,
+        Some(c) => c
+            .parse::<Compression>()
+            .map_err(|e| InputError(e.to_string()))?,
+    };
+    if barrelman_backup::plan::tar_suffix(compression).is_none() {
+        return Err(InputError(format!(
+            "{compression} cannot be used for base backups: use gzip, bzip2, snappy, lz4 or none"
+        ))
+        .into());
+    }
+    if let Some(n) = &a.name {
+        barrelman_backup::plan::check_backup_name(n).map_err(InputError)?;
+    }
+    let mut tags: Vec<(String, String)> = target
+        .manifest
+        .as_ref()
+        .map(|m| m.spec.configuration.tags.clone().into_iter().collect())
+        .unwrap_or_default();
+    tags.extend(crate::barman::parse_tags(&a.tag, None)?);
+    let opts = barrelman_backup::backup::BackupOptions {
+        compression,
+        level: crate::barman::resolve_level(compression, a.compression_level.as_deref())?,
+        immediate_checkpoint: a.immediate_checkpoint
+            || data
+                .as_ref()
+                .and_then(|d| d.immediate_checkpoint)
+                .unwrap_or(false),
+        jobs: a
+            .jobs
+            .or(data.as_ref().and_then(|d| d.jobs).map(|j| j as usize))
+            .unwrap_or(2)
+            .max(1),
+        max_archive_size: barrelman_backup::plan::parse_size(&a.max_archive_size).ok_or_else(
+            || {
+                InputError(format!(
+                    "invalid --max-archive-size '{}'",
+                    a.max_archive_size
+                ))
+            },
+        )?,
+        min_chunk_size: None,
+        name: a.name.clone(),
+        tags,
+        wal_wait: crate::basebackup::wal_wait(a.wal_wait),
+    };
+    let connect = barrelman_postgres::session::ConnectOptions {
+        host: a.host,
+        port: a.port,
+        user: a.user,
+        dbname: a.dbname,
+        application_name: Some("barrelman_backup".into()),
+    };
+    crate::basebackup::backup(&target, &connect, &opts)
+        .await
+        .map(|_| ())
+}
+
+/// Quotes one word for the shell PostgreSQL runs restore_command with.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-:=,@+".contains(&b))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// barrelman's own wal-restore with the same store settings.
+fn restore_command(store: &StoreArgs, positionals: &[String]) -> Result<String> {
+    let exe = std::env::current_exe().context("cannot find the path of this binary")?;
+    let exe = exe.canonicalize().unwrap_or(exe);
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut words = vec![exe.display().to_string(), "wal-restore".to_string()];
+    if let Some(c) = &store.config {
+        words.extend(["--config".into(), abs(c).display().to_string()]);
+        words.extend([
+            "--server-name".into(),
+            store.server_name.clone().unwrap_or_default(),
+        ]);
+        if let Some(d) = &store.secrets_dir {
+            words.extend(["--secrets-dir".into(), abs(d).display().to_string()]);
+        }
+    }
+    if let Some(e) = &store.endpoint_url {
+        words.extend(["--endpoint-url".into(), e.clone()]);
+    }
+    if let Some(p) = &store.cloud_provider {
+        words.extend(["--cloud-provider".into(), p.clone()]);
+    }
+    if let Some(a) = &store.addressing_style {
+        words.extend(["--addressing-style".into(), a.clone()]);
+    }
+    if store.config.is_none() {
+        words.extend(positionals[..2].iter().cloned());
+    }
+    let mut cmd: Vec<String> = words.iter().map(|w| shell_word(w)).collect();
+    cmd.extend(["%f".into(), "%p".into()]);
+    Ok(cmd.join(" "))
+}
+
+async fn restore(a: RestoreArgs) -> Result<()> {
+    let (target, rest) = a.store.resolve(
+        &a.args,
+        1,
+        "barrelman restore [DEST SERVER | --config F --server-name N] DESTINATION",
+    )?;
+    let choice =
+        crate::basebackup::target_choice(a.target_time.as_deref(), a.target_lsn.as_deref(), None)?;
+    let backup = a.backup.clone().unwrap_or_else(|| {
+        if choice.time.is_some() || choice.lsn.is_some() {
+            "auto".into()
+        } else {
+            "last".into()
+        }
+    });
+    let mut choice = choice;
+    if let Some(t) = a
+        .target_timeline
+        .as_deref()
+        .filter(|t| *t != "latest" && *t != "current")
+    {
+        choice.tli = Some(
+            t.parse()
+                .map_err(|_| InputError(format!("invalid --target-timeline '{t}'")))?,
+        );
+    }
+    let opts = barrelman_backup::restore::RestoreOptions {
+        backup,
+        target: choice,
+        destination: PathBuf::from(&rest[0]),
+        tablespace_map: crate::basebackup::tablespace_map(&a.tablespace)?,
+        jobs: a.jobs.max(1),
+    };
+    let recovery = if a.no_recovery_config {
+        None
+    } else {
+        use barrelman_postgres::recovery::{RecoveryTarget, TargetAction};
+        let rt = RecoveryTarget {
+            time: a.target_time.clone(),
+            lsn: a.target_lsn.clone(),
+            xid: a.target_xid.clone(),
+            name: a.target_name.clone(),
+            immediate: a.target_immediate,
+            timeline: a.target_timeline.clone(),
+            exclusive: a.target_exclusive,
+            action: a.target_action.as_deref().map(|s| match s {
+                "pause" => TargetAction::Pause,
+                "shutdown" => TargetAction::Shutdown,
+                _ => TargetAction::Promote,
+            }),
+        };
+        Some((restore_command(&a.store, &a.args)?, rt))
+    };
+    crate::basebackup::restore(&target, &opts, recovery)
+        .await
+        .map(|_| ())
 }

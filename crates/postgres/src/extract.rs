@@ -342,7 +342,8 @@ impl Extractor {
                         // the same target, made it first: fine if it is a directory.
                         Err(e)
                             if e.kind() == io::ErrorKind::AlreadyExists
-                                && fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_dir()) => {}
+                                && fs::symlink_metadata(&path)
+                                    .is_ok_and(|m| m.file_type().is_dir()) => {}
                         Err(source) => {
                             return Err(ExtractError::Io {
                                 member: member.to_owned(),

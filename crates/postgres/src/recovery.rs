@@ -43,7 +43,11 @@ pub struct RecoveryTarget {
 impl RecoveryTarget {
     /// True when some stop point is set.
     pub fn has_stop_point(&self) -> bool {
-        self.time.is_some() || self.lsn.is_some() || self.xid.is_some() || self.name.is_some() || self.immediate
+        self.time.is_some()
+            || self.lsn.is_some()
+            || self.xid.is_some()
+            || self.name.is_some()
+            || self.immediate
     }
 }
 
@@ -88,9 +92,16 @@ pub fn recovery_lines(restore_command: &str, target: &RecoveryTarget) -> String 
 
 /// Appends the recovery settings to `pgdata/postgresql.auto.conf` and creates
 /// `recovery.signal`, so the next start replays WAL from the archive.
-pub fn write_recovery_config(pgdata: &Path, restore_command: &str, target: &RecoveryTarget) -> io::Result<()> {
+pub fn write_recovery_config(
+    pgdata: &Path,
+    restore_command: &str,
+    target: &RecoveryTarget,
+) -> io::Result<()> {
     let conf = pgdata.join("postgresql.auto.conf");
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&conf)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&conf)?;
     f.write_all(recovery_lines(restore_command, target).as_bytes())?;
     f.sync_all()?;
     std::fs::File::create(pgdata.join("recovery.signal"))?.sync_all()?;
@@ -109,13 +120,28 @@ mod tests {
             action: Some(TargetAction::Promote),
             ..Default::default()
         };
-        write_recovery_config(dir.path(), "/bin/barrelman wal-restore s3://b/p it's %f %p", &t).unwrap();
+        write_recovery_config(
+            dir.path(),
+            "/bin/barrelman wal-restore s3://b/p it's %f %p",
+            &t,
+        )
+        .unwrap();
         let text = std::fs::read_to_string(dir.path().join("postgresql.auto.conf")).unwrap();
-        assert!(text.contains("restore_command = '/bin/barrelman wal-restore s3://b/p it''s %f %p'"), "{text}");
+        assert!(
+            text.contains("restore_command = '/bin/barrelman wal-restore s3://b/p it''s %f %p'"),
+            "{text}"
+        );
         assert!(text.contains("recovery_target_time = '2026-11-24 20:16:25.5+00'"));
         assert!(text.contains("recovery_target_action = 'promote'"));
         assert!(dir.path().join("recovery.signal").exists());
-        let imm = recovery_lines("x", &RecoveryTarget { immediate: true, exclusive: true, ..Default::default() });
+        let imm = recovery_lines(
+            "x",
+            &RecoveryTarget {
+                immediate: true,
+                exclusive: true,
+                ..Default::default()
+            },
+        );
         assert!(imm.contains("recovery_target = 'immediate'") && !imm.contains("inclusive"));
     }
 }

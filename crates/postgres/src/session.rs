@@ -37,7 +37,11 @@ fn env(name: &str) -> Option<String> {
 impl ConnectOptions {
     fn config(&self) -> Result<(Config, String), PgError> {
         let mut cfg = match self.dbname.as_deref() {
-            Some(d) if d.contains('=') || d.starts_with("postgres://") || d.starts_with("postgresql://") => {
+            Some(d)
+                if d.contains('=')
+                    || d.starts_with("postgres://")
+                    || d.starts_with("postgresql://") =>
+            {
                 Config::from_str(d).map_err(|e| PgError::Connect {
                     target: "the given conninfo".into(),
                     detail: e.to_string(),
@@ -185,9 +189,14 @@ impl Session {
             .map_err(q("the server version"))?;
         let version_num: i32 = row.get(0);
         if version_num < 100000 {
-            return Err(PgError::TooOld { version: version_num });
+            return Err(PgError::TooOld {
+                version: version_num,
+            });
         }
-        Ok(Session { client, version_num })
+        Ok(Session {
+            client,
+            version_num,
+        })
     }
 
     /// Runs a statement whose result is not needed.
@@ -213,7 +222,8 @@ impl Session {
         };
         let data_directory = setting("data_directory").ok_or(PgError::Query {
             what: "data_directory",
-            detail: "not visible: connect as a superuser or a member of pg_read_all_settings".into(),
+            detail: "not visible: connect as a superuser or a member of pg_read_all_settings"
+                .into(),
         })?;
         let wal_segment_size = setting("wal_segment_size")
             .and_then(|s| s.parse::<u64>().ok())
@@ -224,17 +234,26 @@ impl Session {
             .ok()
             .map(|r| r.get::<_, String>(0));
         let summarize_wal = if self.version_num >= 170000 {
-            c.query_one("SHOW summarize_wal", &[]).await.ok().map(|r| r.get::<_, String>(0))
+            c.query_one("SHOW summarize_wal", &[])
+                .await
+                .ok()
+                .map(|r| r.get::<_, String>(0))
         } else {
             None
         };
         let systemid: String = c
-            .query_one("SELECT system_identifier::text FROM pg_control_system()", &[])
+            .query_one(
+                "SELECT system_identifier::text FROM pg_control_system()",
+                &[],
+            )
             .await
             .map_err(q("the system identifier"))?
             .get(0);
         let cluster_size = c
-            .query_one("SELECT sum(pg_tablespace_size(oid))::bigint FROM pg_tablespace", &[])
+            .query_one(
+                "SELECT sum(pg_tablespace_size(oid))::bigint FROM pg_tablespace",
+                &[],
+            )
             .await
             .ok()
             .and_then(|r| r.get::<_, Option<i64>>(0));

@@ -320,7 +320,10 @@ impl Archive {
 
     /// A synchronous reader of the stored bytes of `key` (not decompressed). Read it
     /// only from a blocking thread.
-    pub async fn object_reader(&self, key: &str) -> Result<impl Read + Send + 'static, StorageError> {
+    pub async fn object_reader(
+        &self,
+        key: &str,
+    ) -> Result<impl Read + Send + 'static, StorageError> {
         let got = self
             .store
             .get(&ObjPath::from(key))

@@ -6,7 +6,9 @@ use crate::StorageError;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use object_store::path::Path as ObjPath;
-use object_store::{ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, TagSet, WriteMultipart};
+use object_store::{
+    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, TagSet, WriteMultipart,
+};
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -30,7 +32,12 @@ fn tagset(tags: &[(String, String)]) -> TagSet {
 
 impl Archive {
     /// Writes a small object in one PUT (overwriting).
-    pub async fn put_small(&self, key: &str, data: Bytes, tags: &[(String, String)]) -> Result<(), StorageError> {
+    pub async fn put_small(
+        &self,
+        key: &str,
+        data: Bytes,
+        tags: &[(String, String)],
+    ) -> Result<(), StorageError> {
         let opts = PutOptions {
             tags: tagset(tags),
             ..Default::default()
@@ -88,14 +95,23 @@ impl Archive {
     /// to `part_size` go up in one PUT, larger ones as a multipart upload with one part
     /// in flight while the next fills, so memory stays near 2 × `part_size`.
     /// A writer dropped without `finish` aborts the upload: no object appears.
-    pub fn object_writer(&self, key: &str, part_size: usize, tags: &[(String, String)]) -> (ObjectWriter, UploadHandle) {
+    pub fn object_writer(
+        &self,
+        key: &str,
+        part_size: usize,
+        tags: &[(String, String)],
+    ) -> (ObjectWriter, UploadHandle) {
         let (tx, rx) = mpsc::channel::<Msg>(2);
         let archive = self.clone();
         let key = key.to_string();
         let tags = tags.to_vec();
         let written = Arc::new(AtomicU64::new(0));
         let counter = written.clone();
-        let join = tokio::spawn(async move { archive.run_upload(&key, part_size, &tags, rx, counter).await });
+        let join = tokio::spawn(async move {
+            archive
+                .run_upload(&key, part_size, &tags, rx, counter)
+                .await
+        });
         (
             ObjectWriter {
                 tx,
@@ -219,7 +235,8 @@ impl ObjectWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let chunk = std::mem::replace(&mut self.buf, BytesMut::with_capacity(WRITER_CHUNK)).freeze();
+        let chunk =
+            std::mem::replace(&mut self.buf, BytesMut::with_capacity(WRITER_CHUNK)).freeze();
         self.send(Msg::Data(chunk))
     }
 

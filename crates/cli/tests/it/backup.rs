@@ -1,0 +1,357 @@
+//! Base backups and point-in-time recovery on real PostgreSQL and S3, and both ways
+//! with barman-cloud 3.19.1.
+
+use super::common::*;
+use barrelman_testkit::{as_pg_user, PgCluster, S3Server};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// Runs barrelman (or a link) as the PostgreSQL OS user, with the S3 credentials.
+fn run_as_pg(program: &std::path::Path, args: &[&str], s3: &S3Server) -> Output {
+    run_as_pg_env(program, args, &s3.env())
+}
+
+fn run_as_pg_env(program: &std::path::Path, args: &[&str], env: &[(String, String)]) -> Output {
+    as_pg_user(&mut Command::new(program))
+        .args(args)
+        .envs(env.iter().cloned())
+        .output()
+        .unwrap()
+}
+
+fn with_env(s3: &S3Server, k: &str, v: &str) -> Vec<(String, String)> {
+    let mut env = s3.env();
+    env.push((k.into(), v.into()));
+    env
+}
+
+fn wait_promoted(pg: &PgCluster) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pg.psql("select pg_is_in_recovery()") != "f" {
+        assert!(
+            Instant::now() < deadline,
+            "recovery did not finish:\n{}",
+            tail(&pg.log(), 5000)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn archive_conf(bucket: &str, server: &str) -> String {
+    format!(
+        "archive_command = '{} wal-archive --endpoint-url \"$BM_S3_ENDPOINT\" --compression zstd s3://{bucket}/p {server} %p'",
+        barrelman().display()
+    )
+}
+
+fn start(pg: &PgCluster, s3: &S3Server) {
+    let mut env = s3.env();
+    env.push(("BM_S3_ENDPOINT".into(), s3.endpoint.clone()));
+    pg.start_with_env(&env);
+}
+
+/// Archive, backup (gzip, a tablespace), commit rows before and after a recorded
+/// time, restore to that time with one `barrelman restore`, start: exactly the rows
+/// before the target, every pgbench row, the tablespace at its new location.
+#[test]
+fn backup_then_point_in_time_restore_with_one_command() {
+    let (s3, pg) = start_both(&["archive_mode = on", &archive_conf("bkt", "srv")]);
+    s3.create_bucket("bkt");
+    start(&pg, &s3);
+    let ts_dir = pg.make_dir("ts1");
+    pg.psql(&format!(
+        "create tablespace ts1 location '{}'",
+        ts_dir.display()
+    ));
+    pg.pgbench(&["-i", "-s", "2", "-q"]);
+    pg.psql("create table t (id int primary key, note text) tablespace ts1");
+    pg.psql("insert into t select g, 'base' from generate_series(1, 50) g");
+
+    let sock = pg.socket_dir.to_str().unwrap().to_string();
+    let port = pg.port.to_string();
+    let out = run_as_pg(
+        &barrelman(),
+        &[
+            "backup",
+            "--endpoint-url",
+            &s3.endpoint,
+            "--compression",
+            "gzip",
+            "--host",
+            &sock,
+            "--port",
+            &port,
+            "--user",
+            "postgres",
+            "--name",
+            "nightly",
+            "--wal-wait",
+            "30",
+            "s3://bkt/p",
+            "srv",
+        ],
+        &s3,
+    );
+    assert_eq!(out.status.code(), Some(0), "backup: {}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("(nightly) DONE"),
+        "{}",
+        text(&out)
+    );
+
+    pg.psql("insert into t select g, 'before' from generate_series(51, 100) g");
+    let target = pg.psql("select now()");
+    std::thread::sleep(Duration::from_millis(1100));
+    pg.psql("insert into t select g, 'after' from generate_series(101, 150) g");
+    let last = switch_wal(&pg);
+    wait_archived(&pg, &last, Duration::from_secs(60));
+    pg.stop();
+
+    let dest = pg.make_dir("restored");
+    let new_ts = pg.make_dir("ts1-restored");
+    let out = run_as_pg(
+        &barrelman(),
+        &[
+            "restore",
+            "--endpoint-url",
+            &s3.endpoint,
+            "s3://bkt/p",
+            "srv",
+            dest.to_str().unwrap(),
+            "--tablespace",
+            &format!("ts1:{}", new_ts.display()),
+            "--target-time",
+            &target,
+            "--target-action",
+            "promote",
+        ],
+        &s3,
+    );
+    assert_eq!(out.status.code(), Some(0), "restore: {}", text(&out));
+    let restored = PgCluster::from_datadir(dest.clone(), &["archive_mode = off"]);
+    start(&restored, &s3);
+    wait_promoted(&restored);
+    assert_eq!(restored.psql("select count(*), max(id) from t"), "100|100");
+    assert_eq!(
+        restored.psql("select count(*) from t where note = 'after'"),
+        "0"
+    );
+    assert_eq!(
+        restored.psql("select count(*) from pgbench_accounts"),
+        "200000"
+    );
+    assert_eq!(
+        restored
+            .psql("select pg_tablespace_location(oid) from pg_tablespace where spcname = 'ts1'"),
+        new_ts.display().to_string()
+    );
+    assert!(
+        std::fs::read_dir(&new_ts).unwrap().next().is_some(),
+        "tablespace files restored"
+    );
+
+    // A second restore into the same, now non-empty directory is refused (exit 1).
+    restored.stop();
+    let out = run_as_pg(
+        &barrelman(),
+        &[
+            "restore",
+            "--endpoint-url",
+            &s3.endpoint,
+            "s3://bkt/p",
+            "srv",
+            dest.to_str().unwrap(),
+        ],
+        &s3,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not empty"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// A backup whose WAL never reaches the archive is FAILED, naming the segment, and
+/// barman's own backup-list shows it FAILED.
+#[test]
+fn a_backup_without_its_wal_in_the_archive_is_failed() {
+    // archive_command "succeeds" without archiving: PostgreSQL believes all is well.
+    let (s3, pg) = start_both(&["archive_mode = on", "archive_command = '/bin/true'"]);
+    s3.create_bucket("bkt");
+    start(&pg, &s3);
+    pg.psql("create table x as select 1 as a");
+    let sock = pg.socket_dir.to_str().unwrap().to_string();
+    let port = pg.port.to_string();
+    let links = links_dir();
+    let out = run_as_pg_env(
+        &links.join("barman-cloud-backup"),
+        &[
+            "--endpoint-url",
+            &s3.endpoint,
+            "-h",
+            &sock,
+            "-p",
+            &port,
+            "-U",
+            "postgres",
+            "s3://bkt/p",
+            "srv",
+        ],
+        &with_env(&s3, "BARRELMAN_WAL_WAIT", "3"),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("WAL segment 0000000100000000000000") && err.contains("is not in the archive"),
+        "{err}"
+    );
+    let list = run(
+        &barman_tool("barman-cloud-backup-list"),
+        &[
+            "--format",
+            "json",
+            "--endpoint-url",
+            &s3.endpoint,
+            "s3://bkt/p",
+            "srv",
+        ],
+        &s3,
+    );
+    assert_eq!(list.status.code(), Some(0), "{}", text(&list));
+    let json = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        json.contains("\"status\": \"FAILED\"") && json.contains("is not in the archive"),
+        "{json}"
+    );
+}
+
+/// barrelman's backup restored by barman-cloud-restore recovers the rows; barman's
+/// backup restored by barrelman too; barman-cloud-backup-list reads both catalogs.
+#[test]
+fn backups_restore_both_ways_with_barman() {
+    let (s3, pg) = start_both(&["archive_mode = on", &archive_conf("xbk", "srv")]);
+    s3.create_bucket("xbk");
+    start(&pg, &s3);
+    pg.pgbench(&["-i", "-s", "1", "-q"]);
+    pg.psql("create table marks (n int)");
+    pg.psql("insert into marks values (1)");
+    let sock = pg.socket_dir.to_str().unwrap().to_string();
+    let port = pg.port.to_string();
+    let links = links_dir();
+    let ours = run_as_pg(
+        &links.join("barman-cloud-backup"),
+        &[
+            "--lz4",
+            "--endpoint-url",
+            &s3.endpoint,
+            "-h",
+            &sock,
+            "-p",
+            &port,
+            "-U",
+            "postgres",
+            "-n",
+            "ours",
+            "s3://xbk/p",
+            "srv",
+        ],
+        &s3,
+    );
+    assert_eq!(ours.status.code(), Some(0), "{}", text(&ours));
+    pg.psql("insert into marks values (2)");
+    let theirs = run_as_pg(
+        &barman_tool("barman-cloud-backup"),
+        &[
+            "--gzip",
+            "--endpoint-url",
+            &s3.endpoint,
+            "-h",
+            &sock,
+            "-p",
+            &port,
+            "-U",
+            "postgres",
+            "-n",
+            "theirs",
+            "s3://xbk/p",
+            "srv",
+        ],
+        &s3,
+    );
+    assert_eq!(theirs.status.code(), Some(0), "{}", text(&theirs));
+    pg.psql("insert into marks values (3)");
+    let last = switch_wal(&pg);
+    wait_archived(&pg, &last, Duration::from_secs(60));
+
+    let list = run(
+        &barman_tool("barman-cloud-backup-list"),
+        &[
+            "--format",
+            "json",
+            "--endpoint-url",
+            &s3.endpoint,
+            "s3://xbk/p",
+            "srv",
+        ],
+        &s3,
+    );
+    assert_eq!(list.status.code(), Some(0), "{}", text(&list));
+    let json = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        json.contains("\"backup_name\": \"ours\"") && json.contains("\"backup_name\": \"theirs\""),
+        "{json}"
+    );
+    assert_eq!(json.matches("\"status\": \"DONE\"").count(), 2, "{json}");
+
+    // Each tool restores the other's backup by name; replay to the end of the WAL.
+    for (tool, name) in [
+        (barman_tool("barman-cloud-restore"), "ours"),
+        (links.join("barman-cloud-restore"), "theirs"),
+    ] {
+        let dest = pg.make_dir(&format!("restore-{name}"));
+        let out = run_as_pg(
+            &tool,
+            &[
+                "--endpoint-url",
+                &s3.endpoint,
+                "s3://xbk/p",
+                "srv",
+                name,
+                dest.to_str().unwrap(),
+            ],
+            &s3,
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{} {name}: {}",
+            tool.display(),
+            text(&out)
+        );
+        let restore_cmd = format!(
+            "restore_command = '{} --endpoint-url \"$BM_S3_ENDPOINT\" s3://xbk/p srv %f %p'",
+            links.join("barman-cloud-wal-restore").display()
+        );
+        std::fs::write(dest.join("recovery.signal"), b"").unwrap();
+        let restored = PgCluster::from_datadir(
+            dest.clone(),
+            &[
+                "archive_mode = off",
+                &restore_cmd,
+                "recovery_target_action = 'promote'",
+            ],
+        );
+        start(&restored, &s3);
+        wait_promoted(&restored);
+        assert_eq!(
+            restored.psql("select string_agg(n::text, ',' order by n) from marks"),
+            "1,2,3",
+            "restored {name}"
+        );
+        assert_eq!(
+            restored.psql("select count(*) from pgbench_accounts"),
+            "100000"
+        );
+    }
+}
