@@ -28,7 +28,9 @@
 #                     compress-type gz (level 6) / zst (3) / lz4 (1) / none
 #      Each tool uses its own default level for a codec. The order of the tools is
 #      rotated every round. ROUNDS rounds (default 3); the tables give medians.
-#   4. A markdown report (command, machine, versions, tables) goes to stdout and to
+#   4. Per-call floor, once: $N_SEGMENTS calls each of `--version` (process start) and
+#      `-t` (start + TLS connect + one request; pgBackRest: `repo-ls`).
+#   5. A markdown report (command, machine, versions, tables) goes to stdout and to
 #      $OUT_DIR/wal-<timestamp>.md, the raw per-loop figures to wal-<timestamp>.tsv.
 #
 # Usage: bench/wal.sh            (as root: PostgreSQL and the loops run as `postgres`)
@@ -37,6 +39,7 @@
 #        BARRELMAN (target/release/barrelman; built with cargo if missing),
 #        BARRELMAN_TOOLS (venv with weed, barman-cloud, boto3; default .tools/venv,
 #        made by scripts/setup-test-env.sh), PGBIN (/usr/lib/postgresql/15/bin),
+#        BARRELMAN_REV (revision to print for that binary; default git describe),
 #        OUT_DIR (bench/results), KEEP_WORK=1 keeps the work directory.
 # Needs: pgbackrest (apt-get install pgbackrest), GNU time (apt-get install time),
 #        openssl, runuser. Everything it starts is stopped by pid on exit.
@@ -55,7 +58,11 @@ tool_cmd() {  # fills array CMD for: OP TOOL CODEC TAG SEGMENT_PATH
       local bin=$BARMAN_BIN
       [ "$tool" = barrelman ] && bin=$BARRELMAN_BIN
       local common=(--endpoint-url "$S3_URL" --addressing-style path)
-      if [ "$op" = archive ]; then
+      if [ "$op" = version ]; then
+        CMD=("$bin/barman-cloud-wal-archive" --version)
+      elif [ "$op" = connect ]; then
+        CMD=("$bin/barman-cloud-wal-archive" "${common[@]}" -t "s3://bench-$tool/floor" bench "$seg")
+      elif [ "$op" = archive ]; then
         local flag=()
         case "$codec" in gzip) flag=(-z) ;; zstd) flag=(--zstd) ;; lz4) flag=(--lz4) ;; none) ;; esac
         CMD=("$bin/barman-cloud-wal-archive" "${common[@]}" "${flag[@]}" "s3://bench-$tool/$tag" bench "$seg")
@@ -64,7 +71,11 @@ tool_cmd() {  # fills array CMD for: OP TOOL CODEC TAG SEGMENT_PATH
           "s3://bench-$tool/$tag" bench "$name" "$W/restore/$tag/$name")
       fi ;;
     pgbackrest)
-      if [ "$op" = archive ]; then
+      if [ "$op" = version ]; then
+        CMD=(pgbackrest version)
+      elif [ "$op" = connect ]; then
+        CMD=(pgbackrest --config="$W/pgbr/$tag.conf" repo-ls)
+      elif [ "$op" = archive ]; then
         CMD=(pgbackrest --config="$W/pgbr/$tag.conf" --stanza=bench --archive-async=n archive-push "$seg")
       else
         CMD=(pgbackrest --config="$W/pgbr/$tag.conf" --stanza=bench archive-get "$name" "$W/restore/$tag/$name")
@@ -112,6 +123,7 @@ PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 OUT_DIR=${OUT_DIR:-$REPO/bench/results}
 PY="$VENV/bin/python"
 COMMAND="N_SEGMENTS=$N_SEGMENTS ROUNDS=$ROUNDS SCALE=$SCALE TOOLS=$TOOLS CODECS=$CODECS bench/wal.sh"
+[ "$BARRELMAN" = "$REPO/target/release/barrelman" ] || COMMAND="BARRELMAN=$BARRELMAN $COMMAND"
 
 say() { echo "[wal.sh $(date +%T)] $*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
@@ -174,7 +186,7 @@ cp "$BARRELMAN" "$W/bin/barrelman"
 "$W/bin/barrelman" install-links "$W/bin" >/dev/null
 cp "${BASH_SOURCE[0]}" "$W/wal.sh"
 chmod -R a+rX "$W/bin" "$W/wal.sh"
-BARRELMAN_GIT=$(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo unknown)
+BARRELMAN_GIT=${BARRELMAN_REV:-$(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo unknown)}
 
 # --- ports: all on 127.0.0.1, chosen free now ---------------------------------------
 # prints: 9 free ephemeral ports, then P and P+10000 both free (weed's admin gRPC is
@@ -302,7 +314,7 @@ IFS=, read -r -a CODEC_LIST <<<"$CODECS"
 has_tool() { [[ ",$TOOLS," == *",$1,"* ]]; }
 if has_tool pgbackrest; then
   say "pgBackRest stanza-create x $((ROUNDS * ${#CODEC_LIST[@]}))"
-  for r in $(seq 1 "$ROUNDS"); do
+  for r in $(seq 1 $(( ROUNDS > 0 ? ROUNDS : 1 ))); do
     for c in "${CODEC_LIST[@]}"; do
       tag="r$r-$c"
       cat >"$W/pgbr/$tag.conf" <<EOF
@@ -377,6 +389,25 @@ for ROUND in $(seq 1 "$ROUNDS"); do
   done
 done
 say "all restored segments are byte-identical to the originals"
+
+# Per-call floor: process start only (--version), and start + TLS connection + one
+# request (barman's -t: a HEAD of the bucket; pgBackRest: repo-ls, one list request).
+FLOOR="$W/floor.tsv"
+: >"$FLOOR"
+for tool in "${TOOL_LIST[@]}"; do
+  for op in version connect; do
+    res="$W/res/floor-$tool-$op"
+    runuser -u postgres -- env -i PATH=/usr/bin:/bin HOME="$W/home" LC_ALL=C \
+      W="$W" STAGE="$STAGE" S3_URL="$S3_URL" BARRELMAN_BIN="$BARRELMAN_BIN" BARMAN_BIN="$BARMAN_BIN" \
+      AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
+      AWS_DEFAULT_REGION=us-east-1 AWS_CA_BUNDLE="$AWS_CA_BUNDLE" \
+      bash "$W/wal.sh" __loop "$op" "$tool" none "r1-${CODEC_LIST[0]}" "$res" ||
+      die "$tool $op failed: $(tail -5 "$W/logs/r1-${CODEC_LIST[0]}-$op.log")"
+    read -r n total med rss <"$res"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$tool" "$op" "$n" "$med" "$rss" >>"$FLOOR"
+  done
+done
+say "per-call floor measured"
 
 # stored bytes per tool and codec (round 1)
 STORED="$W/stored.tsv"
@@ -483,6 +514,14 @@ ver() { "$@" 2>&1 | head -1 || echo unknown; }
         printf "| %s | %s | %s | %s |\n", name[t], c, per[a], per[r]
       }
     }' "$RAW"
+  echo
+  echo "## Per-call floor (median of $N_SEGMENTS sequential calls)"
+  echo
+  echo '| tool | start only (`--version`) s | start + TLS connect + 1 request s (`-t`; pgBackRest `repo-ls`) | peak RSS of `-t` MiB |'
+  echo "|---|---:|---:|---:|"
+  awk -F'\t' '{ m[$1, $2] = $4 / 1e6; r[$1, $2] = $5 / 1024; if (!($1 in s)) { s[$1] = 1; o[++n] = $1 } }
+    END { nm["barrelman"] = "barrelman"; nm["barman"] = "barman-cloud"; nm["pgbackrest"] = "pgBackRest"
+          for (i = 1; i <= n; i++) printf "| %s | %.4f | %.4f | %.0f |\n", nm[o[i]], m[o[i], "version"], m[o[i], "connect"], r[o[i], "connect"] }' "$FLOOR"
   echo
   echo "seg/s = segments / total wall time of the loop of $N_SEGMENTS calls; s/seg = median single call;"
   echo "peak RSS = GNU time %M of the last call of a loop; stored = bytes in the bucket after round 1"

@@ -182,13 +182,30 @@ impl Archive {
         let compression = opts.compression.unwrap_or(Compression::None);
         let level = opts.level.unwrap_or_else(|| compression.default_level());
         let key = self.layout.wal_key(name, compression);
-        if let Some((existing, stored)) = self.find_variants(name).await?.into_iter().next() {
+        // Compression starts at once and overlaps the existence check (and the
+        // connection set-up it pays for); its output waits in a bounded channel.
+        let (tx, rx) = mpsc::channel::<Bytes>(8);
+        let src = path.to_path_buf();
+        let producer =
+            tokio::task::spawn_blocking(move || compress_file(&src, compression, level, tx));
+        let existing = match self.find_variants(name).await {
+            Ok(v) => v.into_iter().next(),
+            Err(e) => {
+                drop(rx);
+                let _ = producer.await;
+                return Err(e);
+            }
+        };
+        if let Some((existing, stored)) = existing {
+            // Dropping the receiver stops the compressor.
+            drop(rx);
+            let _ = producer.await;
             return self
                 .settle_existing(path, existing, stored.compression)
                 .await;
         }
         match self
-            .upload_file(path, &key, compression, level, &opts.tags)
+            .upload_stream(path, &key, rx, producer, &opts.tags)
             .await
         {
             Ok(stored) => Ok(ArchiveOutcome::Uploaded { key, stored }),
@@ -212,19 +229,16 @@ impl Archive {
     }
 
     /// Streams `path` through the codec into `key`. Returns the stored size.
-    async fn upload_file(
+    /// Uploads what the compressor sends on `rx` as `key`; the compressor must have
+    /// read the whole file before the object is committed.
+    async fn upload_stream(
         &self,
         path: &Path,
         key: &str,
-        compression: Compression,
-        level: i32,
+        mut rx: mpsc::Receiver<Bytes>,
+        producer: tokio::task::JoinHandle<io::Result<u64>>,
         tags: &[(String, String)],
     ) -> Result<u64, UploadError> {
-        let (tx, mut rx) = mpsc::channel::<Bytes>(4);
-        let src = path.to_path_buf();
-        let producer =
-            tokio::task::spawn_blocking(move || compress_file(&src, compression, level, tx));
-
         let mut tagset = TagSet::default();
         for (k, v) in tags {
             tagset.push(k, v);
@@ -638,7 +652,8 @@ pub(crate) fn write_atomically(
         let n = fill(&mut w).map_err(WriteError::Content)?;
         w.flush().map_err(WriteError::Local)?;
         drop(w);
-        f.sync_all().map_err(WriteError::Local)?;
+        // Data and size; the rename below is what makes the file visible.
+        f.sync_data().map_err(WriteError::Local)?;
         std::fs::rename(&tmp, dest).map_err(WriteError::Local)?;
         Ok(n)
     })();

@@ -123,6 +123,16 @@ impl<W: Write> CompressWriter<W> {
             Compression::Zstd => {
                 let mut e = zstd::stream::write::Encoder::new(inner, level)?;
                 e.include_checksum(true)?;
+                // Worker threads inside libzstd: a 16 MiB segment compresses on every
+                // core and still comes out as one frame.
+                let cores = std::thread::available_parallelism()
+                    .map_or(1, |n| n.get())
+                    .min(4);
+                if cores > 1 {
+                    e.multithread(cores as u32)?;
+                    // Small jobs keep the workers' buffers (and peak memory) small.
+                    e.set_parameter(zstd::stream::raw::CParameter::JobSize(1 << 20))?;
+                }
                 if let Some(size) = pledged {
                     e.include_contentsize(true)?;
                     e.set_pledged_src_size(Some(size))?;

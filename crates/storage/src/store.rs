@@ -128,6 +128,9 @@ fn open_s3(dest: &Destination, opts: &StoreOptions) -> Result<Arc<dyn ObjectStor
         for c in certs {
             client = client.with_root_certificate(c);
         }
+        // Like boto3 with AWS_CA_BUNDLE: trust that bundle only (and skip reading the
+        // system store, which costs milliseconds per WAL call).
+        client = client.with_no_system_certificates(true);
     }
     // from_env reads AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
     // AWS_DEFAULT_REGION, AWS_ENDPOINT_URL, web identity and container credentials.

@@ -55,6 +55,8 @@ fn start(pg: &PgCluster, s3: &S3Server) {
 /// before the target, every pgbench row, the tablespace at its new location.
 #[test]
 fn backup_then_point_in_time_restore_with_one_command() {
+    let t0 = Instant::now();
+    let phase = |what: &str| eprintln!("[{:6.1}s] {what}", t0.elapsed().as_secs_f64());
     let (s3, pg) = start_both(&["archive_mode = on", &archive_conf("bkt", "srv")]);
     s3.create_bucket("bkt");
     start(&pg, &s3);
@@ -67,12 +69,14 @@ fn backup_then_point_in_time_restore_with_one_command() {
     pg.psql("create table t (id int primary key, note text) tablespace ts1");
     pg.psql("insert into t select g, 'base' from generate_series(1, 50) g");
 
+    phase("data loaded");
     let sock = pg.socket_dir.to_str().unwrap().to_string();
     let port = pg.port.to_string();
     let out = run_as_pg(
         &barrelman(),
         &[
             "backup",
+            "--immediate-checkpoint",
             "--endpoint-url",
             &s3.endpoint,
             "--compression",
@@ -99,6 +103,7 @@ fn backup_then_point_in_time_restore_with_one_command() {
         text(&out)
     );
 
+    phase("backup done");
     pg.psql("insert into t select g, 'before' from generate_series(51, 100) g");
     let target = pg.psql("select now()");
     std::thread::sleep(Duration::from_millis(1100));
@@ -107,6 +112,7 @@ fn backup_then_point_in_time_restore_with_one_command() {
     wait_archived(&pg, &last, Duration::from_secs(60));
     pg.stop();
 
+    phase("archived after target");
     let dest = pg.make_dir("restored");
     let new_ts = pg.make_dir("ts1-restored");
     let out = run_as_pg(
@@ -128,9 +134,11 @@ fn backup_then_point_in_time_restore_with_one_command() {
         &s3,
     );
     assert_eq!(out.status.code(), Some(0), "restore: {}", text(&out));
+    phase("restored");
     let restored = PgCluster::from_datadir(dest.clone(), &["archive_mode = off"]);
     start(&restored, &s3);
     wait_promoted(&restored);
+    phase("promoted");
     assert_eq!(restored.psql("select count(*), max(id) from t"), "100|100");
     assert_eq!(
         restored.psql("select count(*) from t where note = 'after'"),
@@ -243,6 +251,7 @@ fn backups_restore_both_ways_with_barman() {
         &links.join("barman-cloud-backup"),
         &[
             "--lz4",
+            "--immediate-checkpoint",
             "--endpoint-url",
             &s3.endpoint,
             "-h",
@@ -264,6 +273,7 @@ fn backups_restore_both_ways_with_barman() {
         &barman_tool("barman-cloud-backup"),
         &[
             "--gzip",
+            "--immediate-checkpoint",
             "--endpoint-url",
             &s3.endpoint,
             "-h",
