@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # demo.sh - barrelman's main job on this machine, no cloud account needed:
+#   archive, backup, more commits, restore to a point in time, show the rows.
 #   1. a throwaway PostgreSQL 15 cluster archives its WAL through barrelman
 #      (archive_command = barrelman wal-archive ...) into a local S3-compatible object
 #      store (SeaweedFS on 127.0.0.1),
 #   2. pgbench writes, WAL segments are archived (zstd, barman-cloud layout),
 #   3. one segment is restored with barrelman wal-restore and compared byte for byte,
 #   4. the archive is listed, and the real barman-cloud 3.19.1 restores the same
-#      segment from barrelman's archive.
+#      segment from barrelman's archive,
+#   5. a base backup, rows committed before and after a recorded time, and one
+#      `barrelman restore --target-time` brings back exactly the rows before it.
 # Everything is started here and stopped at the end. Set DEMO_STORE=file to use a
 # local directory (file://) instead of the S3 server.
 set -euo pipefail
@@ -30,6 +33,7 @@ as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u "$PGUSER_OS" -- "$@"; else "$@"
 WEED_PID=
 cleanup() {
   as_pg "$PGBIN/pg_ctl" -D "$WORK/pgdata" -m immediate stop >/dev/null 2>&1 || true
+  as_pg "$PGBIN/pg_ctl" -D "$WORK/restored" -m immediate stop >/dev/null 2>&1 || true
   if [ -n "$WEED_PID" ]; then
     kill -INT "$WEED_PID" 2>/dev/null || true
     for _ in $(seq 1 50); do kill -0 "$WEED_PID" 2>/dev/null || break; sleep 0.1; done
@@ -127,4 +131,40 @@ if [ "$STORE" = s3 ]; then
   "$VENV/bin/barman-cloud-wal-restore" --endpoint-url "$ENDPOINT" "$DEST" demo "$LAST" "$WORK/barman-$LAST"
   cmp "$WORK/barman-$LAST" "$WORK/pgdata/pg_wal/$LAST" && echo "barman restored $LAST: identical"
 fi
+step "base backup with barrelman backup (gzip, 2 parallel workers)"
+as_pg env AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" AWS_DEFAULT_REGION=us-east-1 \
+  $BIN -q backup $STORE_ARGS --compression gzip --immediate-checkpoint --host "$WORK/sock" --port "$PGPORT" \
+  --user postgres --name demo-backup "$DEST" demo
+
+step "more commits: 3 orders before a recorded time, 2 after it"
+psql_ "create table orders (id int, note text)" >/dev/null
+psql_ "insert into orders values (1, 'before'), (2, 'before'), (3, 'before')" >/dev/null
+TARGET=$(psql_ "select now()")
+sleep 1.2
+psql_ "insert into orders values (4, 'after'), (5, 'after')" >/dev/null
+LAST=$(psql_ "select pg_walfile_name(pg_switch_wal())")
+for _ in $(seq 1 300); do
+  [ "$(psql_ "select coalesce(last_archived_wal,'') >= '$LAST' from pg_stat_archiver")" = t ] && break; sleep 0.1
+done
+psql_ "select id, note from orders order by id" | sed 's/^/  /'
+echo "recovery target: $TARGET"
+as_pg "$PGBIN/pg_ctl" -D "$WORK/pgdata" -m fast stop >/dev/null
+
+step "point-in-time restore in one command: barrelman restore --target-time"
+mkdir -p "$WORK/restored"; [ "$(id -u)" = 0 ] && chown "$PGUSER_OS" "$WORK/restored" && chmod 700 "$WORK/restored"
+as_pg env AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" AWS_DEFAULT_REGION=us-east-1 \
+  $BIN -q restore $STORE_ARGS "$DEST" demo "$WORK/restored" --target-time "$TARGET" --target-action promote
+RPORT=$(free_port)
+cat >>"$WORK/restored/postgresql.conf" <<CONF
+port = $RPORT
+archive_mode = off
+CONF
+as_pg env AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" AWS_DEFAULT_REGION=us-east-1 \
+  "$PGBIN/pg_ctl" -D "$WORK/restored" -l "$WORK/log/restored.log" -w start >/dev/null
+rpsql() { as_pg "$PGBIN/psql" -X -A -t -h "$WORK/sock" -p "$RPORT" -U postgres -d postgres -c "$1"; }
+for _ in $(seq 1 300); do [ "$(rpsql 'select pg_is_in_recovery()')" = f ] && break; sleep 0.2; done
+echo "restored cluster, recovered to $TARGET and promoted:"
+rpsql "select id, note from orders order by id" | sed 's/^/  /'
+echo "pgbench_accounts rows: $(rpsql 'select count(*) from pgbench_accounts')"
+as_pg "$PGBIN/pg_ctl" -D "$WORK/restored" -m fast stop >/dev/null
 step "done"
