@@ -134,7 +134,7 @@ pub async fn take_backup(
 
     let began = Instant::now();
     let copied = copy_and_stop(
-        archive, session, opts, progress, &server, &start, &backup_id, suffix,
+        archive, session, opts, progress, &server, &backup_id, suffix,
     )
     .await;
     match copied {
@@ -258,7 +258,6 @@ async fn copy_and_stop(
     opts: &BackupOptions,
     progress: &Progress,
     server: &ServerInfo,
-    start: &BackupStart,
     backup_id: &str,
     suffix: &'static str,
 ) -> Result<Copied, String> {
@@ -343,7 +342,6 @@ async fn copy_and_stop(
     .await
     .map_err(upload_err)?;
     item_times.push(("data".into(), t0.elapsed().as_secs_f64()));
-    let _ = start;
     Ok(Copied {
         label: stop.label,
         stop_lsn: stop.lsn,

@@ -155,6 +155,13 @@ fn open_s3(dest: &Destination, opts: &StoreOptions) -> Result<Arc<dyn ObjectStor
             client = client.with_allow_http(true);
         }
     }
+    // Over HTTPS, TLS already protects the body: like botocore, sign the headers but
+    // not a SHA-256 of the payload (hashing 16 MiB costs tens of milliseconds per
+    // WAL). Plain-HTTP endpoints keep payload signing.
+    let https = endpoint
+        .as_deref()
+        .is_none_or(|e| e.starts_with("https://"));
+    b = b.with_unsigned_payload(https);
     let virtual_hosted = match opts.addressing_style {
         AddressingStyle::Virtual => true,
         AddressingStyle::Path => false,
