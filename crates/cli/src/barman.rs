@@ -78,6 +78,29 @@ impl CommonArgs {
     }
 }
 
+/// Tags and server-side encryption of the objects a tool uploads.
+#[derive(Args, Debug, Clone)]
+struct UploadFlags {
+    /// Tag KEY,VALUE added to every uploaded object (repeatable).
+    #[arg(long = "tag", action = ArgAction::Append, conflicts_with = "tags")]
+    tag: Vec<String>,
+    /// Tags as KEY,VALUE pairs (deprecated, greedy).
+    #[arg(long = "tags", num_args = 0..)]
+    tags: Option<Vec<String>>,
+    /// Server-side encryption (AES256 or aws:kms).
+    #[arg(short = 'e', long = "encryption", value_parser = ["AES256", "aws:kms"])]
+    encryption: Option<String>,
+    /// The AWS KMS key ID for aws:kms encryption.
+    #[arg(long = "sse-kms-key-id")]
+    sse_kms_key_id: Option<String>,
+    /// GCS KMS key name.
+    #[arg(long = "kms-key-name")]
+    kms_key_name: Option<String>,
+    /// Azure encryption scope.
+    #[arg(long = "encryption-scope")]
+    encryption_scope: Option<String>,
+}
+
 #[derive(Parser, Debug)]
 #[command(disable_help_flag = true, infer_long_args = true,
           group(ArgGroup::new("compression").multiple(false)))]
@@ -111,30 +134,14 @@ struct WalArchiveCli {
     /// Compression level: an integer, or low, medium, high.
     #[arg(long = "compression-level", allow_negative_numbers = true)]
     compression_level: Option<String>,
-    /// Tag KEY,VALUE added to every uploaded object (repeatable).
-    #[arg(long = "tag", action = ArgAction::Append, conflicts_with = "tags")]
-    tag: Vec<String>,
-    /// Tags as KEY,VALUE pairs (deprecated, greedy).
-    #[arg(long = "tags", num_args = 0..)]
-    tags: Option<Vec<String>>,
     /// Tag KEY,VALUE for history files (repeatable).
     #[arg(long = "history-tag", action = ArgAction::Append, conflicts_with = "history_tags")]
     history_tag: Vec<String>,
     /// History tags as KEY,VALUE pairs (deprecated, greedy).
     #[arg(long = "history-tags", num_args = 0..)]
     history_tags: Option<Vec<String>>,
-    /// Server-side encryption (AES256 or aws:kms).
-    #[arg(short = 'e', long = "encryption", value_parser = ["AES256", "aws:kms"])]
-    encryption: Option<String>,
-    /// The AWS KMS key ID for aws:kms encryption.
-    #[arg(long = "sse-kms-key-id")]
-    sse_kms_key_id: Option<String>,
-    /// GCS KMS key name.
-    #[arg(long = "kms-key-name")]
-    kms_key_name: Option<String>,
-    /// Azure encryption scope.
-    #[arg(long = "encryption-scope")]
-    encryption_scope: Option<String>,
+    #[command(flatten)]
+    upload: UploadFlags,
     /// Azure: chunk size for block uploads.
     #[arg(long = "max-block-size")]
     max_block_size: Option<String>,
@@ -236,24 +243,8 @@ struct BackupCli {
     /// A name which can be used to reference this backup.
     #[arg(short = 'n', long = "name")]
     name: Option<String>,
-    /// Tag KEY,VALUE added to every uploaded object (repeatable).
-    #[arg(long = "tag", action = ArgAction::Append, conflicts_with = "tags")]
-    tag: Vec<String>,
-    /// Tags as KEY,VALUE pairs (deprecated, greedy).
-    #[arg(long = "tags", num_args = 0..)]
-    tags: Option<Vec<String>>,
-    /// Server-side encryption (AES256 or aws:kms).
-    #[arg(short = 'e', long = "encryption", value_parser = ["AES256", "aws:kms"])]
-    encryption: Option<String>,
-    /// The AWS KMS key ID for aws:kms encryption.
-    #[arg(long = "sse-kms-key-id")]
-    sse_kms_key_id: Option<String>,
-    /// GCS KMS key name.
-    #[arg(long = "kms-key-name")]
-    kms_key_name: Option<String>,
-    /// Azure encryption scope.
-    #[arg(long = "encryption-scope")]
-    encryption_scope: Option<String>,
+    #[command(flatten)]
+    upload: UploadFlags,
     /// Snapshot backups: not supported by barrelman.
     #[arg(long = "snapshot-instance")]
     snapshot_instance: Option<String>,
@@ -456,8 +447,8 @@ fn probe_archive(target: &Target) -> Result<barrelman_storage::Archive> {
 
 async fn wal_archive(cli: WalArchiveCli) -> Result<i32> {
     let mut flags = cli.common.cloud();
-    flags.encryption = cli.encryption.clone();
-    flags.sse_kms_key_id = cli.sse_kms_key_id.clone();
+    flags.encryption = cli.upload.encryption.clone();
+    flags.sse_kms_key_id = cli.upload.sse_kms_key_id.clone();
     let target = Target::from_barman(&cli.destination_url, &cli.server_name, &flags)?;
     if cli.common.test {
         return connectivity_test(&target).await;
@@ -478,7 +469,7 @@ async fn wal_archive(cli: WalArchiveCli) -> Result<i32> {
     .find_map(|(on, c)| on.then_some(c))
     .unwrap_or(Compression::None);
     let level = resolve_level(compression, cli.compression_level.as_deref())?;
-    let tags = parse_tags(&cli.tag, cli.tags.as_deref())?;
+    let tags = parse_tags(&cli.upload.tag, cli.upload.tags.as_deref())?;
     let history = if cli.history_tag.is_empty() && cli.history_tags.is_none() {
         None
     } else {
@@ -578,8 +569,8 @@ fn size_arg(flag: &str, value: &str) -> Result<u64> {
 
 async fn backup(cli: BackupCli) -> Result<i32> {
     let mut flags = cli.common.cloud();
-    flags.encryption = cli.encryption.clone();
-    flags.sse_kms_key_id = cli.sse_kms_key_id.clone();
+    flags.encryption = cli.upload.encryption.clone();
+    flags.sse_kms_key_id = cli.upload.sse_kms_key_id.clone();
     let target = Target::from_barman(&cli.destination_url, &cli.server_name, &flags)?;
     if cli.common.test {
         return connectivity_test(&target).await;
@@ -614,7 +605,7 @@ async fn backup(cli: BackupCli) -> Result<i32> {
             .map(|v| size_arg("--min-chunk-size", v))
             .transpose()?,
         name: cli.name.clone(),
-        tags: parse_tags(&cli.tag, cli.tags.as_deref())?,
+        tags: parse_tags(&cli.upload.tag, cli.upload.tags.as_deref())?,
         wal_wait: crate::basebackup::wal_wait(None),
     };
     let connect = barrelman_postgres::session::ConnectOptions {

@@ -323,6 +323,27 @@ pub fn run(args: Vec<OsString>) -> i32 {
     }
 }
 
+/// The `--compression` flag, else the manifest's setting, else none.
+fn compression_choice(flag: Option<&str>, manifest: Option<&str>) -> Result<Compression> {
+    match flag.or(manifest) {
+        None => Ok(Compression::None),
+        Some(c) => Ok(c
+            .parse::<Compression>()
+            .map_err(|e| InputError(e.to_string()))?),
+    }
+}
+
+/// The manifest's `tags` followed by the `--tag` flags.
+fn manifest_tags(target: &Target, flags: &[String]) -> Result<Vec<(String, String)>> {
+    let mut tags: Vec<(String, String)> = target
+        .manifest
+        .as_ref()
+        .map(|m| m.spec.configuration.tags.clone().into_iter().collect())
+        .unwrap_or_default();
+    tags.extend(crate::barman::parse_tags(flags, None)?);
+    Ok(tags)
+}
+
 fn default_spool(given: Option<PathBuf>) -> PathBuf {
     given
         .or_else(|| std::env::var_os("SPOOL_DIRECTORY").map(PathBuf::from))
@@ -339,23 +360,12 @@ async fn wal_archive(a: WalArchiveArgs) -> Result<()> {
         .manifest
         .as_ref()
         .and_then(|m| m.spec.configuration.wal.clone());
-    let compression = match a
-        .compression
-        .as_deref()
-        .or(wal.as_ref().and_then(|w| w.compression.as_deref()))
-    {
-        None => Compression::None,
-        Some(c) => c
-            .parse::<Compression>()
-            .map_err(|e| InputError(e.to_string()))?,
-    };
+    let compression = compression_choice(
+        a.compression.as_deref(),
+        wal.as_ref().and_then(|w| w.compression.as_deref()),
+    )?;
     let level = crate::barman::resolve_level(compression, a.compression_level.as_deref())?;
-    let mut tags: Vec<(String, String)> = target
-        .manifest
-        .as_ref()
-        .map(|m| m.spec.configuration.tags.clone().into_iter().collect())
-        .unwrap_or_default();
-    tags.extend(crate::barman::parse_tags(&a.tag, None)?);
+    let tags = manifest_tags(&target, &a.tag)?;
     let history_tags: Option<Vec<(String, String)>> = target
         .manifest
         .as_ref()
@@ -455,16 +465,10 @@ async fn backup(a: BackupArgs) -> Result<()> {
         .manifest
         .as_ref()
         .and_then(|m| m.spec.configuration.data.clone());
-    let compression = match a
-        .compression
-        .as_deref()
-        .or(data.as_ref().and_then(|d| d.compression.as_deref()))
-    {
-        None => Compression::None,
-        Some(c) => c
-            .parse::<Compression>()
-            .map_err(|e| InputError(e.to_string()))?,
-    };
+    let compression = compression_choice(
+        a.compression.as_deref(),
+        data.as_ref().and_then(|d| d.compression.as_deref()),
+    )?;
     if barrelman_backup::plan::tar_suffix(compression).is_none() {
         return Err(InputError(format!(
             "{compression} cannot be used for base backups: use gzip, bzip2, snappy, lz4 or none"
@@ -474,12 +478,7 @@ async fn backup(a: BackupArgs) -> Result<()> {
     if let Some(n) = &a.name {
         barrelman_backup::plan::check_backup_name(n).map_err(InputError)?;
     }
-    let mut tags: Vec<(String, String)> = target
-        .manifest
-        .as_ref()
-        .map(|m| m.spec.configuration.tags.clone().into_iter().collect())
-        .unwrap_or_default();
-    tags.extend(crate::barman::parse_tags(&a.tag, None)?);
+    let tags = manifest_tags(&target, &a.tag)?;
     let opts = barrelman_backup::backup::BackupOptions {
         compression,
         level: crate::barman::resolve_level(compression, a.compression_level.as_deref())?,
