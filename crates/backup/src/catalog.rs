@@ -38,6 +38,51 @@ pub async fn load(archive: &Archive) -> Result<(Vec<BackupInfo>, Vec<String>), S
     Ok((backups, unreadable))
 }
 
+/// Keep annotations (`base/<id>/annotations/keep`, body `full` or `standalone`), by
+/// backup id: one listing of `base/` plus one small GET per annotation.
+pub async fn keep_targets(
+    archive: &Archive,
+) -> Result<std::collections::BTreeMap<String, String>, StorageError> {
+    let base = archive.layout().base_prefix();
+    let mut out = std::collections::BTreeMap::new();
+    for o in archive.list_objects(&base).await? {
+        let rest = o.key.strip_prefix(&format!("{base}/")).unwrap_or(&o.key);
+        if let Some(id) = rest.strip_suffix("/annotations/keep") {
+            if let Some(body) = archive.get_small(&o.key).await? {
+                let text = String::from_utf8_lossy(&body);
+                let target = text.lines().next().unwrap_or("").trim().to_string();
+                if !target.is_empty() {
+                    out.insert(id.to_string(), target);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The key of a backup's keep annotation.
+pub fn keep_key(archive: &Archive, backup_id: &str) -> String {
+    format!(
+        "{}/{backup_id}/annotations/keep",
+        archive.layout().base_prefix()
+    )
+}
+
+/// Total stored bytes of each backup (its tar parts and `backup.info`), by id.
+pub async fn stored_sizes(
+    archive: &Archive,
+) -> Result<std::collections::BTreeMap<String, u64>, StorageError> {
+    let base = archive.layout().base_prefix();
+    let mut out = std::collections::BTreeMap::new();
+    for o in archive.list_objects(&base).await? {
+        let rest = o.key.strip_prefix(&format!("{base}/")).unwrap_or(&o.key);
+        if let Some((id, _)) = rest.split_once('/') {
+            *out.entry(id.to_string()).or_insert(0) += o.size;
+        }
+    }
+    Ok(out)
+}
+
 /// How to pick a backup for `auto`.
 #[derive(Debug, Clone, Default)]
 pub struct TargetChoice {

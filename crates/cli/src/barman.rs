@@ -18,12 +18,15 @@ use std::path::PathBuf;
 pub const BARMAN_VERSION: &str = "3.19.1";
 
 /// The tools this binary answers as.
-pub const TOOL_NAMES: [&str; 5] = [
+pub const TOOL_NAMES: [&str; 8] = [
     "barman-cloud-wal-archive",
     "barman-cloud-wal-restore",
     "barman-cloud-check-wal-archive",
     "barman-cloud-backup",
     "barman-cloud-restore",
+    "barman-cloud-backup-list",
+    "barman-cloud-backup-show",
+    "barman-cloud-backup-keep",
 ];
 
 #[derive(Args, Debug, Clone)]
@@ -283,6 +286,59 @@ struct RestoreCli {
     snapshot_recovery_instance: Option<String>,
 }
 
+#[derive(Parser, Debug)]
+#[command(disable_help_flag = true, infer_long_args = true)]
+struct BackupListCli {
+    /// URL of the cloud source, such as a bucket in AWS S3.
+    source_url: String,
+    /// The name of the server as configured in Barman.
+    server_name: String,
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Output format (console or json). Default console.
+    #[arg(long = "format", default_value = "console")]
+    format: String,
+}
+
+#[derive(Parser, Debug)]
+#[command(disable_help_flag = true, infer_long_args = true)]
+struct BackupShowCli {
+    /// URL of the cloud source, such as a bucket in AWS S3.
+    source_url: String,
+    /// The name of the server as configured in Barman.
+    server_name: String,
+    /// The backup ID (or name, first, last).
+    backup_id: String,
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Output format (console or json). Default console.
+    #[arg(long = "format", default_value = "console")]
+    format: String,
+}
+
+#[derive(Parser, Debug)]
+#[command(disable_help_flag = true, infer_long_args = true,
+          group(ArgGroup::new("action").required(true).multiple(false)))]
+struct BackupKeepCli {
+    /// URL of the cloud source, such as a bucket in AWS S3.
+    source_url: String,
+    /// The name of the server as configured in Barman.
+    server_name: String,
+    /// The backup ID (or name, first, last).
+    backup_id: String,
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Release the keep flag from this backup.
+    #[arg(short = 'r', long = "release", group = "action")]
+    release: bool,
+    /// Print the keep status of the backup.
+    #[arg(short = 's', long = "status", group = "action")]
+    status: bool,
+    /// Keep this backup with the given recovery target.
+    #[arg(long = "target", group = "action", value_parser = ["full", "standalone"])]
+    target: Option<String>,
+}
+
 /// Parses like argparse: help and version exit 0, usage errors exit 3.
 fn parse<T: Parser>(prog: &'static str, args: Vec<OsString>) -> Result<T, i32> {
     let cmd = T::command()
@@ -329,6 +385,52 @@ pub fn run(prog: &str, args: Vec<OsString>) -> i32 {
         },
         "barman-cloud-backup" => match parse::<BackupCli>(prog, args) {
             Ok(cli) => execute_with(cli.common.verbosity(), true, || backup(cli)),
+            Err(code) => code,
+        },
+        "barman-cloud-backup-list" => match parse::<BackupListCli>(prog, args) {
+            Ok(cli) => execute(cli.common.verbosity(), || async move {
+                let target =
+                    Target::from_barman(&cli.source_url, &cli.server_name, &cli.common.cloud())?;
+                if cli.common.test {
+                    return connectivity_test(&target).await;
+                }
+                crate::catalogcmd::barman_list(&target, &cli.format).await?;
+                Ok(exit::SUCCESS)
+            }),
+            Err(code) => code,
+        },
+        "barman-cloud-backup-show" => match parse::<BackupShowCli>(prog, args) {
+            Ok(cli) => execute(cli.common.verbosity(), || async move {
+                let target =
+                    Target::from_barman(&cli.source_url, &cli.server_name, &cli.common.cloud())?;
+                if cli.common.test {
+                    return connectivity_test(&target).await;
+                }
+                crate::catalogcmd::show(&target, &cli.backup_id, &cli.format).await?;
+                Ok(exit::SUCCESS)
+            }),
+            Err(code) => code,
+        },
+        "barman-cloud-backup-keep" => match parse::<BackupKeepCli>(prog, args) {
+            Ok(cli) => execute(cli.common.verbosity(), || async move {
+                let target =
+                    Target::from_barman(&cli.source_url, &cli.server_name, &cli.common.cloud())?;
+                if cli.common.test {
+                    return connectivity_test(&target).await;
+                }
+                let action = match (cli.release, cli.status, cli.target) {
+                    (true, _, _) => crate::catalogcmd::KeepAction::Release,
+                    (_, true, _) => crate::catalogcmd::KeepAction::Status,
+                    (_, _, Some(t)) => crate::catalogcmd::KeepAction::Set(t),
+                    _ => {
+                        return Err(
+                            InputError("one of -r, -s or --target is required".into()).into()
+                        )
+                    }
+                };
+                crate::catalogcmd::keep(&target, &cli.backup_id, action).await?;
+                Ok(exit::SUCCESS)
+            }),
             Err(code) => code,
         },
         "barman-cloud-restore" => match parse::<RestoreCli>(prog, args) {

@@ -3,6 +3,7 @@
 
 mod barman;
 mod basebackup;
+mod catalogcmd;
 mod exit;
 mod logging;
 mod native;

@@ -43,6 +43,12 @@ enum Command {
     Backup(BackupArgs),
     /// Restore a base backup into an empty directory, ready for point-in-time recovery.
     Restore(RestoreArgs),
+    /// List the backups: a table with sizes, WAL range and keep status, or barman's JSON.
+    List(ListArgs),
+    /// Show one backup (id, name, first or last): text, or barman's JSON.
+    Show(ShowArgs),
+    /// Keep a backup from retention (full or standalone), show or release the mark.
+    Keep(KeepArgs),
     /// Create the barman-cloud-* links to this binary in DIR.
     InstallLinks {
         /// Directory for the links (created if missing).
@@ -267,6 +273,49 @@ struct RestoreArgs {
     no_recovery_config: bool,
 }
 
+#[derive(Args, Debug)]
+struct ListArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// [DEST SERVER]
+    #[arg(num_args = 0..=2)]
+    args: Vec<String>,
+    /// table or json (barman-cloud-backup-list's JSON).
+    #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+    format: String,
+}
+
+#[derive(Args, Debug)]
+struct ShowArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// [DEST SERVER] BACKUP_ID
+    #[arg(num_args = 1..=3)]
+    args: Vec<String>,
+    /// text or json (barman-cloud-backup-show's JSON).
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    format: String,
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("action").required(true).multiple(false)))]
+struct KeepArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// [DEST SERVER] BACKUP_ID
+    #[arg(num_args = 1..=3)]
+    args: Vec<String>,
+    /// Keep the backup: full (with all WAL after it) or standalone (consistency only).
+    #[arg(long, group = "action", value_parser = ["full", "standalone"])]
+    target: Option<String>,
+    /// Print the keep status.
+    #[arg(long, group = "action")]
+    status: bool,
+    /// Release the keep mark.
+    #[arg(long, group = "action")]
+    release: bool,
+}
+
 /// Runs the native CLI; returns the exit code.
 pub fn run(args: Vec<OsString>) -> i32 {
     let cli = match Cli::try_parse_from(std::iter::once(OsString::from("barrelman")).chain(args)) {
@@ -303,6 +352,26 @@ pub fn run(args: Vec<OsString>) -> i32 {
             Command::WalRestore(a) => wal_restore(a).await,
             Command::CheckEmpty(a) => check_empty(a).await,
             Command::Backup(a) => backup(a).await,
+            Command::List(a) => {
+                let usage = "barrelman list [DEST SERVER | --config F --server-name N]";
+                let (target, _) = a.store.resolve(&a.args, 0, usage)?;
+                crate::catalogcmd::native_list(&target, &a.format).await
+            }
+            Command::Show(a) => {
+                let usage = "barrelman show [DEST SERVER | --config F --server-name N] BACKUP_ID";
+                let (target, rest) = a.store.resolve(&a.args, 1, usage)?;
+                crate::catalogcmd::show(&target, &rest[0], &a.format).await
+            }
+            Command::Keep(a) => {
+                let usage = "barrelman keep [DEST SERVER | --config F --server-name N] BACKUP_ID";
+                let (target, rest) = a.store.resolve(&a.args, 1, usage)?;
+                let action = match (a.target, a.status) {
+                    (Some(t), _) => crate::catalogcmd::KeepAction::Set(t),
+                    (None, true) => crate::catalogcmd::KeepAction::Status,
+                    (None, false) => crate::catalogcmd::KeepAction::Release,
+                };
+                crate::catalogcmd::keep(&target, &rest[0], action).await
+            }
             Command::Restore(a) => restore(a).await,
             Command::InstallLinks { dir } => install_links(&dir),
         }

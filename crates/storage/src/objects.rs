@@ -58,6 +58,14 @@ impl Archive {
         }
     }
 
+    /// Deletes one object; a missing one is not an error.
+    pub async fn delete_object(&self, key: &str) -> Result<(), StorageError> {
+        match self.store().delete(&ObjPath::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err(e, key)),
+        }
+    }
+
     /// Every object under `prefix` (a directory-like prefix), recursively.
     pub async fn list_objects(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
         let mut out = Vec::new();

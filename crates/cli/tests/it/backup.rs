@@ -314,6 +314,81 @@ fn backups_restore_both_ways_with_barman() {
     );
     assert_eq!(json.matches("\"status\": \"DONE\"").count(), 2, "{json}");
 
+    // barman and barrelman print the same list and show output for the same archive;
+    // a keep mark set by one is read by the other.
+    let both = |name: &str, args: &[&str]| {
+        let mut full = vec!["--endpoint-url", s3.endpoint.as_str()];
+        full.extend_from_slice(args);
+        let theirs = run(&barman_tool(name), &full, &s3);
+        let ours = run(&links.join(name), &full, &s3);
+        assert_eq!(theirs.status.code(), Some(0), "{}", text(&theirs));
+        assert_eq!(ours.status.code(), Some(0), "{}", text(&ours));
+        (
+            String::from_utf8_lossy(&theirs.stdout).to_string(),
+            String::from_utf8_lossy(&ours.stdout).to_string(),
+        )
+    };
+    let (t, o) = both(
+        "barman-cloud-backup-list",
+        &["--format", "json", "s3://xbk/p", "srv"],
+    );
+    assert_eq!(o, t, "backup-list JSON differs");
+    let (t, o) = both(
+        "barman-cloud-backup-show",
+        &["--format", "json", "s3://xbk/p", "srv", "ours"],
+    );
+    assert_eq!(o, t, "backup-show JSON differs");
+    assert!(o.starts_with("{\"cloud\": {"), "{o}");
+    let keep = run(
+        &links.join("barman-cloud-backup-keep"),
+        &[
+            "--endpoint-url",
+            &s3.endpoint,
+            "--target",
+            "standalone",
+            "s3://xbk/p",
+            "srv",
+            "ours",
+        ],
+        &s3,
+    );
+    assert_eq!(keep.status.code(), Some(0), "{}", text(&keep));
+    let (t, o) = both(
+        "barman-cloud-backup-keep",
+        &["-s", "s3://xbk/p", "srv", "ours"],
+    );
+    assert_eq!(
+        (t.trim(), o.trim()),
+        ("Keep: standalone", "Keep: standalone")
+    );
+    let (t, o) = both("barman-cloud-backup-list", &["s3://xbk/p", "srv"]);
+    assert_eq!(o, t, "backup-list console output differs");
+    assert!(o.contains("KEEP:STANDALONE"), "{o}");
+    let missing = run(
+        &links.join("barman-cloud-backup-show"),
+        &[
+            "--endpoint-url",
+            &s3.endpoint,
+            "s3://xbk/p",
+            "srv",
+            "20000101T000000",
+        ],
+        &s3,
+    );
+    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
+    let unnamed = run(
+        &links.join("barman-cloud-backup-show"),
+        &[
+            "--endpoint-url",
+            &s3.endpoint,
+            "s3://xbk/p",
+            "srv",
+            "no-such-name",
+        ],
+        &s3,
+    );
+    assert_eq!(unnamed.status.code(), Some(4), "{}", text(&unnamed));
+
     // Each tool restores the other's backup by name; replay to the end of the WAL.
     for (tool, name) in [
         (barman_tool("barman-cloud-restore"), "ours"),

@@ -1,0 +1,253 @@
+//! Looking at the catalog: barman-cloud-backup-list / -show / -keep and the native
+//! `list`, `show`, `keep`. The JSON is barman's, field for field (CloudNativePG
+//! parses it).
+
+use anyhow::Result;
+use barrelman_backup::catalog::{self, ChooseError, TargetChoice};
+use barrelman_core::backup_info::{list_json, BackupInfo, BackupStatus};
+use barrelman_storage::Archive;
+use bytes::Bytes;
+
+use crate::basebackup::OperationFailed;
+use crate::target::Target;
+
+/// Reads the catalog; unreadable `backup.info` files are warned about and skipped.
+async fn load(archive: &Archive) -> Result<Vec<BackupInfo>> {
+    let (backups, unreadable) = catalog::load(archive).await?;
+    for u in unreadable {
+        tracing::warn!("skipping an unreadable backup.info: {u}");
+    }
+    Ok(backups)
+}
+
+/// Resolves an id, name or shortcut as barman's show/keep do: an unknown id fails
+/// the operation (exit 1), an unknown name is a general error (exit 4).
+fn pick<'a>(backups: &'a [BackupInfo], wanted: &str, target: &Target) -> Result<&'a BackupInfo> {
+    match catalog::choose(backups, wanted, &TargetChoice::default()) {
+        Ok(b) => Ok(b),
+        Err(ChooseError::UnknownId(id)) => Err(OperationFailed(format!(
+            "backup {id} for server {} does not exist",
+            target.server_name
+        ))
+        .into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `barman-cloud-backup-list` output: barman's console columns, or its JSON.
+pub async fn barman_list(target: &Target, format: &str) -> Result<()> {
+    let archive = target.open()?;
+    let backups = load(&archive).await?;
+    if format != "console" {
+        println!("{}", list_json(&backups));
+        return Ok(());
+    }
+    let keep = catalog::keep_targets(&archive).await?;
+    println!(
+        "{:<20}{:<25}{:<30}{:<17}{:<20}",
+        "Backup ID", "End Time", "Begin Wal", "Archival Status", "Name"
+    );
+    for b in &backups {
+        let end = b
+            .end_time
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_default();
+        let status = if b.status == BackupStatus::Done {
+            keep.get(&b.backup_id)
+                .map(|k| format!("KEEP:{}", k.to_uppercase()))
+                .unwrap_or_default()
+        } else {
+            b.status.as_str().to_string()
+        };
+        println!(
+            "{:<20}{:<25}{:<30}{:<17}{:<20}",
+            b.backup_id,
+            end,
+            b.begin_wal.as_deref().unwrap_or(""),
+            status,
+            b.backup_name.as_deref().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+/// The native table: sizes, WAL range and keep status, or barman's JSON.
+pub async fn native_list(target: &Target, format: &str) -> Result<()> {
+    let archive = target.open()?;
+    let backups = load(&archive).await?;
+    if format == "json" {
+        println!("{}", list_json(&backups));
+        return Ok(());
+    }
+    let keep = catalog::keep_targets(&archive).await?;
+    let sizes = catalog::stored_sizes(&archive).await?;
+    println!(
+        "{:<16} {:<22} {:<8} {:<20} {:<25} {:>10} {:<10}",
+        "BACKUP ID", "NAME", "STATUS", "END TIME", "WAL", "STORED", "KEEP"
+    );
+    for b in &backups {
+        let wal = format!(
+            "{}..{}",
+            b.begin_wal
+                .as_deref()
+                .map(|w| &w[w.len().saturating_sub(8)..])
+                .unwrap_or("?"),
+            b.end_wal
+                .as_deref()
+                .map(|w| &w[w.len().saturating_sub(8)..])
+                .unwrap_or("?")
+        );
+        println!(
+            "{:<16} {:<22} {:<8} {:<20} {:<25} {:>10} {:<10}",
+            b.backup_id,
+            b.backup_name.as_deref().unwrap_or("-"),
+            b.status.as_str(),
+            b.end_time
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                .unwrap_or_else(|| "-".into()),
+            format!(
+                "{}/{wal}",
+                b.timeline.map(|t| t.to_string()).unwrap_or_default()
+            ),
+            human(sizes.get(&b.backup_id).copied().unwrap_or(0)),
+            keep.get(&b.backup_id).map(String::as_str).unwrap_or("-"),
+        );
+    }
+    if backups.is_empty() {
+        println!("(no backups in {})", target.location());
+    }
+    Ok(())
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// `backup-show`: barman's JSON (`{"cloud": {...}}`), or a console summary.
+pub async fn show(target: &Target, wanted: &str, format: &str) -> Result<()> {
+    let archive = target.open()?;
+    let backups = load(&archive).await?;
+    let b = pick(&backups, wanted, target)?;
+    if format != "console" && format != "text" {
+        println!("{}", b.show_json());
+        return Ok(());
+    }
+    let row = |k: &str, v: String| println!("  {k:<23}: {v}");
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "None".into());
+    println!("Backup {}:", b.backup_id);
+    if let Some(n) = &b.backup_name {
+        row("Backup Name", n.clone());
+    }
+    row("Server Name", opt(&b.server_name));
+    row("System Id", opt(&b.systemid));
+    row("Status", b.status.as_str().to_string());
+    row(
+        "PostgreSQL Version",
+        b.version.map(|v| v.to_string()).unwrap_or_default(),
+    );
+    row("PGDATA directory", opt(&b.pgdata));
+    if let Some(e) = &b.error {
+        row("Error", e.clone());
+    }
+    println!();
+    if let Some(ts) = &b.tablespaces {
+        println!("  Tablespaces:");
+        for t in ts {
+            println!("    {:<21}: {} (oid: {})", t.name, t.location, t.oid);
+        }
+        println!();
+    }
+    println!("  Base backup information:");
+    let nested = |k: &str, v: String| println!("    {k:<21}: {v}");
+    nested(
+        "Timeline",
+        b.timeline.map(|t| t.to_string()).unwrap_or_default(),
+    );
+    nested("Begin WAL", opt(&b.begin_wal));
+    nested("End WAL", opt(&b.end_wal));
+    nested(
+        "Begin time",
+        b.begin_time
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "None".into()),
+    );
+    nested(
+        "End time",
+        b.end_time
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "None".into()),
+    );
+    nested(
+        "Begin Offset",
+        b.begin_offset
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "None".into()),
+    );
+    nested(
+        "End Offset",
+        b.end_offset
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "None".into()),
+    );
+    nested("Begin LSN", opt(&b.begin_xlog));
+    nested("End LSN", opt(&b.end_xlog));
+    Ok(())
+}
+
+/// What `keep` does.
+#[derive(Debug, Clone)]
+pub enum KeepAction {
+    /// Annotate with `full` or `standalone`.
+    Set(String),
+    Status,
+    Release,
+}
+
+/// `backup-keep`: annotations of one backup.
+pub async fn keep(target: &Target, wanted: &str, action: KeepAction) -> Result<()> {
+    let archive = target.open()?;
+    let backups = load(&archive).await?;
+    let b = pick(&backups, wanted, target)?;
+    let key = catalog::keep_key(&archive, &b.backup_id);
+    match action {
+        KeepAction::Status => {
+            let current = archive.get_small(&key).await?;
+            let word = current
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .to_string()
+                })
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "nokeep".into());
+            println!("Keep: {word}");
+        }
+        KeepAction::Release => archive.delete_object(&key).await?,
+        KeepAction::Set(word) => {
+            if b.status != BackupStatus::Done {
+                return Err(OperationFailed(format!(
+                    "cannot keep backup {}: its status is {}, and only DONE backups can be kept",
+                    b.backup_id,
+                    b.status.as_str()
+                ))
+                .into());
+            }
+            archive.put_small(&key, Bytes::from(word), &[]).await?;
+        }
+    }
+    Ok(())
+}
