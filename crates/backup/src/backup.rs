@@ -40,6 +40,8 @@ pub struct BackupOptions {
     pub tags: Vec<(String, String)>,
     /// How long to wait for the backup's WAL to reach the archive.
     pub wal_wait: Duration,
+    /// Upload at most this many (compressed) bytes per second, all workers together.
+    pub max_bandwidth: Option<u64>,
 }
 
 impl Default for BackupOptions {
@@ -54,6 +56,7 @@ impl Default for BackupOptions {
             name: None,
             tags: Vec::new(),
             wal_wait: Duration::from_secs(120),
+            max_bandwidth: None,
         }
     }
 }
@@ -482,6 +485,11 @@ impl<'a> Item<'a> {
             max_archive_size: self.opts.max_archive_size,
             part_size,
             tags: self.opts.tags.clone(),
+            // Each worker gets an equal share of the bandwidth.
+            bandwidth: self
+                .opts
+                .max_bandwidth
+                .map(|b| (b / self.opts.jobs.max(1) as u64).max(1)),
             progress: self.progress.clone(),
             next_index: self.next_index.clone(),
         }
@@ -499,6 +507,7 @@ struct WorkerCtx {
     max_archive_size: u64,
     part_size: usize,
     tags: Vec<(String, String)>,
+    bandwidth: Option<u64>,
     progress: Progress,
     next_index: Arc<AtomicUsize>,
 }
@@ -527,11 +536,22 @@ impl WorkerCtx {
         let mut handles = Vec::new();
         let (mut tar, mut handle) = self.open_part(first)?;
         let mut counter = handle.counter();
+        let started = Instant::now();
+        let mut sent_before = 0u64;
         for e in &entries {
             let added = tar.append_entry(e)?;
             self.progress.add_done(added.content_bytes());
+            if let Some(rate) = self.bandwidth {
+                // Sleep until the bytes handed to the uploader fit the rate.
+                let sent = sent_before + counter.load(Ordering::Relaxed);
+                let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
             if counter.load(Ordering::Relaxed) >= self.max_archive_size {
                 self.close_part(tar)?;
+                sent_before += counter.load(Ordering::Relaxed);
                 handles.push(handle);
                 let index = self.next_index.fetch_add(1, Ordering::SeqCst);
                 (tar, handle) = self.open_part(index)?;

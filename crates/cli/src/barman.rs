@@ -680,9 +680,6 @@ async fn backup(cli: BackupCli) -> Result<i32> {
     if cli.snapshot_instance.is_some() || !cli.snapshot_disk.is_empty() {
         return Err(InputError("snapshot backups are not supported by barrelman".into()).into());
     }
-    if cli.max_bandwidth.is_some() {
-        tracing::warn!("--max-bandwidth is not applied yet: the backup runs at full speed");
-    }
     let compression = [
         (cli.gzip, Compression::Gzip),
         (cli.bzip2, Compression::Bzip2),
@@ -709,6 +706,11 @@ async fn backup(cli: BackupCli) -> Result<i32> {
         name: cli.name.clone(),
         tags: parse_tags(&cli.upload.tag, cli.upload.tags.as_deref())?,
         wal_wait: crate::basebackup::wal_wait(None),
+        max_bandwidth: cli
+            .max_bandwidth
+            .as_deref()
+            .map(|v| size_arg("--max-bandwidth", v))
+            .transpose()?,
     };
     let connect = barrelman_postgres::session::ConnectOptions {
         host: cli.host,

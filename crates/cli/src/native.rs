@@ -222,6 +222,9 @@ struct BackupArgs {
     /// Object tag KEY,VALUE (repeatable; added to the manifest's tags).
     #[arg(long = "tag", action = ArgAction::Append)]
     tag: Vec<String>,
+    /// Upload at most this much per second (bytes, or with KB, MB, GB).
+    #[arg(long)]
+    max_bandwidth: Option<String>,
     /// Seconds to wait for the backup's last WAL segment to reach the archive before
     /// the backup is marked FAILED (default: $BARRELMAN_WAL_WAIT, else 120).
     #[arg(long)]
@@ -573,6 +576,14 @@ async fn backup(a: BackupArgs) -> Result<()> {
         name: a.name.clone(),
         tags,
         wal_wait: crate::basebackup::wal_wait(a.wal_wait),
+        max_bandwidth: a
+            .max_bandwidth
+            .as_deref()
+            .map(|v| {
+                barrelman_backup::plan::parse_size(v)
+                    .ok_or_else(|| InputError(format!("invalid --max-bandwidth '{v}'")))
+            })
+            .transpose()?,
     };
     let connect = barrelman_postgres::session::ConnectOptions {
         host: a.host,

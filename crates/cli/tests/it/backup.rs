@@ -440,3 +440,83 @@ fn backups_restore_both_ways_with_barman() {
         );
     }
 }
+
+/// Backups whose tar parts try to write outside the destination (`../`, an escaping
+/// symlink used as a directory) are refused, naming the member, and nothing appears
+/// outside the destination.
+#[test]
+fn a_malicious_backup_is_refused_and_nothing_escapes() {
+    let s3 = S3Server::start();
+    s3.create_bucket("evil");
+    let work = tempfile::tempdir().unwrap();
+    let outside = work.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let upload = run(
+        &barrelman_testkit::tools_bin().join("python"),
+        &["-c", MALICIOUS_PY, &s3.endpoint, outside.to_str().unwrap()],
+        &s3,
+    );
+    assert_eq!(upload.status.code(), Some(0), "{}", text(&upload));
+    for (id, member) in [
+        ("20260101T000000", "../escape.txt"),
+        ("20260102T000000", "tar member \"evil\" refused"),
+    ] {
+        let dest = work.path().join(format!("dest-{id}"));
+        let out = Command::new(barrelman())
+            .args([
+                "restore",
+                "--no-recovery-config",
+                "--backup",
+                id,
+                "--endpoint-url",
+                &s3.endpoint,
+            ])
+            .args(["s3://evil/p", "srv", dest.to_str().unwrap()])
+            .envs(s3.env())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{id}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(member),
+            "{id}: the refused member is not named: {err}"
+        );
+    }
+    assert!(
+        !work.path().join("escape.txt").exists(),
+        "a file escaped the destination"
+    );
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        0,
+        "a file was planted through a symlink"
+    );
+}
+
+/// Uploads two DONE backups whose data.tar holds a `../` member and a symlink to an
+/// outside directory followed by a file below it.
+const MALICIOUS_PY: &str = r#"
+import io, sys, tarfile, boto3
+from botocore.config import Config
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], config=Config(s3={"addressing_style": "path"}))
+outside = sys.argv[2]
+def tar(members):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for name, kind, data in members:
+            ti = tarfile.TarInfo(name)
+            if kind == "dir":
+                ti.type = tarfile.DIRTYPE; ti.mode = 0o700; t.addfile(ti)
+            elif kind == "link":
+                ti.type = tarfile.SYMTYPE; ti.linkname = data; t.addfile(ti)
+            else:
+                ti.size = len(data); t.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+info = "begin_wal=000000010000000000000002\nend_wal=000000010000000000000002\nserver_name=cloud\nstatus=DONE\ntimeline=1\nversion=150018\n"
+for bid, members in [
+    ("20260101T000000", [("./", "dir", None), ("./PG_VERSION", "file", b"15\n"), ("../escape.txt", "file", b"x")]),
+    ("20260102T000000", [("./", "dir", None), ("evil", "link", outside), ("evil/planted.txt", "file", b"x")]),
+]:
+    s3.put_object(Bucket="evil", Key=f"p/srv/base/{bid}/data.tar", Body=tar(members))
+    s3.put_object(Bucket="evil", Key=f"p/srv/base/{bid}/backup.info", Body=info.encode())
+"#;
