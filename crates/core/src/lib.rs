@@ -7,6 +7,7 @@ pub mod layout;
 pub mod lsn;
 pub mod objectstore;
 pub mod pyliteral;
+pub mod retention;
 pub mod wal;
 
 pub use compression::{Compression, LevelRequest};
