@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod catalog;
+pub mod delete;
 pub mod plan;
 pub mod progress;
 pub mod restore;

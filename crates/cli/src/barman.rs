@@ -18,7 +18,7 @@ use std::path::PathBuf;
 pub const BARMAN_VERSION: &str = "3.19.1";
 
 /// The tools this binary answers as.
-pub const TOOL_NAMES: [&str; 8] = [
+pub const TOOL_NAMES: [&str; 9] = [
     "barman-cloud-wal-archive",
     "barman-cloud-wal-restore",
     "barman-cloud-check-wal-archive",
@@ -27,6 +27,7 @@ pub const TOOL_NAMES: [&str; 8] = [
     "barman-cloud-backup-list",
     "barman-cloud-backup-show",
     "barman-cloud-backup-keep",
+    "barman-cloud-backup-delete",
 ];
 
 #[derive(Args, Debug, Clone)]
@@ -339,6 +340,36 @@ struct BackupKeepCli {
     target: Option<String>,
 }
 
+#[derive(Parser, Debug)]
+#[command(disable_help_flag = true, infer_long_args = true,
+          group(ArgGroup::new("what").required(true).multiple(false)))]
+struct BackupDeleteCli {
+    /// URL of the cloud source, such as a bucket in AWS S3.
+    source_url: String,
+    /// The name of the server as configured in Barman.
+    server_name: String,
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Backup ID (or name, first, last) of the backup to be deleted.
+    #[arg(short = 'b', long = "backup-id", group = "what")]
+    backup_id: Option<String>,
+    /// If specified, delete all backups eligible for deletion according to the given retention policy.
+    #[arg(short = 'r', long = "retention-policy", group = "what")]
+    retention_policy: Option<String>,
+    /// The minimum number of backups that should always be available.
+    #[arg(short = 'm', long = "minimum-redundancy", default_value_t = 0)]
+    minimum_redundancy: u32,
+    /// Find the objects which need to be deleted but do not delete them.
+    #[arg(long = "dry-run")]
+    dry_run: bool,
+    /// The maximum number of objects deleted in a single request.
+    #[arg(long = "batch-size")]
+    batch_size: Option<u32>,
+    /// Check for object lock before deleting (S3).
+    #[arg(long = "check-object-lock")]
+    check_object_lock: bool,
+}
+
 /// Parses like argparse: help and version exit 0, usage errors exit 3.
 fn parse<T: Parser>(prog: &'static str, args: Vec<OsString>) -> Result<T, i32> {
     let cmd = T::command()
@@ -429,6 +460,30 @@ pub fn run(prog: &str, args: Vec<OsString>) -> i32 {
                     }
                 };
                 crate::catalogcmd::keep(&target, &cli.backup_id, action).await?;
+                Ok(exit::SUCCESS)
+            }),
+            Err(code) => code,
+        },
+        "barman-cloud-backup-delete" => match parse::<BackupDeleteCli>(prog, args) {
+            Ok(cli) => execute(cli.common.verbosity(), || async move {
+                let target =
+                    Target::from_barman(&cli.source_url, &cli.server_name, &cli.common.cloud())?;
+                if cli.common.test {
+                    return connectivity_test(&target).await;
+                }
+                let selection = match (cli.backup_id, cli.retention_policy) {
+                    (Some(id), _) => barrelman_backup::delete::Selection::Backup(id),
+                    (None, Some(p)) => {
+                        barrelman_backup::delete::Selection::Policy(p.parse().map_err(
+                            |e: barrelman_core::retention::InvalidPolicy| InputError(e.to_string()),
+                        )?)
+                    }
+                    (None, None) => {
+                        return Err(InputError("one of -b or -r is required".into()).into())
+                    }
+                };
+                crate::catalogcmd::delete(&target, selection, cli.minimum_redundancy, cli.dry_run)
+                    .await?;
                 Ok(exit::SUCCESS)
             }),
             Err(code) => code,

@@ -251,3 +251,63 @@ pub async fn keep(target: &Target, wanted: &str, action: KeepAction) -> Result<(
     }
     Ok(())
 }
+
+/// `backup-delete`: by id or by retention policy, with `--dry-run`.
+pub async fn delete(
+    target: &Target,
+    selection: barrelman_backup::delete::Selection,
+    minimum_redundancy: u32,
+    dry_run: bool,
+) -> Result<()> {
+    use barrelman_backup::delete::{DeleteError, DeleteRequest};
+    let archive = target.open()?;
+    let req = DeleteRequest {
+        selection,
+        minimum_redundancy,
+        dry_run,
+        now: chrono::Local::now().fixed_offset(),
+    };
+    let report = match barrelman_backup::delete::delete(&archive, &req).await {
+        Ok(r) => r,
+        Err(
+            e @ (DeleteError::Kept { .. }
+            | DeleteError::MinimumRedundancy { .. }
+            | DeleteError::Unreadable(_)),
+        ) => return Err(OperationFailed(e.to_string()).into()),
+        Err(e) => return Err(e.into()),
+    };
+    for (id, d) in &report.decisions {
+        let verb = if d.deletes() { "delete" } else { "keep" };
+        tracing::info!("{id}: {verb}: {}", d.reason());
+    }
+    for d in &report.deletions {
+        let objects = report
+            .backup_objects
+            .get(&d.backup_id)
+            .cloned()
+            .unwrap_or_default();
+        if dry_run {
+            println!("Skipping deletion of objects {objects:?} due to --dry-run option");
+            if !d.wal_keys.is_empty() {
+                println!(
+                    "Skipping deletion of objects {:?} due to --dry-run option",
+                    d.wal_keys
+                );
+            }
+            println!(
+                "  backup {}: {}; WAL: {}",
+                d.backup_id,
+                report.decisions[&d.backup_id].reason(),
+                d.wal_reason
+            );
+        } else {
+            tracing::info!(
+                "backup {}: {} WAL files removed ({})",
+                d.backup_id,
+                d.wal_keys.len(),
+                d.wal_reason
+            );
+        }
+    }
+    Ok(())
+}

@@ -49,6 +49,8 @@ enum Command {
     Show(ShowArgs),
     /// Keep a backup from retention (full or standalone), show or release the mark.
     Keep(KeepArgs),
+    /// Delete one backup, or every backup a retention policy makes obsolete, with its WAL.
+    Delete(DeleteArgs),
     /// Create the barman-cloud-* links to this binary in DIR.
     InstallLinks {
         /// Directory for the links (created if missing).
@@ -319,6 +321,41 @@ struct KeepArgs {
     release: bool,
 }
 
+#[derive(Args, Debug)]
+struct DeleteArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// [DEST SERVER]
+    #[arg(num_args = 0..=2)]
+    args: Vec<String>,
+    /// Delete this backup (id, name, first or last).
+    #[arg(long, conflicts_with = "retention_policy")]
+    backup: Option<String>,
+    /// 'REDUNDANCY n', 'RECOVERY WINDOW OF n DAYS|WEEKS|MONTHS' (default: the
+    /// manifest's retentionPolicy, e.g. 30d).
+    #[arg(long)]
+    retention_policy: Option<String>,
+    /// Never go below this many backups.
+    #[arg(long, default_value_t = 0)]
+    minimum_redundancy: u32,
+    /// Print what would be deleted and why; delete nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// CloudNativePG's `30d` / `4w` / `6m` as barman's policy text.
+fn cnpg_policy(p: &str) -> Option<String> {
+    let (n, unit) = p.split_at(p.len().checked_sub(1)?);
+    let n: u32 = n.parse().ok().filter(|n| *n > 0)?;
+    let unit = match unit {
+        "d" => "DAYS",
+        "w" => "WEEKS",
+        "m" => "MONTHS",
+        _ => return None,
+    };
+    Some(format!("RECOVERY WINDOW OF {n} {unit}"))
+}
+
 /// Runs the native CLI; returns the exit code.
 pub fn run(args: Vec<OsString>) -> i32 {
     let cli = match Cli::try_parse_from(std::iter::once(OsString::from("barrelman")).chain(args)) {
@@ -355,6 +392,31 @@ pub fn run(args: Vec<OsString>) -> i32 {
             Command::WalRestore(a) => wal_restore(a).await,
             Command::CheckEmpty(a) => check_empty(a).await,
             Command::Backup(a) => backup(a).await,
+            Command::Delete(a) => {
+                let usage = "barrelman delete [DEST SERVER | --config F --server-name N] (--backup ID | --retention-policy P)";
+                let (target, _) = a.store.resolve(&a.args, 0, usage)?;
+                use barrelman_backup::delete::Selection;
+                let selection = if let Some(id) = a.backup {
+                    Selection::Backup(id)
+                } else {
+                    let text = match a.retention_policy {
+                        Some(p) => p,
+                        None => target
+                            .manifest
+                            .as_ref()
+                            .and_then(|m| m.spec.retention_policy.as_deref())
+                            .and_then(cnpg_policy)
+                            .ok_or_else(|| {
+                                InputError("give --backup ID or --retention-policy (or a retentionPolicy in the manifest)".into())
+                            })?,
+                    };
+                    Selection::Policy(
+                        text.parse()
+                            .map_err(|e: barrelman_core::retention::InvalidPolicy| InputError(e.to_string()))?,
+                    )
+                };
+                crate::catalogcmd::delete(&target, selection, a.minimum_redundancy, a.dry_run).await
+            }
             Command::List(a) => {
                 let usage = "barrelman list [DEST SERVER | --config F --server-name N]";
                 let (target, _) = a.store.resolve(&a.args, 0, usage)?;

@@ -199,10 +199,14 @@ fn wal_base(b: &BackupInfo) -> bool {
 /// clean-up rules of `backup-delete -r`: WAL before the next remaining backup's
 /// `begin_wal` goes only when no older backup (but `standalone` ones, whose own range
 /// is protected) still needs it; history files and other backups' timelines stay.
+///
+/// `by_id` is barman's `-b` mode: an older `standalone` backup then stops the WAL
+/// clean-up instead of only protecting its own range.
 pub fn plan(
     catalog: &[Entry<'_>],
     decisions: &BTreeMap<String, Decision>,
     wals: &[(String, StoredWal)],
+    by_id: bool,
 ) -> Vec<Deletion> {
     let mut remaining: Vec<&Entry> = catalog.iter().collect();
     remaining.sort_by(|a, b| a.info.backup_id.cmp(&b.info.backup_id));
@@ -236,7 +240,7 @@ pub fn plan(
             let mut blocked = None;
             for older in remaining[..pos].iter().rev().filter(|e| wal_base(e.info)) {
                 match older.keep {
-                    Some("standalone") => {
+                    Some("standalone") if !by_id => {
                         if let (Some(bw), Some(ew)) = (&older.info.begin_wal, &older.info.end_wal) {
                             protected_ranges.push((bw.clone(), ew.clone()));
                         }
@@ -414,7 +418,7 @@ mod tests {
             "00000002.history",
             "000000020000000000000009",
         ]);
-        let plan = plan(&cat, &d, &w);
+        let plan = plan(&cat, &d, &w, false);
         assert_eq!(plan.len(), 1);
         let names: Vec<&str> = plan[0]
             .wal_keys
@@ -479,7 +483,7 @@ mod tests {
         ];
         let d = decide(&cat, Policy::Redundancy(1), 0, now());
         let w = wal(&["000000010000000000000003", "000000010000000000000006"]);
-        let p = plan(&cat, &d, &w);
+        let p = plan(&cat, &d, &w, false);
         assert_eq!(p.len(), 1);
         assert!(
             p[0].wal_keys.is_empty(),
@@ -614,7 +618,7 @@ mod tests {
             "000000030000000000000001",
             "00000002.history",
         ]);
-        let p = plan(&cat, &d, &w);
+        let p = plan(&cat, &d, &w, false);
         let names: Vec<&str> = p[0]
             .wal_keys
             .iter()
@@ -662,7 +666,7 @@ mod tests {
                 .collect();
             for n in 1..4 {
                 let d = decide(&cat, Policy::Redundancy(n), 0, now());
-                let deleted: BTreeSet<String> = plan(&cat, &d, &w)
+                let deleted: BTreeSet<String> = plan(&cat, &d, &w, false)
                     .into_iter()
                     .flat_map(|x| x.wal_keys)
                     .map(|k| k.rsplit('/').next().unwrap().to_string())

@@ -66,6 +66,28 @@ impl Archive {
         }
     }
 
+    /// Deletes many objects with the store's batch delete (S3 DeleteObjects, 1000 a
+    /// request). Missing objects are not errors, so an interrupted run can be
+    /// repeated.
+    pub async fn delete_many(&self, keys: &[String]) -> Result<(), StorageError> {
+        use futures::stream::StreamExt as _;
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let paths: Vec<object_store::Result<ObjPath>> =
+            keys.iter().map(|k| Ok(ObjPath::from(k.as_str()))).collect();
+        let mut results = self
+            .store()
+            .delete_stream(futures::stream::iter(paths).boxed());
+        while let Some(r) = results.next().await {
+            match r {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.err(e, keys.first().map(String::as_str).unwrap_or(""))),
+            }
+        }
+        Ok(())
+    }
+
     /// Every object under `prefix` (a directory-like prefix), recursively.
     pub async fn list_objects(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
         let mut out = Vec::new();

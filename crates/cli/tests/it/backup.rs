@@ -520,3 +520,178 @@ for bid, members in [
     s3.put_object(Bucket="evil", Key=f"p/srv/base/{bid}/data.tar", Body=tar(members))
     s3.put_object(Bucket="evil", Key=f"p/srv/base/{bid}/backup.info", Body=info.encode())
 "#;
+
+/// Three backups with WAL between them, the first kept standalone; REDUNDANCY 1
+/// deletes exactly the middle backup and the WAL no remaining backup needs, and the
+/// real barman-cloud-backup-list reads the catalog afterwards.
+#[test]
+fn retention_deletes_exactly_what_no_kept_backup_needs() {
+    let (s3, pg) = start_both(&["archive_mode = on", &archive_conf("ret", "srv")]);
+    s3.create_bucket("ret");
+    start(&pg, &s3);
+    pg.psql("create table t (x int)");
+    let sock = pg.socket_dir.to_str().unwrap().to_string();
+    let port = pg.port.to_string();
+    let links = links_dir();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        pg.psql(&format!("insert into t values ({i})"));
+        switch_wal(&pg);
+        let out = run_as_pg(
+            &barrelman(),
+            &[
+                "backup",
+                "--immediate-checkpoint",
+                "--compression",
+                "lz4",
+                "--endpoint-url",
+                &s3.endpoint,
+                "--host",
+                &sock,
+                "--port",
+                &port,
+                "--user",
+                "postgres",
+                "s3://ret/p",
+                "srv",
+            ],
+            &s3,
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        ids.push(stdout.split_whitespace().nth(1).unwrap().to_string());
+        pg.psql(&format!("insert into t values ({i})"));
+        switch_wal(&pg);
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let last = switch_wal(&pg);
+    wait_archived(&pg, &last, Duration::from_secs(60));
+    let ep = s3.endpoint.as_str();
+    let keep = run(
+        &links.join("barman-cloud-backup-keep"),
+        &[
+            "--endpoint-url",
+            ep,
+            "--target",
+            "standalone",
+            "s3://ret/p",
+            "srv",
+            &ids[0],
+        ],
+        &s3,
+    );
+    assert_eq!(keep.status.code(), Some(0), "{}", text(&keep));
+    let show = |id: &str| {
+        let out = run(
+            &barrelman(),
+            &[
+                "show",
+                "--format",
+                "json",
+                "--endpoint-url",
+                ep,
+                "s3://ret/p",
+                "srv",
+                id,
+            ],
+            &s3,
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let j = String::from_utf8_lossy(&out.stdout).to_string();
+        (json_str(&j, "begin_wal"), json_str(&j, "end_wal"))
+    };
+    let (b0, e0) = show(&ids[0]);
+    let (b2, _) = show(&ids[2]);
+    let segments = |keys: &[String]| -> Vec<String> {
+        keys.iter()
+            .filter_map(|k| k.rsplit('/').next())
+            .map(|n| n.trim_end_matches(".zst").to_string())
+            .filter(|n| n.len() == 24)
+            .collect()
+    };
+    let before = segments(&list_keys(&s3, "ret", "p/srv/wals/"));
+
+    // A dry run deletes nothing and says what it would do.
+    let delete = links.join("barman-cloud-backup-delete");
+    let dry = run(
+        &delete,
+        &[
+            "--endpoint-url",
+            ep,
+            "--dry-run",
+            "-r",
+            "REDUNDANCY 1",
+            "s3://ret/p",
+            "srv",
+        ],
+        &s3,
+    );
+    assert_eq!(dry.status.code(), Some(0), "{}", text(&dry));
+    let out = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        out.contains("Skipping deletion of objects") && out.contains(&ids[1]),
+        "{out}"
+    );
+    assert_eq!(segments(&list_keys(&s3, "ret", "p/srv/wals/")), before);
+    // Deleting the kept backup by id is refused.
+    let refused = run(
+        &delete,
+        &["--endpoint-url", ep, "-b", &ids[0], "s3://ret/p", "srv"],
+        &s3,
+    );
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    let bad = run(
+        &delete,
+        &["--endpoint-url", ep, "-r", "KEEP 3", "s3://ret/p", "srv"],
+        &s3,
+    );
+    assert_eq!(bad.status.code(), Some(3), "{}", text(&bad));
+
+    let real = run(
+        &delete,
+        &[
+            "--endpoint-url",
+            ep,
+            "-r",
+            "REDUNDANCY 1",
+            "s3://ret/p",
+            "srv",
+        ],
+        &s3,
+    );
+    assert_eq!(real.status.code(), Some(0), "{}", text(&real));
+    let list = run(
+        &barman_tool("barman-cloud-backup-list"),
+        &[
+            "--format",
+            "json",
+            "--endpoint-url",
+            ep,
+            "s3://ret/p",
+            "srv",
+        ],
+        &s3,
+    );
+    assert_eq!(list.status.code(), Some(0), "{}", text(&list));
+    let json = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        json.contains(&ids[0]) && json.contains(&ids[2]) && !json.contains(&ids[1]),
+        "{json}"
+    );
+    assert!(
+        !list_keys(&s3, "ret", "p/srv/base/")
+            .iter()
+            .any(|k| k.starts_with(&ids[1])),
+        "backup objects left"
+    );
+    let after = segments(&list_keys(&s3, "ret", "p/srv/wals/"));
+    for seg in &before {
+        let needed = (seg >= &b0 && seg <= &e0) || seg >= &b2;
+        assert_eq!(
+            after.contains(seg),
+            needed,
+            "{seg}: kept={} (first {b0}..{e0}, third from {b2})",
+            after.contains(seg)
+        );
+    }
+}

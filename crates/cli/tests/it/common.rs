@@ -138,3 +138,37 @@ pub fn wal_like(len: usize, seed: u64) -> Vec<u8> {
     out.truncate(len);
     out
 }
+
+/// Keys under `prefix` in `bucket`, relative to the prefix, sorted (via boto3).
+pub fn list_keys(s3: &barrelman_testkit::S3Server, bucket: &str, prefix: &str) -> Vec<String> {
+    const PY: &str = r#"
+import sys, boto3
+from botocore.config import Config
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], config=Config(s3={"addressing_style": "path"}))
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket=sys.argv[2], Prefix=sys.argv[3]):
+    for o in page.get("Contents", []):
+        print(o["Key"][len(sys.argv[3]):])
+"#;
+    let out = run(
+        &tools_bin().join("python"),
+        &["-c", PY, &s3.endpoint, bucket, prefix],
+        s3,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    v.sort();
+    v
+}
+
+/// The string value of `"key": "..."` in barman's JSON.
+pub fn json_str(json: &str, key: &str) -> String {
+    let pat = format!("\"{key}\": \"");
+    let start = json
+        .find(&pat)
+        .unwrap_or_else(|| panic!("{key} not in {json}"))
+        + pat.len();
+    json[start..].split('"').next().unwrap().to_string()
+}

@@ -1,0 +1,142 @@
+//! Deleting backups: one by id, or every backup a retention policy makes obsolete,
+//! with the WAL that goes with them. Tar parts first, `backup.info` last, then the
+//! WAL, so an interrupted run is simply run again.
+
+use crate::catalog::{self, ChooseError, TargetChoice};
+use barrelman_core::backup_info::{BackupInfo, BackupStatus};
+use barrelman_core::retention::{self, Decision, Deletion, Entry, Policy};
+use barrelman_storage::{Archive, StorageError};
+use chrono::{DateTime, FixedOffset};
+use std::collections::BTreeMap;
+
+/// Which backups to delete.
+#[derive(Debug, Clone)]
+pub enum Selection {
+    /// `-b`: one backup (id, name or shortcut).
+    Backup(String),
+    /// `-r`: every backup the policy makes obsolete.
+    Policy(Policy),
+}
+
+#[derive(Debug, Clone)]
+pub struct DeleteRequest {
+    pub selection: Selection,
+    pub minimum_redundancy: u32,
+    pub dry_run: bool,
+    pub now: DateTime<FixedOffset>,
+}
+
+/// What was (or, with `dry_run`, would be) deleted and why.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteReport {
+    pub decisions: BTreeMap<String, Decision>,
+    pub deletions: Vec<Deletion>,
+    /// Object keys of each deleted backup, in deletion order.
+    pub backup_objects: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("the catalog has unreadable backup.info files, so nothing is deleted: {0}")]
+    Unreadable(String),
+    #[error("backup {id} is kept ({keep}): release it first with `barrelman keep --release` or barman-cloud-backup-keep -r")]
+    Kept { id: String, keep: String },
+    #[error("cannot delete backup {id}: --minimum-redundancy {min} would not be met with {count} backups")]
+    MinimumRedundancy { id: String, min: u32, count: usize },
+    #[error(transparent)]
+    Choose(#[from] ChooseError),
+}
+
+/// Plans and (unless a dry run) carries out the deletion.
+pub async fn delete(archive: &Archive, req: &DeleteRequest) -> Result<DeleteReport, DeleteError> {
+    let (backups, unreadable) = catalog::load(archive).await?;
+    if !unreadable.is_empty() {
+        return Err(DeleteError::Unreadable(unreadable.join("; ")));
+    }
+    let keep = catalog::keep_targets(archive).await?;
+    let entries: Vec<Entry> = backups
+        .iter()
+        .map(|b| Entry {
+            info: b,
+            keep: keep.get(&b.backup_id).map(String::as_str),
+        })
+        .collect();
+    let (decisions, by_id) = match &req.selection {
+        Selection::Policy(p) => (
+            retention::decide(&entries, *p, req.minimum_redundancy, req.now),
+            false,
+        ),
+        Selection::Backup(wanted) => {
+            let b: &BackupInfo = match catalog::choose(&backups, wanted, &TargetChoice::default()) {
+                Ok(b) => b,
+                Err(ChooseError::UnknownId(id)) => {
+                    tracing::warn!("backup {id} does not exist: nothing to delete");
+                    return Ok(DeleteReport::default());
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if let Some(k) = keep.get(&b.backup_id) {
+                return Err(DeleteError::Kept {
+                    id: b.backup_id.clone(),
+                    keep: k.clone(),
+                });
+            }
+            let count = backups
+                .iter()
+                .filter(|x| x.status != BackupStatus::Started)
+                .count();
+            if req.minimum_redundancy as usize >= count && req.minimum_redundancy > 0 {
+                return Err(DeleteError::MinimumRedundancy {
+                    id: b.backup_id.clone(),
+                    min: req.minimum_redundancy,
+                    count,
+                });
+            }
+            let mut d = BTreeMap::new();
+            d.insert(
+                b.backup_id.clone(),
+                Decision::Obsolete("requested by id".into()),
+            );
+            (d, true)
+        }
+    };
+    let wals = if decisions.values().any(Decision::deletes) {
+        archive.list_wals().await?
+    } else {
+        Vec::new()
+    };
+    let deletions = retention::plan(&entries, &decisions, &wals, by_id);
+    let mut report = DeleteReport {
+        decisions,
+        deletions,
+        backup_objects: BTreeMap::new(),
+    };
+    let base = archive.layout().base_prefix();
+    for d in &report.deletions {
+        let objects = archive
+            .list_objects(&format!("{base}/{}", d.backup_id))
+            .await?;
+        let info_key = format!("{base}/{}/backup.info", d.backup_id);
+        let mut keys: Vec<String> = objects
+            .into_iter()
+            .map(|o| o.key)
+            .filter(|k| *k != info_key && !k.contains("/annotations/"))
+            .collect();
+        keys.push(info_key);
+        if !req.dry_run {
+            let (parts, info) = keys.split_at(keys.len() - 1);
+            archive.delete_many(parts).await?;
+            archive.delete_many(info).await?;
+            archive.delete_many(&d.wal_keys).await?;
+            tracing::info!(
+                "deleted backup {} and {} WAL files",
+                d.backup_id,
+                d.wal_keys.len()
+            );
+        }
+        report.backup_objects.insert(d.backup_id.clone(), keys);
+    }
+    Ok(report)
+}
