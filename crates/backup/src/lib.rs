@@ -6,3 +6,4 @@ pub mod delete;
 pub mod plan;
 pub mod progress;
 pub mod restore;
+pub mod verify;

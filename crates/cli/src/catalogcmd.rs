@@ -311,3 +311,56 @@ pub async fn delete(
     }
     Ok(())
 }
+
+/// `verify`: prints a verdict per backup and the WAL chain; exit 1 unless every
+/// backup asked about is restorable.
+pub async fn verify(target: &Target, which: Option<&str>, deep: bool) -> Result<()> {
+    let archive = target.open()?;
+    let report = barrelman_backup::verify::verify(&archive, which, deep).await?;
+    let mut first_problem = None;
+    for c in &report.backups {
+        if c.problems.is_empty() {
+            println!(
+                "{}: restorable{}",
+                c.backup_id,
+                if deep { " (deep check passed)" } else { "" }
+            );
+        } else {
+            println!("{}: NOT restorable", c.backup_id);
+            for p in &c.problems {
+                println!("  - {p}");
+            }
+            first_problem
+                .get_or_insert_with(|| format!("backup {}: {}", c.backup_id, c.problems[0]));
+        }
+    }
+    if report.backups.is_empty() {
+        println!("no backups in {}", target.location());
+    }
+    if let Some(chain) = &report.chain {
+        match &chain.contiguous_until {
+            Some(until) => println!(
+                "WAL on timeline {} from {} is contiguous up to {}{}",
+                chain.timeline,
+                chain.from,
+                until,
+                if chain.gaps.is_empty() {
+                    String::new()
+                } else {
+                    format!("; gaps at {}", chain.gaps.join(", "))
+                }
+            ),
+            None => println!(
+                "WAL on timeline {}: the newest backup's first segment {} is missing",
+                chain.timeline, chain.from
+            ),
+        }
+    }
+    if let Some(e) = &report.earliest {
+        println!("earliest recovery point: {e} (end of the oldest restorable backup)");
+    }
+    match first_problem {
+        Some(p) => Err(OperationFailed(p).into()),
+        None => Ok(()),
+    }
+}

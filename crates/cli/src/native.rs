@@ -51,6 +51,8 @@ enum Command {
     Keep(KeepArgs),
     /// Delete one backup, or every backup a retention policy makes obsolete, with its WAL.
     Delete(DeleteArgs),
+    /// Check that backups can be restored (exit 1 naming the first missing object).
+    Verify(VerifyArgs),
     /// Create the barman-cloud-* links to this binary in DIR.
     InstallLinks {
         /// Directory for the links (created if missing).
@@ -343,6 +345,21 @@ struct DeleteArgs {
     dry_run: bool,
 }
 
+#[derive(Args, Debug)]
+struct VerifyArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// [DEST SERVER] [BACKUP_ID]
+    #[arg(num_args = 0..=3)]
+    args: Vec<String>,
+    /// Verify every backup (the default without BACKUP_ID).
+    #[arg(long)]
+    all: bool,
+    /// Also download and read every tar part and WAL segment.
+    #[arg(long)]
+    deep: bool,
+}
+
 /// CloudNativePG's `30d` / `4w` / `6m` as barman's policy text.
 fn cnpg_policy(p: &str) -> Option<String> {
     let (n, unit) = p.split_at(p.len().checked_sub(1)?);
@@ -416,6 +433,13 @@ pub fn run(args: Vec<OsString>) -> i32 {
                     )
                 };
                 crate::catalogcmd::delete(&target, selection, a.minimum_redundancy, a.dry_run).await
+            }
+            Command::Verify(a) => {
+                let usage = "barrelman verify [DEST SERVER | --config F --server-name N] [BACKUP_ID | --all] [--deep]";
+                let wanted_positionals = if a.store.config.is_some() { a.args.len() } else { a.args.len().saturating_sub(2) };
+                let (target, rest) = a.store.resolve(&a.args, wanted_positionals.min(1), usage)?;
+                let which = if a.all { None } else { rest.first().map(String::as_str) };
+                crate::catalogcmd::verify(&target, which, a.deep).await
             }
             Command::List(a) => {
                 let usage = "barrelman list [DEST SERVER | --config F --server-name N]";

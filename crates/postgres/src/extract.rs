@@ -516,6 +516,20 @@ fn entry_type_name(t: tar::EntryType) -> String {
     }
 }
 
+/// Reads a whole tar stream without writing anything (for verification): every
+/// header and every byte of content. Returns (members, content bytes).
+pub fn scan_tar<R: Read>(r: R) -> io::Result<(u64, u64)> {
+    let mut archive = tar::Archive::new(r);
+    let mut members = 0;
+    let mut bytes = 0;
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        bytes += io::copy(&mut entry, &mut io::sink())?;
+        members += 1;
+    }
+    Ok((members, bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -695,3 +695,110 @@ fn retention_deletes_exactly_what_no_kept_backup_needs() {
         );
     }
 }
+
+/// verify: a good backup passes (also --deep); a missing end segment and a missing
+/// tar part are each reported with the object named, exit 1.
+#[test]
+fn verify_names_the_first_missing_object() {
+    let (s3, pg) = start_both(&["archive_mode = on", &archive_conf("ver", "srv")]);
+    s3.create_bucket("ver");
+    start(&pg, &s3);
+    pg.pgbench(&["-i", "-s", "1", "-q"]);
+    let sock = pg.socket_dir.to_str().unwrap().to_string();
+    let port = pg.port.to_string();
+    let ep = s3.endpoint.as_str();
+    let out = run_as_pg(
+        &barrelman(),
+        &[
+            "backup",
+            "--immediate-checkpoint",
+            "--compression",
+            "lz4",
+            "--jobs",
+            "2",
+            "--endpoint-url",
+            ep,
+            "--host",
+            &sock,
+            "--port",
+            &port,
+            "--user",
+            "postgres",
+            "s3://ver/p",
+            "srv",
+        ],
+        &s3,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let id = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["verify", "--endpoint-url", ep, "s3://ver/p", "srv"];
+        args.extend_from_slice(extra);
+        run(&barrelman(), &args, &s3)
+    };
+    let ok = verify(&["--deep"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    assert!(
+        String::from_utf8_lossy(&ok.stdout)
+            .contains(&format!("{id}: restorable (deep check passed)")),
+        "{}",
+        text(&ok)
+    );
+
+    let show = run(
+        &barrelman(),
+        &[
+            "show",
+            "--format",
+            "json",
+            "--endpoint-url",
+            ep,
+            "s3://ver/p",
+            "srv",
+            &id,
+        ],
+        &s3,
+    );
+    let end_wal = json_str(&String::from_utf8_lossy(&show.stdout), "end_wal");
+    let wal_key = list_keys(&s3, "ver", "p/srv/wals/")
+        .into_iter()
+        .find(|k| k.ends_with(&format!("/{end_wal}.zst")))
+        .expect("end segment archived");
+    delete_key(&s3, "ver", &format!("p/srv/wals/{wal_key}"));
+    let bad = verify(&[&id]);
+    assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains(&format!("missing WAL segment {end_wal}")),
+        "{}",
+        text(&bad)
+    );
+
+    delete_key(&s3, "ver", &format!("p/srv/base/{id}/data.tar.lz4"));
+    let bad = verify(&["--all"]);
+    assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
+    assert!(
+        String::from_utf8_lossy(&bad.stdout)
+            .contains(&format!("missing tar part p/srv/base/{id}/data.tar*")),
+        "{}",
+        text(&bad)
+    );
+}
+
+fn delete_key(s3: &S3Server, bucket: &str, key: &str) {
+    const PY: &str = r#"
+import sys, boto3
+from botocore.config import Config
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], config=Config(s3={"addressing_style": "path"}))
+s3.delete_object(Bucket=sys.argv[2], Key=sys.argv[3])
+"#;
+    let out = run(
+        &barrelman_testkit::tools_bin().join("python"),
+        &["-c", PY, &s3.endpoint, bucket, key],
+        s3,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+}

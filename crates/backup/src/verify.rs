@@ -1,0 +1,231 @@
+//! `verify`: is a backup restorable? Its `backup.info` is DONE, every tar part it
+//! needs is present, and every WAL segment from `begin_wal` to `end_wal` is in the
+//! archive; `deep` also reads every part and segment through its codec. Also reports
+//! the WAL chain after the newest backup, gaps included.
+
+use crate::backup::wal_range;
+use crate::catalog;
+use crate::plan;
+use barrelman_core::backup_info::{BackupInfo, BackupStatus};
+use barrelman_core::wal::SegmentName;
+use barrelman_postgres::extract;
+use barrelman_storage::{codec, Archive, StorageError};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The verdict on one backup.
+#[derive(Debug, Clone)]
+pub struct BackupCheck {
+    pub backup_id: String,
+    /// Empty when the backup is restorable; the first entry names the first missing
+    /// or broken object.
+    pub problems: Vec<String>,
+}
+
+/// WAL after the newest DONE backup, on its timeline.
+#[derive(Debug, Clone, Default)]
+pub struct Chain {
+    pub timeline: u32,
+    pub from: String,
+    /// The last segment reachable without a gap.
+    pub contiguous_until: Option<String>,
+    pub gaps: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct VerifyReport {
+    pub backups: Vec<BackupCheck>,
+    pub chain: Option<Chain>,
+    /// Earliest point one can restore to: the end of the oldest restorable backup.
+    pub earliest: Option<String>,
+}
+
+/// Verifies `which` (an id, name or shortcut) or every backup.
+pub async fn verify(
+    archive: &Archive,
+    which: Option<&str>,
+    deep: bool,
+) -> Result<VerifyReport, StorageError> {
+    let (backups, unreadable) = catalog::load(archive).await?;
+    let mut report = VerifyReport::default();
+    for u in unreadable {
+        report.backups.push(BackupCheck {
+            backup_id: u.split(':').next().unwrap_or_default().to_string(),
+            problems: vec![format!("unreadable backup.info: {u}")],
+        });
+    }
+    let selected: Vec<&BackupInfo> = match which {
+        Some(w) => match catalog::choose(&backups, w, &catalog::TargetChoice::default()) {
+            Ok(b) => vec![b],
+            Err(e) => {
+                report.backups.push(BackupCheck {
+                    backup_id: w.to_string(),
+                    problems: vec![e.to_string()],
+                });
+                vec![]
+            }
+        },
+        None => backups.iter().collect(),
+    };
+    // Every stored WAL, by bare name -> (key, codec), one listing.
+    let mut wals: BTreeMap<String, (String, barrelman_core::Compression)> = BTreeMap::new();
+    for (key, w) in archive.list_wals().await? {
+        wals.entry(w.name.to_string())
+            .or_insert((key, w.compression));
+    }
+    for b in selected {
+        let problems = check_backup(archive, b, &wals, deep).await?;
+        report.backups.push(BackupCheck {
+            backup_id: b.backup_id.clone(),
+            problems,
+        });
+    }
+    let restorable: BTreeSet<&str> = report
+        .backups
+        .iter()
+        .filter(|c| c.problems.is_empty())
+        .map(|c| c.backup_id.as_str())
+        .collect();
+    report.earliest = backups
+        .iter()
+        .find(|b| restorable.contains(b.backup_id.as_str()))
+        .and_then(|b| b.end_time.map(|t| t.to_string()));
+    if let Some(newest) = backups.iter().rfind(|b| b.status == BackupStatus::Done) {
+        report.chain = chain_after(newest, &wals);
+    }
+    Ok(report)
+}
+
+async fn check_backup(
+    archive: &Archive,
+    b: &BackupInfo,
+    wals: &BTreeMap<String, (String, barrelman_core::Compression)>,
+    deep: bool,
+) -> Result<Vec<String>, StorageError> {
+    let mut problems = Vec::new();
+    if b.status != BackupStatus::Done {
+        problems.push(format!("status is {}, not DONE", b.status.as_str()));
+        return Ok(problems);
+    }
+    let prefix = format!("{}/{}", archive.layout().base_prefix(), b.backup_id);
+    let objects = archive.list_objects(&prefix).await?;
+    let mut items: BTreeMap<String, Vec<(usize, String, barrelman_core::Compression)>> =
+        BTreeMap::new();
+    for o in &objects {
+        if let Some((item, idx, c)) =
+            plan::parse_part_name(o.key.rsplit('/').next().unwrap_or_default())
+        {
+            items.entry(item).or_default().push((idx, o.key.clone(), c));
+        }
+    }
+    let mut needed = vec!["data".to_string()];
+    needed.extend(b.tablespaces.iter().flatten().map(|t| t.oid.to_string()));
+    for item in &needed {
+        if !items
+            .get(item)
+            .is_some_and(|v| v.iter().any(|(i, _, _)| *i == 0))
+        {
+            problems.push(format!("missing tar part {prefix}/{item}.tar*"));
+        }
+    }
+    let seg_size = b.xlog_segment_size.unwrap_or(16 << 20);
+    match (b.begin_wal.as_deref(), b.end_wal.as_deref()) {
+        (Some(begin), Some(end)) => match wal_range(begin, end, seg_size) {
+            Ok(range) => {
+                for w in range {
+                    if !wals.contains_key(w.as_str()) {
+                        problems.push(format!(
+                            "missing WAL segment {} ({}/{w}*) needed by this backup",
+                            w,
+                            archive.layout().wal_dir(&w)
+                        ));
+                    }
+                }
+            }
+            Err(e) => problems.push(e),
+        },
+        _ => problems.push("backup.info has no begin_wal/end_wal".into()),
+    }
+    if deep && problems.is_empty() {
+        for (_, parts) in items {
+            for (_, key, c) in parts {
+                let reader = archive.object_reader(&key).await?;
+                let k = key.clone();
+                let r = tokio::task::spawn_blocking(move || {
+                    let r = codec::decompress_reader(c, reader)?;
+                    extract::scan_tar(r)
+                })
+                .await
+                .map_err(|e| StorageError::Config(format!("internal: {e}")))?;
+                if let Err(e) = r {
+                    problems.push(format!("cannot read tar part {k}: {e}"));
+                }
+            }
+        }
+        for w in wal_range(
+            b.begin_wal.as_deref().unwrap_or(""),
+            b.end_wal.as_deref().unwrap_or(""),
+            seg_size,
+        )
+        .unwrap_or_default()
+        {
+            let Some((key, c)) = wals.get(w.as_str()).cloned() else {
+                continue;
+            };
+            let reader = archive.object_reader(&key).await?;
+            let r = tokio::task::spawn_blocking(move || {
+                let mut r = codec::decompress_reader(c, reader)?;
+                std::io::copy(&mut r, &mut std::io::sink())
+            })
+            .await
+            .map_err(|e| StorageError::Config(format!("internal: {e}")))?;
+            match r {
+                Ok(n) if n == seg_size => {}
+                Ok(n) => problems.push(format!(
+                    "WAL segment {key} holds {n} bytes, expected {seg_size}"
+                )),
+                Err(e) => problems.push(format!("cannot read WAL segment {key}: {e}")),
+            }
+        }
+    }
+    Ok(problems)
+}
+
+fn chain_after(
+    newest: &BackupInfo,
+    wals: &BTreeMap<String, (String, barrelman_core::Compression)>,
+) -> Option<Chain> {
+    let begin = SegmentName::parse(newest.begin_wal.as_deref()?)?;
+    let seg_size = newest.xlog_segment_size.unwrap_or(16 << 20);
+    let on_tli: Vec<SegmentName> = wals
+        .keys()
+        .filter_map(|n| SegmentName::parse(n))
+        .filter(|s| s.timeline == begin.timeline && *s >= begin)
+        .collect();
+    let last = *on_tli.iter().max()?;
+    let present: BTreeSet<SegmentName> = on_tli.into_iter().collect();
+    let mut chain = Chain {
+        timeline: begin.timeline,
+        from: begin.to_string(),
+        ..Default::default()
+    };
+    let mut s = begin;
+    let mut broken = false;
+    loop {
+        if present.contains(&s) {
+            if !broken {
+                chain.contiguous_until = Some(s.to_string());
+            }
+        } else {
+            broken = true;
+            chain.gaps.push(s.to_string());
+            if chain.gaps.len() >= 100 {
+                break;
+            }
+        }
+        if s >= last {
+            break;
+        }
+        s = s.next(seg_size);
+    }
+    Some(chain)
+}
