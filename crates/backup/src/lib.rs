@@ -3,6 +3,7 @@
 pub mod backup;
 pub mod catalog;
 pub mod delete;
+pub mod doctor;
 pub mod plan;
 pub mod progress;
 pub mod restore;

@@ -364,3 +364,25 @@ pub async fn verify(target: &Target, which: Option<&str>, deep: bool) -> Result<
         None => Ok(()),
     }
 }
+
+/// `doctor`: every finding with its fix; exit 1 when there is any.
+pub async fn doctor(target: &Target) -> Result<()> {
+    let mut options = target.options.clone();
+    options.max_retries = Some(1);
+    let archive = Archive::open(&target.destination, &target.server_name, &options)?;
+    let findings = barrelman_backup::doctor::examine(&archive).await?;
+    if findings.is_empty() {
+        println!("{}: no problems found", target.location());
+        return Ok(());
+    }
+    for (i, f) in findings.iter().enumerate() {
+        println!("{}. {}", i + 1, f.problem);
+        println!("   fix: {}", f.fix);
+    }
+    Err(OperationFailed(format!(
+        "{} problem(s) found in {}",
+        findings.len(),
+        target.location()
+    ))
+    .into())
+}

@@ -53,6 +53,9 @@ enum Command {
     Delete(DeleteArgs),
     /// Check that backups can be restored (exit 1 naming the first missing object).
     Verify(VerifyArgs),
+    /// Report what is wrong with an archive (WAL not arriving, foreign WAL, a second
+    /// cluster, unrestorable backups, access), each finding with its fix.
+    Doctor(DoctorArgs),
     /// Create the barman-cloud-* links to this binary in DIR.
     InstallLinks {
         /// Directory for the links (created if missing).
@@ -360,6 +363,15 @@ struct VerifyArgs {
     deep: bool,
 }
 
+#[derive(Args, Debug)]
+struct DoctorArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// [DEST SERVER]
+    #[arg(num_args = 0..=2)]
+    args: Vec<String>,
+}
+
 /// CloudNativePG's `30d` / `4w` / `6m` as barman's policy text.
 fn cnpg_policy(p: &str) -> Option<String> {
     let (n, unit) = p.split_at(p.len().checked_sub(1)?);
@@ -440,6 +452,11 @@ pub fn run(args: Vec<OsString>) -> i32 {
                 let (target, rest) = a.store.resolve(&a.args, wanted_positionals.min(1), usage)?;
                 let which = if a.all { None } else { rest.first().map(String::as_str) };
                 crate::catalogcmd::verify(&target, which, a.deep).await
+            }
+            Command::Doctor(a) => {
+                let usage = "barrelman doctor [DEST SERVER | --config F --server-name N]";
+                let (target, _) = a.store.resolve(&a.args, 0, usage)?;
+                crate::catalogcmd::doctor(&target).await
             }
             Command::List(a) => {
                 let usage = "barrelman list [DEST SERVER | --config F --server-name N]";

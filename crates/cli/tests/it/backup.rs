@@ -802,3 +802,118 @@ s3.delete_object(Bucket=sys.argv[2], Key=sys.argv[3])
     );
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// doctor: a healthy archive has no findings; WAL of another database system and a
+/// timeline branched while its parent kept archiving are each reported with the
+/// object named; refused credentials are told apart.
+#[test]
+fn doctor_reports_foreign_wal_and_a_second_cluster() {
+    let (s3, pg) = start_both(&["archive_mode = on", &archive_conf("doc", "srv")]);
+    s3.create_bucket("doc");
+    start(&pg, &s3);
+    pg.psql("create table t as select 1 as x");
+    let sock = pg.socket_dir.to_str().unwrap().to_string();
+    let port = pg.port.to_string();
+    let ep = s3.endpoint.as_str();
+    let out = run_as_pg(
+        &barrelman(),
+        &[
+            "backup",
+            "--immediate-checkpoint",
+            "--endpoint-url",
+            ep,
+            "--host",
+            &sock,
+            "--port",
+            &port,
+            "--user",
+            "postgres",
+            "s3://doc/p",
+            "srv",
+        ],
+        &s3,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    pg.psql("insert into t values (2)");
+    let last = switch_wal(&pg);
+    wait_archived(&pg, &last, Duration::from_secs(60));
+    let doctor = || {
+        run(
+            &barrelman(),
+            &["doctor", "--endpoint-url", ep, "s3://doc/p", "srv"],
+            &s3,
+        )
+    };
+    let healthy = doctor();
+    assert_eq!(healthy.status.code(), Some(0), "{}", text(&healthy));
+    assert!(String::from_utf8_lossy(&healthy.stdout).contains("no problems found"));
+
+    // Another cluster's segment, archived here by barman (which overwrites nothing
+    // here but checks nothing either), under a later name.
+    let other = PgCluster::init(&[]);
+    other.start();
+    let seg = other.psql("select pg_walfile_name(pg_current_wal_lsn())");
+    other.psql("select pg_switch_wal()");
+    let dir = tempfile::tempdir().unwrap();
+    let foreign = dir.path().join("0000000100000000000000F0");
+    std::fs::copy(other.datadir.join("pg_wal").join(&seg), &foreign).unwrap();
+    let up = run(
+        &barman_tool("barman-cloud-wal-archive"),
+        &[
+            "--endpoint-url",
+            ep,
+            "s3://doc/p",
+            "srv",
+            foreign.to_str().unwrap(),
+        ],
+        &s3,
+    );
+    assert_eq!(up.status.code(), Some(0), "{}", text(&up));
+    // A timeline 2 that branched at 0/2000000 while timeline 1 went on.
+    let hist = dir.path().join("00000002.history");
+    std::fs::write(&hist, "1\t0/2000000\tno recovery target specified\n").unwrap();
+    let up = run(
+        &barman_tool("barman-cloud-wal-archive"),
+        &[
+            "--endpoint-url",
+            ep,
+            "s3://doc/p",
+            "srv",
+            hist.to_str().unwrap(),
+        ],
+        &s3,
+    );
+    assert_eq!(up.status.code(), Some(0), "{}", text(&up));
+
+    let sick = doctor();
+    assert_eq!(sick.status.code(), Some(1), "{}", text(&sick));
+    let report = String::from_utf8_lossy(&sick.stdout);
+    assert!(
+        report.contains("0000000100000000000000F0")
+            && report.contains("belongs to database system"),
+        "{report}"
+    );
+    assert!(
+        report.contains("timeline 2 branched from timeline 1") && report.contains("two clusters"),
+        "{report}"
+    );
+
+    let mut env = s3.env();
+    for (k, v) in env.iter_mut() {
+        if k == "AWS_SECRET_ACCESS_KEY" {
+            *v = "not-the-secret".into();
+        }
+    }
+    let denied = Command::new(barrelman())
+        .args(["doctor", "--endpoint-url", ep, "s3://doc/p", "srv"])
+        .envs(env)
+        .output()
+        .unwrap();
+    assert_eq!(denied.status.code(), Some(1), "{}", text(&denied));
+    let report = String::from_utf8_lossy(&denied.stdout);
+    assert!(
+        report.contains("denied") && report.contains("secret key"),
+        "{report}"
+    );
+    assert!(!report.contains("not-the-secret"));
+}
