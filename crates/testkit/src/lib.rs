@@ -385,9 +385,23 @@ impl S3Server {
     /// ~30 s) until it accepts `CreateBucket`.
     ///
     /// # Panics
-    /// If the tools venv is missing or the server does not come up; the message holds
-    /// the tail of the server log.
+    /// If the tools venv is missing or the server does not come up in three tries
+    /// (a free port can be taken by a test running beside this one between the
+    /// moment it is chosen and the moment weed binds it); the message holds the tail
+    /// of the server log.
     pub fn start() -> S3Server {
+        for attempt in 1..3 {
+            match std::panic::catch_unwind(Self::start_once) {
+                Ok(server) => return server,
+                Err(_) => {
+                    eprintln!("S3Server::start: attempt {attempt} failed, retrying on new ports")
+                }
+            }
+        }
+        Self::start_once()
+    }
+
+    fn start_once() -> S3Server {
         let weed = tools_bin().join("weed");
         let dir = tempfile::Builder::new()
             .prefix("barrelman-s3-")
