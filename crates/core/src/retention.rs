@@ -210,7 +210,13 @@ pub fn plan(
 ) -> Vec<Deletion> {
     let mut remaining: Vec<&Entry> = catalog.iter().collect();
     remaining.sort_by(|a, b| a.info.backup_id.cmp(&b.info.backup_id));
-    let mut deleted_wal: BTreeSet<String> = BTreeSet::new();
+    // WAL sorted by name with a "deleted" flag: each step only looks from the first
+    // not-yet-deleted name up to its limit, so a plan over many backups stays near
+    // linear in the number of WAL files.
+    let mut order: Vec<usize> = (0..wals.len()).collect();
+    order.sort_by(|&a, &b| wals[a].1.name.as_str().cmp(wals[b].1.name.as_str()));
+    let mut deleted = vec![false; wals.len()];
+    let mut start = 0usize;
     let mut out = Vec::new();
     let victims: Vec<String> = remaining
         .iter()
@@ -267,8 +273,14 @@ pub fn plan(
                     .filter(|t| Some(*t) != until_tli)
                     .collect();
                 let limit = until.begin_wal.clone().unwrap_or_default();
-                for (key, w) in wals {
-                    if deleted_wal.contains(key) || w.name.kind() == WalKind::History {
+                while start < order.len() && deleted[order[start]] {
+                    start += 1;
+                }
+                let end = start
+                    + order[start..].partition_point(|&i| wals[i].1.name.as_str() < limit.as_str());
+                for &i in &order[start..end] {
+                    let (key, w) = &wals[i];
+                    if deleted[i] || w.name.kind() == WalKind::History {
                         continue;
                     }
                     if protected_tlis.contains(&w.name.timeline()) {
@@ -281,12 +293,10 @@ pub fn plan(
                     {
                         continue;
                     }
-                    if w.name.as_str() < limit.as_str() {
-                        deletion.wal_keys.push(key.clone());
-                    }
+                    deleted[i] = true;
+                    deletion.wal_keys.push(key.clone());
                 }
                 deletion.wal_keys.sort();
-                deleted_wal.extend(deletion.wal_keys.iter().cloned());
                 deletion.wal_reason = format!(
                     "WAL before {} (begin of {}) is needed by no remaining backup",
                     limit, until.backup_id
