@@ -46,17 +46,13 @@ pub async fn examine(archive: &Archive) -> Result<Vec<Finding>, StorageError> {
         return Ok(out);
     }
     let (backups, unreadable) = catalog::load(archive).await?;
-    for u in unreadable {
+    for u in &unreadable {
         out.push(finding(
             format!("unreadable backup.info: {u}"),
             "remove or repair that backup's backup.info",
         ));
     }
-    let mut wals: BTreeMap<String, (String, Compression)> = BTreeMap::new();
-    for (key, w) in archive.list_wals().await? {
-        wals.entry(w.name.to_string())
-            .or_insert((key, w.compression));
-    }
+    let wals = verify::wal_index(archive).await?;
     let done: Vec<_> = backups
         .iter()
         .filter(|b| b.status == BackupStatus::Done)
@@ -89,7 +85,7 @@ pub async fn examine(archive: &Archive) -> Result<Vec<Finding>, StorageError> {
     }
 
     // 3. Backups whose WAL range is incomplete.
-    let report = verify::verify(archive, None, false).await?;
+    let report = verify::verify_loaded(archive, &backups, &unreadable, &wals, None, false).await?;
     for c in report.backups.iter().filter(|c| !c.problems.is_empty()) {
         if backups
             .iter()

@@ -46,6 +46,32 @@ pub async fn verify(
     deep: bool,
 ) -> Result<VerifyReport, StorageError> {
     let (backups, unreadable) = catalog::load(archive).await?;
+    let wals = wal_index(archive).await?;
+    verify_loaded(archive, &backups, &unreadable, &wals, which, deep).await
+}
+
+/// Every stored WAL file by bare name -> (key, codec), from one listing.
+pub type WalIndex = BTreeMap<String, (String, barrelman_core::Compression)>;
+
+/// Lists `wals/` once into a [`WalIndex`].
+pub async fn wal_index(archive: &Archive) -> Result<WalIndex, StorageError> {
+    let mut wals = WalIndex::new();
+    for (key, w) in archive.list_wals().await? {
+        wals.entry(w.name.to_string())
+            .or_insert((key, w.compression));
+    }
+    Ok(wals)
+}
+
+/// [`verify`] over a catalog and WAL index the caller already read.
+pub async fn verify_loaded(
+    archive: &Archive,
+    backups: &[BackupInfo],
+    unreadable: &[String],
+    wals: &WalIndex,
+    which: Option<&str>,
+    deep: bool,
+) -> Result<VerifyReport, StorageError> {
     let mut report = VerifyReport::default();
     for u in unreadable {
         report.backups.push(BackupCheck {
@@ -54,7 +80,7 @@ pub async fn verify(
         });
     }
     let selected: Vec<&BackupInfo> = match which {
-        Some(w) => match catalog::choose(&backups, w, &catalog::TargetChoice::default()) {
+        Some(w) => match catalog::choose(backups, w, &catalog::TargetChoice::default()) {
             Ok(b) => vec![b],
             Err(e) => {
                 report.backups.push(BackupCheck {
@@ -66,14 +92,8 @@ pub async fn verify(
         },
         None => backups.iter().collect(),
     };
-    // Every stored WAL, by bare name -> (key, codec), one listing.
-    let mut wals: BTreeMap<String, (String, barrelman_core::Compression)> = BTreeMap::new();
-    for (key, w) in archive.list_wals().await? {
-        wals.entry(w.name.to_string())
-            .or_insert((key, w.compression));
-    }
     for b in selected {
-        let problems = check_backup(archive, b, &wals, deep).await?;
+        let problems = check_backup(archive, b, wals, deep).await?;
         report.backups.push(BackupCheck {
             backup_id: b.backup_id.clone(),
             problems,
@@ -90,7 +110,7 @@ pub async fn verify(
         .find(|b| restorable.contains(b.backup_id.as_str()))
         .and_then(|b| b.end_time.map(|t| t.to_string()));
     if let Some(newest) = backups.iter().rfind(|b| b.status == BackupStatus::Done) {
-        report.chain = chain_after(newest, &wals);
+        report.chain = chain_after(newest, wals);
     }
     Ok(report)
 }
