@@ -715,7 +715,8 @@ async fn check_wal_archive(cli: CheckWalArchiveCli) -> Result<i32> {
     Ok(exit::SUCCESS)
 }
 
-fn size_arg(flag: &str, value: &str) -> Result<u64> {
+/// A size argument with barman's units; an invalid one is an input error (exit 3).
+pub(crate) fn size_arg(flag: &str, value: &str) -> Result<u64> {
     barrelman_backup::plan::parse_size(value).ok_or_else(|| {
         InputError(format!(
             "invalid {flag} '{value}': use bytes or a number with KB, MB, GB, TB"

@@ -667,14 +667,7 @@ async fn backup(a: BackupArgs) -> Result<()> {
             .or(data.as_ref().and_then(|d| d.jobs).map(|j| j as usize))
             .unwrap_or(2)
             .max(1),
-        max_archive_size: barrelman_backup::plan::parse_size(&a.max_archive_size).ok_or_else(
-            || {
-                InputError(format!(
-                    "invalid --max-archive-size '{}'",
-                    a.max_archive_size
-                ))
-            },
-        )?,
+        max_archive_size: crate::barman::size_arg("--max-archive-size", &a.max_archive_size)?,
         min_chunk_size: None,
         name: a.name.clone(),
         tags,
@@ -682,10 +675,7 @@ async fn backup(a: BackupArgs) -> Result<()> {
         max_bandwidth: a
             .max_bandwidth
             .as_deref()
-            .map(|v| {
-                barrelman_backup::plan::parse_size(v)
-                    .ok_or_else(|| InputError(format!("invalid --max-bandwidth '{v}'")))
-            })
+            .map(|v| crate::barman::size_arg("--max-bandwidth", v))
             .transpose()?,
     };
     let connect = barrelman_postgres::session::ConnectOptions {
