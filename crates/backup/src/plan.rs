@@ -78,32 +78,59 @@ pub fn part_size(max_archive_size: u64, min_chunk_size: Option<u64>) -> usize {
     needed.max(MIN).max(min_chunk_size.unwrap_or(0)) as usize
 }
 
-/// barman's size arguments: bytes, or a number with `KB MB GB TB PB` (powers of 1024)
-/// or `KiB MiB GiB TiB PiB` (powers of 1000: barman has them swapped, and users'
-/// command lines rely on its meaning).
+/// barman's size arguments (its `check_size`): case-insensitive; bytes as an
+/// integer; or a number with `KB MB GB TB PB EB` (powers of 1024) or `KiB MiB …`
+/// (powers of 1000: barman has them swapped, and users' command lines rely on its
+/// meaning); `1234B` is bytes. The result must be at least 1.
 pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let digits = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(digits);
-    let n: f64 = num.parse().ok()?;
-    let mult: f64 = match unit.trim() {
-        "" | "B" => 1.0,
-        "KB" | "kB" => 1024.0,
-        "MB" => 1024f64.powi(2),
-        "GB" => 1024f64.powi(3),
-        "TB" => 1024f64.powi(4),
-        "PB" => 1024f64.powi(5),
-        "KiB" => 1e3,
-        "MiB" => 1e6,
-        "GiB" => 1e9,
-        "TiB" => 1e12,
-        "PiB" => 1e15,
-        _ => return None,
+    let v = s.to_ascii_uppercase();
+    let bytes: f64 = if let Some(rest) = v.strip_suffix('B') {
+        let (rest, base) = match rest.strip_suffix('I') {
+            Some(r) => (r, 1000f64),
+            None => (rest, 1024f64),
+        };
+        match "KMGTPEZY".find(rest.chars().last()?) {
+            Some(power) => {
+                let number = &rest[..rest.len() - 1];
+                python_float(number)? * base.powi(power as i32 + 1)
+            }
+            // No multiplier: `1234B` (an `IB` suffix without one is an error).
+            None if base == 1024f64 => python_int(rest)? as f64,
+            None => return None,
+        }
+    } else {
+        python_int(&v)? as f64
     };
-    let v = (n * mult) as u64;
-    (v >= 1).then_some(v)
+    let n = bytes.trunc();
+    (n >= 1.0 && n < u64::MAX as f64).then_some(n as u64)
+}
+
+/// Python's `int(str)`: surrounding whitespace, a sign, digits with single `_`.
+pub fn python_int(s: &str) -> Option<i64> {
+    let t = s.trim();
+    let digits = t.strip_prefix(['+', '-']).unwrap_or(t);
+    if digits.is_empty()
+        || digits.starts_with('_')
+        || digits.ends_with('_')
+        || digits.contains("__")
+        || !digits.chars().all(|c| c.is_ascii_digit() || c == '_')
+    {
+        return None;
+    }
+    t.replace('_', "").parse().ok()
+}
+
+/// Python's `float(str)` for the plain decimal forms size arguments use.
+fn python_float(s: &str) -> Option<f64> {
+    let t = s.trim();
+    if t.is_empty()
+        || !t
+            .chars()
+            .all(|c| c.is_ascii_digit() || "+-._eE".contains(c))
+    {
+        return None;
+    }
+    t.replace('_', "").parse().ok()
 }
 
 /// True for a backup id (`%Y%m%dT%H%M%S`).
@@ -179,6 +206,17 @@ mod tests {
         assert_eq!(parse_size("4096"), Some(4096));
         assert_eq!(parse_size("0"), None);
         assert_eq!(parse_size("10XB"), None);
+        assert_eq!(parse_size("1.5kb"), Some(1536));
+        assert_eq!(parse_size("1234B"), Some(1234));
+        assert_eq!(parse_size("2KIB"), Some(2000));
+        assert_eq!(parse_size("12IB"), None);
+        assert_eq!(parse_size(" 1_000 "), Some(1000));
+        assert_eq!(parse_size("1.5"), None);
+        assert_eq!(parse_size("abc"), None);
+        assert_eq!(parse_size("-5MB"), None);
+        assert_eq!(parse_size("B"), None);
+        assert_eq!(python_int("+7"), Some(7));
+        assert_eq!(python_int("1__0"), None);
         let p = part_size(100 << 30, None);
         assert!(p as u64 * 10_000 >= (101 << 30) && p < 12 << 20, "{p}");
         assert_eq!(part_size(1 << 20, None), 5 << 20);

@@ -3,6 +3,7 @@
 //! arguments the way argparse does (interleaved options, `--opt=value`, unique-prefix
 //! abbreviations, greedy `--tags`) and exits with their codes.
 
+use crate::argtypes;
 use crate::exit::{self, InputError};
 use crate::target::{CloudFlags, Target};
 use crate::walops::{self, ArchiveRequest, RestoreRequest};
@@ -52,13 +53,13 @@ struct CommonArgs {
     #[arg(short = 'P', long = "aws-profile", alias = "profile")]
     aws_profile: Option<String>,
     /// The time in seconds until a timeout is raised when waiting to read from a connection.
-    #[arg(long = "read-timeout")]
-    read_timeout: Option<u32>,
+    #[arg(long = "read-timeout", value_parser = argtypes::int, allow_negative_numbers = true)]
+    read_timeout: Option<i64>,
     /// S3 addressing style.
     #[arg(long = "addressing-style", value_parser = ["auto", "virtual", "path"])]
     addressing_style: Option<String>,
     /// Azure credential type.
-    #[arg(long = "azure-credential", alias = "credential",
+    #[arg(long = "azure-credential", aliases = ["credential", "default"],
           value_parser = ["azure-cli", "managed-identity", "default"])]
     azure_credential: Option<String>,
     /// Show this help message and exit.
@@ -72,7 +73,7 @@ impl CommonArgs {
             cloud_provider: Some(self.cloud_provider.clone()),
             endpoint_url: self.endpoint_url.clone(),
             aws_profile: self.aws_profile.clone(),
-            read_timeout: self.read_timeout.map(f64::from),
+            read_timeout: self.read_timeout.map(|s| s as f64),
             addressing_style: self.addressing_style.clone(),
             ..Default::default()
         }
@@ -86,11 +87,12 @@ impl CommonArgs {
 #[derive(Args, Debug, Clone)]
 struct UploadFlags {
     /// Tag KEY,VALUE added to every uploaded object (repeatable).
-    #[arg(long = "tag", action = ArgAction::Append, conflicts_with = "tags")]
-    tag: Vec<String>,
+    #[arg(long = "tag", action = ArgAction::Append, conflicts_with = "tags",
+          value_parser = argtypes::tag)]
+    tag: Vec<(String, String)>,
     /// Tags as KEY,VALUE pairs (deprecated, greedy).
-    #[arg(long = "tags", num_args = 0..)]
-    tags: Option<Vec<String>>,
+    #[arg(long = "tags", num_args = 0.., value_parser = argtypes::legacy_tag)]
+    tags: Option<Vec<(String, String)>>,
     /// Server-side encryption (AES256 or aws:kms).
     #[arg(short = 'e', long = "encryption", value_parser = ["AES256", "aws:kms"])]
     encryption: Option<String>,
@@ -106,7 +108,7 @@ struct UploadFlags {
 }
 
 #[derive(Parser, Debug)]
-#[command(disable_help_flag = true, infer_long_args = true,
+#[command(disable_help_flag = true, infer_long_args = true, args_override_self = true,
           group(ArgGroup::new("compression").multiple(false)))]
 struct WalArchiveCli {
     /// URL of the cloud destination, such as a bucket in AWS S3.
@@ -136,53 +138,64 @@ struct WalArchiveCli {
     #[arg(long = "lz4", group = "compression")]
     lz4: bool,
     /// Compression level: an integer, or low, medium, high.
-    #[arg(long = "compression-level", allow_negative_numbers = true)]
-    compression_level: Option<String>,
+    #[arg(long = "compression-level", allow_negative_numbers = true,
+          value_parser = argtypes::compression_level)]
+    compression_level: Option<LevelRequest>,
     /// Tag KEY,VALUE for history files (repeatable).
-    #[arg(long = "history-tag", action = ArgAction::Append, conflicts_with = "history_tags")]
-    history_tag: Vec<String>,
+    #[arg(long = "history-tag", action = ArgAction::Append, conflicts_with = "history_tags",
+          value_parser = argtypes::tag)]
+    history_tag: Vec<(String, String)>,
     /// History tags as KEY,VALUE pairs (deprecated, greedy).
-    #[arg(long = "history-tags", num_args = 0..)]
-    history_tags: Option<Vec<String>>,
+    #[arg(long = "history-tags", num_args = 0.., value_parser = argtypes::legacy_tag)]
+    history_tags: Option<Vec<(String, String)>>,
     #[command(flatten)]
     upload: UploadFlags,
     /// Azure: chunk size for block uploads.
-    #[arg(long = "max-block-size")]
-    max_block_size: Option<String>,
+    #[arg(long = "max-block-size", value_parser = argtypes::size)]
+    max_block_size: Option<u64>,
     /// Azure: parallel uploads per object.
-    #[arg(long = "max-concurrency")]
+    #[arg(long = "max-concurrency", value_parser = argtypes::positive)]
     max_concurrency: Option<u32>,
     /// Azure: largest single-request upload.
-    #[arg(long = "max-single-put-size")]
-    max_single_put_size: Option<String>,
+    #[arg(long = "max-single-put-size", value_parser = argtypes::size)]
+    max_single_put_size: Option<u64>,
 }
 
 #[derive(Parser, Debug)]
-#[command(disable_help_flag = true, infer_long_args = true)]
+#[command(
+    disable_help_flag = true,
+    infer_long_args = true,
+    args_override_self = true
+)]
 struct WalRestoreCli {
     /// URL of the cloud source, such as a bucket in AWS S3.
     source_url: String,
     /// The name of the server as configured in Barman.
     server_name: String,
     /// The value of the '%f' keyword (according to 'restore_command').
-    wal_name: Option<String>,
+    wal_name: String,
     /// The value of the '%p' keyword (according to 'restore_command').
-    wal_dest: Option<String>,
+    wal_dest: String,
     #[command(flatten)]
     common: CommonArgs,
     /// Do not download partial WAL files.
     #[arg(long = "no-partial")]
     no_partial: bool,
     /// Download up to this many WAL files at once (the next ones go to the spool).
-    #[arg(short = 'p', long = "parallel", default_value_t = 0)]
-    parallel: u32,
+    #[arg(short = 'p', long = "parallel", default_value_t = 0,
+          value_parser = argtypes::int, allow_negative_numbers = true)]
+    parallel: i64,
     /// Directory of prefetched WAL files.
     #[arg(long = "spool-dir", default_value = "/var/tmp/walrestore")]
     spool_dir: PathBuf,
 }
 
 #[derive(Parser, Debug)]
-#[command(disable_help_flag = true, infer_long_args = true)]
+#[command(
+    disable_help_flag = true,
+    infer_long_args = true,
+    args_override_self = true
+)]
 struct CheckWalArchiveCli {
     /// URL of the cloud destination, such as a bucket in AWS S3.
     destination_url: String,
@@ -191,12 +204,12 @@ struct CheckWalArchiveCli {
     #[command(flatten)]
     common: CommonArgs,
     /// The earliest timeline whose WALs should cause the check to fail.
-    #[arg(long = "timeline")]
-    timeline: Option<String>,
+    #[arg(long = "timeline", value_parser = argtypes::positive)]
+    timeline: Option<u32>,
 }
 
 #[derive(Parser, Debug)]
-#[command(disable_help_flag = true, infer_long_args = true,
+#[command(disable_help_flag = true, infer_long_args = true, args_override_self = true,
           group(ArgGroup::new("compression").multiple(false)))]
 struct BackupCli {
     /// URL of the cloud destination, such as a bucket in AWS S3.
@@ -222,7 +235,7 @@ struct BackupCli {
     host: Option<String>,
     /// Port for PostgreSQL connection (default: libpq settings).
     #[arg(short = 'p', long = "port")]
-    port: Option<u16>,
+    port: Option<String>,
     /// User name for PostgreSQL connection (default: libpq settings).
     #[arg(short = 'U', long = "user")]
     user: Option<String>,
@@ -233,19 +246,20 @@ struct BackupCli {
     #[arg(long = "immediate-checkpoint")]
     immediate_checkpoint: bool,
     /// Number of parallel workers to copy files during backup.
-    #[arg(short = 'J', long = "jobs", default_value_t = 2)]
-    jobs: usize,
+    #[arg(short = 'J', long = "jobs", default_value = "2", value_parser = argtypes::positive)]
+    jobs: u32,
     /// Maximum size of an archive when uploading to cloud storage (default: 100GB).
-    #[arg(short = 'S', long = "max-archive-size", default_value = "100GB")]
-    max_archive_size: String,
+    #[arg(short = 'S', long = "max-archive-size", default_value = "100GB",
+          value_parser = argtypes::size)]
+    max_archive_size: u64,
     /// Minimum size of an individual chunk when uploading to cloud storage.
-    #[arg(long = "min-chunk-size")]
-    min_chunk_size: Option<String>,
+    #[arg(long = "min-chunk-size", value_parser = argtypes::size)]
+    min_chunk_size: Option<u64>,
     /// The maximum amount of data to be uploaded per second.
-    #[arg(long = "max-bandwidth")]
-    max_bandwidth: Option<String>,
+    #[arg(long = "max-bandwidth", value_parser = argtypes::size)]
+    max_bandwidth: Option<u64>,
     /// A name which can be used to reference this backup.
-    #[arg(short = 'n', long = "name")]
+    #[arg(short = 'n', long = "name", value_parser = argtypes::backup_name)]
     name: Option<String>,
     #[command(flatten)]
     upload: UploadFlags,
@@ -255,10 +269,60 @@ struct BackupCli {
     /// Snapshot backups: not supported by barrelman.
     #[arg(long = "snapshot-disk", action = ArgAction::Append)]
     snapshot_disk: Vec<String>,
+    #[command(flatten)]
+    snapshot: SnapshotBackupFlags,
+}
+
+/// Options of barman's snapshot backups. barrelman does not take snapshot backups
+/// (`--snapshot-instance`/`--snapshot-disk` are refused); these only tune them, so
+/// they are accepted and have no effect, as in barman without a snapshot.
+#[derive(Args, Debug, Clone)]
+struct SnapshotBackupFlags {
+    /// Zone of the disks (deprecated: replaced by --gcp-zone).
+    #[arg(long = "snapshot-zone")]
+    snapshot_zone: Option<String>,
+    /// GCP project for snapshots (deprecated: replaced by --gcp-project).
+    #[arg(long = "snapshot-gcp-project")]
+    snapshot_gcp_project: Option<String>,
+    /// GCP project under which disk snapshots should be stored.
+    #[arg(long = "gcp-project")]
+    gcp_project: Option<String>,
+    /// Zone of the disks from which snapshots should be taken.
+    #[arg(long = "gcp-zone")]
+    gcp_zone: Option<String>,
+    /// AWS region of the instance and disks.
+    #[arg(long = "aws-region")]
+    aws_region: Option<String>,
+    /// Seconds to wait for AWS snapshots.
+    #[arg(long = "aws-await-snapshots-timeout", value_parser = argtypes::positive)]
+    aws_await_snapshots_timeout: Option<u32>,
+    /// Lock mode of AWS snapshots.
+    #[arg(long = "aws-snapshot-lock-mode", value_parser = ["governance", "compliance"])]
+    aws_snapshot_lock_mode: Option<String>,
+    /// Cool-off period (hours) of a compliance lock.
+    #[arg(long = "aws-snapshot-lock-cool-off-period", value_parser = argtypes::cool_off_hours)]
+    aws_snapshot_lock_cool_off_period: Option<u32>,
+    /// Expiration date of the snapshot lock.
+    #[arg(long = "aws-snapshot-lock-expiration-date", value_parser = argtypes::expiration_date,
+          conflicts_with = "aws_snapshot_lock_duration")]
+    aws_snapshot_lock_expiration_date: Option<String>,
+    /// Duration (days) of the snapshot lock.
+    #[arg(long = "aws-snapshot-lock-duration", value_parser = argtypes::lock_duration_days)]
+    aws_snapshot_lock_duration: Option<u32>,
+    /// Azure subscription of the instance and disks.
+    #[arg(long = "azure-subscription-id")]
+    azure_subscription_id: Option<String>,
+    /// Azure resource group of the instance and disks.
+    #[arg(long = "azure-resource-group")]
+    azure_resource_group: Option<String>,
 }
 
 #[derive(Parser, Debug)]
-#[command(disable_help_flag = true, infer_long_args = true)]
+#[command(
+    disable_help_flag = true,
+    infer_long_args = true,
+    args_override_self = true
+)]
 struct RestoreCli {
     /// URL of the cloud source, such as a bucket in AWS S3.
     source_url: String,
@@ -274,7 +338,7 @@ struct RestoreCli {
     #[arg(long = "tablespace", action = ArgAction::Append)]
     tablespace: Vec<String>,
     /// Target timeline (with backup id auto).
-    #[arg(long = "target-tli")]
+    #[arg(long = "target-tli", value_parser = argtypes::timeline)]
     target_tli: Option<String>,
     /// Target LSN (with backup id auto).
     #[arg(long = "target-lsn", conflicts_with = "target_time")]
@@ -285,10 +349,26 @@ struct RestoreCli {
     /// Snapshot recovery: not supported by barrelman.
     #[arg(long = "snapshot-recovery-instance")]
     snapshot_recovery_instance: Option<String>,
+    /// Snapshot recovery zone (deprecated: replaced by --gcp-zone); no effect.
+    #[arg(long = "snapshot-recovery-zone")]
+    snapshot_recovery_zone: Option<String>,
+    /// Snapshot recovery: AWS region; no effect.
+    #[arg(long = "aws-region")]
+    aws_region: Option<String>,
+    /// Snapshot recovery: GCP zone; no effect.
+    #[arg(long = "gcp-zone")]
+    gcp_zone: Option<String>,
+    /// Snapshot recovery: Azure resource group; no effect.
+    #[arg(long = "azure-resource-group")]
+    azure_resource_group: Option<String>,
 }
 
 #[derive(Parser, Debug)]
-#[command(disable_help_flag = true, infer_long_args = true)]
+#[command(
+    disable_help_flag = true,
+    infer_long_args = true,
+    args_override_self = true
+)]
 struct BackupListCli {
     /// URL of the cloud source, such as a bucket in AWS S3.
     source_url: String,
@@ -302,7 +382,11 @@ struct BackupListCli {
 }
 
 #[derive(Parser, Debug)]
-#[command(disable_help_flag = true, infer_long_args = true)]
+#[command(
+    disable_help_flag = true,
+    infer_long_args = true,
+    args_override_self = true
+)]
 struct BackupShowCli {
     /// URL of the cloud source, such as a bucket in AWS S3.
     source_url: String,
@@ -318,7 +402,7 @@ struct BackupShowCli {
 }
 
 #[derive(Parser, Debug)]
-#[command(disable_help_flag = true, infer_long_args = true,
+#[command(disable_help_flag = true, infer_long_args = true, args_override_self = true,
           group(ArgGroup::new("action").required(true).multiple(false)))]
 struct BackupKeepCli {
     /// URL of the cloud source, such as a bucket in AWS S3.
@@ -341,7 +425,7 @@ struct BackupKeepCli {
 }
 
 #[derive(Parser, Debug)]
-#[command(disable_help_flag = true, infer_long_args = true,
+#[command(disable_help_flag = true, infer_long_args = true, args_override_self = true,
           group(ArgGroup::new("what").required(true).multiple(false)))]
 struct BackupDeleteCli {
     /// URL of the cloud source, such as a bucket in AWS S3.
@@ -357,14 +441,15 @@ struct BackupDeleteCli {
     #[arg(short = 'r', long = "retention-policy", group = "what")]
     retention_policy: Option<String>,
     /// The minimum number of backups that should always be available.
-    #[arg(short = 'm', long = "minimum-redundancy", default_value_t = 0)]
+    #[arg(short = 'm', long = "minimum-redundancy", default_value = "0",
+          value_parser = argtypes::non_negative)]
     minimum_redundancy: u32,
     /// Find the objects which need to be deleted but do not delete them.
     #[arg(long = "dry-run")]
     dry_run: bool,
     /// The maximum number of objects deleted in a single request.
-    #[arg(long = "batch-size")]
-    batch_size: Option<u32>,
+    #[arg(long = "batch-size", value_parser = argtypes::int, allow_negative_numbers = true)]
+    batch_size: Option<i64>,
     /// Check for object lock before deleting (S3).
     #[arg(long = "check-object-lock")]
     check_object_lock: bool,
@@ -543,35 +628,19 @@ where
     }
 }
 
-/// Parses `KEY,VALUE` tags with barman's rules.
-pub fn parse_tags(tag: &[String], tags: Option<&[String]>) -> Result<Vec<(String, String)>> {
-    let mut out = Vec::new();
-    let items = tag.iter().chain(tags.unwrap_or_default());
-    for item in items {
-        let (k, v) = item
-            .split_once(',')
-            .ok_or_else(|| InputError(format!("invalid tag '{item}': use KEY,VALUE")))?;
-        let (k, v) = (k.trim_matches('"'), v.trim_matches('"'));
-        let allowed = |s: &str| {
-            s.chars()
-                .all(|c| c.is_alphanumeric() || " _.:/=+-@".contains(c))
-        };
-        if k.is_empty()
-            || k.len() > 128
-            || k.starts_with("aws:")
-            || v.len() > 256
-            || !allowed(k)
-            || !allowed(v)
-        {
-            return Err(InputError(format!(
-                "invalid tag '{item}': keys are 1-128 characters not starting with 'aws:', values at most 256, \
-                 using letters, digits, spaces and _ . : / = + - @"
-            ))
-            .into());
-        }
-        out.push((k.to_string(), v.to_string()));
-    }
-    Ok(out)
+/// `--tag KEY,VALUE` values with barman's checks (an invalid one is an input error).
+pub fn parse_tags(tag: &[String]) -> Result<Vec<(String, String)>> {
+    tag.iter()
+        .map(|t| argtypes::tag(t).map_err(|e| InputError(format!("invalid tag '{t}': {e}")).into()))
+        .collect()
+}
+
+/// `--tag` values followed by the deprecated `--tags` ones (argparse keeps them apart).
+fn all_tags(tag: &[(String, String)], tags: Option<&[(String, String)]>) -> Vec<(String, String)> {
+    tag.iter()
+        .chain(tags.unwrap_or_default())
+        .cloned()
+        .collect()
 }
 
 /// `-t`: connectivity first (exit 2), then the bucket (exit 1).
@@ -625,12 +694,14 @@ async fn wal_archive(cli: WalArchiveCli) -> Result<i32> {
     .into_iter()
     .find_map(|(on, c)| on.then_some(c))
     .unwrap_or(Compression::None);
-    let level = resolve_level(compression, cli.compression_level.as_deref())?;
-    let tags = parse_tags(&cli.upload.tag, cli.upload.tags.as_deref())?;
+    let level = cli
+        .compression_level
+        .map(|req| clamp_level(compression, req));
+    let tags = all_tags(&cli.upload.tag, cli.upload.tags.as_deref());
     let history = if cli.history_tag.is_empty() && cli.history_tags.is_none() {
         None
     } else {
-        Some(parse_tags(&cli.history_tag, cli.history_tags.as_deref())?)
+        Some(all_tags(&cli.history_tag, cli.history_tags.as_deref()))
     };
     let archive = target.open()?;
     let req = ArchiveRequest {
@@ -652,14 +723,19 @@ async fn wal_archive(cli: WalArchiveCli) -> Result<i32> {
 /// `--compression-level` with barman's clamping (and its warning).
 pub fn resolve_level(compression: Compression, given: Option<&str>) -> Result<Option<i32>> {
     let Some(given) = given else { return Ok(None) };
-    let req: LevelRequest = given.parse().map_err(|e| InputError(format!("{e}")))?;
+    let req = argtypes::compression_level(given).map_err(InputError)?;
+    Ok(Some(clamp_level(compression, req)))
+}
+
+/// The level `req` asks of `compression`, clamped into its range with barman's warning.
+fn clamp_level(compression: Compression, req: LevelRequest) -> i32 {
     let (level, clamped) = compression.level(req);
     if clamped {
         tracing::warn!(
-            "compression level {given} is out of range for {compression}: using {level}"
+            "compression level {req:?} is out of range for {compression}: using {level}"
         );
     }
-    Ok(Some(level))
+    level
 }
 
 async fn wal_restore(cli: WalRestoreCli) -> Result<i32> {
@@ -667,33 +743,21 @@ async fn wal_restore(cli: WalRestoreCli) -> Result<i32> {
     if cli.common.test {
         return connectivity_test(&target).await;
     }
-    let (Some(wal_name), Some(wal_dest)) = (cli.wal_name, cli.wal_dest) else {
-        return Err(InputError("the WAL name and the destination path are required".into()).into());
-    };
     let archive = target.open()?;
+    let parallel = cli.parallel.max(0) as usize;
     let req = RestoreRequest {
-        wal_name,
-        dest: PathBuf::from(wal_dest),
+        wal_name: cli.wal_name,
+        dest: PathBuf::from(cli.wal_dest),
         allow_partial: !cli.no_partial,
-        parallel: cli.parallel as usize,
-        spool_dir: (cli.parallel > 1).then_some(cli.spool_dir),
+        parallel,
+        spool_dir: (parallel > 1).then_some(cli.spool_dir),
     };
     walops::restore(&archive, &req).await?;
     Ok(exit::SUCCESS)
 }
 
 async fn check_wal_archive(cli: CheckWalArchiveCli) -> Result<i32> {
-    let timeline = match cli.timeline.as_deref() {
-        None => None,
-        Some(t) => match t.parse::<u32>() {
-            Ok(n) if n > 0 => Some(n),
-            _ => {
-                return Err(
-                    InputError(format!("invalid --timeline '{t}': use a positive integer")).into(),
-                )
-            }
-        },
-    };
+    let timeline = cli.timeline;
     let target = Target::from_barman(&cli.destination_url, &cli.server_name, &cli.common.cloud())?;
     match probe_archive(&target)?.probe().await {
         Ok(()) => {}
@@ -745,32 +809,31 @@ async fn backup(cli: BackupCli) -> Result<i32> {
     .into_iter()
     .find_map(|(on, c)| on.then_some(c))
     .unwrap_or(Compression::None);
-    if let Some(n) = &cli.name {
-        barrelman_backup::plan::check_backup_name(n).map_err(InputError)?;
-    }
     let opts = barrelman_backup::backup::BackupOptions {
         compression,
         level: None,
         immediate_checkpoint: cli.immediate_checkpoint,
-        jobs: cli.jobs.max(1),
-        max_archive_size: size_arg("--max-archive-size", &cli.max_archive_size)?.min(1 << 40),
-        min_chunk_size: cli
-            .min_chunk_size
-            .as_deref()
-            .map(|v| size_arg("--min-chunk-size", v))
-            .transpose()?,
+        jobs: cli.jobs as usize,
+        max_archive_size: cli.max_archive_size.min(1 << 40),
+        min_chunk_size: cli.min_chunk_size,
         name: cli.name.clone(),
-        tags: parse_tags(&cli.upload.tag, cli.upload.tags.as_deref())?,
+        tags: all_tags(&cli.upload.tag, cli.upload.tags.as_deref()),
         wal_wait: crate::basebackup::wal_wait(None),
-        max_bandwidth: cli
-            .max_bandwidth
-            .as_deref()
-            .map(|v| size_arg("--max-bandwidth", v))
-            .transpose()?,
+        max_bandwidth: cli.max_bandwidth,
+    };
+    // barman hands the port to libpq as text; one that is not a number is a failure to
+    // connect (exit 1), not a usage error.
+    let port = match cli.port.as_deref().map(str::trim) {
+        None => None,
+        Some(p) => Some(p.parse::<u16>().map_err(|_| {
+            crate::basebackup::OperationFailed(format!(
+                "cannot connect to PostgreSQL: the port '{p}' given with -p/--port is not a port number"
+            ))
+        })?),
     };
     let connect = barrelman_postgres::session::ConnectOptions {
         host: cli.host,
-        port: cli.port,
+        port,
         user: cli.user,
         dbname: cli.dbname,
         application_name: None,

@@ -1,6 +1,7 @@
 //! The `barrelman` binary. Invoked under a barman-cloud tool's name (a link made by
 //! `barrelman install-links`), it behaves as that tool; otherwise it is the native CLI.
 
+mod argtypes;
 mod barman;
 mod basebackup;
 mod catalogcmd;

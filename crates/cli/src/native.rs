@@ -515,7 +515,7 @@ fn manifest_tags(target: &Target, flags: &[String]) -> Result<Vec<(String, Strin
         .as_ref()
         .map(|m| m.spec.configuration.tags.clone().into_iter().collect())
         .unwrap_or_default();
-    tags.extend(crate::barman::parse_tags(flags, None)?);
+    tags.extend(crate::barman::parse_tags(flags)?);
     Ok(tags)
 }
 

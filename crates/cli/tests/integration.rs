@@ -3,6 +3,7 @@
 //! started by `barrelman-testkit` on 127.0.0.1. One test binary (link time).
 
 mod it {
+    pub mod argparse;
     pub mod backup;
     pub mod common;
     pub mod interop;
