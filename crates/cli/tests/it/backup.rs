@@ -2,52 +2,15 @@
 //! with barman-cloud 3.19.1.
 
 use super::common::*;
-use barrelman_testkit::{as_pg_user, PgCluster, S3Server};
-use std::process::{Command, Output};
+use barrelman_testkit::{PgCluster, S3Server};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// Runs barrelman (or a link) as the PostgreSQL OS user, with the S3 credentials.
-fn run_as_pg(program: &std::path::Path, args: &[&str], s3: &S3Server) -> Output {
-    run_as_pg_env(program, args, &s3.env())
-}
-
-fn run_as_pg_env(program: &std::path::Path, args: &[&str], env: &[(String, String)]) -> Output {
-    as_pg_user(&mut Command::new(program))
-        .args(args)
-        .envs(env.iter().cloned())
-        .output()
-        .unwrap()
-}
-
-fn with_env(s3: &S3Server, k: &str, v: &str) -> Vec<(String, String)> {
-    let mut env = s3.env();
-    env.push((k.into(), v.into()));
-    env
-}
-
-fn wait_promoted(pg: &PgCluster) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while pg.psql("select pg_is_in_recovery()") != "f" {
-        assert!(
-            Instant::now() < deadline,
-            "recovery did not finish:\n{}",
-            tail(&pg.log(), 5000)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 fn archive_conf(bucket: &str, server: &str) -> String {
     format!(
         "archive_command = '{} wal-archive --endpoint-url \"$BM_S3_ENDPOINT\" --compression zstd s3://{bucket}/p {server} %p'",
         barrelman().display()
     )
-}
-
-fn start(pg: &PgCluster, s3: &S3Server) {
-    let mut env = s3.env();
-    env.push(("BM_S3_ENDPOINT".into(), s3.endpoint.clone()));
-    pg.start_with_env(&env);
 }
 
 /// Archive, backup (gzip, a tablespace), commit rows before and after a recorded
@@ -789,18 +752,12 @@ fn verify_names_the_first_missing_object() {
 }
 
 fn delete_key(s3: &S3Server, bucket: &str, key: &str) {
-    const PY: &str = r#"
-import sys, boto3
-from botocore.config import Config
-s3 = boto3.client("s3", endpoint_url=sys.argv[1], config=Config(s3={"addressing_style": "path"}))
-s3.delete_object(Bucket=sys.argv[2], Key=sys.argv[3])
-"#;
-    let out = run(
-        &barrelman_testkit::tools_bin().join("python"),
-        &["-c", PY, &s3.endpoint, bucket, key],
+    boto3(
         s3,
+        bucket,
+        "s3.delete_object(Bucket=bucket, Key=sys.argv[3])",
+        &[key],
     );
-    assert!(out.status.success(), "{}", text(&out));
 }
 
 /// doctor: a healthy archive has no findings; WAL of another database system and a

@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests.
 
-use barrelman_testkit::{tools_bin, PgCluster, S3Server};
+use barrelman_testkit::{as_pg_user, tools_bin, PgCluster, S3Server};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -139,23 +139,32 @@ pub fn wal_like(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-/// Keys under `prefix` in `bucket`, relative to the prefix, sorted (via boto3).
-pub fn list_keys(s3: &barrelman_testkit::S3Server, bucket: &str, prefix: &str) -> Vec<String> {
-    const PY: &str = r#"
+/// Runs a boto3 `script` against `bucket` and returns its stdout. The script finds
+/// `s3` (a client of the server), `bucket`, and its own arguments from `sys.argv[3]`.
+pub fn boto3(s3: &S3Server, bucket: &str, script: &str, args: &[&str]) -> String {
+    const HEADER: &str = r#"
 import sys, boto3
 from botocore.config import Config
 s3 = boto3.client("s3", endpoint_url=sys.argv[1], config=Config(s3={"addressing_style": "path"}))
-for page in s3.get_paginator("list_objects_v2").paginate(Bucket=sys.argv[2], Prefix=sys.argv[3]):
-    for o in page.get("Contents", []):
-        print(o["Key"][len(sys.argv[3]):])
+bucket = sys.argv[2]
 "#;
-    let out = run(
-        &tools_bin().join("python"),
-        &["-c", PY, &s3.endpoint, bucket, prefix],
-        s3,
-    );
+    let code = format!("{HEADER}{script}");
+    let mut argv = vec!["-c", code.as_str(), s3.endpoint.as_str(), bucket];
+    argv.extend_from_slice(args);
+    let out = run(&tools_bin().join("python"), &argv, s3);
     assert!(out.status.success(), "{}", text(&out));
-    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Keys under `prefix` in `bucket`, relative to the prefix, sorted (via boto3).
+pub fn list_keys(s3: &S3Server, bucket: &str, prefix: &str) -> Vec<String> {
+    const PY: &str = r#"
+prefix = sys.argv[3]
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+    for o in page.get("Contents", []):
+        print(o["Key"][len(prefix):])
+"#;
+    let mut v: Vec<String> = boto3(s3, bucket, PY, &[prefix])
         .lines()
         .map(String::from)
         .collect();
@@ -171,4 +180,42 @@ pub fn json_str(json: &str, key: &str) -> String {
         .unwrap_or_else(|| panic!("{key} not in {json}"))
         + pat.len();
     json[start..].split('"').next().unwrap().to_string()
+}
+
+/// Runs barrelman (or a link) as the PostgreSQL OS user, with the S3 credentials.
+pub fn run_as_pg(program: &std::path::Path, args: &[&str], s3: &S3Server) -> Output {
+    run_as_pg_env(program, args, &s3.env())
+}
+
+pub fn run_as_pg_env(program: &std::path::Path, args: &[&str], env: &[(String, String)]) -> Output {
+    as_pg_user(&mut Command::new(program))
+        .args(args)
+        .envs(env.iter().cloned())
+        .output()
+        .unwrap()
+}
+
+pub fn with_env(s3: &S3Server, k: &str, v: &str) -> Vec<(String, String)> {
+    let mut env = s3.env();
+    env.push((k.into(), v.into()));
+    env
+}
+
+pub fn wait_promoted(pg: &PgCluster) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pg.psql("select pg_is_in_recovery()") != "f" {
+        assert!(
+            Instant::now() < deadline,
+            "recovery did not finish:\n{}",
+            tail(&pg.log(), 5000)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Starts `pg` with the S3 credentials and `BM_S3_ENDPOINT` for archive/restore commands.
+pub fn start(pg: &PgCluster, s3: &S3Server) {
+    let mut env = s3.env();
+    env.push(("BM_S3_ENDPOINT".into(), s3.endpoint.clone()));
+    pg.start_with_env(&env);
 }
