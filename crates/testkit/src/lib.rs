@@ -848,6 +848,19 @@ impl PgCluster {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// The whole cluster as `pg_dumpall` prints it (roles, databases, schemas, rows):
+    /// two clusters with equal dumps hold the same data.
+    ///
+    /// # Panics
+    /// If pg_dumpall fails.
+    pub fn dumpall(&self) -> String {
+        let out = self.pg_cmd("pg_dumpall").output().expect("run pg_dumpall");
+        if !out.status.success() {
+            panic!("pg_dumpall failed: {}", describe(&out));
+        }
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Runs `pgbench` with `args` (e.g. `["-i", "-s", "2"]`) against database
     /// `postgres` of this cluster.
     ///

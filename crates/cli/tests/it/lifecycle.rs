@@ -1,0 +1,297 @@
+//! The whole life of an archive, run twice on PostgreSQL 15 and the S3 server: once
+//! barrelman writing (WAL archiving, base backups) and barman-cloud 3.19.1 reading
+//! (list, show, keep, retention, restore, WAL replay), once the reverse. The cluster
+//! brought back must dump (`pg_dumpall`) exactly as the source did, and both tools
+//! must print the same list/show JSON for the same archive at every step.
+
+use super::common::*;
+use barrelman_testkit::{tools_bin, PgCluster};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const BUCKET: &str = "life";
+const DEST: &str = "s3://life/fleet";
+const SERVER: &str = "pg-main";
+
+/// Where one side's barman-cloud-* programs are.
+struct Side {
+    name: &'static str,
+    dir: PathBuf,
+}
+
+impl Side {
+    fn barrelman() -> Side {
+        Side {
+            name: "barrelman",
+            dir: links_dir(),
+        }
+    }
+    fn barman() -> Side {
+        Side {
+            name: "barman",
+            dir: tools_bin(),
+        }
+    }
+    fn tool(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+#[test]
+fn barrelman_writes_and_barman_reads_a_whole_life_cycle() {
+    life_cycle(&Side::barrelman(), &Side::barman());
+}
+
+#[test]
+fn barman_writes_and_barrelman_reads_a_whole_life_cycle() {
+    life_cycle(&Side::barman(), &Side::barrelman());
+}
+
+fn life_cycle(writer: &Side, reader: &Side) {
+    let archive_command = format!(
+        "archive_command = '{} --gzip --endpoint-url \"$BM_S3_ENDPOINT\" {DEST} {SERVER} %p'",
+        writer.tool("barman-cloud-wal-archive").display()
+    );
+    let (s3, pg) = start_both(&["archive_mode = on", &archive_command]);
+    s3.create_bucket(BUCKET);
+    let ep = s3.endpoint.clone();
+
+    // A new server: the reader agrees the archive is empty before the first segment.
+    let check = run(
+        &reader.tool("barman-cloud-check-wal-archive"),
+        &["--endpoint-url", &ep, DEST, SERVER],
+        &s3,
+    );
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check));
+    start(&pg, &s3);
+    pg.pgbench(&["-i", "-s", "1", "-q"]);
+    pg.psql("create table marks (step int, note text)");
+
+    let sock = pg.socket_dir.display().to_string();
+    let port = pg.port.to_string();
+    let backup = |name: &str, codec: &str| {
+        let out = run_as_pg(
+            &writer.tool("barman-cloud-backup"),
+            &[
+                codec,
+                "--immediate-checkpoint",
+                "-h",
+                &sock,
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-n",
+                name,
+                "--endpoint-url",
+                &ep,
+                DEST,
+                SERVER,
+            ],
+            &s3,
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{} backup {name}: {}",
+            writer.name,
+            text(&out)
+        );
+        // backup ids are to the second: keep them apart
+        std::thread::sleep(Duration::from_millis(1100));
+    };
+    backup("monday", "--gzip");
+    pg.psql("insert into marks values (1, 'after first')");
+    pg.pgbench(&["-t", "300", "-c", "2", "-n"]);
+    backup("tuesday", "--lz4");
+    pg.psql("insert into marks values (2, 'after second')");
+    pg.pgbench(&["-t", "300", "-c", "2", "-n"]);
+    backup("wednesday", "--snappy");
+    pg.psql("insert into marks values (3, 'after third')");
+    pg.pgbench(&["-t", "300", "-c", "2", "-n"]);
+    let last = switch_wal(&pg);
+    wait_archived(&pg, &last, Duration::from_secs(60));
+    let source_dump = pg.dumpall();
+    assert!(source_dump.contains("after third"), "the dump misses rows");
+
+    // Both tools print the same catalog.
+    let same_catalog = |expect: &[&str]| {
+        let list = same_output("barman-cloud-backup-list", &["--format", "json"], &[], &s3);
+        for name in ["monday", "tuesday", "wednesday"] {
+            assert_eq!(
+                list.contains(&format!("\"backup_name\": \"{name}\"")),
+                expect.contains(&name),
+                "{name} in list: {list}"
+            );
+        }
+        for name in expect {
+            same_output(
+                "barman-cloud-backup-show",
+                &["--format", "json"],
+                &[name],
+                &s3,
+            );
+        }
+        same_output("barman-cloud-backup-list", &[], &[], &s3);
+    };
+    same_catalog(&["monday", "tuesday", "wednesday"]);
+
+    // The reader keeps the first backup standalone; both tools see the mark.
+    let keep = run(
+        &reader.tool("barman-cloud-backup-keep"),
+        &[
+            "--endpoint-url",
+            &ep,
+            "--target",
+            "standalone",
+            DEST,
+            SERVER,
+            "monday",
+        ],
+        &s3,
+    );
+    assert_eq!(keep.status.code(), Some(0), "{}", text(&keep));
+    let status = same_output("barman-cloud-backup-keep", &["-s"], &["monday"], &s3);
+    assert_eq!(status.trim(), "Keep: standalone");
+
+    // Retention by the reader: REDUNDANCY 1 deletes "tuesday" only ("monday" is kept).
+    let delete = run(
+        &reader.tool("barman-cloud-backup-delete"),
+        &["--endpoint-url", &ep, "-r", "REDUNDANCY 1", DEST, SERVER],
+        &s3,
+    );
+    assert_eq!(delete.status.code(), Some(0), "{}", text(&delete));
+    same_catalog(&["monday", "wednesday"]);
+
+    // Restore the newest backup with the reader and replay all archived WAL with the
+    // reader's wal-restore: the same data as the source.
+    let restored = restore(reader, &pg, &s3, "wednesday", "latest", &[]);
+    assert_same_dump(
+        &restored.dumpall(),
+        &source_dump,
+        &format!("{} restore of {}'s archive", reader.name, writer.name),
+    );
+    assert_eq!(
+        restored.psql("select string_agg(step::text, ',' order by step) from marks"),
+        "1,2,3"
+    );
+    restored.stop();
+
+    // The standalone backup still restores to its own end: the retention kept its WAL.
+    let standalone = restore(
+        reader,
+        &pg,
+        &s3,
+        "monday",
+        "monday",
+        &["recovery_target = 'immediate'"],
+    );
+    assert_eq!(standalone.psql("select count(*) from marks"), "0");
+    assert_eq!(
+        standalone.psql("select count(*) from pgbench_accounts"),
+        "100000"
+    );
+}
+
+/// Compares two `pg_dumpall` outputs, ignoring the random `\restrict` keys pg_dump
+/// writes; on a difference, shows the first differing line.
+fn assert_same_dump(got: &str, want: &str, what: &str) {
+    let lines = |d: &str| -> Vec<String> {
+        d.lines()
+            .filter(|l| !l.starts_with("\\restrict ") && !l.starts_with("\\unrestrict "))
+            .map(String::from)
+            .collect()
+    };
+    let (got, want) = (lines(got), lines(want));
+    if let Some(i) = (0..got.len().max(want.len())).find(|&i| got.get(i) != want.get(i)) {
+        panic!(
+            "{what}: dump differs from the source at line {}: got {:?}, source {:?} ({} vs {} lines)",
+            i + 1,
+            got.get(i),
+            want.get(i),
+            got.len(),
+            want.len()
+        );
+    }
+}
+
+/// Runs `tool` of both barrelman and barman on the same archive and returns the
+/// output, which must be the same.
+fn same_output(
+    tool: &str,
+    options: &[&str],
+    positionals: &[&str],
+    s3: &barrelman_testkit::S3Server,
+) -> String {
+    let mut args: Vec<&str> = vec!["--endpoint-url", &s3.endpoint];
+    args.extend_from_slice(options);
+    args.extend_from_slice(&[DEST, SERVER]);
+    args.extend_from_slice(positionals);
+    let ours = run(&Side::barrelman().tool(tool), &args, s3);
+    let theirs = run(&barman_tool(tool), &args, s3);
+    assert_eq!(
+        ours.status.code(),
+        Some(0),
+        "barrelman {tool}: {}",
+        text(&ours)
+    );
+    assert_eq!(
+        theirs.status.code(),
+        Some(0),
+        "barman {tool}: {}",
+        text(&theirs)
+    );
+    let (o, t) = (
+        String::from_utf8_lossy(&ours.stdout).into_owned(),
+        String::from_utf8_lossy(&theirs.stdout).into_owned(),
+    );
+    assert_eq!(o, t, "{tool} {args:?}: barrelman and barman differ");
+    o
+}
+
+/// Restores backup `name` with `side`'s barman-cloud-restore into a new directory,
+/// starts it with `side`'s wal-restore as restore_command, and waits for promotion.
+fn restore(
+    side: &Side,
+    source: &PgCluster,
+    s3: &barrelman_testkit::S3Server,
+    name: &str,
+    dir: &str,
+    extra_conf: &[&str],
+) -> PgCluster {
+    let dest = source.make_dir(&format!("restore-{dir}"));
+    let out = run_as_pg(
+        &side.tool("barman-cloud-restore"),
+        &[
+            "--endpoint-url",
+            &s3.endpoint,
+            DEST,
+            SERVER,
+            name,
+            dest.to_str().unwrap(),
+        ],
+        s3,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{} restore {name}: {}",
+        side.name,
+        text(&out)
+    );
+    std::fs::write(dest.join("recovery.signal"), b"").unwrap();
+    let restore_command = format!(
+        "restore_command = '{} --endpoint-url \"$BM_S3_ENDPOINT\" {DEST} {SERVER} %f %p'",
+        side.tool("barman-cloud-wal-restore").display()
+    );
+    let mut conf = vec![
+        "archive_mode = off",
+        restore_command.as_str(),
+        "recovery_target_action = 'promote'",
+    ];
+    conf.extend_from_slice(extra_conf);
+    let restored = PgCluster::from_datadir(dest, &conf);
+    start(&restored, s3);
+    wait_promoted(&restored);
+    restored
+}
