@@ -207,52 +207,12 @@ fn backups_restore_both_ways_with_barman() {
     pg.pgbench(&["-i", "-s", "1", "-q"]);
     pg.psql("create table marks (n int)");
     pg.psql("insert into marks values (1)");
-    let sock = pg.socket_dir.to_str().unwrap().to_string();
-    let port = pg.port.to_string();
     let links = links_dir();
-    let ours = run_as_pg(
-        &links.join("barman-cloud-backup"),
-        &[
-            "--lz4",
-            "--immediate-checkpoint",
-            "--endpoint-url",
-            &s3.endpoint,
-            "-h",
-            &sock,
-            "-p",
-            &port,
-            "-U",
-            "postgres",
-            "-n",
-            "ours",
-            "s3://xbk/p",
-            "srv",
-        ],
-        &s3,
-    );
-    assert_eq!(ours.status.code(), Some(0), "{}", text(&ours));
+    let backup = links.join("barman-cloud-backup");
+    barman_backup(&backup, &pg, &s3, "--lz4", "ours", "s3://xbk/p", "srv");
     pg.psql("insert into marks values (2)");
-    let theirs = run_as_pg(
-        &barman_tool("barman-cloud-backup"),
-        &[
-            "--gzip",
-            "--immediate-checkpoint",
-            "--endpoint-url",
-            &s3.endpoint,
-            "-h",
-            &sock,
-            "-p",
-            &port,
-            "-U",
-            "postgres",
-            "-n",
-            "theirs",
-            "s3://xbk/p",
-            "srv",
-        ],
-        &s3,
-    );
-    assert_eq!(theirs.status.code(), Some(0), "{}", text(&theirs));
+    let backup = barman_tool("barman-cloud-backup");
+    barman_backup(&backup, &pg, &s3, "--gzip", "theirs", "s3://xbk/p", "srv");
     pg.psql("insert into marks values (3)");
     let last = switch_wal(&pg);
     wait_archived(&pg, &last, Duration::from_secs(60));

@@ -219,3 +219,46 @@ pub fn start(pg: &PgCluster, s3: &S3Server) {
     env.push(("BM_S3_ENDPOINT".into(), s3.endpoint.clone()));
     pg.start_with_env(&env);
 }
+
+/// Runs `barman-cloud-backup` (barman's or a barrelman link) as the PostgreSQL user:
+/// `codec`, an immediate checkpoint, the cluster's socket, backup name `name`.
+/// Panics unless it exits 0.
+pub fn barman_backup(
+    tool: &Path,
+    pg: &PgCluster,
+    s3: &S3Server,
+    codec: &str,
+    name: &str,
+    dest: &str,
+    server: &str,
+) {
+    let sock = pg.socket_dir.display().to_string();
+    let port = pg.port.to_string();
+    let out = run_as_pg(
+        tool,
+        &[
+            codec,
+            "--immediate-checkpoint",
+            "--endpoint-url",
+            &s3.endpoint,
+            "-h",
+            &sock,
+            "-p",
+            &port,
+            "-U",
+            "postgres",
+            "-n",
+            name,
+            dest,
+            server,
+        ],
+        s3,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{} backup {name}: {}",
+        tool.display(),
+        text(&out)
+    );
+}

@@ -67,36 +67,9 @@ fn life_cycle(writer: &Side, reader: &Side) {
     pg.pgbench(&["-i", "-s", "1", "-q"]);
     pg.psql("create table marks (step int, note text)");
 
-    let sock = pg.socket_dir.display().to_string();
-    let port = pg.port.to_string();
     let backup = |name: &str, codec: &str| {
-        let out = run_as_pg(
-            &writer.tool("barman-cloud-backup"),
-            &[
-                codec,
-                "--immediate-checkpoint",
-                "-h",
-                &sock,
-                "-p",
-                &port,
-                "-U",
-                "postgres",
-                "-n",
-                name,
-                "--endpoint-url",
-                &ep,
-                DEST,
-                SERVER,
-            ],
-            &s3,
-        );
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{} backup {name}: {}",
-            writer.name,
-            text(&out)
-        );
+        let tool = writer.tool("barman-cloud-backup");
+        barman_backup(&tool, &pg, &s3, codec, name, DEST, SERVER);
         // backup ids are to the second: keep them apart
         std::thread::sleep(Duration::from_millis(1100));
     };
