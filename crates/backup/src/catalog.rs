@@ -97,7 +97,7 @@ pub struct TargetChoice {
 pub enum ChooseError {
     #[error("no backup '{0}' in the catalog; list them with `barrelman list` or barman-cloud-backup-list")]
     UnknownId(String),
-    #[error("no backup named '{0}' in the catalog")]
+    #[error("no backup named '{0}' in the catalog; list the names with `barrelman list` or barman-cloud-backup-list")]
     UnknownName(String),
     #[error("no backup in the catalog matches {0}")]
     NoCandidate(String),

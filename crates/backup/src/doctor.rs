@@ -36,13 +36,21 @@ pub async fn examine(archive: &Archive) -> Result<Vec<Finding>, StorageError> {
     if let Err(e) = archive.probe().await {
         let fix = match &e {
             StorageError::Unreachable { .. } => "check the endpoint URL (endpointURL / --endpoint-url), DNS and the network path",
-            StorageError::AccessDenied { .. } => {
-                "check the access key and secret key (the secret's keys named in s3Credentials) and the bucket policy"
+            StorageError::AccessDenied { denial, .. } => denial.fix(),
+            StorageError::NoCredentials { .. } => {
+                "give the ObjectStore s3Credentials (or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), or an IAM role"
             }
             StorageError::BucketMissing { .. } => "create the bucket, or fix the bucket name in destinationPath",
             _ => "check the store settings",
         };
-        out.push(finding(e.to_string(), fix));
+        let problem = match &e {
+            // The error's own sentence ends with the fix, shown on its own line here.
+            StorageError::AccessDenied { location, denial } => {
+                format!("access to {location} was denied: {}", denial.cause())
+            }
+            _ => e.to_string(),
+        };
+        out.push(finding(problem, fix));
         return Ok(out);
     }
     let (backups, unreadable) = catalog::load(archive).await?;

@@ -7,6 +7,7 @@ mod it {
     pub mod backup;
     pub mod cnpg;
     pub mod common;
+    pub mod errors;
     pub mod interop;
     pub mod lifecycle;
     pub mod memory;

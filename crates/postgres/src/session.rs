@@ -173,10 +173,17 @@ impl Session {
         let (cfg, target) = opts.config()?;
         let (client, conn) = cfg.connect(NoTls).await.map_err(|e| PgError::Connect {
             target: target.clone(),
-            detail: e
-                .as_db_error()
-                .map(|d| d.message().to_string())
-                .unwrap_or_else(|| e.to_string()),
+            detail: match e.as_db_error() {
+                Some(d) => d.message().to_string(),
+                // "error connecting to server" says nothing; its cause says why.
+                None => {
+                    let mut cause: &dyn std::error::Error = &e;
+                    while let Some(next) = cause.source() {
+                        cause = next;
+                    }
+                    cause.to_string()
+                }
+            },
         })?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {

@@ -35,9 +35,17 @@ pub enum StorageError {
     )]
     BucketMissing { bucket: String, endpoint: String },
 
-    /// Credentials were refused.
-    #[error("access to {location} was denied ({detail}); check the access key, secret key and their permissions")]
-    AccessDenied { location: String, detail: String },
+    /// Credentials were refused; `denial` says which part of them is wrong.
+    #[error("access to {location} was denied: {}; {}", denial.cause(), denial.fix())]
+    AccessDenied { location: String, denial: Denial },
+
+    /// No credentials at all: none in the environment or the ObjectStore, and no
+    /// instance role answered.
+    #[error(
+        "no S3 credentials were found ({detail}); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
+         (in CloudNativePG, the secret keys named by the ObjectStore's s3Credentials), or run with an IAM role"
+    )]
+    NoCredentials { detail: String },
 
     /// The endpoint could not be reached.
     #[error("cannot reach the object store at {endpoint} ({detail}); check the endpoint URL and the network")]
@@ -74,6 +82,59 @@ pub enum StorageError {
     },
 }
 
+/// Why a store refused a request's credentials (from the S3 error code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denial {
+    /// `SignatureDoesNotMatch`: the secret key is not the access key's.
+    WrongSecret,
+    /// `InvalidAccessKeyId`: the store does not know the access key.
+    UnknownAccessKey,
+    /// `ExpiredToken`, `InvalidToken`: the session token is stale.
+    BadSessionToken,
+    /// `AccessDenied` or another 403: valid credentials without the permission.
+    NoPermission,
+}
+
+impl Denial {
+    fn from_text(text: &str) -> Self {
+        if text.contains("SignatureDoesNotMatch") {
+            Self::WrongSecret
+        } else if text.contains("InvalidAccessKeyId") {
+            Self::UnknownAccessKey
+        } else if text.contains("ExpiredToken") || text.contains("InvalidToken") {
+            Self::BadSessionToken
+        } else {
+            Self::NoPermission
+        }
+    }
+
+    /// What is wrong, in plain words.
+    pub fn cause(self) -> &'static str {
+        match self {
+            Self::WrongSecret => "the secret access key does not match the access key id",
+            Self::UnknownAccessKey => "the store does not know the access key id",
+            Self::BadSessionToken => "the session token has expired or is invalid",
+            Self::NoPermission => "these credentials lack permission on the bucket",
+        }
+    }
+
+    /// What to check or change.
+    pub fn fix(self) -> &'static str {
+        match self {
+            Self::WrongSecret => {
+                "check AWS_SECRET_ACCESS_KEY (the secretAccessKey entry of the ObjectStore's s3Credentials)"
+            }
+            Self::UnknownAccessKey => {
+                "check AWS_ACCESS_KEY_ID (the accessKeyId entry of the ObjectStore's s3Credentials)"
+            }
+            Self::BadSessionToken => "refresh AWS_SESSION_TOKEN (sessionToken) or drop it",
+            Self::NoPermission => {
+                "grant s3:ListBucket, s3:GetObject, s3:PutObject and s3:DeleteObject on the bucket and prefix"
+            }
+        }
+    }
+}
+
 impl StorageError {
     /// Classifies an `object_store` error about `key` at `endpoint`.
     pub(crate) fn from_store(
@@ -84,10 +145,19 @@ impl StorageError {
     ) -> Self {
         use object_store::Error as E;
         let detail = first_line(&err);
+        let location = || format!("bucket '{bucket}' at {endpoint}");
+        let chain = chain_text(&err);
         match &err {
+            // No static credentials: the client asked the instance metadata service,
+            // which is not there (or refused).
+            _ if chain.contains("169.254.169.254") || chain.contains("169.254.170.2") => {
+                Self::NoCredentials {
+                    detail: "AWS_ACCESS_KEY_ID is not set and no instance role answered".into(),
+                }
+            }
             E::PermissionDenied { .. } | E::Unauthenticated { .. } => Self::AccessDenied {
-                location: format!("{endpoint} bucket '{bucket}'"),
-                detail,
+                location: location(),
+                denial: Denial::from_text(&detail),
             },
             _ if detail.contains("NoSuchBucket") || detail.contains("bucket does not exist") => {
                 Self::BucketMissing {
@@ -98,16 +168,17 @@ impl StorageError {
             _ if detail.contains("AccessDenied")
                 || detail.contains("SignatureDoesNotMatch")
                 || detail.contains("InvalidAccessKeyId")
+                || detail.contains("ExpiredToken")
                 || detail.contains("403 Forbidden") =>
             {
                 Self::AccessDenied {
-                    location: format!("{endpoint} bucket '{bucket}'"),
-                    detail,
+                    location: location(),
+                    denial: Denial::from_text(&detail),
                 }
             }
             _ if is_connect_failure(&err) => Self::Unreachable {
                 endpoint: endpoint.to_string(),
-                detail,
+                detail: root_cause(&err),
             },
             _ => Self::Store {
                 key: key.to_string(),
@@ -188,6 +259,16 @@ fn is_transient_failure(err: &object_store::Error) -> bool {
     ]
     .iter()
     .any(|s| text.contains(s))
+}
+
+/// The innermost cause of an error (e.g. "Connection refused (os error 111)"): what
+/// a person needs, without the request URLs and retry bookkeeping around it.
+fn root_cause(err: &dyn std::error::Error) -> String {
+    let mut cur = err;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string().replace('\n', " ")
 }
 
 /// The error's message and causes on one line, shortened: object_store messages can

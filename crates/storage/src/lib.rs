@@ -9,6 +9,6 @@ pub mod spool;
 pub mod store;
 
 pub use archive::{Archive, ArchiveOutcome, UploadOptions};
-pub use error::StorageError;
+pub use error::{Denial, StorageError};
 pub use objects::{ObjectInfo, ObjectWriter, UploadHandle};
 pub use store::{AddressingStyle, S3Keys, StoreOptions};

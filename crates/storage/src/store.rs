@@ -112,8 +112,50 @@ pub fn open_store(
     }
 }
 
+/// Where S3 credentials will come from, decided before any request: a half-set pair
+/// of keys, or no source at all, is named here instead of surfacing later as a
+/// confusing refusal from the store or the instance metadata service.
+fn check_credential_source(
+    keys: Option<&S3Keys>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<(), StorageError> {
+    if keys.is_some() {
+        return Ok(());
+    }
+    let set = |k: &str| env(k).is_some_and(|v| !v.is_empty());
+    match (set("AWS_ACCESS_KEY_ID"), set("AWS_SECRET_ACCESS_KEY")) {
+        (true, true) => return Ok(()),
+        (true, false) => {
+            return Err(StorageError::NoCredentials {
+                detail: "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is empty or missing"
+                    .into(),
+            })
+        }
+        (false, true) => {
+            return Err(StorageError::NoCredentials {
+                detail: "AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is empty or missing"
+                    .into(),
+            })
+        }
+        (false, false) => {}
+    }
+    let role = set("AWS_WEB_IDENTITY_TOKEN_FILE")
+        || set("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        || set("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+    let metadata_off =
+        env("AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    if !role && metadata_off {
+        return Err(StorageError::NoCredentials {
+            detail: "AWS_ACCESS_KEY_ID is not set and the instance metadata service is disabled"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
 fn open_s3(dest: &Destination, opts: &StoreOptions) -> Result<Arc<dyn ObjectStore>, StorageError> {
     install_crypto_provider();
+    check_credential_source(opts.s3_keys.as_ref(), |k| std::env::var(k).ok())?;
     let mut client = ClientOptions::new()
         .with_connect_timeout(Duration::from_secs(10))
         .with_timeout_disabled();
@@ -199,5 +241,46 @@ impl FromStrKey for AmazonS3ConfigKey {
     fn from_str_key(key: &str) -> Result<Self, StorageError> {
         key.parse()
             .map_err(|e| StorageError::Config(format!("internal: unknown S3 setting {key}: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credential_sources_are_checked_before_any_request() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let ok = |pairs| check_credential_source(None, env(pairs)).is_ok();
+        assert!(ok(&[
+            ("AWS_ACCESS_KEY_ID", "a"),
+            ("AWS_SECRET_ACCESS_KEY", "b")
+        ]));
+        assert!(!ok(&[("AWS_ACCESS_KEY_ID", "a")]));
+        assert!(!ok(&[
+            ("AWS_ACCESS_KEY_ID", "a"),
+            ("AWS_SECRET_ACCESS_KEY", "")
+        ]));
+        assert!(!ok(&[("AWS_SECRET_ACCESS_KEY", "b")]));
+        assert!(ok(&[])); // an instance role may answer
+        assert!(!ok(&[("AWS_EC2_METADATA_DISABLED", "true")]));
+        assert!(ok(&[
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/token")
+        ]));
+        let err = check_credential_source(None, env(&[("AWS_ACCESS_KEY_ID", "AKIDSECRETISH")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("AWS_SECRET_ACCESS_KEY") && !err.contains("AKIDSECRETISH"),
+            "{err}"
+        );
     }
 }

@@ -829,7 +829,7 @@ fn doctor_reports_foreign_wal_and_a_second_cluster() {
     assert_eq!(denied.status.code(), Some(1), "{}", text(&denied));
     let report = String::from_utf8_lossy(&denied.stdout);
     assert!(
-        report.contains("denied") && report.contains("secret key"),
+        report.contains("denied") && report.contains("secret access key"),
         "{report}"
     );
     assert!(!report.contains("not-the-secret"));
