@@ -54,7 +54,7 @@ pub fn init(verbosity: i32) {
         None => "off".to_string(),
         Some(l) => {
             let l = l.as_str().to_ascii_lowercase();
-            format!("warn,barrelman={l},barrelman_storage={l},barrelman_postgres={l},barrelman_core={l}")
+            format!("warn,barrelman={l},barrelman_storage={l},barrelman_postgres={l},barrelman_core={l},barrelman_backup={l}")
         }
     };
     let _ = tracing_subscriber::fmt()

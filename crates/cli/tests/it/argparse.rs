@@ -125,3 +125,124 @@ fn every_option_parses_as_barman_parses_it() {
             .join("\n")
     );
 }
+
+/// barman's log line: `YYYY-MM-DD HH:MM:SS,mmm [pid] LEVEL: message`.
+fn is_barman_log_line(line: &str) -> bool {
+    let b = line.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| r.clone().all(|i| b.get(i).is_some_and(u8::is_ascii_digit));
+    let at = |i: usize, c: u8| b.get(i) == Some(&c);
+    if !(digits(0..4)
+        && at(4, b'-')
+        && digits(5..7)
+        && at(7, b'-')
+        && digits(8..10)
+        && at(10, b' ')
+        && digits(11..13)
+        && at(13, b':')
+        && digits(14..16)
+        && at(16, b':')
+        && digits(17..19)
+        && at(19, b',')
+        && digits(20..23)
+        && line[23..].starts_with(" ["))
+    {
+        return false;
+    }
+    let Some((pid, rest)) = line[25..].split_once("] ") else {
+        return false;
+    };
+    !pid.is_empty()
+        && pid.bytes().all(|c| c.is_ascii_digit())
+        && ["DEBUG: ", "INFO: ", "WARNING: ", "ERROR: ", "CRITICAL: "]
+            .iter()
+            .any(|l| rest.starts_with(l))
+}
+
+/// `--version` prints what barman prints; -q/-qq/-v change what is logged as they do
+/// in barman, and every line we log has barman's shape.
+#[test]
+fn version_verbosity_and_log_lines_match_barman() {
+    let s3 = S3Server::start();
+    s3.create_bucket("logs");
+    let links = links_dir();
+    std::thread::scope(|scope| {
+        for entry in std::fs::read_dir(&links).unwrap() {
+            let tool = entry.unwrap().file_name().to_string_lossy().into_owned();
+            let links = &links;
+            scope.spawn(move || {
+                for flag in ["--version", "-V"] {
+                    let ours = Command::new(links.join(&tool)).arg(flag).output().unwrap();
+                    let theirs = Command::new(tools_bin().join(&tool))
+                        .arg(flag)
+                        .output()
+                        .unwrap();
+                    assert_eq!(
+                        (ours.status.code(), ours.stdout, ours.stderr),
+                        (theirs.status.code(), theirs.stdout, theirs.stderr),
+                        "{tool} {flag}"
+                    );
+                }
+            });
+        }
+    });
+
+    let dead = format!("http://127.0.0.1:{}", barrelman_testkit::free_port());
+    let log_lines = |program: &std::path::Path, verbosity: &[&str], endpoint: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(program)
+            .args(verbosity)
+            .args(["--endpoint-url", endpoint, "s3://logs/p", "srv"])
+            .args([
+                "000000010000000000000009",
+                dir.path().join("w").to_str().unwrap(),
+            ])
+            .envs(s3.env())
+            .env_remove("AWS_ENDPOINT_URL")
+            .output()
+            .unwrap();
+        let lines: Vec<String> = String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| is_barman_log_line(l))
+            .map(String::from)
+            .collect();
+        (
+            out.status.code(),
+            lines,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let level_count = |lines: &[String], level: &str| {
+        lines
+            .iter()
+            .filter(|l| l.contains(&format!("] {level}: ")))
+            .count()
+    };
+    let ours_tool = links.join("barman-cloud-wal-restore");
+    let theirs_tool = tools_bin().join("barman-cloud-wal-restore");
+    // A WAL that is not there (exit 1): silent by default, one INFO line with -v.
+    // The store unreachable (exit 4): an ERROR line, none with -qq.
+    for (endpoint, verbosity, want_code, level, want_lines) in [
+        (s3.endpoint.as_str(), &[][..], 1, "INFO", false),
+        (s3.endpoint.as_str(), &["-v"][..], 1, "INFO", true),
+        (dead.as_str(), &[][..], 4, "ERROR", true),
+        (dead.as_str(), &["-q"][..], 4, "ERROR", true),
+        (dead.as_str(), &["-qq"][..], 4, "ERROR", false),
+    ] {
+        let (oc, ol, oerr) = log_lines(&ours_tool, verbosity, endpoint);
+        let (tc, tl, terr) = log_lines(&theirs_tool, verbosity, endpoint);
+        assert_eq!(
+            (oc, tc),
+            (Some(want_code), Some(want_code)),
+            "{verbosity:?}\n{oerr}\n{terr}"
+        );
+        assert_eq!(
+            (level_count(&ol, level) > 0, level_count(&tl, level) > 0),
+            (want_lines, want_lines),
+            "{level} lines with {verbosity:?}:\nours:\n{oerr}\nbarman:\n{terr}"
+        );
+        for line in oerr.lines().filter(|l| !l.is_empty()) {
+            assert!(is_barman_log_line(line), "not barman's log shape: {line:?}");
+        }
+    }
+}
