@@ -21,6 +21,76 @@ pub struct CloudFlags {
     pub sse_kms_key_id: Option<String>,
 }
 
+/// A non-empty environment variable.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The AWS shared files, as boto3 finds them.
+fn aws_file(var: &str, default_name: &str) -> PathBuf {
+    env_var(var).map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env_var("HOME").unwrap_or_default())
+            .join(".aws")
+            .join(default_name)
+    })
+}
+
+/// Credentials, region and endpoint from an AWS profile, as boto3 uses them: an
+/// explicit `--aws-profile` replaces the `AWS_*` keys (and must exist); otherwise,
+/// when the environment has no keys, the profile `AWS_PROFILE` names (or `default`)
+/// supplies them if the files have it. Region and endpoint from the environment or
+/// the command line win over the profile's.
+fn apply_aws_profile(options: &mut StoreOptions, explicit: Option<&str>) -> Result<()> {
+    use barrelman_core::awsprofile;
+    if explicit.is_none() && env_var("AWS_ACCESS_KEY_ID").is_some() {
+        return Ok(());
+    }
+    let named = explicit
+        .map(String::from)
+        .or_else(|| env_var("AWS_PROFILE"))
+        .or_else(|| env_var("AWS_DEFAULT_PROFILE"));
+    let name = named.clone().unwrap_or_else(|| "default".into());
+    let credentials_path = aws_file("AWS_SHARED_CREDENTIALS_FILE", "credentials");
+    let config_path = aws_file("AWS_CONFIG_FILE", "config");
+    let credentials = std::fs::read_to_string(&credentials_path).ok();
+    let config = std::fs::read_to_string(&config_path).ok();
+    let Some(profile) = awsprofile::resolve(&name, credentials.as_deref(), config.as_deref())
+    else {
+        if named.is_some() {
+            bail!(ConfigConflict(format!(
+                "the AWS profile '{name}' is in neither {} nor {}; add it there, or fix --aws-profile / AWS_PROFILE",
+                credentials_path.display(),
+                config_path.display()
+            )));
+        }
+        return Ok(());
+    };
+    match (&profile.access_key_id, &profile.secret_access_key) {
+        (Some(id), Some(secret)) => {
+            options.s3_keys = Some(S3Keys {
+                access_key_id: id.clone(),
+                secret_access_key: secret.clone(),
+                session_token: profile.session_token.clone(),
+            })
+        }
+        _ if explicit.is_some() => bail!(ConfigConflict(format!(
+            "the AWS profile '{name}' has no aws_access_key_id and aws_secret_access_key; \
+             barrelman reads static keys from profiles (not roles, SSO or credential_process)"
+        ))),
+        _ => {}
+    }
+    if env_var("AWS_REGION").is_none() && env_var("AWS_DEFAULT_REGION").is_none() {
+        options.region = options.region.take().or(profile.region);
+    }
+    if options.endpoint_url.is_none()
+        && env_var("AWS_ENDPOINT_URL_S3").is_none()
+        && env_var("AWS_ENDPOINT_URL").is_none()
+    {
+        options.endpoint_url = profile.endpoint_url;
+    }
+    Ok(())
+}
+
 /// A resolved archive location plus the settings that came with it.
 #[derive(Debug)]
 pub struct Target {
@@ -56,11 +126,7 @@ impl Target {
             Some("path") => AddressingStyle::Path,
             Some(other) => bail!("invalid --addressing-style '{other}': use auto, virtual or path"),
         };
-        if flags.aws_profile.is_some() {
-            tracing::warn!(
-                "--aws-profile is not supported yet: credentials are read from AWS_* variables"
-            );
-        }
+        apply_aws_profile(&mut options, flags.aws_profile.as_deref())?;
         options.ca_pem = read_ca_bundle_env()?;
         Ok(Self {
             destination,

@@ -1,6 +1,7 @@
 //! The pure model of barrelman: no I/O here, only names, formats and rules that the
 //! other crates apply at their edges.
 
+pub mod awsprofile;
 pub mod backup_info;
 pub mod compression;
 pub mod layout;

@@ -209,6 +209,7 @@ def main():
                     case([long, "bogus-choice"] + pos, t)
                 elif action.type is not None:
                     case([long, "abc"] + pos, t)  # not of the option's type
+                    case([long, "-1"] + pos, t)  # a negative number as the value
             else:
                 case(pos + [long], t)  # flag after the positionals
             for k in range(3, len(long)):

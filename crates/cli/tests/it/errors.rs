@@ -212,3 +212,149 @@ fn failures_exit_as_barman_and_say_what_to_do() {
     let failed = report.iter().any(|r| r.starts_with("FAIL"));
     assert!(!failed, "\n{}", report.join("\n"));
 }
+
+/// `-P/--aws-profile` and `AWS_PROFILE` with shared credentials and config files: the
+/// same outcome from barman and barrelman for each way users set them up.
+#[test]
+fn aws_profiles_are_read_as_barman_reads_them() {
+    let s3 = S3Server::start();
+    s3.create_bucket("prof");
+    let links = links_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = dir.path().join("credentials");
+    let config = dir.path().join("config");
+    std::fs::write(
+        &credentials,
+        format!(
+            "[default]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n\n\
+             [backup]\naws_access_key_id={id}\naws_secret_access_key={secret}\n\n\
+             [stale]\naws_access_key_id = {id}\naws_secret_access_key = not-the-secret\n",
+            id = s3.access_key,
+            secret = s3.secret_key
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[profile fromconfig]\nregion = {}\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            s3.region, s3.access_key, s3.secret_key
+        ),
+    )
+    .unwrap();
+    let files = vec![
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            credentials.display().to_string(),
+        ),
+        ("AWS_CONFIG_FILE", config.display().to_string()),
+    ];
+    let list = |extra: &[&str]| {
+        let mut v: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        v.extend(["--endpoint-url", &s3.endpoint, "s3://prof/p", "srv"].map(String::from));
+        v
+    };
+    let no_keys = vec!["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"];
+    let with = |extra: Vec<(&'static str, String)>| {
+        let mut env = files.clone();
+        env.extend(extra);
+        env
+    };
+    let cases = [
+        // (what, args, env, env_remove, exit code of both)
+        (
+            "--aws-profile beats wrong keys in the environment",
+            list(&["--aws-profile", "backup"]),
+            with(vec![("AWS_SECRET_ACCESS_KEY", "not-the-secret".into())]),
+            vec![],
+            0,
+        ),
+        (
+            "-P with a profile from the config file",
+            list(&["-P", "fromconfig"]),
+            with(vec![]),
+            no_keys.clone(),
+            0,
+        ),
+        (
+            "the deprecated --profile",
+            list(&["--profile", "backup"]),
+            with(vec![]),
+            no_keys.clone(),
+            0,
+        ),
+        (
+            "AWS_PROFILE without keys in the environment",
+            list(&[]),
+            with(vec![("AWS_PROFILE", "backup".into())]),
+            no_keys.clone(),
+            0,
+        ),
+        (
+            "the default profile",
+            list(&[]),
+            with(vec![]),
+            no_keys.clone(),
+            0,
+        ),
+        (
+            "keys in the environment beat AWS_PROFILE",
+            list(&[]),
+            with(vec![
+                ("AWS_PROFILE", "backup".into()),
+                ("AWS_SECRET_ACCESS_KEY", "not-the-secret".into()),
+            ]),
+            vec![],
+            4,
+        ),
+        (
+            "a profile with a wrong secret",
+            list(&["--aws-profile", "stale"]),
+            with(vec![]),
+            vec![],
+            4,
+        ),
+        (
+            "a profile that does not exist",
+            list(&["--aws-profile", "nosuch"]),
+            with(vec![]),
+            vec![],
+            4,
+        ),
+    ];
+    for (what, args, env, env_remove, want) in cases {
+        let f = Failure {
+            what,
+            tool: "barman-cloud-backup-list",
+            args,
+            env: env.iter().map(|(k, v)| (*k, v.clone())).collect(),
+            env_remove,
+            says: vec![],
+        };
+        let theirs = run_with(&barman_tool(f.tool), &f, &s3);
+        let ours = run_with(&links.join(f.tool), &f, &s3);
+        assert_eq!(
+            theirs.status.code(),
+            Some(want),
+            "barman, {what}: {}",
+            text(&theirs)
+        );
+        assert_eq!(
+            ours.status.code(),
+            Some(want),
+            "barrelman, {what}: {}",
+            text(&ours)
+        );
+        let err = String::from_utf8_lossy(&ours.stderr);
+        assert!(
+            !err.contains(&s3.secret_key),
+            "{what}: a secret leaked: {err}"
+        );
+        if what.contains("does not exist") {
+            assert!(
+                err.contains("'nosuch'") && err.contains("credentials"),
+                "{err}"
+            );
+        }
+    }
+}
