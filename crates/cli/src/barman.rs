@@ -109,6 +109,7 @@ struct UploadFlags {
 
 #[derive(Parser, Debug)]
 #[command(disable_help_flag = true, infer_long_args = true, args_override_self = true,
+          allow_negative_numbers = true,
           group(ArgGroup::new("compression").multiple(false)))]
 struct WalArchiveCli {
     /// URL of the cloud destination, such as a bucket in AWS S3.
@@ -165,7 +166,8 @@ struct WalArchiveCli {
 #[command(
     disable_help_flag = true,
     infer_long_args = true,
-    args_override_self = true
+    args_override_self = true,
+    allow_negative_numbers = true
 )]
 struct WalRestoreCli {
     /// URL of the cloud source, such as a bucket in AWS S3.
@@ -194,7 +196,8 @@ struct WalRestoreCli {
 #[command(
     disable_help_flag = true,
     infer_long_args = true,
-    args_override_self = true
+    args_override_self = true,
+    allow_negative_numbers = true
 )]
 struct CheckWalArchiveCli {
     /// URL of the cloud destination, such as a bucket in AWS S3.
@@ -210,6 +213,7 @@ struct CheckWalArchiveCli {
 
 #[derive(Parser, Debug)]
 #[command(disable_help_flag = true, infer_long_args = true, args_override_self = true,
+          allow_negative_numbers = true,
           group(ArgGroup::new("compression").multiple(false)))]
 struct BackupCli {
     /// URL of the cloud destination, such as a bucket in AWS S3.
@@ -321,7 +325,8 @@ struct SnapshotBackupFlags {
 #[command(
     disable_help_flag = true,
     infer_long_args = true,
-    args_override_self = true
+    args_override_self = true,
+    allow_negative_numbers = true
 )]
 struct RestoreCli {
     /// URL of the cloud source, such as a bucket in AWS S3.
@@ -367,7 +372,8 @@ struct RestoreCli {
 #[command(
     disable_help_flag = true,
     infer_long_args = true,
-    args_override_self = true
+    args_override_self = true,
+    allow_negative_numbers = true
 )]
 struct BackupListCli {
     /// URL of the cloud source, such as a bucket in AWS S3.
@@ -385,7 +391,8 @@ struct BackupListCli {
 #[command(
     disable_help_flag = true,
     infer_long_args = true,
-    args_override_self = true
+    args_override_self = true,
+    allow_negative_numbers = true
 )]
 struct BackupShowCli {
     /// URL of the cloud source, such as a bucket in AWS S3.
@@ -403,6 +410,7 @@ struct BackupShowCli {
 
 #[derive(Parser, Debug)]
 #[command(disable_help_flag = true, infer_long_args = true, args_override_self = true,
+          allow_negative_numbers = true,
           group(ArgGroup::new("action").required(true).multiple(false)))]
 struct BackupKeepCli {
     /// URL of the cloud source, such as a bucket in AWS S3.
@@ -426,6 +434,7 @@ struct BackupKeepCli {
 
 #[derive(Parser, Debug)]
 #[command(disable_help_flag = true, infer_long_args = true, args_override_self = true,
+          allow_negative_numbers = true,
           group(ArgGroup::new("what").required(true).multiple(false)))]
 struct BackupDeleteCli {
     /// URL of the cloud source, such as a bucket in AWS S3.
@@ -505,71 +514,75 @@ pub fn run(prog: &str, args: Vec<OsString>) -> i32 {
         },
         "barman-cloud-backup-list" => match parse::<BackupListCli>(prog, args) {
             Ok(cli) => execute(cli.common.verbosity(), || async move {
-                let target =
-                    Target::from_barman(&cli.source_url, &cli.server_name, &cli.common.cloud())?;
-                if cli.common.test {
-                    return connectivity_test(&target).await;
-                }
-                crate::catalogcmd::barman_list(&target, &cli.format).await?;
-                Ok(exit::SUCCESS)
+                catalog_tool(&cli.source_url, &cli.server_name, &cli.common, |target| async move {
+                    crate::catalogcmd::barman_list(&target, &cli.format).await
+                })
+                .await
             }),
             Err(code) => code,
         },
         "barman-cloud-backup-show" => match parse::<BackupShowCli>(prog, args) {
             Ok(cli) => execute(cli.common.verbosity(), || async move {
-                let target =
-                    Target::from_barman(&cli.source_url, &cli.server_name, &cli.common.cloud())?;
-                if cli.common.test {
-                    return connectivity_test(&target).await;
-                }
-                crate::catalogcmd::show(&target, &cli.backup_id, &cli.format).await?;
-                Ok(exit::SUCCESS)
+                catalog_tool(
+                    &cli.source_url,
+                    &cli.server_name,
+                    &cli.common,
+                    |target| async move {
+                        crate::catalogcmd::show(&target, &cli.backup_id, &cli.format).await
+                    },
+                )
+                .await
             }),
             Err(code) => code,
         },
         "barman-cloud-backup-keep" => match parse::<BackupKeepCli>(prog, args) {
             Ok(cli) => execute(cli.common.verbosity(), || async move {
-                let target =
-                    Target::from_barman(&cli.source_url, &cli.server_name, &cli.common.cloud())?;
-                if cli.common.test {
-                    return connectivity_test(&target).await;
-                }
-                let action = match (cli.release, cli.status, cli.target) {
-                    (true, _, _) => crate::catalogcmd::KeepAction::Release,
-                    (_, true, _) => crate::catalogcmd::KeepAction::Status,
-                    (_, _, Some(t)) => crate::catalogcmd::KeepAction::Set(t),
-                    _ => {
-                        return Err(
-                            InputError("one of -r, -s or --target is required".into()).into()
-                        )
-                    }
-                };
-                crate::catalogcmd::keep(&target, &cli.backup_id, action).await?;
-                Ok(exit::SUCCESS)
+                catalog_tool(
+                    &cli.source_url,
+                    &cli.server_name,
+                    &cli.common,
+                    |target| async move {
+                        use crate::catalogcmd::KeepAction;
+                        let action = match (cli.release, cli.status, cli.target) {
+                            (true, _, _) => KeepAction::Release,
+                            (_, true, _) => KeepAction::Status,
+                            (_, _, Some(t)) => KeepAction::Set(t),
+                            _ => {
+                                let msg = "one of -r, -s or --target is required";
+                                return Err(InputError(msg.into()).into());
+                            }
+                        };
+                        crate::catalogcmd::keep(&target, &cli.backup_id, action).await
+                    },
+                )
+                .await
             }),
             Err(code) => code,
         },
         "barman-cloud-backup-delete" => match parse::<BackupDeleteCli>(prog, args) {
             Ok(cli) => execute(cli.common.verbosity(), || async move {
-                let target =
-                    Target::from_barman(&cli.source_url, &cli.server_name, &cli.common.cloud())?;
-                if cli.common.test {
-                    return connectivity_test(&target).await;
-                }
-                let selection = match (cli.backup_id, cli.retention_policy) {
-                    (Some(id), _) => barrelman_backup::delete::Selection::Backup(id),
-                    (None, Some(p)) => {
-                        barrelman_backup::delete::Selection::Policy(p.parse().map_err(
-                            |e: barrelman_core::retention::InvalidPolicy| InputError(e.to_string()),
-                        )?)
-                    }
-                    (None, None) => {
-                        return Err(InputError("one of -b or -r is required".into()).into())
-                    }
-                };
-                crate::catalogcmd::delete(&target, selection, cli.minimum_redundancy, cli.dry_run)
-                    .await?;
-                Ok(exit::SUCCESS)
+                catalog_tool(
+                    &cli.source_url,
+                    &cli.server_name,
+                    &cli.common,
+                    |target| async move {
+                        use barrelman_backup::delete::Selection;
+                        let selection = match (cli.backup_id, cli.retention_policy) {
+                            (Some(id), _) => Selection::Backup(id),
+                            (None, Some(p)) => Selection::Policy(p.parse().map_err(
+                                |e: barrelman_core::retention::InvalidPolicy| {
+                                    InputError(e.to_string())
+                                },
+                            )?),
+                            (None, None) => {
+                                return Err(InputError("one of -b or -r is required".into()).into())
+                            }
+                        };
+                        let min = cli.minimum_redundancy;
+                        crate::catalogcmd::delete(&target, selection, min, cli.dry_run).await
+                    },
+                )
+                .await
             }),
             Err(code) => code,
         },
@@ -582,6 +595,21 @@ pub fn run(prog: &str, args: Vec<OsString>) -> i32 {
             exit::GENERAL_ERROR
         }
     }
+}
+
+/// A catalog tool (list, show, keep, delete): resolves the archive, answers `-t` with
+/// the connectivity test, else runs `op` on it.
+async fn catalog_tool<F, Fut>(url: &str, server: &str, common: &CommonArgs, op: F) -> Result<i32>
+where
+    F: FnOnce(Target) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let target = Target::from_barman(url, server, &common.cloud())?;
+    if common.test {
+        return connectivity_test(&target).await;
+    }
+    op(target).await?;
+    Ok(exit::SUCCESS)
 }
 
 /// Sets up logging and a runtime, runs `f`, logs a failure as one line.

@@ -108,6 +108,11 @@ impl Target {
         let destination = Destination::parse(dest, azure_emulator)?;
         check_provider(&destination, flags.cloud_provider.as_deref())?;
         check_server_name(server)?;
+        if let Some(t) = flags.read_timeout.filter(|t| *t <= 0.0) {
+            bail!(ConfigConflict(format!(
+                "invalid --read-timeout {t}: it must be a positive number of seconds"
+            )));
+        }
         let mut options = StoreOptions {
             endpoint_url: flags.endpoint_url.clone(),
             read_timeout: flags.read_timeout.map(Duration::from_secs_f64),
