@@ -365,12 +365,37 @@ pub async fn verify(target: &Target, which: Option<&str>, deep: bool) -> Result<
     }
 }
 
-/// `doctor`: every finding with its fix; exit 1 when there is any.
-pub async fn doctor(target: &Target) -> Result<()> {
+/// `doctor`: every finding with its fix; exit 1 when there is any. With `server`,
+/// PostgreSQL's archiving is checked against the archive too.
+pub async fn doctor(
+    target: &Target,
+    server: Option<barrelman_postgres::session::ConnectOptions>,
+) -> Result<()> {
     let mut options = target.options.clone();
     options.max_retries = Some(1);
     let archive = Archive::open(&target.destination, &target.server_name, &options)?;
-    let findings = barrelman_backup::doctor::examine(&archive).await?;
+    let facts = match server {
+        Some(connect) => {
+            let session = barrelman_postgres::session::Session::connect(&connect)
+                .await
+                .map_err(|e| OperationFailed(e.to_string()))?;
+            Some(
+                session
+                    .archiving_facts()
+                    .await
+                    .map_err(|e| OperationFailed(e.to_string()))?,
+            )
+        }
+        None => None,
+    };
+    let server = facts
+        .as_ref()
+        .map(|facts| barrelman_backup::doctor::ServerToCheck {
+            facts,
+            destination_url: &target.destination.url,
+            server_name: &target.server_name,
+        });
+    let findings = barrelman_backup::doctor::examine(&archive, server).await?;
     if findings.is_empty() {
         println!("{}: no problems found", target.location());
         return Ok(());

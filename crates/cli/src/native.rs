@@ -202,18 +202,8 @@ struct BackupArgs {
     /// Compression level: an integer, or low, medium, high.
     #[arg(long, allow_negative_numbers = true)]
     compression_level: Option<String>,
-    /// PostgreSQL host or socket directory (default: PGHOST, then /var/run/postgresql).
-    #[arg(long)]
-    host: Option<String>,
-    /// PostgreSQL port (default: PGPORT, then 5432).
-    #[arg(long)]
-    port: Option<u16>,
-    /// PostgreSQL user (default: PGUSER, then the OS user).
-    #[arg(long)]
-    user: Option<String>,
-    /// Database name or conninfo string.
-    #[arg(long)]
-    dbname: Option<String>,
+    #[command(flatten)]
+    pg: PgArgs,
     /// Ask for an immediate checkpoint (default: the manifest's data.immediateCheckpoint).
     #[arg(long)]
     immediate_checkpoint: bool,
@@ -363,10 +353,49 @@ struct VerifyArgs {
     deep: bool,
 }
 
+/// Where PostgreSQL is; unset parts come from the libpq environment.
+#[derive(Args, Debug, Clone)]
+struct PgArgs {
+    /// PostgreSQL host or socket directory (default: PGHOST, then /var/run/postgresql).
+    #[arg(long)]
+    host: Option<String>,
+    /// PostgreSQL port (default: PGPORT, then 5432).
+    #[arg(long)]
+    port: Option<u16>,
+    /// PostgreSQL user (default: PGUSER, then the OS user).
+    #[arg(long)]
+    user: Option<String>,
+    /// Database name or conninfo string.
+    #[arg(long)]
+    dbname: Option<String>,
+}
+
+impl PgArgs {
+    fn given(&self) -> bool {
+        self.host.is_some() || self.port.is_some() || self.user.is_some() || self.dbname.is_some()
+    }
+
+    fn connect(self, application_name: &str) -> barrelman_postgres::session::ConnectOptions {
+        barrelman_postgres::session::ConnectOptions {
+            host: self.host,
+            port: self.port,
+            user: self.user,
+            dbname: self.dbname,
+            application_name: Some(application_name.into()),
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 struct DoctorArgs {
     #[command(flatten)]
     store: StoreArgs,
+    /// Also check the PostgreSQL server's archiving against this archive (implied by
+    /// --host, --port, --user or --dbname; else the libpq environment says where).
+    #[arg(long)]
+    postgres: bool,
+    #[command(flatten)]
+    pg: PgArgs,
     /// [DEST SERVER]
     #[arg(num_args = 0..=2)]
     args: Vec<String>,
@@ -454,9 +483,10 @@ pub fn run(args: Vec<OsString>) -> i32 {
                 crate::catalogcmd::verify(&target, which, a.deep).await
             }
             Command::Doctor(a) => {
-                let usage = "barrelman doctor [DEST SERVER | --config F --server-name N]";
+                let usage = "barrelman doctor [DEST SERVER | --config F --server-name N] [--postgres | --host H --port P …]";
                 let (target, _) = a.store.resolve(&a.args, 0, usage)?;
-                crate::catalogcmd::doctor(&target).await
+                let server = (a.postgres || a.pg.given()).then(|| a.pg.connect("barrelman_doctor"));
+                crate::catalogcmd::doctor(&target, server).await
             }
             Command::List(a) => {
                 let usage = "barrelman list [DEST SERVER | --config F --server-name N]";
@@ -678,13 +708,7 @@ async fn backup(a: BackupArgs) -> Result<()> {
             .map(|v| crate::barman::size_arg("--max-bandwidth", v))
             .transpose()?,
     };
-    let connect = barrelman_postgres::session::ConnectOptions {
-        host: a.host,
-        port: a.port,
-        user: a.user,
-        dbname: a.dbname,
-        application_name: Some("barrelman_backup".into()),
-    };
+    let connect = a.pg.connect("barrelman_backup");
     crate::basebackup::backup(&target, &connect, &opts)
         .await
         .map(|_| ())

@@ -19,6 +19,28 @@ pub struct ConnectOptions {
     pub application_name: Option<String>,
 }
 
+/// The server's WAL archiving as it reports it (`barrelman doctor` reads these).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArchivingFacts {
+    pub system_identifier: String,
+    pub in_recovery: bool,
+    pub wal_level: String,
+    pub archive_mode: String,
+    pub archive_command: String,
+    pub archive_library: String,
+    /// The segment being written (none on a standby).
+    pub current_wal: Option<String>,
+    pub last_archived_wal: Option<String>,
+    pub last_archived_time: Option<String>,
+    pub last_failed_wal: Option<String>,
+    pub last_failed_time: Option<String>,
+    pub failed_count: i64,
+    /// The last archiving attempt failed (no success since).
+    pub failing_now: bool,
+    /// Segments waiting for archive_command (`.ready` files), when visible.
+    pub pending_ready: Option<i64>,
+}
+
 /// A failure talking to PostgreSQL.
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
@@ -209,6 +231,55 @@ impl Session {
     /// Runs a statement whose result is not needed.
     pub async fn execute(&self, sql: &str, what: &'static str) -> Result<(), PgError> {
         self.client.batch_execute(sql).await.map_err(q(what))
+    }
+
+    /// What the server says about its WAL archiving: settings and pg_stat_archiver.
+    pub async fn archiving_facts(&self) -> Result<ArchivingFacts, PgError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT (SELECT system_identifier::text FROM pg_control_system()), \
+                        pg_is_in_recovery(), \
+                        current_setting('wal_level'), current_setting('archive_mode'), \
+                        current_setting('archive_command'), \
+                        coalesce(current_setting('archive_library', true), ''), \
+                        CASE WHEN pg_is_in_recovery() THEN NULL \
+                             ELSE pg_walfile_name(pg_current_wal_lsn()) END, \
+                        s.last_archived_wal, s.last_archived_time::text, \
+                        s.last_failed_wal, s.last_failed_time::text, \
+                        s.failed_count, \
+                        coalesce(s.last_failed_time > coalesce(s.last_archived_time, '-infinity'), false) \
+                 FROM pg_stat_archiver s",
+                &[],
+            )
+            .await
+            .map_err(q("the archiving settings and pg_stat_archiver"))?;
+        // Needs pg_monitor or superuser; without it the backlog is simply unknown.
+        let pending_ready = self
+            .client
+            .query_one(
+                "SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'",
+                &[],
+            )
+            .await
+            .ok()
+            .map(|r| r.get::<_, i64>(0));
+        Ok(ArchivingFacts {
+            system_identifier: row.get(0),
+            in_recovery: row.get(1),
+            wal_level: row.get(2),
+            archive_mode: row.get(3),
+            archive_command: row.get(4),
+            archive_library: row.get(5),
+            current_wal: row.get(6),
+            last_archived_wal: row.get(7),
+            last_archived_time: row.get(8),
+            last_failed_wal: row.get(9),
+            last_failed_time: row.get(10),
+            failed_count: row.get(11),
+            failing_now: row.get(12),
+            pending_ready,
+        })
     }
 
     /// Reads the facts `backup.info` records.

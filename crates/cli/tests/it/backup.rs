@@ -834,3 +834,76 @@ fn doctor_reports_foreign_wal_and_a_second_cluster() {
     );
     assert!(!report.contains("not-the-secret"));
 }
+
+/// doctor with a connection to the server: a healthy set-up has no findings; the
+/// same server checked against another server name is told to archive somewhere
+/// else; a failing archive_command and archive_mode = off are each named.
+#[test]
+fn doctor_checks_the_servers_archiving_against_the_archive() {
+    let (s3, pg) = start_both(&["archive_mode = on", &archive_conf("srvdoc", "srv")]);
+    s3.create_bucket("srvdoc");
+    start(&pg, &s3);
+    pg.psql("create table t as select 1 as n");
+    let seg = switch_wal(&pg);
+    wait_archived(&pg, &seg, Duration::from_secs(60));
+    let sock = pg.socket_dir.display().to_string();
+    let port = pg.port.to_string();
+    let doctor = |server: &str| {
+        let out = run(
+            &barrelman(),
+            &[
+                "doctor",
+                "--endpoint-url",
+                &s3.endpoint,
+                "--host",
+                &sock,
+                "--port",
+                &port,
+                "--user",
+                "postgres",
+                "s3://srvdoc/p",
+                server,
+            ],
+            &s3,
+        );
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            text(&out),
+        )
+    };
+    let (code, report, all) = doctor("srv");
+    assert_eq!(code, Some(0), "{all}");
+    assert!(report.contains("no problems found"), "{report}");
+
+    let (code, report, all) = doctor("other");
+    assert_eq!(code, Some(1), "{all}");
+    assert!(
+        report.contains("does not name s3://srvdoc/p and server other")
+            && report.contains("archives somewhere else"),
+        "{report}"
+    );
+
+    pg.psql("alter system set archive_command = 'false'");
+    pg.psql("select pg_reload_conf()");
+    pg.psql("insert into t values (2)"); // a switch needs new WAL to close a segment
+    switch_wal(&pg);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while pg.psql("select failed_count from pg_stat_archiver") == "0" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "archive_command never failed"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (code, report, all) = doctor("srv");
+    assert_eq!(code, Some(1), "{all}");
+    assert!(report.contains("WAL archiving is failing"), "{report}");
+
+    pg.psql("alter system set archive_mode = off");
+    pg.stop();
+    start(&pg, &s3);
+    let (code, report, all) = doctor("srv");
+    assert_eq!(code, Some(1), "{all}");
+    assert!(report.contains("archive_mode is off"), "{report}");
+}
