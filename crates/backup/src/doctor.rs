@@ -131,7 +131,11 @@ pub async fn examine(
             }
         }
         for seg in by_tli.values() {
-            let (key, c) = wals[&seg.to_string()].clone();
+            let verify::IndexedWal {
+                key,
+                compression: c,
+                ..
+            } = wals[&seg.to_string()].clone();
             match segment_sysid(archive, &key, c).await {
                 Ok(Some(found)) if found.to_string() != sysid => out.push(finding(
                     format!(
@@ -146,7 +150,15 @@ pub async fn examine(
     }
 
     // 2b. A timeline branched while its parent kept archiving: two clusters here.
-    for (name, (key, c)) in &wals {
+    for (
+        name,
+        verify::IndexedWal {
+            key,
+            compression: c,
+            ..
+        },
+    ) in &wals
+    {
         let Ok(w) = barrelman_core::wal::WalName::parse(name) else {
             continue;
         };

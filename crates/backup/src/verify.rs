@@ -28,6 +28,9 @@ pub struct Chain {
     pub from: String,
     /// The last segment reachable without a gap.
     pub contiguous_until: Option<String>,
+    /// When that segment was archived: recovery can reach about this time (its last
+    /// commits are a little earlier).
+    pub until_archived_at: Option<chrono::DateTime<chrono::Utc>>,
     pub gaps: Vec<String>,
 }
 
@@ -50,15 +53,26 @@ pub async fn verify(
     verify_loaded(archive, &backups, &unreadable, &wals, which, deep).await
 }
 
-/// Every stored WAL file by bare name -> (key, codec), from one listing.
-pub type WalIndex = BTreeMap<String, (String, barrelman_core::Compression)>;
+/// One stored WAL file: its key, codec and when it was archived.
+#[derive(Debug, Clone)]
+pub struct IndexedWal {
+    pub key: String,
+    pub compression: barrelman_core::Compression,
+    pub archived_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Every stored WAL file by bare name, from one listing.
+pub type WalIndex = BTreeMap<String, IndexedWal>;
 
 /// Lists `wals/` once into a [`WalIndex`].
 pub async fn wal_index(archive: &Archive) -> Result<WalIndex, StorageError> {
     let mut wals = WalIndex::new();
-    for (key, w) in archive.list_wals().await? {
-        wals.entry(w.name.to_string())
-            .or_insert((key, w.compression));
+    for (key, w, archived_at) in archive.list_wals_timed().await? {
+        wals.entry(w.name.to_string()).or_insert(IndexedWal {
+            key,
+            compression: w.compression,
+            archived_at,
+        });
     }
     Ok(wals)
 }
@@ -118,7 +132,7 @@ pub async fn verify_loaded(
 async fn check_backup(
     archive: &Archive,
     b: &BackupInfo,
-    wals: &BTreeMap<String, (String, barrelman_core::Compression)>,
+    wals: &WalIndex,
     deep: bool,
 ) -> Result<Vec<String>, StorageError> {
     let mut problems = Vec::new();
@@ -188,7 +202,12 @@ async fn check_backup(
         )
         .unwrap_or_default()
         {
-            let Some((key, c)) = wals.get(w.as_str()).cloned() else {
+            let Some(IndexedWal {
+                key,
+                compression: c,
+                ..
+            }) = wals.get(w.as_str()).cloned()
+            else {
                 continue;
             };
             let reader = archive.object_reader(&key).await?;
@@ -210,10 +229,7 @@ async fn check_backup(
     Ok(problems)
 }
 
-fn chain_after(
-    newest: &BackupInfo,
-    wals: &BTreeMap<String, (String, barrelman_core::Compression)>,
-) -> Option<Chain> {
+fn chain_after(newest: &BackupInfo, wals: &WalIndex) -> Option<Chain> {
     let begin = SegmentName::parse(newest.begin_wal.as_deref()?)?;
     let seg_size = newest.xlog_segment_size.unwrap_or(16 << 20);
     let on_tli: Vec<SegmentName> = wals
@@ -234,6 +250,7 @@ fn chain_after(
         if present.contains(&s) {
             if !broken {
                 chain.contiguous_until = Some(s.to_string());
+                chain.until_archived_at = wals.get(&s.to_string()).map(|w| w.archived_at);
             }
         } else {
             broken = true;

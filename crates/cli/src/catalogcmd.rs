@@ -359,6 +359,14 @@ pub async fn verify(target: &Target, which: Option<&str>, deep: bool) -> Result<
     if let Some(e) = &report.earliest {
         println!("earliest recovery point: {e} (end of the oldest restorable backup)");
     }
+    if let Some(chain) = &report.chain {
+        if let (Some(seg), Some(at)) = (&chain.contiguous_until, chain.until_archived_at) {
+            println!(
+                "latest recovery point: about {} (when {seg}, the last segment without a gap, was archived)",
+                at.format("%Y-%m-%d %H:%M:%S UTC")
+            );
+        }
+    }
     match first_problem {
         Some(p) => Err(OperationFailed(p).into()),
         None => Ok(()),

@@ -470,6 +470,19 @@ impl Archive {
 
     /// Every WAL-type object under `wals/`, unordered.
     pub async fn list_wals(&self) -> Result<Vec<(String, StoredWal)>, StorageError> {
+        Ok(self
+            .list_wals_timed()
+            .await?
+            .into_iter()
+            .map(|(key, wal, _)| (key, wal))
+            .collect())
+    }
+
+    /// [`Archive::list_wals`] with each object's last-modified time: when it was
+    /// archived.
+    pub async fn list_wals_timed(
+        &self,
+    ) -> Result<Vec<(String, StoredWal, chrono::DateTime<chrono::Utc>)>, StorageError> {
         let prefix = self.layout.wals_prefix();
         let mut out = Vec::new();
         let mut stream = self.store.list(Some(&ObjPath::from(prefix.as_str())));
@@ -477,7 +490,7 @@ impl Archive {
             let meta = item.map_err(|e| self.err(e, &prefix))?;
             let key = meta.location.to_string();
             if let Some(s) = StoredWal::from_key(&key) {
-                out.push((key, s));
+                out.push((key, s, meta.last_modified));
             }
         }
         Ok(out)

@@ -665,11 +665,25 @@ fn verify_names_the_first_missing_object() {
     };
     let ok = verify(&["--deep"]);
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    let report = String::from_utf8_lossy(&ok.stdout);
     assert!(
-        String::from_utf8_lossy(&ok.stdout)
-            .contains(&format!("{id}: restorable (deep check passed)")),
+        report.contains(&format!("{id}: restorable (deep check passed)")),
         "{}",
         text(&ok)
+    );
+    // The recoverability window: from the backup's end to when the last contiguous
+    // segment was archived, which is today.
+    let day = |d: i64| {
+        (chrono::Utc::now() - chrono::Duration::days(d))
+            .format("%Y-%m-%d")
+            .to_string()
+    };
+    assert!(
+        report.contains("earliest recovery point: ")
+            && [day(0), day(1)]
+                .iter()
+                .any(|d| report.contains(&format!("latest recovery point: about {d}"))),
+        "{report}"
     );
 
     let show = run(
