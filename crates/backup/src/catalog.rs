@@ -38,21 +38,37 @@ pub async fn load(archive: &Archive) -> Result<(Vec<BackupInfo>, Vec<String>), S
     Ok((backups, unreadable))
 }
 
-/// Keep annotations (`base/<id>/annotations/keep`, body `full` or `standalone`), by
-/// backup id: one listing of `base/` plus one small GET per annotation.
-pub async fn keep_targets(
-    archive: &Archive,
-) -> Result<std::collections::BTreeMap<String, String>, StorageError> {
+/// Every object under `base/`, by backup id, from one listing: what the catalog
+/// commands need beyond `backup.info` (parts, sizes, keep annotations).
+pub type BaseObjects = std::collections::BTreeMap<String, Vec<barrelman_storage::ObjectInfo>>;
+
+/// Lists `base/` once into [`BaseObjects`].
+pub async fn base_objects(archive: &Archive) -> Result<BaseObjects, StorageError> {
     let base = archive.layout().base_prefix();
-    let mut out = std::collections::BTreeMap::new();
+    let mut out = BaseObjects::new();
     for o in archive.list_objects(&base).await? {
         let rest = o.key.strip_prefix(&format!("{base}/")).unwrap_or(&o.key);
-        if let Some(id) = rest.strip_suffix("/annotations/keep") {
+        if let Some((id, _)) = rest.split_once('/') {
+            out.entry(id.to_string()).or_default().push(o);
+        }
+    }
+    Ok(out)
+}
+
+/// Keep annotations (`base/<id>/annotations/keep`, body `full` or `standalone`), by
+/// backup id: one small GET per annotation found in `objects`.
+pub async fn keep_targets(
+    archive: &Archive,
+    objects: &BaseObjects,
+) -> Result<std::collections::BTreeMap<String, String>, StorageError> {
+    let mut out = std::collections::BTreeMap::new();
+    for (id, objs) in objects {
+        for o in objs.iter().filter(|o| o.key.ends_with("/annotations/keep")) {
             if let Some(body) = archive.get_small(&o.key).await? {
                 let text = String::from_utf8_lossy(&body);
                 let target = text.lines().next().unwrap_or("").trim().to_string();
                 if !target.is_empty() {
-                    out.insert(id.to_string(), target);
+                    out.insert(id.clone(), target);
                 }
             }
         }
@@ -69,18 +85,11 @@ pub fn keep_key(archive: &Archive, backup_id: &str) -> String {
 }
 
 /// Total stored bytes of each backup (its tar parts and `backup.info`), by id.
-pub async fn stored_sizes(
-    archive: &Archive,
-) -> Result<std::collections::BTreeMap<String, u64>, StorageError> {
-    let base = archive.layout().base_prefix();
-    let mut out = std::collections::BTreeMap::new();
-    for o in archive.list_objects(&base).await? {
-        let rest = o.key.strip_prefix(&format!("{base}/")).unwrap_or(&o.key);
-        if let Some((id, _)) = rest.split_once('/') {
-            *out.entry(id.to_string()).or_insert(0) += o.size;
-        }
-    }
-    Ok(out)
+pub fn stored_sizes(objects: &BaseObjects) -> std::collections::BTreeMap<String, u64> {
+    objects
+        .iter()
+        .map(|(id, objs)| (id.clone(), objs.iter().map(|o| o.size).sum()))
+        .collect()
 }
 
 /// How to pick a backup for `auto`.

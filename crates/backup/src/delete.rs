@@ -55,7 +55,8 @@ pub async fn delete(archive: &Archive, req: &DeleteRequest) -> Result<DeleteRepo
     if !unreadable.is_empty() {
         return Err(DeleteError::Unreadable(unreadable.join("; ")));
     }
-    let keep = catalog::keep_targets(archive).await?;
+    let objects = catalog::base_objects(archive).await?;
+    let keep = catalog::keep_targets(archive, &objects).await?;
     let entries: Vec<Entry> = backups
         .iter()
         .map(|b| Entry {
@@ -115,13 +116,12 @@ pub async fn delete(archive: &Archive, req: &DeleteRequest) -> Result<DeleteRepo
     };
     let base = archive.layout().base_prefix();
     for d in &report.deletions {
-        let objects = archive
-            .list_objects(&format!("{base}/{}", d.backup_id))
-            .await?;
         let info_key = format!("{base}/{}/backup.info", d.backup_id);
         let mut keys: Vec<String> = objects
+            .get(&d.backup_id)
             .into_iter()
-            .map(|o| o.key)
+            .flatten()
+            .map(|o| o.key.clone())
             .filter(|k| *k != info_key && !k.contains("/annotations/"))
             .collect();
         keys.push(info_key);

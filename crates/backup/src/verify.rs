@@ -106,8 +106,21 @@ pub async fn verify_loaded(
         },
         None => backups.iter().collect(),
     };
+    // Several backups: one listing of base/ serves them all; one backup: its own.
+    let listing = if selected.len() > 1 {
+        Some(catalog::base_objects(archive).await?)
+    } else {
+        None
+    };
     for b in selected {
-        let problems = check_backup(archive, b, wals, deep).await?;
+        let objects = match &listing {
+            Some(l) => l.get(&b.backup_id).cloned().unwrap_or_default(),
+            None => {
+                let prefix = format!("{}/{}", archive.layout().base_prefix(), b.backup_id);
+                archive.list_objects(&prefix).await?
+            }
+        };
+        let problems = check_backup(archive, b, &objects, wals, deep).await?;
         report.backups.push(BackupCheck {
             backup_id: b.backup_id.clone(),
             problems,
@@ -132,6 +145,7 @@ pub async fn verify_loaded(
 async fn check_backup(
     archive: &Archive,
     b: &BackupInfo,
+    objects: &[barrelman_storage::ObjectInfo],
     wals: &WalIndex,
     deep: bool,
 ) -> Result<Vec<String>, StorageError> {
@@ -141,10 +155,9 @@ async fn check_backup(
         return Ok(problems);
     }
     let prefix = format!("{}/{}", archive.layout().base_prefix(), b.backup_id);
-    let objects = archive.list_objects(&prefix).await?;
     let mut items: BTreeMap<String, Vec<(usize, String, barrelman_core::Compression)>> =
         BTreeMap::new();
-    for o in &objects {
+    for o in objects {
         if let Some((item, idx, c)) =
             plan::parse_part_name(o.key.rsplit('/').next().unwrap_or_default())
         {

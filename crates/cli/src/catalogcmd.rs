@@ -42,7 +42,8 @@ pub async fn barman_list(target: &Target, format: &str) -> Result<()> {
         println!("{}", list_json(&backups));
         return Ok(());
     }
-    let keep = catalog::keep_targets(&archive).await?;
+    let objects = catalog::base_objects(&archive).await?;
+    let keep = catalog::keep_targets(&archive, &objects).await?;
     println!(
         "{:<20}{:<25}{:<30}{:<17}{:<20}",
         "Backup ID", "End Time", "Begin Wal", "Archival Status", "Name"
@@ -79,8 +80,9 @@ pub async fn native_list(target: &Target, format: &str) -> Result<()> {
         println!("{}", list_json(&backups));
         return Ok(());
     }
-    let keep = catalog::keep_targets(&archive).await?;
-    let sizes = catalog::stored_sizes(&archive).await?;
+    let objects = catalog::base_objects(&archive).await?;
+    let keep = catalog::keep_targets(&archive, &objects).await?;
+    let sizes = catalog::stored_sizes(&objects);
     println!(
         "{:<16} {:<22} {:<8} {:<20} {:<25} {:>10} {:<10}",
         "BACKUP ID", "NAME", "STATUS", "END TIME", "WAL", "STORED", "KEEP"

@@ -607,6 +607,17 @@ fn retention_deletes_exactly_what_no_kept_backup_needs() {
             .any(|k| k.starts_with(&ids[1])),
         "backup objects left"
     );
+    // Both remaining backups verify (one listing of base/ for all of them).
+    let all = run(
+        &barrelman(),
+        &["verify", "--all", "--endpoint-url", ep, "s3://ret/p", "srv"],
+        &s3,
+    );
+    assert_eq!(all.status.code(), Some(0), "{}", text(&all));
+    let report = String::from_utf8_lossy(&all.stdout);
+    for id in [&ids[0], &ids[2]] {
+        assert!(report.contains(&format!("{id}: restorable")), "{report}");
+    }
     let after = segments(&list_keys(&s3, "ret", "p/srv/wals/"));
     for seg in &before {
         let needed = (seg >= &b0 && seg <= &e0) || seg >= &b2;
