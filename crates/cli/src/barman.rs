@@ -703,6 +703,15 @@ async fn wal_archive(cli: WalArchiveCli) -> Result<i32> {
     let mut flags = cli.common.cloud();
     flags.encryption = cli.upload.encryption.clone();
     flags.sse_kms_key_id = cli.upload.sse_kms_key_id.clone();
+    // Like barman, an invalid WAL name is refused (exit 3) before anything else, -t
+    // included. Unlike barman, -t needs no WAL path (barman 3.19.1 exits 1 without one).
+    if let Some(path) = &cli.wal_path {
+        let base = std::path::Path::new(path)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        barrelman_core::wal::WalName::parse(&base)?;
+    }
     let target = Target::from_barman(&cli.destination_url, &cli.server_name, &flags)?;
     if cli.common.test {
         return connectivity_test(&target).await;

@@ -246,3 +246,56 @@ fn version_verbosity_and_log_lines_match_barman() {
         }
     }
 }
+
+/// `-t` on every tool: exit 2 when the endpoint cannot be reached, and what barman
+/// exits when the bucket is missing; the same codes as barman's.
+#[test]
+fn connectivity_tests_exit_as_barmans_on_every_tool() {
+    let s3 = S3Server::start();
+    s3.create_bucket("conn");
+    let links = links_dir();
+    let dead = format!("http://127.0.0.1:{}", barrelman_testkit::free_port());
+    let extra = |tool: &str| -> &'static [&'static str] {
+        match tool {
+            // barman 3.19.1 needs a WAL path even with -t (barrelman does not)
+            "barman-cloud-wal-archive" => &["pg_wal/000000010000000000000001"],
+            "barman-cloud-wal-restore" => &["000000010000000000000001", "/tmp/barrelman-never"],
+            "barman-cloud-restore" => &["20200101T000000", "/tmp/barrelman-never"],
+            "barman-cloud-backup-show" => &["20200101T000000"],
+            "barman-cloud-backup-keep" => &["20200101T000000", "-s"],
+            "barman-cloud-backup-delete" => &["-b", "20200101T000000"],
+            _ => &[],
+        }
+    };
+    let failures = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for entry in std::fs::read_dir(&links).unwrap() {
+            let tool = entry.unwrap().file_name().to_string_lossy().into_owned();
+            let (links, s3, dead, failures) = (&links, &s3, &dead, &failures);
+            scope.spawn(move || {
+                for (endpoint, url, want) in [
+                    (s3.endpoint.as_str(), "s3://conn/p", None),
+                    (dead.as_str(), "s3://conn/p", Some(2)),
+                    (s3.endpoint.as_str(), "s3://no-such-bucket/p", None),
+                ] {
+                    let mut args = vec!["-t", "--endpoint-url", endpoint, url, "srv"];
+                    args.extend_from_slice(extra(&tool));
+                    let ours = super::common::run(&links.join(&tool), &args, s3);
+                    let theirs = super::common::run(&tools_bin().join(&tool), &args, s3);
+                    let expected = want.or(theirs.status.code());
+                    if ours.status.code() != theirs.status.code()
+                        || theirs.status.code() != expected
+                    {
+                        failures.lock().unwrap().push(format!(
+                            "{tool} {args:?}: ours {:?}, barman {:?}",
+                            ours.status.code(),
+                            theirs.status.code()
+                        ));
+                    }
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
