@@ -54,7 +54,8 @@ enum Command {
     /// Check that backups can be restored (exit 1 naming the first missing object).
     Verify(VerifyArgs),
     /// Report what is wrong with an archive (WAL not arriving, foreign WAL, a second
-    /// cluster, unrestorable backups, access), each finding with its fix.
+    /// cluster, unrestorable backups, access) and, with --postgres, with the server's
+    /// archiving; each finding with its fix.
     Doctor(DoctorArgs),
     /// Create the barman-cloud-* links to this binary in DIR.
     InstallLinks {
