@@ -84,6 +84,8 @@ COMMAND="ROUNDS=$ROUNDS SCALE=$SCALE JOBS=$JOBS TOOLS=$TOOLS CODECS=$CODECS VERI
 
 say() { echo "[backup.sh $(date +%T)] $*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
+# shellcheck source=bench/lib.sh
+. "$REPO/bench/lib.sh"
 
 [ "$(id -u)" = 0 ] || die "run as root (PostgreSQL and the tools run as user postgres via runuser)"
 id -u postgres >/dev/null 2>&1 || die "no OS user postgres (scripts/setup-test-env.sh creates it)"
@@ -128,12 +130,7 @@ cleanup() {
   if [ "$PG_STARTED" = 1 ] && [ -f "$PGDATA_DIR/postmaster.pid" ]; then
     runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m immediate -w stop >/dev/null 2>&1
   fi
-  if [ -n "$WEED_PID" ] && kill -0 "$WEED_PID" 2>/dev/null; then
-    kill -INT "$WEED_PID"
-    for _ in $(seq 1 50); do kill -0 "$WEED_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$WEED_PID" 2>/dev/null && kill -KILL "$WEED_PID"
-    wait "$WEED_PID" 2>/dev/null
-  fi
+  bench_stop_weed
   if [ "${KEEP_WORK:-0}" = 1 ] || [ "$rc" != 0 ]; then
     # keep logs, drop the bulky data
     [ "${KEEP_WORK:-0}" = 1 ] || rm -rf "$W/restore" "$W/s3/data" "$PGDATA_DIR"
@@ -153,56 +150,18 @@ chmod -R a+rX "$W/bin"
 BARRELMAN_GIT=${BARRELMAN_REV:-$(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo unknown)}
 
 # --- ports: all on 127.0.0.1, chosen free now (as in bench/wal.sh) ---------------------
-read -r P_MASTER P_MASTER_G P_VOL P_VOL_G P_FILER P_FILER_G P_S3 P_S3_G P_S3_TLS P_ADMIN P_ADMIN_G < <(
-  "$PY" - <<'EOF'
-import random, socket
-held = []
-def grab(port=0):
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", port)); held.append(s); return s.getsockname()[1]
-ports = [grab() for _ in range(9)]
-while True:
-    p = random.randint(20000, 29999)
-    try:
-        a = grab(p); b = grab(p + 10000); ports += [a, b]; break
-    except OSError:
-        pass
-print(*ports)
-EOF
-)
-[ -n "${P_ADMIN_G:-}" ] || die "could not pick free ports"
+bench_pick_ports
+P_S3_TLS=$P_EXTRA
 
 # --- SeaweedFS with TLS ------------------------------------------------------------------
 T="$W/tls"
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=backup-bench test CA" \
-  -keyout "$T/ca.key" -out "$T/ca.pem" >/dev/null 2>&1
-openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
-  -keyout "$T/server.key" -out "$T/server.csr" >/dev/null 2>&1
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >"$T/ext.cnf"
-openssl x509 -req -in "$T/server.csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" -CAcreateserial \
-  -days 2 -extfile "$T/ext.cnf" -out "$T/server.pem" >/dev/null 2>&1
-chmod 644 "$T/ca.pem"
+bench_make_tls "$T" "backup-bench test CA"
 
 AWS_ACCESS_KEY_ID="BB$(openssl rand -hex 9 | tr a-f A-F)"
 AWS_SECRET_ACCESS_KEY=$(openssl rand -hex 20)
 S3_URL="https://localhost:$P_S3_TLS"
 say "starting SeaweedFS (S3 https on 127.0.0.1:$P_S3_TLS)"
-(
-  cd "$W/s3/data"
-  AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY exec "$VENV/bin/weed" mini \
-    -dir="$W/s3/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.telemetry=false \
-    -master.port="$P_MASTER" -master.port.grpc="$P_MASTER_G" \
-    -volume.port="$P_VOL" -volume.port.grpc="$P_VOL_G" \
-    -filer.port="$P_FILER" -filer.port.grpc="$P_FILER_G" \
-    -s3.port="$P_S3" -s3.port.grpc="$P_S3_G" -s3.port.https="$P_S3_TLS" \
-    -s3.cert.file="$T/server.pem" -s3.key.file="$T/server.key" \
-    -admin.port="$P_ADMIN" -admin.port.grpc="$P_ADMIN_G" -admin.ui=false \
-    -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 -s3.autoCreateBucket=false \
-    -volume.preStopSeconds=0 \
-    -filer.localSocket="$W/s3/filer.sock" -s3.localSocket="$W/s3/s3.sock" \
-    >"$W/logs/weed.log" 2>&1
-) &
-WEED_PID=$!
+bench_start_weed -s3.port.https="$P_S3_TLS" -s3.cert.file="$T/server.pem" -s3.key.file="$T/server.key"
 "$PY" - "$S3_URL" "$T/ca.pem" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" <<'EOF' || die "SeaweedFS did not come up: $(tail -5 "$W/logs/weed.log")"
 import sys, time, boto3
 from botocore.config import Config

@@ -80,6 +80,8 @@ SERVER=srv
 
 say() { echo "[catalog.sh $(date +%T)] $*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
+# shellcheck source=bench/lib.sh
+. "$REPO/bench/lib.sh"
 
 [ -x "$VENV/bin/weed" ] && [ -x "$VENV/bin/barman-cloud-backup-list" ] && [ -x "$PY" ] ||
   die "tools venv $VENV incomplete: run scripts/setup-test-env.sh"
@@ -103,12 +105,7 @@ mkdir -p "$W"/{s3/data,logs,out,res,bin}
 cleanup() {
   local rc=$?
   set +e
-  if [ -n "$WEED_PID" ] && kill -0 "$WEED_PID" 2>/dev/null; then
-    kill -INT "$WEED_PID"
-    for _ in $(seq 1 100); do kill -0 "$WEED_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$WEED_PID" 2>/dev/null && kill -KILL "$WEED_PID"
-    wait "$WEED_PID" 2>/dev/null
-  fi
+  bench_stop_weed
   if [ "${KEEP_WORK:-0}" = 1 ] || [ "$rc" != 0 ]; then
     say "work directory kept: $W"
   else
@@ -125,26 +122,8 @@ BM="$W/bin/barrelman"
 BARRELMAN_GIT=${BARRELMAN_REV:-$(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo unknown)}
 
 # --- ports: all on 127.0.0.1, chosen free now ------------------------------------------
-# 9 free ephemeral ports, then P and P+10000 both free (weed's admin gRPC is dialled at
-# admin port + 10000 whatever -admin.port.grpc says)
-read -r P_MASTER P_MASTER_G P_VOL P_VOL_G P_FILER P_FILER_G P_S3 P_S3_G P_METRICS P_ADMIN P_ADMIN_G < <(
-  "$PY" - <<'EOF'
-import random, socket
-held = []
-def grab(port=0):
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", port)); held.append(s); return s.getsockname()[1]
-ports = [grab() for _ in range(9)]
-while True:
-    p = random.randint(20000, 29999)
-    try:
-        a = grab(p); b = grab(p + 10000); ports += [a, b]; break
-    except OSError:
-        pass
-print(*ports)
-EOF
-)
-[ -n "${P_ADMIN_G:-}" ] || die "could not pick free ports"
+bench_pick_ports
+P_METRICS=$P_EXTRA
 
 # --- 1. SeaweedFS, plain HTTP ------------------------------------------------------------
 AWS_ACCESS_KEY_ID="CB$(openssl rand -hex 9 | tr a-f A-F)"
@@ -152,22 +131,7 @@ AWS_SECRET_ACCESS_KEY=$(openssl rand -hex 20)
 S3_URL="http://127.0.0.1:$P_S3"
 METRICS_URL="http://127.0.0.1:$P_METRICS/metrics"
 say "starting SeaweedFS (S3 http on 127.0.0.1:$P_S3)"
-(
-  cd "$W/s3/data"
-  AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY exec "$VENV/bin/weed" mini \
-    -dir="$W/s3/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.telemetry=false \
-    -master.port="$P_MASTER" -master.port.grpc="$P_MASTER_G" \
-    -volume.port="$P_VOL" -volume.port.grpc="$P_VOL_G" \
-    -filer.port="$P_FILER" -filer.port.grpc="$P_FILER_G" \
-    -s3.port="$P_S3" -s3.port.grpc="$P_S3_G" \
-    -metricsIp=127.0.0.1 -metricsPort="$P_METRICS" \
-    -admin.port="$P_ADMIN" -admin.port.grpc="$P_ADMIN_G" -admin.ui=false \
-    -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 -s3.autoCreateBucket=false \
-    -volume.preStopSeconds=0 \
-    -filer.localSocket="$W/s3/filer.sock" -s3.localSocket="$W/s3/s3.sock" \
-    >"$W/logs/weed.log" 2>&1
-) &
-WEED_PID=$!
+bench_start_weed -metricsIp=127.0.0.1 -metricsPort="$P_METRICS"
 
 # Everything below talks to this server only, with its credentials (no CA bundle:
 # plain HTTP on 127.0.0.1).

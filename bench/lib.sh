@@ -1,0 +1,79 @@
+# bench/lib.sh - what the bench scripts share: free ports on 127.0.0.1, a throwaway
+# CA and server certificate, and SeaweedFS (`weed mini`) with every port chosen here,
+# telemetry off, bound to 127.0.0.1.
+#
+# Source it after setting VENV (the tools venv), PY (its python) and W (the work
+# directory, with W/s3/data and W/logs), and defining say and die.
+
+# bench_pick_ports: sets P_MASTER P_MASTER_G P_VOL P_VOL_G P_FILER P_FILER_G P_S3 P_S3_G
+# P_EXTRA (one more free port: HTTPS or metrics) P_ADMIN P_ADMIN_G. The admin pair is P
+# and P+10000, both free: weed dials the admin gRPC at admin port + 10000 whatever
+# -admin.port.grpc says.
+bench_pick_ports() {
+  read -r P_MASTER P_MASTER_G P_VOL P_VOL_G P_FILER P_FILER_G P_S3 P_S3_G P_EXTRA P_ADMIN P_ADMIN_G < <(
+    "$PY" - <<'EOF'
+import random, socket
+held = []
+def grab(port=0):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", port)); held.append(s); return s.getsockname()[1]
+ports = [grab() for _ in range(9)]
+while True:
+    p = random.randint(20000, 29999)
+    try:
+        a = grab(p); b = grab(p + 10000); ports += [a, b]; break
+    except OSError:
+        pass
+print(*ports)
+EOF
+  )
+  [ -n "${P_ADMIN_G:-}" ] || die "could not pick free ports"
+}
+
+# bench_make_tls DIR CN: a CA (DIR/ca.pem) and a localhost/127.0.0.1 server
+# certificate signed by it (DIR/server.pem, DIR/server.key).
+bench_make_tls() {
+  local t=$1 cn=$2
+  mkdir -p "$t"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=$cn" \
+    -keyout "$t/ca.key" -out "$t/ca.pem" >/dev/null 2>&1
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+    -keyout "$t/server.key" -out "$t/server.csr" >/dev/null 2>&1
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >"$t/ext.cnf"
+  openssl x509 -req -in "$t/server.csr" -CA "$t/ca.pem" -CAkey "$t/ca.key" -CAcreateserial \
+    -days 2 -extfile "$t/ext.cnf" -out "$t/server.pem" >/dev/null 2>&1
+  chmod 644 "$t/ca.pem"
+}
+
+# bench_start_weed [EXTRA WEED FLAGS...]: starts weed mini on the picked ports with
+# AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY as its S3 identity; sets WEED_PID. Its log
+# is W/logs/weed.log.
+bench_start_weed() {
+  (
+    cd "$W/s3/data"
+    AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY \
+      exec "$VENV/bin/weed" mini \
+      -dir="$W/s3/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.telemetry=false \
+      -master.port="$P_MASTER" -master.port.grpc="$P_MASTER_G" \
+      -volume.port="$P_VOL" -volume.port.grpc="$P_VOL_G" \
+      -filer.port="$P_FILER" -filer.port.grpc="$P_FILER_G" \
+      -s3.port="$P_S3" -s3.port.grpc="$P_S3_G" \
+      -admin.port="$P_ADMIN" -admin.port.grpc="$P_ADMIN_G" -admin.ui=false \
+      -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 -s3.autoCreateBucket=false \
+      -volume.preStopSeconds=0 \
+      -filer.localSocket="$W/s3/filer.sock" -s3.localSocket="$W/s3/s3.sock" \
+      "$@" >"$W/logs/weed.log" 2>&1
+  ) &
+  WEED_PID=$!
+}
+
+# bench_stop_weed: stops it (SIGINT, then SIGKILL after 10 s).
+bench_stop_weed() {
+  if [ -n "${WEED_PID:-}" ] && kill -0 "$WEED_PID" 2>/dev/null; then
+    kill -INT "$WEED_PID"
+    for _ in $(seq 1 100); do kill -0 "$WEED_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$WEED_PID" 2>/dev/null && kill -KILL "$WEED_PID"
+    wait "$WEED_PID" 2>/dev/null
+  fi
+  return 0
+}
