@@ -129,12 +129,51 @@ fn claim_port(port: u16) -> bool {
     given.get_or_insert_with(HashSet::new).insert(port)
 }
 
-/// A free TCP port on `127.0.0.1`: binds port 0, reads the port the kernel chose, and
-/// closes the socket. A port is never handed out twice within one process.
+/// The kernel's ephemeral port range (where outgoing connections get their source
+/// ports), from /proc; Linux's default when it cannot be read.
+fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| {
+            let mut it = t.split_whitespace().map(|v| v.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999))
+}
+
+/// A fresh pseudo-random number (std's per-call hasher keys, the clock, the pid).
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    h.write_u128(nanos);
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// A free TCP port on `127.0.0.1`, never handed out twice within one process.
+///
+/// It is picked at random below the kernel's ephemeral range and checked by binding
+/// it: a port from that range (what binding port 0 gives) can be taken by the source
+/// port of any outgoing connection before the server that was meant to get it starts,
+/// and the tests make thousands of connections while clusters start.
 ///
 /// # Panics
 /// If no port can be bound.
 pub fn free_port() -> u16 {
+    let (ephemeral_low, _) = ephemeral_range();
+    let (low, high) = (10_000u16, ephemeral_low.saturating_sub(1));
+    if high > low + 1000 {
+        for _ in 0..1000 {
+            let port = low + (random_u64() % u64::from(high - low)) as u16;
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() && claim_port(port) {
+                return port;
+            }
+        }
+    }
     for _ in 0..1000 {
         let listener = TcpListener::bind(("127.0.0.1", 0)).expect("bind 127.0.0.1:0");
         let port = listener.local_addr().expect("local_addr").port();
