@@ -67,6 +67,40 @@ bench_start_weed() {
   WEED_PID=$!
 }
 
+# bench_start_tls_s3 KEY_PREFIX CA_NAME BUCKET...: a test CA in W/tls (T), fresh S3
+# credentials (AWS_ACCESS_KEY_ID starting with KEY_PREFIX, AWS_SECRET_ACCESS_KEY),
+# SeaweedFS with S3 over HTTPS on P_S3_TLS (S3_URL), and the buckets, created as soon
+# as the server answers (dies after 60 s).
+bench_start_tls_s3() {
+  local prefix=$1 ca_name=$2
+  shift 2
+  T="$W/tls"
+  bench_make_tls "$T" "$ca_name"
+  AWS_ACCESS_KEY_ID="$prefix$(openssl rand -hex 9 | tr a-f A-F)"
+  AWS_SECRET_ACCESS_KEY=$(openssl rand -hex 20)
+  S3_URL="https://localhost:$P_S3_TLS"
+  say "starting SeaweedFS (S3 https on 127.0.0.1:$P_S3_TLS)"
+  bench_start_weed -s3.port.https="$P_S3_TLS" -s3.cert.file="$T/server.pem" -s3.key.file="$T/server.key"
+  "$PY" - "$S3_URL" "$T/ca.pem" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" "$@" <<'EOF' || die "SeaweedFS did not come up: $(tail -5 "$W/logs/weed.log")"
+import sys, time, boto3
+from botocore.config import Config
+url, ca, ak, sk = sys.argv[1:5]
+s3 = boto3.client("s3", endpoint_url=url, verify=ca, aws_access_key_id=ak, aws_secret_access_key=sk,
+                  region_name="us-east-1", config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+deadline = time.time() + 60
+for b in sys.argv[5:]:
+    while True:
+        try:
+            s3.create_bucket(Bucket=b); break
+        except s3.exceptions.BucketAlreadyOwnedByYou:
+            break
+        except Exception:
+            if time.time() > deadline: raise
+            time.sleep(0.2)
+EOF
+  say "buckets created"
+}
+
 # bench_stop_weed: stops it (SIGINT, then SIGKILL after 10 s).
 bench_stop_weed() {
   if [ -n "${WEED_PID:-}" ] && kill -0 "$WEED_PID" 2>/dev/null; then

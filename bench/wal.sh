@@ -232,32 +232,7 @@ chmod 644 "$STAGE"/*
 say "staged $N_SEGMENTS segments: $(ls "$STAGE" | head -1) .. $(ls "$STAGE" | tail -1)"
 
 # --- 2. SeaweedFS with TLS -------------------------------------------------------------
-T="$W/tls"
-bench_make_tls "$T" "wal-bench test CA"
-
-AWS_ACCESS_KEY_ID="WB$(openssl rand -hex 9 | tr a-f A-F)"
-AWS_SECRET_ACCESS_KEY=$(openssl rand -hex 20)
-S3_URL="https://localhost:$P_S3_TLS"
-say "starting SeaweedFS (S3 https on 127.0.0.1:$P_S3_TLS)"
-bench_start_weed -s3.port.https="$P_S3_TLS" -s3.cert.file="$T/server.pem" -s3.key.file="$T/server.key"
-"$PY" - "$S3_URL" "$T/ca.pem" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" <<'EOF' || die "SeaweedFS did not come up: $(tail -5 "$W/logs/weed.log")"
-import sys, time, boto3
-from botocore.config import Config
-url, ca, ak, sk = sys.argv[1:]
-s3 = boto3.client("s3", endpoint_url=url, verify=ca, aws_access_key_id=ak, aws_secret_access_key=sk,
-                  region_name="us-east-1", config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
-deadline = time.time() + 60
-for b in ("bench-barrelman", "bench-barman", "bench-pgbackrest"):
-    while True:
-        try:
-            s3.create_bucket(Bucket=b); break
-        except s3.exceptions.BucketAlreadyOwnedByYou:
-            break
-        except Exception:
-            if time.time() > deadline: raise
-            time.sleep(0.2)
-EOF
-say "buckets created"
+bench_start_tls_s3 WB "wal-bench test CA" bench-barrelman bench-barman bench-pgbackrest
 
 export W STAGE S3_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 export AWS_CA_BUNDLE="$T/ca.pem" AWS_DEFAULT_REGION=us-east-1
