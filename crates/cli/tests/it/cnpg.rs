@@ -196,7 +196,13 @@ fn cnpg_cluster() -> (S3Server, PgCluster, std::path::PathBuf) {
             &wal_archive_line(ENDPOINT_VAR, "%p")
         )
     );
-    let (s3, pg) = start_both(&["archive_mode = on", &archive_command]);
+    // wal_keep_size: archived segments stay in pg_wal (a checkpoint would otherwise
+    // recycle them) so that tests can compare restored bytes with PostgreSQL's own.
+    let (s3, pg) = start_both(&[
+        "archive_mode = on",
+        "wal_keep_size = 256MB",
+        &archive_command,
+    ]);
     s3.create_bucket(BUCKET);
     start(&pg, &s3);
     (s3, pg, links)
