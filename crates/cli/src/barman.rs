@@ -53,7 +53,7 @@ struct CommonArgs {
     #[arg(short = 'P', long = "aws-profile", alias = "profile")]
     aws_profile: Option<String>,
     /// The time in seconds until a timeout is raised when waiting to read from a connection.
-    #[arg(long = "read-timeout", value_parser = argtypes::int, allow_negative_numbers = true)]
+    #[arg(long = "read-timeout", value_parser = argtypes::int)]
     read_timeout: Option<i64>,
     /// S3 addressing style.
     #[arg(long = "addressing-style", value_parser = ["auto", "virtual", "path"])]
@@ -108,9 +108,7 @@ struct UploadFlags {
 }
 
 #[derive(Parser, Debug)]
-#[command(disable_help_flag = true, infer_long_args = true, args_override_self = true,
-          allow_negative_numbers = true,
-          group(ArgGroup::new("compression").multiple(false)))]
+#[command(group(ArgGroup::new("compression").multiple(false)))]
 struct WalArchiveCli {
     /// URL of the cloud destination, such as a bucket in AWS S3.
     destination_url: String,
@@ -139,7 +137,7 @@ struct WalArchiveCli {
     #[arg(long = "lz4", group = "compression")]
     lz4: bool,
     /// Compression level: an integer, or low, medium, high.
-    #[arg(long = "compression-level", allow_negative_numbers = true,
+    #[arg(long = "compression-level",
           value_parser = argtypes::compression_level)]
     compression_level: Option<LevelRequest>,
     /// Tag KEY,VALUE for history files (repeatable).
@@ -163,12 +161,6 @@ struct WalArchiveCli {
 }
 
 #[derive(Parser, Debug)]
-#[command(
-    disable_help_flag = true,
-    infer_long_args = true,
-    args_override_self = true,
-    allow_negative_numbers = true
-)]
 struct WalRestoreCli {
     /// URL of the cloud source, such as a bucket in AWS S3.
     source_url: String,
@@ -185,7 +177,7 @@ struct WalRestoreCli {
     no_partial: bool,
     /// Download up to this many WAL files at once (the next ones go to the spool).
     #[arg(short = 'p', long = "parallel", default_value_t = 0,
-          value_parser = argtypes::int, allow_negative_numbers = true)]
+          value_parser = argtypes::int)]
     parallel: i64,
     /// Directory of prefetched WAL files.
     #[arg(long = "spool-dir", default_value = "/var/tmp/walrestore")]
@@ -193,12 +185,6 @@ struct WalRestoreCli {
 }
 
 #[derive(Parser, Debug)]
-#[command(
-    disable_help_flag = true,
-    infer_long_args = true,
-    args_override_self = true,
-    allow_negative_numbers = true
-)]
 struct CheckWalArchiveCli {
     /// URL of the cloud destination, such as a bucket in AWS S3.
     destination_url: String,
@@ -212,9 +198,7 @@ struct CheckWalArchiveCli {
 }
 
 #[derive(Parser, Debug)]
-#[command(disable_help_flag = true, infer_long_args = true, args_override_self = true,
-          allow_negative_numbers = true,
-          group(ArgGroup::new("compression").multiple(false)))]
+#[command(group(ArgGroup::new("compression").multiple(false)))]
 struct BackupCli {
     /// URL of the cloud destination, such as a bucket in AWS S3.
     destination_url: String,
@@ -322,12 +306,6 @@ struct SnapshotBackupFlags {
 }
 
 #[derive(Parser, Debug)]
-#[command(
-    disable_help_flag = true,
-    infer_long_args = true,
-    args_override_self = true,
-    allow_negative_numbers = true
-)]
 struct RestoreCli {
     /// URL of the cloud source, such as a bucket in AWS S3.
     source_url: String,
@@ -369,12 +347,6 @@ struct RestoreCli {
 }
 
 #[derive(Parser, Debug)]
-#[command(
-    disable_help_flag = true,
-    infer_long_args = true,
-    args_override_self = true,
-    allow_negative_numbers = true
-)]
 struct BackupListCli {
     /// URL of the cloud source, such as a bucket in AWS S3.
     source_url: String,
@@ -388,12 +360,6 @@ struct BackupListCli {
 }
 
 #[derive(Parser, Debug)]
-#[command(
-    disable_help_flag = true,
-    infer_long_args = true,
-    args_override_self = true,
-    allow_negative_numbers = true
-)]
 struct BackupShowCli {
     /// URL of the cloud source, such as a bucket in AWS S3.
     source_url: String,
@@ -409,9 +375,7 @@ struct BackupShowCli {
 }
 
 #[derive(Parser, Debug)]
-#[command(disable_help_flag = true, infer_long_args = true, args_override_self = true,
-          allow_negative_numbers = true,
-          group(ArgGroup::new("action").required(true).multiple(false)))]
+#[command(group(ArgGroup::new("action").required(true).multiple(false)))]
 struct BackupKeepCli {
     /// URL of the cloud source, such as a bucket in AWS S3.
     source_url: String,
@@ -433,9 +397,7 @@ struct BackupKeepCli {
 }
 
 #[derive(Parser, Debug)]
-#[command(disable_help_flag = true, infer_long_args = true, args_override_self = true,
-          allow_negative_numbers = true,
-          group(ArgGroup::new("what").required(true).multiple(false)))]
+#[command(group(ArgGroup::new("what").required(true).multiple(false)))]
 struct BackupDeleteCli {
     /// URL of the cloud source, such as a bucket in AWS S3.
     source_url: String,
@@ -457,7 +419,7 @@ struct BackupDeleteCli {
     #[arg(long = "dry-run")]
     dry_run: bool,
     /// The maximum number of objects deleted in a single request.
-    #[arg(long = "batch-size", value_parser = argtypes::int, allow_negative_numbers = true)]
+    #[arg(long = "batch-size", value_parser = argtypes::int)]
     batch_size: Option<i64>,
     /// Check for object lock before deleting (S3).
     #[arg(long = "check-object-lock")]
@@ -466,10 +428,17 @@ struct BackupDeleteCli {
 
 /// Parses like argparse: help and version exit 0, usage errors exit 3.
 fn parse<T: Parser>(prog: &'static str, args: Vec<OsString>) -> Result<T, i32> {
+    // argparse's rules, for every tool: unique prefixes of long options, the last of a
+    // repeated option wins, `-1` is a value, and `--help` without `-h` (`-h` is
+    // barman-cloud-backup's --host).
     let cmd = T::command()
         .name(prog)
         .bin_name(prog)
-        .version(BARMAN_VERSION);
+        .version(BARMAN_VERSION)
+        .infer_long_args(true)
+        .args_override_self(true)
+        .allow_negative_numbers(true)
+        .disable_help_flag(true);
     let mut argv = vec![OsString::from(prog)];
     argv.extend(args);
     match cmd
