@@ -314,6 +314,14 @@ mod tests {
     use super::*;
     use crate::backup_info::parse_time;
 
+    /// A catalog of backups with their keep marks, oldest first.
+    fn catalog<'a>(items: &[(&'a BackupInfo, Option<&'a str>)]) -> Vec<Entry<'a>> {
+        items
+            .iter()
+            .map(|&(info, keep)| Entry { info, keep })
+            .collect()
+    }
+
     fn b(
         id: &str,
         status: BackupStatus,
@@ -394,20 +402,7 @@ mod tests {
             1,
             "2026-01-03 00:00:00+00:00",
         );
-        let cat = vec![
-            Entry {
-                info: &a,
-                keep: Some("standalone"),
-            },
-            Entry {
-                info: &bb,
-                keep: None,
-            },
-            Entry {
-                info: &c,
-                keep: None,
-            },
-        ];
+        let cat = catalog(&[(&a, Some("standalone")), (&bb, None), (&c, None)]);
         let d = decide(&cat, Policy::Redundancy(1), 0, now());
         assert!(matches!(d["20260101T000000"], Decision::Keep(_)));
         assert!(d["20260102T000000"].deletes());
@@ -477,20 +472,7 @@ mod tests {
             1,
             "2026-01-03 00:00:00+00:00",
         );
-        let cat = vec![
-            Entry {
-                info: &a,
-                keep: Some("full"),
-            },
-            Entry {
-                info: &bb,
-                keep: None,
-            },
-            Entry {
-                info: &c,
-                keep: None,
-            },
-        ];
+        let cat = catalog(&[(&a, Some("full")), (&bb, None), (&c, None)]);
         let d = decide(&cat, Policy::Redundancy(1), 0, now());
         let w = wal(&["000000010000000000000003", "000000010000000000000006"]);
         let p = plan(&cat, &d, &w, false);
@@ -543,28 +525,13 @@ mod tests {
             1,
             "2025-11-30 00:00:00+00:00",
         );
-        let cat = vec![
-            Entry {
-                info: &failed,
-                keep: None,
-            },
-            Entry {
-                info: &old,
-                keep: None,
-            },
-            Entry {
-                info: &mid,
-                keep: None,
-            },
-            Entry {
-                info: &base,
-                keep: None,
-            },
-            Entry {
-                info: &new,
-                keep: None,
-            },
-        ];
+        let cat = catalog(&[
+            (&failed, None),
+            (&old, None),
+            (&mid, None),
+            (&base, None),
+            (&new, None),
+        ]);
         // Window of 7 days from 2026-02-01: new is inside, base (2026-01-10) is the
         // first one ending before the window start: valid too; older ones obsolete.
         let d = decide(&cat, Policy::RecoveryWindow { days: 7 }, 0, now());
@@ -606,20 +573,7 @@ mod tests {
             3,
             "2026-01-04 00:00:00+00:00",
         );
-        let cat = vec![
-            Entry {
-                info: &a,
-                keep: None,
-            },
-            Entry {
-                info: &c,
-                keep: None,
-            },
-            Entry {
-                info: &other,
-                keep: None,
-            },
-        ];
+        let cat = catalog(&[(&a, None), (&c, None), (&other, None)]);
         let d = decide(&cat, Policy::Redundancy(2), 0, now());
         assert!(d["20260101T000000"].deletes());
         let w = wal(&[
