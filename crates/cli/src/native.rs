@@ -761,13 +761,33 @@ fn restore_command(store: &StoreArgs, positionals: &[String]) -> Result<String> 
 }
 
 async fn restore(a: RestoreArgs) -> Result<()> {
+    use barrelman_postgres::recovery::{RecoveryTarget, TargetAction};
+    let recovery_target = RecoveryTarget {
+        time: a.target_time.clone(),
+        lsn: a.target_lsn.clone(),
+        xid: a.target_xid.clone(),
+        name: a.target_name.clone(),
+        immediate: a.target_immediate,
+        timeline: a.target_timeline.clone(),
+        exclusive: a.target_exclusive,
+        action: a.target_action.as_deref().map(|s| match s {
+            "pause" => TargetAction::Pause,
+            "shutdown" => TargetAction::Shutdown,
+            _ => TargetAction::Promote,
+        }),
+    };
+    // Before any request: a target PostgreSQL would refuse at start-up must not
+    // cost a whole restore first.
+    recovery_target
+        .validate()
+        .map_err(|e| InputError(e.to_string()))?;
+    let choice =
+        crate::basebackup::target_choice(a.target_time.as_deref(), a.target_lsn.as_deref(), None)?;
     let (target, rest) = a.store.resolve(
         &a.args,
         1,
         "barrelman restore [DEST SERVER | --config F --server-name N] DESTINATION",
     )?;
-    let choice =
-        crate::basebackup::target_choice(a.target_time.as_deref(), a.target_lsn.as_deref(), None)?;
     let backup = a.backup.clone().unwrap_or_else(|| {
         if choice.time.is_some() || choice.lsn.is_some() {
             "auto".into()
@@ -796,22 +816,7 @@ async fn restore(a: RestoreArgs) -> Result<()> {
     let recovery = if a.no_recovery_config {
         None
     } else {
-        use barrelman_postgres::recovery::{RecoveryTarget, TargetAction};
-        let rt = RecoveryTarget {
-            time: a.target_time.clone(),
-            lsn: a.target_lsn.clone(),
-            xid: a.target_xid.clone(),
-            name: a.target_name.clone(),
-            immediate: a.target_immediate,
-            timeline: a.target_timeline.clone(),
-            exclusive: a.target_exclusive,
-            action: a.target_action.as_deref().map(|s| match s {
-                "pause" => TargetAction::Pause,
-                "shutdown" => TargetAction::Shutdown,
-                _ => TargetAction::Promote,
-            }),
-        };
-        Some((restore_command(&a.store, &a.args)?, rt))
+        Some((restore_command(&a.store, &a.args)?, recovery_target))
     };
     crate::basebackup::restore(&target, &opts, recovery)
         .await

@@ -49,7 +49,77 @@ impl RecoveryTarget {
             || self.name.is_some()
             || self.immediate
     }
+
+    /// Refuses settings PostgreSQL would only reject at start-up (or misread): two
+    /// stop points at once, an xid that is not a number, a restore point name that
+    /// `pg_create_restore_point` could not have made, a timeline that is neither a
+    /// number nor `current`/`latest`. Checked before anything is restored, so a
+    /// mistake costs a message instead of a whole restore.
+    pub fn validate(&self) -> Result<(), InvalidTarget> {
+        let set: Vec<&str> = [
+            ("--target-time", self.time.is_some()),
+            ("--target-lsn", self.lsn.is_some()),
+            ("--target-xid", self.xid.is_some()),
+            ("--target-name", self.name.is_some()),
+            ("--target-immediate", self.immediate),
+        ]
+        .into_iter()
+        .filter_map(|(flag, on)| on.then_some(flag))
+        .collect();
+        if set.len() > 1 {
+            return Err(InvalidTarget(format!(
+                "{} cannot be combined: PostgreSQL stops at one recovery target, give only one",
+                set.join(" and ")
+            )));
+        }
+        if let Some(xid) = &self.xid {
+            // PostgreSQL 13+ takes a 32-bit xid or an epoch-qualified 64-bit one.
+            if xid.is_empty()
+                || !xid.bytes().all(|b| b.is_ascii_digit())
+                || xid.parse::<u64>().is_err()
+            {
+                return Err(InvalidTarget(format!(
+                    "invalid --target-xid '{}': use a transaction id, a decimal number such as 7501",
+                    xid.escape_debug()
+                )));
+            }
+        }
+        if let Some(name) = &self.name {
+            if name.is_empty() || name.chars().any(char::is_control) {
+                return Err(InvalidTarget(format!(
+                    "invalid --target-name '{}': a restore point name is one line of printable characters",
+                    name.escape_debug()
+                )));
+            }
+            if name.len() > MAX_RESTORE_POINT_NAME {
+                return Err(InvalidTarget(format!(
+                    "invalid --target-name '{name}': restore point names are at most {MAX_RESTORE_POINT_NAME} bytes, so no restore point has this name"
+                )));
+            }
+        }
+        if let Some(tl) = &self.timeline {
+            let numeric = !tl.is_empty()
+                && tl.bytes().all(|b| b.is_ascii_digit())
+                && tl.parse::<u32>().is_ok_and(|n| n > 0);
+            if !numeric && tl != "current" && tl != "latest" {
+                return Err(InvalidTarget(format!(
+                    "invalid --target-timeline '{}': use a timeline number, current or latest",
+                    tl.escape_debug()
+                )));
+            }
+        }
+        Ok(())
+    }
 }
+
+/// PostgreSQL's `MAXFNAMELEN - 1`: `pg_create_restore_point` refuses longer names.
+pub const MAX_RESTORE_POINT_NAME: usize = 63;
+
+/// A recovery target PostgreSQL would refuse or misread; the message says which
+/// setting and what to give instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidTarget(pub String);
 
 /// A PostgreSQL string literal for a configuration file.
 fn quote(v: &str) -> String {
@@ -111,6 +181,113 @@ pub fn write_recovery_config(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validate_refuses_what_postgresql_would_refuse() {
+        let ok = |t: RecoveryTarget| assert_eq!(t.validate(), Ok(()), "{t:?}");
+        let bad = |t: RecoveryTarget, needle: &str| {
+            let e = t.validate().expect_err("must be refused").0;
+            assert!(e.contains(needle), "{e}");
+        };
+        ok(RecoveryTarget::default());
+        ok(RecoveryTarget {
+            xid: Some("7501".into()),
+            ..Default::default()
+        });
+        ok(RecoveryTarget {
+            name: Some("before upgrade".into()),
+            ..Default::default()
+        });
+        ok(RecoveryTarget {
+            immediate: true,
+            timeline: Some("latest".into()),
+            ..Default::default()
+        });
+        ok(RecoveryTarget {
+            time: Some("2026-11-24 20:16:25+00".into()),
+            timeline: Some("2".into()),
+            ..Default::default()
+        });
+        bad(
+            RecoveryTarget {
+                time: Some("2026-11-24".into()),
+                lsn: Some("0/3000000".into()),
+                ..Default::default()
+            },
+            "--target-time and --target-lsn cannot be combined",
+        );
+        bad(
+            RecoveryTarget {
+                xid: Some("1".into()),
+                immediate: true,
+                ..Default::default()
+            },
+            "--target-xid and --target-immediate",
+        );
+        bad(
+            RecoveryTarget {
+                xid: Some("12abc".into()),
+                ..Default::default()
+            },
+            "invalid --target-xid",
+        );
+        bad(
+            RecoveryTarget {
+                xid: Some("-5".into()),
+                ..Default::default()
+            },
+            "invalid --target-xid",
+        );
+        bad(
+            RecoveryTarget {
+                xid: Some(String::new()),
+                ..Default::default()
+            },
+            "invalid --target-xid",
+        );
+        bad(
+            RecoveryTarget {
+                xid: Some("99999999999999999999999".into()),
+                ..Default::default()
+            },
+            "invalid --target-xid",
+        );
+        bad(
+            RecoveryTarget {
+                name: Some("a\nrecovery_target_action = 'promote'".into()),
+                ..Default::default()
+            },
+            "one line",
+        );
+        bad(
+            RecoveryTarget {
+                name: Some("x".repeat(64)),
+                ..Default::default()
+            },
+            "at most 63 bytes",
+        );
+        bad(
+            RecoveryTarget {
+                name: Some(String::new()),
+                ..Default::default()
+            },
+            "invalid --target-name",
+        );
+        bad(
+            RecoveryTarget {
+                timeline: Some("0".into()),
+                ..Default::default()
+            },
+            "invalid --target-timeline",
+        );
+        bad(
+            RecoveryTarget {
+                timeline: Some("newest".into()),
+                ..Default::default()
+            },
+            "invalid --target-timeline",
+        );
+    }
 
     #[test]
     fn writes_quoted_settings_and_signal() {

@@ -309,3 +309,54 @@ fn parallel_archive_markers_and_restore_prefetch() {
     let out = restore(&segs[3], &dir.path().join("r3"));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
 }
+
+/// Recovery targets PostgreSQL would refuse at start-up (two stop points, a bad xid,
+/// a name PostgreSQL could not have made) are refused with exit 3 before anything is
+/// read from the store or written to the destination.
+#[test]
+fn invalid_recovery_targets_are_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = format!("file://{}", dir.path().join("archive").display());
+    let dest = dir.path().join("restored");
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "--target-time",
+                "2026-11-24 20:16:25+00",
+                "--target-lsn",
+                "0/3000000",
+            ],
+            "--target-time and --target-lsn cannot be combined",
+        ),
+        (&["--target-xid", "750x"], "invalid --target-xid"),
+        (
+            &["--target-xid", "7501", "--target-immediate"],
+            "cannot be combined",
+        ),
+        (
+            &["--target-name", "a\nrecovery_target_action = 'promote'"],
+            "invalid --target-name",
+        ),
+        (
+            &["--target-timeline", "newest"],
+            "invalid --target-timeline",
+        ),
+    ];
+    for (flags, needle) in cases {
+        let out = Command::new(barrelman())
+            .arg("restore")
+            .args(*flags)
+            .args([archive.as_str(), "pg-main"])
+            .arg(&dest)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{flags:?}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{flags:?}: {}", text(&out));
+        assert!(!dest.exists(), "{flags:?}: the destination was created");
+        assert!(
+            !dir.path().join("archive").exists(),
+            "{flags:?}: the store was opened"
+        );
+    }
+}
