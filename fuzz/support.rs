@@ -48,7 +48,7 @@ pub fn corpus_text(parser: &str) -> Vec<(String, String)> {
 
 /// One edit of a mutation.
 #[derive(Debug, Clone)]
-enum Edit {
+pub enum Edit {
     /// Insert a token of the format.
     Token(Index, Index),
     /// Insert random bytes.
@@ -63,7 +63,8 @@ enum Edit {
     Truncate(Index),
 }
 
-fn edit() -> impl Strategy<Value = Edit> {
+/// One random edit.
+pub fn edit() -> impl Strategy<Value = Edit> {
     prop_oneof![
         3 => (any::<Index>(), any::<Index>()).prop_map(|(p, t)| Edit::Token(p, t)),
         1 => (any::<Index>(), prop::collection::vec(any::<u8>(), 1..8))
@@ -75,7 +76,8 @@ fn edit() -> impl Strategy<Value = Edit> {
     ]
 }
 
-fn apply(mut data: Vec<u8>, edits: &[Edit], tokens: &[&[u8]]) -> Vec<u8> {
+/// `data` with `edits` applied, in order.
+pub fn apply(mut data: Vec<u8>, edits: &[Edit], tokens: &[&[u8]]) -> Vec<u8> {
     for e in edits {
         // Positions 0..=len.
         let at = |i: &Index, len: usize| i.index(len + 1);
