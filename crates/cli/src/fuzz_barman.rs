@@ -138,12 +138,6 @@ fn tool_and_argv() -> impl Strategy<Value = (&'static str, Vec<OsString>)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        // Each case builds the clap command of a tool.
-        cases: ProptestConfig::default().cases.min(2_000),
-        ..ProptestConfig::default()
-    })]
-
     #[test]
     fn fuzz_argv_barman((prog, args) in tool_and_argv()) {
         check_argv(prog, args);

@@ -66,11 +66,6 @@ fn fuzz_corpus_argv_native() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: ProptestConfig::default().cases.min(2_000),
-        ..ProptestConfig::default()
-    })]
-
     #[test]
     fn fuzz_argv_native(args in prop::collection::vec(prop_oneof![
         3 => prop::sample::select(words()).prop_map(OsString::from),

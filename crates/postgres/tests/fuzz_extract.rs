@@ -359,12 +359,6 @@ fn tar_part() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        // Each case creates and walks a directory tree.
-        cases: ProptestConfig::default().cases.min(2_000),
-        ..ProptestConfig::default()
-    })]
-
     #[test]
     fn fuzz_extract_generated_tars(parts in prop::collection::vec(tar_part(), 1..3)) {
         check_extract("generated", &parts);
