@@ -9,7 +9,7 @@
 mod support;
 
 use barrelman_core::awsprofile;
-use barrelman_core::backup_info::{list_json, parse_time, BackupInfo, BackupStatus};
+use barrelman_core::backup_info::{list_json, parse_time, BackupInfo, BackupStatus, Tablespace};
 use barrelman_core::compression::ALL_COMPRESSIONS;
 use barrelman_core::layout::{Destination, ServerLayout, StoredWal};
 use barrelman_core::lsn::Lsn;
@@ -17,6 +17,7 @@ use barrelman_core::objectstore::ObjectStore;
 use barrelman_core::pyliteral::{self, PyValue};
 use barrelman_core::retention::{self, Entry, Policy};
 use barrelman_core::wal::{SegmentName, WalName};
+use chrono::{DateTime, FixedOffset};
 use proptest::prelude::*;
 use support::*;
 
@@ -310,6 +311,139 @@ proptest! {
         fuzz_text("backup_info", INFO_TOKENS, 64),
     ]) {
         check_backup_info(&text);
+    }
+}
+
+/// Text of a plain value: one line, no surrounding blanks, not the null `None`.
+fn plain_text() -> impl Strategy<Value = String> {
+    any::<String>()
+        .prop_map(|s| s.replace(['\n', '\r'], " ").trim().to_owned())
+        .prop_filter("None is null", |s| s != "None")
+}
+
+/// A time barman can write: years 1 to 9999, microseconds, any offset.
+fn info_time() -> impl Strategy<Value = DateTime<FixedOffset>> {
+    // 0001-01-02 to 9999-12-30, so that every offset keeps the local year in range.
+    (
+        -62_135_510_400i64..253_402_214_400,
+        0u32..1_000_000,
+        -86_399i32..86_400,
+    )
+        .prop_map(|(secs, micros, offset)| {
+            let utc = DateTime::from_timestamp(secs, micros * 1000).expect("in range");
+            utc.with_timezone(&FixedOffset::east_opt(offset).expect("offset"))
+        })
+}
+
+fn finite_py_value() -> impl Strategy<Value = PyValue> {
+    py_value().prop_filter("finite floats", |v| !has_non_finite_float(v))
+}
+
+/// Any backup.info barrelman may hold in memory, within what the file format can
+/// carry (plain values on one line; falsy literals are written as None by design).
+fn backup_info() -> impl Strategy<Value = BackupInfo> {
+    let texts = prop::collection::vec(prop::option::of(plain_text()), 18);
+    let ints = prop::collection::vec(prop::option::of(any::<u64>()), 5);
+    let small = prop::collection::vec(prop::option::of(any::<u32>()), 2);
+    let segment = prop::option::of((20u32..=30).prop_map(|p| 1u64 << p));
+    let times = (prop::option::of(info_time()), prop::option::of(info_time()));
+    let children = prop::option::of(prop::collection::vec("[A-Za-z0-9]{1,15}", 1..4));
+    let literals = (
+        prop::option::of(finite_py_value().prop_filter("truthy", PyValue::is_truthy)),
+        prop::option::of(finite_py_value().prop_filter("truthy", PyValue::is_truthy)),
+        // A Python `None` here is the file's null.
+        prop::option::of(finite_py_value().prop_filter("not None", |v| *v != PyValue::None)),
+        prop::option::of(any::<String>().prop_filter("non-empty", |s| !s.is_empty())),
+        prop::option::of(prop::collection::vec(
+            (any::<String>(), any::<u32>(), any::<String>()),
+            1..3,
+        )),
+    );
+    let status = prop_oneof![
+        prop::sample::select(
+            &[
+                "EMPTY",
+                "STARTED",
+                "WAITING_FOR_WALS",
+                "DONE",
+                "SYNCING",
+                "FAILED"
+            ][..]
+        )
+        .prop_map(BackupStatus::parse),
+        "[A-Z_]{1,12}".prop_map(|s| BackupStatus::parse(&s)),
+    ];
+    (
+        texts, ints, small, segment, times, children, literals, status,
+    )
+        .prop_map(
+            |(t, i, n, segment, (begin_time, end_time), children, lit, status)| {
+                let mut b = BackupInfo::new("20261124T201625");
+                [
+                    &mut b.backup_name,
+                    &mut b.begin_wal,
+                    &mut b.begin_xlog,
+                    &mut b.compression,
+                    &mut b.config_file,
+                    &mut b.data_checksums,
+                    &mut b.encryption,
+                    &mut b.end_wal,
+                    &mut b.end_xlog,
+                    &mut b.error,
+                    &mut b.hba_file,
+                    &mut b.ident_file,
+                    &mut b.mode,
+                    &mut b.parent_backup_id,
+                    &mut b.pgdata,
+                    &mut b.server_name,
+                    &mut b.summarize_wal,
+                    &mut b.systemid,
+                ]
+                .into_iter()
+                .zip(t)
+                .for_each(|(field, v)| *field = v);
+                [
+                    &mut b.begin_offset,
+                    &mut b.cluster_size,
+                    &mut b.deduplicated_size,
+                    &mut b.end_offset,
+                    &mut b.size,
+                ]
+                .into_iter()
+                .zip(i)
+                .for_each(|(field, v)| *field = v);
+                b.timeline = n[0];
+                b.version = n[1];
+                b.xlog_segment_size = segment;
+                b.begin_time = begin_time;
+                b.end_time = end_time;
+                b.children_backup_ids = children;
+                let (copy_stats, included_files, snapshots_info, label, tablespaces) = lit;
+                b.copy_stats = copy_stats;
+                b.included_files = included_files;
+                b.snapshots_info = snapshots_info;
+                b.backup_label = label;
+                b.tablespaces = tablespaces.map(|t| {
+                    t.into_iter()
+                        .map(|(name, oid, location)| Tablespace {
+                            name,
+                            oid,
+                            location,
+                        })
+                        .collect()
+                });
+                b.status = status;
+                b
+            },
+        )
+}
+
+proptest! {
+    /// parse(format(b)) == b: every field barrelman writes reads back unchanged.
+    #[test]
+    fn fuzz_backup_info_round_trip(info in backup_info()) {
+        let text = info.to_file_text();
+        prop_assert_eq!(BackupInfo::parse(&info.backup_id, &text), Ok(info), "{}", text);
     }
 }
 

@@ -364,6 +364,23 @@ proptest! {
         check_extract("generated", &parts);
     }
 
+    /// The parts of one backup are extracted in parallel into one directory: a
+    /// part's links must not open a way out for another part racing with it.
+    #[test]
+    fn fuzz_extract_parts_concurrently(parts in prop::collection::vec(tar_part(), 2..4)) {
+        let sandbox = Sandbox::new();
+        std::thread::scope(|scope| {
+            for bytes in &parts {
+                let target = &sandbox.target;
+                scope.spawn(move || {
+                    let _ = extract_tar(bytes.as_slice(), target);
+                });
+            }
+        });
+        make_walkable(&sandbox.target);
+        sandbox.assert_contained("concurrent parts");
+    }
+
     #[test]
     fn fuzz_extract_mutated_corpus(bytes in mutated(
         corpus("tar").into_iter().map(|(_, b)| b).collect(),
