@@ -110,6 +110,28 @@ fn fuzz_corpus_pyliteral() {
     }
 }
 
+/// Nesting is limited where CPython's parser limits it (200 brackets): as deep as
+/// Python reads parses, deeper is an error, never a stack overflow, also on a
+/// thread with a small stack (tokio's blocking threads have 2 MiB).
+#[test]
+fn fuzz_pyliteral_nesting_limit() {
+    let nested = |depth: usize| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            let v = pyliteral::parse(&nested(200)).expect("200 levels parse");
+            assert_eq!(pyliteral::parse(&v.to_python()), Ok(v));
+            let e = pyliteral::parse(&nested(201)).expect_err("201 levels refused");
+            assert!(e.msg.contains("nested"), "{e}");
+            assert!(pyliteral::parse(&"(".repeat(1_000_000)).is_err());
+            let info = format!("copy_stats={}\n", "{'a': ".repeat(100_000));
+            assert!(BackupInfo::parse("x", &info).is_err());
+        })
+        .expect("thread")
+        .join()
+        .expect("no panic, no overflow");
+}
+
 fn py_value() -> impl Strategy<Value = PyValue> {
     let leaf = prop_oneof![
         Just(PyValue::None),
