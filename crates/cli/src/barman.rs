@@ -871,3 +871,7 @@ async fn restore(cli: RestoreCli) -> Result<i32> {
     crate::basebackup::restore(&target, &opts, None).await?;
     Ok(exit::SUCCESS)
 }
+
+#[cfg(test)]
+#[path = "fuzz_barman.rs"]
+mod fuzz;

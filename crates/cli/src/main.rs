@@ -11,6 +11,11 @@ mod native;
 mod target;
 mod walops;
 
+/// The corpus and mutation helpers shared by the fuzz tests of every crate.
+#[cfg(test)]
+#[path = "../../../fuzz/support.rs"]
+mod fuzz_support;
+
 use std::ffi::OsString;
 
 /// One runtime per process: a current-thread scheduler is enough for one WAL, and

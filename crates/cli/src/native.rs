@@ -822,3 +822,7 @@ async fn restore(a: RestoreArgs) -> Result<()> {
         .await
         .map(|_| ())
 }
+
+#[cfg(test)]
+#[path = "fuzz_native.rs"]
+mod fuzz;

@@ -304,7 +304,18 @@ impl BackupInfo {
             }
             "timeline" => self.timeline = narrow(int()?)?,
             "version" => self.version = narrow(int()?)?,
-            "xlog_segment_size" => self.xlog_segment_size = int()?,
+            "xlog_segment_size" => {
+                let size = int()?;
+                // Segment arithmetic divides by it: only sizes PostgreSQL can have
+                // (a power of two from 1 MiB to 1 GiB) are read, so a hand-edited
+                // `0` is an error here, not a crash in `doctor` or `verify`.
+                if size.is_some_and(|s| !s.is_power_of_two() || !(1 << 20..=1 << 30).contains(&s)) {
+                    return Err(
+                        "not a WAL segment size (a power of two from 1 MiB to 1 GiB)".into(),
+                    );
+                }
+                self.xlog_segment_size = size
+            }
             _ => match self.extra.iter_mut().find(|(k, _)| k == key) {
                 Some(pair) => pair.1 = value.to_owned(),
                 None => self.extra.push((key.to_owned(), value.to_owned())),
@@ -713,6 +724,10 @@ pub fn parse_time(text: &str) -> Result<DateTime<FixedOffset>, String> {
                 b'-' => (-1, &zone[1..]),
                 _ => return Err(bad("zone")),
             };
+            // Only ASCII below: the fixed-width slicing must not cut a character.
+            if !rest.is_ascii() {
+                return Err(bad("zone"));
+            }
             let parts: Vec<&str> = if rest.contains(':') {
                 rest.split(':').collect()
             } else if rest.len() == 4 || rest.len() == 6 {

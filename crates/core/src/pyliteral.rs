@@ -41,7 +41,11 @@ pub struct PyLiteralError {
 /// newlines between tokens. Sets, bytes, complex numbers and ints outside `i64`
 /// are rejected.
 pub fn parse(text: &str) -> Result<PyValue, PyLiteralError> {
-    let mut p = Parser { s: text, pos: 0 };
+    let mut p = Parser {
+        s: text,
+        pos: 0,
+        depth: 0,
+    };
     p.skip_ws();
     let first = p.value()?;
     p.skip_ws();
@@ -82,6 +86,12 @@ impl PyValue {
             PyValue::Bool(false) => out.push_str("False"),
             PyValue::Int(i) => {
                 let _ = write!(out, "{i}");
+            }
+            // Python's repr writes `inf`, which no literal parser (neither
+            // `ast.literal_eval` nor ours) reads back; `1e999` reads back as the
+            // same infinity in both.
+            PyValue::Float(f) if f.is_infinite() => {
+                out.push_str(if *f > 0.0 { "1e999" } else { "-1e999" })
             }
             PyValue::Float(f) => out.push_str(&float_repr(*f)),
             PyValue::Str(s) => out.push_str(&str_repr(s)),
@@ -487,9 +497,16 @@ fn is_printable(c: char) -> bool {
     }
 }
 
+/// How deep lists, tuples and dicts may nest: CPython's own parser refuses more
+/// than 200 nested brackets. A `backup.info` from a bucket must never exhaust the
+/// stack (an abort, not an error) with `[[[[…`.
+const MAX_NESTING: usize = 200;
+
 struct Parser<'a> {
     s: &'a str,
     pos: usize,
+    /// Open brackets around the current position.
+    depth: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -551,7 +568,21 @@ impl<'a> Parser<'a> {
         let c = self
             .peek()
             .ok_or_else(|| self.err("unexpected end of input"))?;
-        match c {
+        if matches!(c, '[' | '(' | '{') {
+            if self.depth >= MAX_NESTING {
+                return Err(self.err(format!("more than {MAX_NESTING} nested brackets")));
+            }
+            self.depth += 1;
+            let v = self.container(c);
+            self.depth -= 1;
+            return v;
+        }
+        self.scalar(c)
+    }
+
+    /// A list, tuple or dict opened by `open`.
+    fn container(&mut self, open: char) -> Result<PyValue, PyLiteralError> {
+        match open {
             '[' => {
                 self.pos += 1;
                 Ok(PyValue::List(self.seq(']')?.0))
@@ -566,10 +597,16 @@ impl<'a> Parser<'a> {
                     Ok(PyValue::Tuple(items))
                 }
             }
-            '{' => {
+            _ => {
                 self.pos += 1;
                 self.dict()
             }
+        }
+    }
+
+    /// Anything but a container, starting with `c`.
+    fn scalar(&mut self, c: char) -> Result<PyValue, PyLiteralError> {
+        match c {
             '-' | '+' => {
                 self.pos += 1;
                 self.skip_ws();

@@ -45,7 +45,10 @@ impl FromStr for Policy {
                     "MONTH" | "MONTHS" => 31,
                     _ => return Err(bad()),
                 };
-                Ok(Policy::RecoveryWindow { days: n * per })
+                // A window too long to count in days is not a policy (it would
+                // overflow): refused like any other invalid policy.
+                let days = n.checked_mul(per).ok_or_else(bad)?;
+                Ok(Policy::RecoveryWindow { days })
             }
             _ => Err(bad()),
         }
@@ -129,7 +132,11 @@ pub fn decide(
             }
         }
         Policy::RecoveryWindow { days } => {
-            let point = now - Duration::days(i64::from(days));
+            // A window reaching before the earliest time chrono can represent
+            // covers every backup: start it there instead of overflowing.
+            let point = now
+                .checked_sub_signed(Duration::days(i64::from(days)))
+                .unwrap_or_else(|| DateTime::<chrono::Utc>::MIN_UTC.fixed_offset());
             let mut reached = false;
             let mut kept = 0u32;
             for e in &done {

@@ -46,7 +46,9 @@ impl WalName {
             }
             return Err(bad());
         }
-        if name.len() < 24 || !is_hex(&name[..24]) {
+        // `get` and not `[..24]`: byte 24 of a name from a bucket or a command line
+        // may fall inside a multi-byte character.
+        if !name.get(..24).is_some_and(is_hex) {
             return Err(bad());
         }
         match &name[24..] {
@@ -55,8 +57,8 @@ impl WalName {
                 // `.XXXXXXXX.backup`
                 let ok = rest.len() == 16
                     && rest.starts_with('.')
-                    && is_hex(&rest[1..9])
-                    && &rest[9..] == ".backup";
+                    && rest.get(1..9).is_some_and(is_hex)
+                    && rest.get(9..) == Some(".backup");
                 if !ok {
                     return Err(bad());
                 }
@@ -143,11 +145,15 @@ impl SegmentName {
 
     /// The next segment on the same timeline for `segment_size` bytes per segment.
     /// Log ids hold 4 GiB of WAL, i.e. `0x1_0000_0000 / segment_size` segments.
+    ///
+    /// The last segment of the 64-bit WAL space (log `FFFFFFFF`), which PostgreSQL
+    /// never reaches but a name from a bucket or a command line can give, wraps to
+    /// log 0 instead of overflowing: callers walk bounded ranges.
     pub fn next(self, segment_size: u64) -> Self {
         let per_log = segments_per_log(segment_size);
         if u64::from(self.seg) + 1 >= per_log {
             Self {
-                log: self.log + 1,
+                log: self.log.wrapping_add(1),
                 seg: 0,
                 ..self
             }

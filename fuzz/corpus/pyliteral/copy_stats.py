@@ -1,0 +1,1 @@
+{'total_time': 3.942645, 'number_of_workers': 2, 'analysis_time': 0, 'analysis_time_per_item': {'16391': 0, 'data': 0}, 'copy_time_per_item': {'16391': 0.074192, 'data': 0.017411}, 'serialized_copy_time_per_item': {'16391': 0.067793, 'data': 0.011504}, 'copy_time': 0.09798, 'serialized_copy_time': 0.079297}

@@ -1,0 +1,1 @@
+{'provider': 'gcp', 'provider_info': {'project': 'p'}, 'snapshots': [{'mount': {'mount_options': 'rw', 'mount_point': '/opt/disk0'}, 'provider': {'device_name': 'd0', 'snapshot_name': 's0', 'snapshot_project': 'p'}}]}

@@ -1,0 +1,1 @@
+[('ts1', 16391, '/var/lib/postgresql/tablespaces/ts1/data')]
