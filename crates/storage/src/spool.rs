@@ -163,11 +163,10 @@ impl Spool {
     pub fn take(&self, name: &WalName, dest: &Path) -> io::Result<bool> {
         let src = self.path(name);
         // rename(2) answers EXDEV before it looks at the source, so look first.
-        match fs::metadata(&src) {
-            Ok(meta) if meta.is_file() => {}
-            Ok(_) => return Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(e),
+        // Like barman's `os.path.isfile`: a spool that cannot be looked into holds
+        // nothing to serve, and the segment is downloaded.
+        if !fs::metadata(&src).is_ok_and(|meta| meta.is_file()) {
+            return Ok(false);
         }
         match fs::rename(&src, dest) {
             Ok(()) => {
