@@ -33,10 +33,18 @@ pub async fn archive(archive: &Archive, req: &ArchiveRequest) -> Result<()> {
     let spool = match (&req.spool_dir, req.pgdata.is_some() && req.max_parallel > 1) {
         (Some(dir), true) => {
             let spool = Spool::for_archive(dir, &archive.location());
-            spool
-                .create_dir()
-                .with_context(|| format!("cannot create the spool directory {}", dir.display()))?;
-            Some(spool)
+            match spool.create_dir() {
+                Ok(()) => Some(spool),
+                Err(e) => {
+                    // Uploading ahead only saves later calls some work: archive the
+                    // requested file alone.
+                    tracing::warn!(
+                        "cannot create the spool directory {}, archiving without parallel uploads: {e}",
+                        spool.dir().display()
+                    );
+                    None
+                }
+            }
         }
         _ => None,
     };
@@ -46,7 +54,14 @@ pub async fn archive(archive: &Archive, req: &ArchiveRequest) -> Result<()> {
         if must_be_empty.is_some() {
             // A new cluster (CloudNativePG sets the marker at bootstrap): markers left
             // by an earlier cluster with the same names prove nothing about its files.
-            let cleared = spool.clear()?;
+            // Fails the call if they cannot be removed: they would be trusted once the
+            // marker is gone.
+            let cleared = spool.clear().with_context(|| {
+                format!(
+                    "cannot remove the parallel-archive markers in {}",
+                    spool.dir().display()
+                )
+            })?;
             if cleared > 0 {
                 tracing::info!(
                     "ignored {cleared} parallel-archive marker(s) in {}: the archive must be empty first",
@@ -54,7 +69,16 @@ pub async fn archive(archive: &Archive, req: &ArchiveRequest) -> Result<()> {
                 );
             }
         } else {
-            match spool.take_marker(&name, FileIdentity::of(&path).ok().as_ref())? {
+            let marker = spool
+                .take_marker(&name, FileIdentity::of(&path).ok().as_ref())
+                .unwrap_or_else(|e| {
+                    tracing::warn!(
+                        "cannot read the parallel-archive marker of {name} in {}, archiving it: {e}",
+                        spool.dir().display()
+                    );
+                    Marker::Stale
+                });
+            match marker {
                 Marker::Matches => {
                     tracing::info!("{name} was already archived by an earlier parallel upload");
                     return Ok(());
@@ -138,7 +162,14 @@ pub async fn archive(archive: &Archive, req: &ArchiveRequest) -> Result<()> {
                     }
                 }
                 if let (false, Some(spool), Some(identity)) = (is_requested, &spool, identity) {
-                    spool.mark(wal, &identity)?;
+                    // Without its marker the segment is only checked again when
+                    // PostgreSQL asks for it.
+                    if let Err(e) = spool.mark(wal, &identity) {
+                        tracing::warn!(
+                            "cannot leave the parallel-archive marker of {wal} in {}: {e}",
+                            spool.dir().display()
+                        );
+                    }
                 }
             }
             Err(e) if is_requested => first = Some(e),

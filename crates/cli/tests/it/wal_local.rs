@@ -608,6 +608,54 @@ fn local_failures_are_named_a_directory_and_a_full_disk() {
             names_in(&tmpfs.dir)
         );
     }
+
+    // A spooled segment moved onto the full file system: exit 2 (barman's code for a
+    // spool that cannot be used), the disk named, and the spooled copy kept.
+    let seg3 = dir.path().join(segment(3));
+    std::fs::write(&seg3, wal_like(SEG, 6)).unwrap();
+    let out = native_archive(&s3, "s3://msg/p", "srv", &seg3, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let spool = dir.path().join("spool");
+    let restore = |seg: &str, dest: &Path| {
+        let mut args = vec![
+            "-v",
+            "wal-restore",
+            "--endpoint-url",
+            &s3.endpoint,
+            "--parallel",
+            "2",
+        ];
+        args.extend(["--spool-dir", spool.to_str().unwrap(), "s3://msg/p", "srv"]);
+        args.extend([seg, dest.to_str().unwrap()]);
+        run(&barrelman(), &args, &s3)
+    };
+    let roomy = dir.path().join("RECOVERYXLOG");
+    let out = restore(&segment(2), &roomy);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = restore(&segment(3), &dest);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!(
+            "cannot move the spooled {} to {}: the local disk is full",
+            segment(3),
+            dest.display()
+        )),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        names_in(&tmpfs.dir).is_empty(),
+        "{:?}",
+        names_in(&tmpfs.dir)
+    );
+    let out = restore(&segment(3), &roomy);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("from the prefetch spool"),
+        "{}",
+        text(&out)
+    );
+    assert!(std::fs::read(&roomy).unwrap() == std::fs::read(&seg3).unwrap());
 }
 
 /// A TCP proxy that passes requests through and answers slowly (about 2 MB/s), so a
