@@ -863,3 +863,55 @@ fn a_killed_archive_into_a_file_store_leaves_no_staging_file_for_good() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(names_in(&wal_dir), [segment(2)], "{}", text(&out));
 }
+
+/// A spool that cannot be created (its path is a file) does not fail the archive of
+/// the requested segment, which is uploaded; only the uploads ahead are skipped.
+#[test]
+fn an_unusable_archive_spool_does_not_fail_the_upload() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().join("store").display());
+    let pgdata = dir.path().join("pgdata");
+    std::fs::create_dir_all(pgdata.join("pg_wal/archive_status")).unwrap();
+    for i in 1..=2 {
+        let s = segment(i);
+        std::fs::write(
+            pgdata.join("pg_wal").join(&s),
+            wal_like(SEG, 700 + u64::from(i)),
+        )
+        .unwrap();
+        std::fs::write(pgdata.join(format!("pg_wal/archive_status/{s}.ready")), b"").unwrap();
+    }
+    let spool = dir.path().join("spool");
+    std::fs::write(&spool, b"a file where the spool should be").unwrap();
+    let out = Command::new(barrelman())
+        .args(["wal-archive", "--max-parallel", "2", "--pgdata"])
+        .arg(&pgdata)
+        .arg("--spool-dir")
+        .arg(&spool)
+        .args([&url, "srv", &format!("pg_wal/{}", segment(1))])
+        .current_dir(&pgdata)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("archiving without parallel uploads"),
+        "{}",
+        text(&out)
+    );
+    let dest = dir.path().join("back");
+    let out = Command::new(barrelman())
+        .args([
+            "wal-restore",
+            &url,
+            "srv",
+            &segment(1),
+            dest.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        std::fs::read(&dest).unwrap()
+            == std::fs::read(pgdata.join("pg_wal").join(segment(1))).unwrap()
+    );
+}
