@@ -317,9 +317,12 @@ fn restore_command_replays_with_pgdata_on_another_file_system_than_the_spool() {
     // Enough WAL after the backup for prefetch to matter: several segments.
     pg.pgbench(&["-i", "-s", "8", "-q"]);
     pg.psql("create table marker as select 'after the backup'::text as note");
+    let want = pg.psql("select count(*) from pgbench_accounts");
+    pg.psql("select pg_create_restore_point('mid')");
+    // More segments after the target: prefetched into the spool, never replayed.
+    pg.pgbench(&["-i", "-s", "4", "-q"]);
     let last = switch_wal(&pg);
     wait_archived(&pg, &last, Duration::from_secs(120));
-    let want = pg.psql("select count(*) from pgbench_accounts");
     pg.stop();
 
     let dest = tmpfs.pg_dir("pgdata");
@@ -329,6 +332,7 @@ fn restore_command_replays_with_pgdata_on_another_file_system_than_the_spool() {
         .map(String::from)
         .collect();
     args.push(dest.display().to_string());
+    args.extend(["--target-name", "mid", "--target-action", "pause"].map(String::from));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = run_as_pg_env(&barrelman(), &refs, &[]);
     assert_eq!(out.status.code(), Some(0), "restore: {}", text(&out));
@@ -342,9 +346,29 @@ fn restore_command_replays_with_pgdata_on_another_file_system_than_the_spool() {
 
     let restored = PgCluster::from_datadir(dest.clone(), &["archive_mode = off"]);
     restored.start_with_env(&env);
-    wait_promoted(&restored);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while restored.psql("select pg_get_wal_replay_pause_state()") != "paused" {
+        assert!(
+            Instant::now() < deadline,
+            "recovery did not reach the target:\n{}",
+            tail(&restored.log(), 4000)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     assert_eq!(restored.psql("select count(*) from pgbench_accounts"), want);
     assert_eq!(restored.psql("select note from marker"), "after the backup");
+    // Segments past the target wait in the spool, on the other file system.
+    let spooled: Vec<String> = std::fs::read_dir(&spool)
+        .unwrap()
+        .flat_map(|d| names_in(&d.unwrap().path()))
+        .collect();
+    assert!(
+        !spooled.is_empty() && spooled.iter().all(|n| n.len() == 24),
+        "prefetched segments: {spooled:?}"
+    );
+    restored.psql("select pg_wal_replay_resume()");
+    wait_promoted(&restored);
+    assert_eq!(restored.psql("select count(*) from pgbench_accounts"), want);
     let log = restored.log();
     assert!(
         !log.contains("cannot move"),
