@@ -69,16 +69,16 @@ pub async fn archive(archive: &Archive, req: &ArchiveRequest) -> Result<()> {
                 );
             }
         } else {
-            let marker = spool
+            let witnessed = spool
                 .take_marker(&name, FileIdentity::of(&path).ok().as_ref())
                 .unwrap_or_else(|e| {
                     tracing::warn!(
                         "cannot read the parallel-archive marker of {name} in {}, archiving it: {e}",
                         spool.dir().display()
                     );
-                    Marker::Stale
+                    Marker::Absent
                 });
-            match marker {
+            match witnessed {
                 Marker::Matches => {
                     tracing::info!("{name} was already archived by an earlier parallel upload");
                     return Ok(());
