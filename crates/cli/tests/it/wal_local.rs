@@ -939,3 +939,116 @@ fn an_unusable_archive_spool_does_not_fail_the_upload() {
             == std::fs::read(pgdata.join("pg_wal").join(segment(1))).unwrap()
     );
 }
+
+/// The syscalls of `program args` that touch files or sync them, one list per thread
+/// (so that strace never splits a call), as strace prints them; `None` (and a printed
+/// reason) without strace.
+fn file_syscalls(program: &Path, args: &[&str]) -> Option<(Output, Vec<Vec<String>>)> {
+    if Command::new("strace").arg("-V").output().is_err() {
+        eprintln!("SKIPPED: strace is not installed");
+        return None;
+    }
+    let logs = tempfile::tempdir().unwrap();
+    let out = Command::new("strace")
+        .args(["-f", "-ff", "-qq", "-s", "1024"])
+        .args(["-e", "trace=%file,fsync,fdatasync", "-o"])
+        .arg(logs.path().join("t"))
+        .arg(program)
+        .args(args)
+        .output()
+        .unwrap();
+    let threads = std::fs::read_dir(logs.path())
+        .unwrap()
+        .map(|e| {
+            std::fs::read_to_string(e.unwrap().path())
+                .unwrap()
+                .lines()
+                .map(String::from)
+                .collect()
+        })
+        .collect();
+    Some((out, threads))
+}
+
+/// After the rename that makes `dest` appear, the same thread opens its directory
+/// and fsyncs it: the restored file survives a crash of the host.
+fn assert_durable_rename(threads: &[Vec<String>], dest: &Path) {
+    let dest_q = format!("\"{}\"", dest.display());
+    let dir_q = format!("\"{}\"", dest.parent().unwrap().display());
+    let (lines, renamed) = threads
+        .iter()
+        .find_map(|lines| {
+            lines
+                .iter()
+                .position(|l| l.starts_with("rename") && l.contains(&dest_q) && l.ends_with("= 0"))
+                .map(|i| (lines, i))
+        })
+        .unwrap_or_else(|| panic!("no rename to {dest_q}:\n{threads:#?}"));
+    let after = &lines[renamed..];
+    let synced_dir = after.iter().any(|l| {
+        l.starts_with("openat(") && l.contains(&format!(", {dir_q},")) && {
+            let fd = l.rsplit("= ").next().unwrap().trim().to_string();
+            after
+                .iter()
+                .any(|s| s.starts_with(&format!("fsync({fd})")) && s.ends_with("= 0"))
+        }
+    });
+    assert!(
+        synced_dir,
+        "the directory of {dest_q} is not fsynced after the rename:\n{}",
+        after.join("\n")
+    );
+}
+
+/// Restored files, downloaded or taken from the spool, are renamed into place and
+/// their directory fsynced.
+#[test]
+fn restored_files_are_renamed_into_place_and_their_directory_fsynced() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().join("store").display());
+    for i in 1..=2 {
+        let p = dir.path().join(segment(i));
+        std::fs::write(&p, wal_like(SEG, 900 + u64::from(i))).unwrap();
+        let out = Command::new(barrelman())
+            .args(["wal-archive", &url, "srv", p.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+    let pg_wal = dir.path().join("pg_wal");
+    std::fs::create_dir(&pg_wal).unwrap();
+    let dest = pg_wal.join("RECOVERYXLOG");
+    let spool = dir.path().join("spool");
+    let restore = |seg: &str| {
+        let args = [
+            "wal-restore",
+            "--parallel",
+            "2",
+            "--spool-dir",
+            spool.to_str().unwrap(),
+            &url,
+            "srv",
+            seg,
+            dest.to_str().unwrap(),
+        ];
+        file_syscalls(&barrelman(), &args)
+    };
+    // Downloaded (and the next segment prefetched).
+    let Some((out, lines)) = restore(&segment(1)) else {
+        return;
+    };
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_durable_rename(&lines, &dest);
+    // Moved from the spool.
+    let (out, lines) = restore(&segment(2)).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        lines
+            .iter()
+            .flatten()
+            .any(|l| l.starts_with("rename") && l.contains(&format!("/{}\"", segment(2)))),
+        "served from the spool:\n{lines:#?}"
+    );
+    assert_durable_rename(&lines, &dest);
+    assert!(std::fs::read(&dest).unwrap() == std::fs::read(dir.path().join(segment(2))).unwrap());
+}
