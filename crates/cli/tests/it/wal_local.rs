@@ -1052,3 +1052,68 @@ fn restored_files_are_renamed_into_place_and_their_directory_fsynced() {
     assert_durable_rename(&lines, &dest);
     assert!(std::fs::read(&dest).unwrap() == std::fs::read(dir.path().join(segment(2))).unwrap());
 }
+
+/// Several restore calls at once for the same segment, into the same destination and
+/// spool (two standbys' worth of restore_command sharing a host): every call exits 0,
+/// the destination and everything spooled hold the archived bytes, and no temporary
+/// is left.
+#[test]
+fn concurrent_restores_sharing_a_spool_all_succeed_with_the_right_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().join("store").display());
+    let mut originals = Vec::new();
+    for i in 1..=4 {
+        let p = dir.path().join(segment(i));
+        std::fs::write(&p, wal_like(SEG, 1100 + u64::from(i))).unwrap();
+        let out = Command::new(barrelman())
+            .args([
+                "wal-archive",
+                "--compression",
+                "lz4",
+                &url,
+                "srv",
+                p.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        originals.push(std::fs::read(&p).unwrap());
+    }
+    let pg_wal = dir.path().join("pg_wal");
+    std::fs::create_dir(&pg_wal).unwrap();
+    let spool = dir.path().join("spool");
+    let dest = pg_wal.join("RECOVERYXLOG");
+    let spawn = |seg: &str| {
+        Command::new(barrelman())
+            .args(["wal-restore", "--parallel", "3", "--spool-dir"])
+            .arg(&spool)
+            .args([&url, "srv", seg, dest.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    for (round, seg) in [segment(1), segment(2), segment(3)].iter().enumerate() {
+        let children: Vec<_> = (0..4).map(|_| spawn(seg)).collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        }
+        assert!(
+            std::fs::read(&dest).unwrap() == originals[round],
+            "{seg} restored byte for byte"
+        );
+        assert_eq!(temporaries_in(&pg_wal), Vec::<String>::new());
+        for d in std::fs::read_dir(&spool).into_iter().flatten() {
+            let d = d.unwrap().path();
+            assert_eq!(temporaries_in(&d), Vec::<String>::new());
+            for name in names_in(&d) {
+                let i = u32::from_str_radix(&name[16..], 16).unwrap() as usize;
+                assert!(
+                    std::fs::read(d.join(&name)).unwrap() == originals[i - 1],
+                    "spooled {name} holds the archived bytes"
+                );
+            }
+        }
+    }
+}
