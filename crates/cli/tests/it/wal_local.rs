@@ -970,9 +970,10 @@ fn file_syscalls(program: &Path, args: &[&str]) -> Option<(Output, Vec<Vec<Strin
     Some((out, threads))
 }
 
-/// After the rename that makes `dest` appear, the same thread opens its directory
-/// and fsyncs it: the restored file survives a crash of the host.
-fn assert_durable_rename(threads: &[Vec<String>], dest: &Path) {
+/// After the rename (or link) that makes `dest` appear, the same thread opens its
+/// directory and fsyncs it: the file survives a crash of the host. With
+/// `written_here`, the file renamed was also written and synced by that thread first.
+fn assert_durable_rename(threads: &[Vec<String>], dest: &Path, written_here: bool) {
     let dest_q = format!("\"{}\"", dest.display());
     let dir_q = format!("\"{}\"", dest.parent().unwrap().display());
     let (lines, renamed) = threads
@@ -980,24 +981,48 @@ fn assert_durable_rename(threads: &[Vec<String>], dest: &Path) {
         .find_map(|lines| {
             lines
                 .iter()
-                .position(|l| l.starts_with("rename") && l.contains(&dest_q) && l.ends_with("= 0"))
+                .position(|l| {
+                    (l.starts_with("rename") || l.starts_with("link"))
+                        && l.contains(&format!(", {dest_q}"))
+                        && l.ends_with("= 0")
+                })
                 .map(|i| (lines, i))
         })
         .unwrap_or_else(|| panic!("no rename to {dest_q}:\n{threads:#?}"));
+    let fd_of = |l: &str| l.rsplit("= ").next().unwrap().trim().to_string();
+    let syncs = |lines: &[String], fd: &str| {
+        lines.iter().any(|s| {
+            (s.starts_with(&format!("fsync({fd})")) || s.starts_with(&format!("fdatasync({fd})")))
+                && s.ends_with("= 0")
+        })
+    };
     let after = &lines[renamed..];
     let synced_dir = after.iter().any(|l| {
-        l.starts_with("openat(") && l.contains(&format!(", {dir_q},")) && {
-            let fd = l.rsplit("= ").next().unwrap().trim().to_string();
-            after
-                .iter()
-                .any(|s| s.starts_with(&format!("fsync({fd})")) && s.ends_with("= 0"))
-        }
+        l.starts_with("openat(") && l.contains(&format!(", {dir_q},")) && syncs(after, &fd_of(l))
     });
     assert!(
         synced_dir,
         "the directory of {dest_q} is not fsynced after the rename:\n{}",
         after.join("\n")
     );
+    if written_here {
+        let source = lines[renamed].split('"').nth(1).unwrap();
+        let before = &lines[..renamed];
+        let opened = before
+            .iter()
+            .rposition(|l| l.starts_with("openat(") && l.contains(&format!("\"{source}\"")))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{source} not written by this thread:\n{}",
+                    before.join("\n")
+                )
+            });
+        assert!(
+            syncs(&before[opened..], &fd_of(&before[opened])),
+            "{source} is not synced before the rename:\n{}",
+            before[opened..].join("\n")
+        );
+    }
 }
 
 /// Restored files, downloaded or taken from the spool, are renamed into place and
@@ -1038,7 +1063,7 @@ fn restored_files_are_renamed_into_place_and_their_directory_fsynced() {
         return;
     };
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_durable_rename(&lines, &dest);
+    assert_durable_rename(&lines, &dest, true);
     // Moved from the spool.
     let (out, lines) = restore(&segment(2)).unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -1049,7 +1074,7 @@ fn restored_files_are_renamed_into_place_and_their_directory_fsynced() {
             .any(|l| l.starts_with("rename") && l.contains(&format!("/{}\"", segment(2)))),
         "served from the spool:\n{lines:#?}"
     );
-    assert_durable_rename(&lines, &dest);
+    assert_durable_rename(&lines, &dest, false);
     assert!(std::fs::read(&dest).unwrap() == std::fs::read(dir.path().join(segment(2))).unwrap());
 }
 
@@ -1116,4 +1141,31 @@ fn concurrent_restores_sharing_a_spool_all_succeed_with_the_right_bytes() {
             }
         }
     }
+}
+
+/// An archive call into a `file://` store exits 0 only after the object's data and
+/// its directory entry are on disk: PostgreSQL recycles the segment right after.
+#[test]
+fn archived_objects_in_a_file_store_are_synced_before_exit_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let url = format!("file://{}", store.display());
+    let wal = dir.path().join(segment(1));
+    std::fs::write(&wal, wal_like(SEG, 1200)).unwrap();
+    let Some((out, threads)) = file_syscalls(
+        &barrelman(),
+        &[
+            "wal-archive",
+            "--compression",
+            "gzip",
+            &url,
+            "srv",
+            wal.to_str().unwrap(),
+        ],
+    ) else {
+        return;
+    };
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let key = store.join(format!("srv/wals/0000000100000000/{}.gz", segment(1)));
+    assert_durable_rename(&threads, &key, true);
 }
