@@ -581,7 +581,7 @@ fn the_empty_archive_marker_checks_the_timeline_being_archived() {
 /// and a destination file system that is full (naming the path, leaving no partial
 /// file).
 #[test]
-fn local_failures_are_named_a_directory_and_a_full_disk() {
+fn fault_local_disk_full_and_a_directory_as_wal_path_are_named() {
     let s3 = S3Server::start();
     s3.create_bucket("msg");
     let dir = tempfile::tempdir().unwrap();
@@ -737,7 +737,7 @@ fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
 /// kill -9 in the middle of a restore with prefetch leaves a temporary in `pg_wal` and
 /// in the spool; the next call removes both (and only those), and restores.
 #[test]
-fn temporaries_of_a_killed_restore_are_removed_by_the_next_call() {
+fn fault_kill9_restore_temporaries_are_removed_by_the_next_call() {
     let s3 = S3Server::start();
     s3.create_bucket("kill");
     let dir = tempfile::tempdir().unwrap();
@@ -830,7 +830,7 @@ fn temporaries_of_a_killed_restore_are_removed_by_the_next_call() {
 /// staging file (`<key>#1`), hidden from listings; once it is older than any live
 /// upload could leave it, the next archive call into that directory removes it.
 #[test]
-fn a_killed_archive_into_a_file_store_leaves_no_staging_file_for_good() {
+fn fault_kill9_archive_into_a_file_store_leaves_no_staging_file_for_good() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let url = format!("file://{}", store.display());
@@ -1083,7 +1083,7 @@ fn restored_files_are_renamed_into_place_and_their_directory_fsynced() {
 /// the destination and everything spooled hold the archived bytes, and no temporary
 /// is left.
 #[test]
-fn concurrent_restores_sharing_a_spool_all_succeed_with_the_right_bytes() {
+fn race_four_restores_sharing_a_spool_all_succeed_with_the_right_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("file://{}", dir.path().join("store").display());
     let mut originals = Vec::new();
