@@ -4,10 +4,11 @@
 use anyhow::{Context, Result};
 use barrelman_core::wal::{WalKind, WalName};
 use barrelman_postgres::pgdata;
-use barrelman_storage::spool::Spool;
+use barrelman_storage::localfs;
+use barrelman_storage::spool::{FileIdentity, Marker, Spool};
 use barrelman_storage::{Archive, ArchiveOutcome, StorageError, UploadOptions};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// One `archive_command` call.
 #[derive(Debug, Clone)]
@@ -28,36 +29,88 @@ pub struct ArchiveRequest {
 /// Archives one WAL file (and, with `max_parallel` > 1, the next ready ones).
 pub async fn archive(archive: &Archive, req: &ArchiveRequest) -> Result<()> {
     let name = WalName::from_path(&req.wal_path.to_string_lossy())?;
+    let path = resolve_wal_path(&req.wal_path, req.pgdata.as_deref());
     let spool = match (&req.spool_dir, req.pgdata.is_some() && req.max_parallel > 1) {
-        (Some(dir), true) => Some(
-            Spool::for_archive(dir, &archive.location())
-                .with_context(|| format!("cannot create the spool directory {}", dir.display()))?,
-        ),
+        (Some(dir), true) => {
+            let spool = Spool::for_archive(dir, &archive.location());
+            match spool.create_dir() {
+                Ok(()) => Some(spool),
+                Err(e) => {
+                    // Uploading ahead only saves later calls some work: archive the
+                    // requested file alone.
+                    tracing::warn!(
+                        "cannot create the spool directory {}, archiving without parallel uploads: {e}",
+                        spool.dir().display()
+                    );
+                    None
+                }
+            }
+        }
         _ => None,
     };
+    let marker = req.pgdata.as_deref().map(pgdata::check_empty_marker);
+    let must_be_empty = marker.as_ref().filter(|m| m.exists());
     if let Some(spool) = &spool {
-        if spool.remove(&name)? {
-            tracing::info!("{name} was already archived by an earlier parallel upload");
-            return Ok(());
+        if must_be_empty.is_some() {
+            // A new cluster (CloudNativePG sets the marker at bootstrap): markers left
+            // by an earlier cluster with the same names prove nothing about its files.
+            // Fails the call if they cannot be removed: they would be trusted once the
+            // marker is gone.
+            let cleared = spool.clear().with_context(|| {
+                format!(
+                    "cannot remove the parallel-archive markers in {}",
+                    spool.dir().display()
+                )
+            })?;
+            if cleared > 0 {
+                tracing::info!(
+                    "ignored {cleared} parallel-archive marker(s) in {}: the archive must be empty first",
+                    spool.dir().display()
+                );
+            }
+        } else {
+            let witnessed = spool
+                .take_marker(&name, FileIdentity::of(&path).ok().as_ref())
+                .unwrap_or_else(|e| {
+                    tracing::warn!(
+                        "cannot read the parallel-archive marker of {name} in {}, archiving it: {e}",
+                        spool.dir().display()
+                    );
+                    Marker::Absent
+                });
+            match witnessed {
+                Marker::Matches => {
+                    tracing::info!("{name} was already archived by an earlier parallel upload");
+                    return Ok(());
+                }
+                Marker::Stale => tracing::info!(
+                    "the parallel-archive marker of {name} is for another file: archiving it"
+                ),
+                Marker::Absent => {}
+            }
         }
     }
-    let path = resolve_wal_path(&req.wal_path, req.pgdata.as_deref());
-    if !path.is_file() {
-        return Err(StorageError::LocalIo {
-            what: "cannot read WAL file",
-            path: path.display().to_string(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+    check_wal_file(&path)?;
+    if let Some(local) = archive.local_dir(&archive.layout().wal_dir(&name)) {
+        // A killed upload into a file:// store leaves its staging file behind.
+        match localfs::remove_stale_staging(&local, STAGING_AGE) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                "removed {n} staging file(s) of interrupted uploads in {}",
+                local.display()
+            ),
+            Err(e) => tracing::warn!("cannot clean staging files in {}: {e}", local.display()),
         }
-        .into());
     }
 
-    let marker = req.pgdata.as_deref().map(pgdata::check_empty_marker);
-    if let Some(marker) = marker.as_ref().filter(|m| m.exists()) {
+    if let Some(marker) = must_be_empty {
         tracing::info!(
             "{} exists: checking that the archive is empty",
             marker.display()
         );
-        archive.check_empty(None).await?;
+        // WAL of older timelines is no sign of another cluster: a promoted standby
+        // that kept the marker archives its new timeline next to its origin's.
+        archive.check_empty(Some(name.timeline())).await?;
     }
 
     let mut batch = vec![(name.clone(), path)];
@@ -81,12 +134,19 @@ pub async fn archive(archive: &Archive, req: &ArchiveRequest) -> Result<()> {
                 opts.tags = h.clone();
             }
         }
-        async move { archive.archive_wal(path, wal, &opts).await }
+        async move {
+            // The identity before and after the upload: a marker is left only for a
+            // file that did not change while it was read.
+            let before = FileIdentity::of(path).ok();
+            let outcome = archive.archive_wal(path, wal, &opts).await;
+            let after = FileIdentity::of(path).ok();
+            (outcome, before.filter(|b| after.as_ref() == Some(b)))
+        }
     });
     let results = futures::future::join_all(uploads).await;
 
     let mut first = None;
-    for ((wal, _), result) in batch.iter().zip(results) {
+    for ((wal, _), (result, identity)) in batch.iter().zip(results) {
         let is_requested = *wal == name;
         match result {
             Ok(outcome) => {
@@ -101,9 +161,14 @@ pub async fn archive(archive: &Archive, req: &ArchiveRequest) -> Result<()> {
                         tracing::info!("{wal} is already archived with the same content as {key}")
                     }
                 }
-                if !is_requested {
-                    if let Some(spool) = &spool {
-                        spool.mark(wal)?;
+                if let (false, Some(spool), Some(identity)) = (is_requested, &spool, identity) {
+                    // Without its marker the segment is only checked again when
+                    // PostgreSQL asks for it.
+                    if let Err(e) = spool.mark(wal, &identity) {
+                        tracing::warn!(
+                            "cannot leave the parallel-archive marker of {wal} in {}: {e}",
+                            spool.dir().display()
+                        );
                     }
                 }
             }
@@ -124,6 +189,31 @@ pub async fn archive(archive: &Archive, req: &ArchiveRequest) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A staging file in a `file://` store not written for this long belongs to a killed
+/// upload (a live one writes its staging file continuously).
+const STAGING_AGE: Duration = Duration::from_secs(15 * 60);
+
+/// Refuses a WAL path that is not a regular file, saying what it is instead.
+fn check_wal_file(path: &Path) -> Result<(), StorageError> {
+    let problem = match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => return Ok(()),
+        Ok(meta) if meta.is_dir() => std::io::Error::new(
+            std::io::ErrorKind::IsADirectory,
+            "it is a directory, not a WAL file",
+        ),
+        Ok(_) => std::io::Error::new(std::io::ErrorKind::InvalidInput, "it is not a regular file"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file")
+        }
+        Err(e) => e,
+    };
+    Err(StorageError::LocalIo {
+        what: "cannot read WAL file",
+        path: path.display().to_string(),
+        source: problem,
+    })
 }
 
 /// PostgreSQL runs `archive_command` in PGDATA with `%p` relative to it.
@@ -148,29 +238,51 @@ pub struct RestoreRequest {
 /// Restores one WAL file, serving from and filling the prefetch spool.
 pub async fn restore(archive: &Archive, req: &RestoreRequest) -> Result<()> {
     let name = WalName::parse(&req.wal_name)?;
-    let spool = match &req.spool_dir {
-        Some(dir) => match Spool::for_restore(dir, &archive.location()) {
-            Ok(s) => Some(s),
-            Err(e) if req.parallel > 1 => {
-                return Err(SpoolError(format!(
-                    "cannot create the spool directory {}: {e}",
-                    dir.display()
-                ))
-                .into())
-            }
-            Err(_) => None,
-        },
-        None => None,
+    let spool = req
+        .spool_dir
+        .as_deref()
+        .map(|dir| Spool::for_restore(dir, &archive.location()));
+    // Temporaries of calls killed mid-write (ours only, their owner gone).
+    let dest_dir = match req.dest.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
     };
+    for dir in std::iter::once(dest_dir).chain(spool.as_ref().map(Spool::dir)) {
+        match localfs::remove_stale_temporaries(dir) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                "removed {n} temporary file(s) of interrupted restores in {}",
+                dir.display()
+            ),
+            Err(e) => tracing::debug!("cannot clean temporaries in {}: {e}", dir.display()),
+        }
+    }
     if let Some(spool) = &spool {
         if spool
             .take(&name, &req.dest)
-            .map_err(|e| SpoolError(format!("cannot move the spooled {name}: {e}")))?
+            .map_err(|e| spool_error(format!("cannot move the spooled {name} to"), &req.dest, e))?
         {
             tracing::info!("restored {name} from the prefetch spool");
             return Ok(());
         }
     }
+    let spool = match spool {
+        Some(s) if req.parallel > 1 => {
+            s.create_dir().map_err(|e| {
+                SpoolError(format!(
+                    "cannot create the spool directory {}: {e}",
+                    s.dir().display()
+                ))
+            })?;
+            Some(s)
+        }
+        Some(s) => {
+            // Nothing is prefetched: leave no empty directory behind.
+            s.remove_dir_if_empty();
+            None
+        }
+        None => None,
+    };
 
     let wanted = async {
         let key = archive
@@ -209,8 +321,23 @@ pub async fn restore(archive: &Archive, req: &RestoreRequest) -> Result<()> {
         let _ = spool.prune_before(seg);
     };
     let (result, ()) = futures::join!(wanted, prefetch);
+    if let Some(spool) = &spool {
+        spool.remove_dir_if_empty();
+    }
     result?;
     Ok(())
+}
+
+/// A spool move that failed, as one sentence; a full disk is named as such.
+fn spool_error(what: String, dest: &Path, e: std::io::Error) -> SpoolError {
+    if localfs::is_disk_full(&e) {
+        SpoolError(format!(
+            "{what} {}: the local disk is full ({e}); free space on that file system and retry",
+            dest.display()
+        ))
+    } else {
+        SpoolError(format!("{what} {}: {e}", dest.display()))
+    }
 }
 
 /// The restore spool could not be used (barman exits 2 for this).

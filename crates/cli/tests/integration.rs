@@ -13,5 +13,6 @@ mod it {
     pub mod memory;
     pub mod native;
     pub mod resilience;
+    pub mod wal_local;
     pub mod wal_pg;
 }

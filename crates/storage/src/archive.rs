@@ -5,6 +5,7 @@
 //! flow the other way through a synchronous bridge into the decompressor.
 
 use crate::codec;
+use crate::localfs::{is_disk_full, write_atomically, WriteError};
 use crate::store::{open_store, StoreOptions};
 use crate::StorageError;
 use barrelman_core::layout::{Destination, ServerLayout, StoredWal};
@@ -109,6 +110,12 @@ impl Archive {
     /// The key layout of this server.
     pub fn layout(&self) -> &ServerLayout {
         &self.layout
+    }
+
+    /// The directory holding the objects under `prefix`, for a `file://` archive.
+    pub fn local_dir(&self, prefix: &str) -> Option<PathBuf> {
+        (self.dest.provider == barrelman_core::layout::Provider::Local)
+            .then(|| Path::new(&self.dest.bucket).join(prefix))
     }
 
     /// The underlying store (for tests and tools that inspect objects).
@@ -456,6 +463,10 @@ impl Archive {
                 copy_large(&mut r, out)
             })
             .map_err(|e| match e {
+                WriteError::Local(source) if is_disk_full(&source) => StorageError::LocalDiskFull {
+                    path: dest.display().to_string(),
+                    source,
+                },
                 WriteError::Local(source) => StorageError::LocalIo {
                     what: "cannot write",
                     path: dest.display().to_string(),
@@ -642,44 +653,4 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(n)
-}
-
-/// Where a failed atomic write went wrong.
-pub(crate) enum WriteError {
-    /// The local file system.
-    Local(io::Error),
-    /// The content being written (decoding, network).
-    Content(io::Error),
-}
-
-/// Writes `dest` through `fill` into a temporary sibling, fsyncs and renames it, so a
-/// reader never sees a partial file. The temporary file is removed on failure.
-pub(crate) fn write_atomically(
-    dest: &Path,
-    fill: impl FnOnce(&mut dyn Write) -> io::Result<u64>,
-) -> Result<u64, WriteError> {
-    let tmp = tmp_sibling(dest);
-    let result = (|| {
-        let mut f = File::create(&tmp).map_err(WriteError::Local)?;
-        let mut w = io::BufWriter::with_capacity(256 << 10, &mut f);
-        let n = fill(&mut w).map_err(WriteError::Content)?;
-        w.flush().map_err(WriteError::Local)?;
-        drop(w);
-        // Data and size; the rename below is what makes the file visible.
-        f.sync_data().map_err(WriteError::Local)?;
-        std::fs::rename(&tmp, dest).map_err(WriteError::Local)?;
-        Ok(n)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
-fn tmp_sibling(dest: &Path) -> PathBuf {
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    dest.with_file_name(format!(".{name}.barrelman-{}.tmp", std::process::id()))
 }

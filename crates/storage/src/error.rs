@@ -64,6 +64,17 @@ pub enum StorageError {
         source: io::Error,
     },
 
+    /// The local file system filled up (or hit its quota) while `path` was written.
+    #[error(
+        "the local disk is full: cannot write {path} ({source}); free space on that file system \
+         (or give it a larger volume) and retry"
+    )]
+    LocalDiskFull {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+
     /// A stored object could not be decoded with the codec its suffix names.
     #[error("cannot decompress {key}: {source}")]
     Corrupt {

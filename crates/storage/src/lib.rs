@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod codec;
 mod error;
+pub mod localfs;
 pub mod objects;
 pub mod spool;
 pub mod store;

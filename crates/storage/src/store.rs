@@ -98,6 +98,9 @@ pub fn open_store(
             })?;
             let fs = LocalFileSystem::new_with_prefix(&dest.bucket)
                 .map_err(|e| StorageError::Config(format!("cannot use {} as an archive: {e}", dest.url)))?;
+            // Exit 0 lets PostgreSQL recycle the segment: the object must be on disk
+            // (file and directory fsynced) before a write returns.
+            let fs = fs.with_fsync(true);
             Ok(Arc::new(fs))
         }
         Provider::S3 => open_s3(dest, opts),
