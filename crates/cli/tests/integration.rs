@@ -11,6 +11,7 @@ mod it {
     pub mod interop;
     pub mod lifecycle;
     pub mod memory;
+    pub mod names;
     pub mod native;
     pub mod resilience;
     pub mod wal_pg;

@@ -5,6 +5,7 @@
 //! flow the other way through a synchronous bridge into the decompressor.
 
 use crate::codec;
+use crate::keys::object_path;
 use crate::store::{open_store, StoreOptions};
 use crate::StorageError;
 use barrelman_core::layout::{Destination, ServerLayout, StoredWal};
@@ -12,7 +13,6 @@ use barrelman_core::wal::WalName;
 use barrelman_core::Compression;
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
-use object_store::path::Path as ObjPath;
 use object_store::{
     ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, TagSet,
     WriteMultipart,
@@ -77,6 +77,9 @@ impl Archive {
         server_name: &str,
         opts: &StoreOptions,
     ) -> Result<Self, StorageError> {
+        // Before anything is opened or created: a name that cannot be stored raw is
+        // refused, never archived under a key that restore would not find.
+        let layout = ServerLayout::checked(&dest.path, server_name)?;
         let store = open_store(dest, opts)?;
         let endpoint = opts
             .endpoint_url
@@ -87,7 +90,7 @@ impl Archive {
             });
         Ok(Self {
             store,
-            layout: ServerLayout::new(&dest.path, server_name),
+            layout,
             dest: dest.clone(),
             endpoint,
         })
@@ -131,10 +134,10 @@ impl Archive {
         let dir = self.layout.wal_dir(name);
         // Keys sort after `exact` minus its last character and before anything that
         // no longer starts with `exact`; stop reading there.
-        let offset = ObjPath::from(&exact[..exact.len() - 1]);
+        let offset = object_path(&exact[..exact.len() - 1])?;
         let mut stream = self
             .store
-            .list_with_offset(Some(&ObjPath::from(dir.as_str())), &offset);
+            .list_with_offset(Some(&object_path(&dir)?), &offset);
         let mut found = Vec::new();
         let mut seen_after = 0;
         while let Some(item) = stream.next().await {
@@ -243,7 +246,7 @@ impl Archive {
         for (k, v) in tags {
             tagset.push(k, v);
         }
-        let obj = ObjPath::from(key);
+        let obj = object_path(key).map_err(UploadError::Storage)?;
         let mut buffered: Vec<Bytes> = Vec::new();
         let mut total = 0usize;
         let mut multipart: Option<WriteMultipart> = None;
@@ -340,7 +343,7 @@ impl Archive {
     ) -> Result<impl Read + Send + 'static, StorageError> {
         let got = self
             .store
-            .get(&ObjPath::from(key))
+            .get(&object_path(key)?)
             .await
             .map_err(|e| self.err(e, key))?;
         let stream = got
@@ -485,7 +488,7 @@ impl Archive {
     ) -> Result<Vec<(String, StoredWal, chrono::DateTime<chrono::Utc>)>, StorageError> {
         let prefix = self.layout.wals_prefix();
         let mut out = Vec::new();
-        let mut stream = self.store.list(Some(&ObjPath::from(prefix.as_str())));
+        let mut stream = self.store.list(Some(&object_path(&prefix)?));
         while let Some(item) = stream.next().await {
             let meta = item.map_err(|e| self.err(e, &prefix))?;
             let key = meta.location.to_string();
@@ -523,7 +526,7 @@ impl Archive {
 
     /// A cheap request proving the store answers and the bucket exists.
     pub async fn probe(&self) -> Result<(), StorageError> {
-        let prefix = ObjPath::from(self.layout.root());
+        let prefix = object_path(self.layout.root())?;
         self.store
             .list_with_delimiter(Some(&prefix))
             .await

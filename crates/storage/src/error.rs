@@ -51,6 +51,14 @@ pub enum StorageError {
     #[error("cannot reach the object store at {endpoint} ({detail}); check the endpoint URL and the network")]
     Unreachable { endpoint: String, detail: String },
 
+    /// The server name or destination path cannot be stored as barman stores it.
+    #[error(transparent)]
+    InvalidName(#[from] barrelman_core::layout::InvalidName),
+
+    /// A key that no object store can hold unchanged.
+    #[error("cannot use the object key '{key}': {reason}")]
+    InvalidKey { key: String, reason: &'static str },
+
     /// The store's configuration is unusable (URL, CA bundle, options).
     #[error("{0}")]
     Config(String),

@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod codec;
 mod error;
+mod keys;
 pub mod objects;
 pub mod spool;
 pub mod store;
