@@ -39,7 +39,8 @@ pub fn code_for(err: &anyhow::Error) -> i32 {
             return match s {
                 StorageError::WalNotFound { .. }
                 | StorageError::NotEmpty { .. }
-                | StorageError::Conflict { .. } => FAILURE,
+                | StorageError::Conflict { .. }
+                | StorageError::ConcurrentConflict { .. } => FAILURE,
                 StorageError::InvalidName(_) | StorageError::InvalidKey { .. } => INPUT_ERROR,
                 _ => GENERAL_ERROR,
             };

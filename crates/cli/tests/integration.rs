@@ -15,4 +15,5 @@ mod it {
     pub mod native;
     pub mod resilience;
     pub mod wal_pg;
+    pub mod wal_race;
 }

@@ -130,6 +130,16 @@ impl Archive {
         &self,
         name: &WalName,
     ) -> Result<Vec<(String, StoredWal)>, StorageError> {
+        Ok(self
+            .variants_with_tags(name)
+            .await?
+            .into_iter()
+            .map(|v| (v.key, v.stored))
+            .collect())
+    }
+
+    /// [`Archive::find_variants`] with each object's entity tag.
+    async fn variants_with_tags(&self, name: &WalName) -> Result<Vec<Variant>, StorageError> {
         let exact = self.layout.wal_variants_prefix(name);
         let dir = self.layout.wal_dir(name);
         // Keys sort after `exact` minus its last character and before anything that
@@ -146,7 +156,11 @@ impl Archive {
             if key.starts_with(&exact) {
                 if let Some(stored) = StoredWal::from_key(&key) {
                     if stored.name == *name {
-                        found.push((key, stored));
+                        found.push(Variant {
+                            key,
+                            stored,
+                            e_tag: meta.e_tag.as_deref().map(bare_tag),
+                        });
                     }
                 }
             } else if key > exact {
@@ -158,7 +172,7 @@ impl Archive {
                 }
             }
         }
-        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(found)
     }
 
@@ -192,42 +206,154 @@ impl Archive {
         let producer =
             tokio::task::spawn_blocking(move || compress_file(&src, compression, level, tx));
         let existing = match self.find_variants(name).await {
-            Ok(v) => v.into_iter().next(),
+            Ok(v) => v,
             Err(e) => {
                 drop(rx);
                 let _ = producer.await;
                 return Err(e);
             }
         };
-        if let Some((existing, stored)) = existing {
+        if !existing.is_empty() {
             // Dropping the receiver stops the compressor.
             drop(rx);
             let _ = producer.await;
-            return self
-                .settle_existing(path, existing, stored.compression)
-                .await;
+            return self.settle_existing(path, existing).await;
         }
         match self
             .upload_stream(path, &key, rx, producer, &opts.tags)
             .await
         {
-            Ok(stored) => Ok(ArchiveOutcome::Uploaded { key, stored }),
+            Ok((stored, e_tag)) => {
+                self.settle_after_upload(path, name, key, compression, stored, e_tag)
+                    .await
+            }
             // Someone else wrote the name between our check and our PUT.
-            Err(UploadError::AlreadyExists) => self.settle_existing(path, key, compression).await,
+            Err(UploadError::AlreadyExists) => {
+                let existing = self.find_variants(name).await?;
+                self.settle_existing(path, existing).await
+            }
             Err(UploadError::Storage(e)) => Err(e),
         }
     }
 
+    /// The WAL is already stored: a success only when every stored variant holds
+    /// exactly the local content (a variant that differs means restore may serve
+    /// other bytes than ours).
     async fn settle_existing(
         &self,
         path: &Path,
+        existing: Vec<(String, StoredWal)>,
+    ) -> Result<ArchiveOutcome, StorageError> {
+        let mut first = None;
+        for (key, stored) in existing {
+            match self
+                .compare_if_present(&key, stored.compression, path)
+                .await?
+            {
+                Some(false) => return Err(StorageError::Conflict { key }),
+                Some(true) => {
+                    first.get_or_insert(key);
+                }
+                // Removed meanwhile by a writer that lost a race: not a copy.
+                None => {}
+            }
+        }
+        match first {
+            Some(key) => Ok(ArchiveOutcome::AlreadyArchived { key }),
+            None => Err(StorageError::Store {
+                key: path.display().to_string(),
+                detail: "the stored copy disappeared while it was being compared".into(),
+                transient: true,
+            }),
+        }
+    }
+
+    /// After our upload, looks again: another writer may have stored the same WAL
+    /// name at the same time under another codec (a different key, so the
+    /// conditional PUT could not stop it), or overwritten our key with a multipart
+    /// upload (which is not conditional). Exit 0 is given only when every variant
+    /// holds our content. If another holds different content, or the check itself
+    /// fails, our object is removed (restore can then only serve content whose
+    /// writer was told it succeeded) and the call fails.
+    async fn settle_after_upload(
+        &self,
+        path: &Path,
+        name: &WalName,
         key: String,
         compression: Compression,
+        stored: u64,
+        e_tag: Option<String>,
     ) -> Result<ArchiveOutcome, StorageError> {
-        if self.same_content(&key, compression, path).await? {
-            Ok(ArchiveOutcome::AlreadyArchived { key })
-        } else {
-            Err(StorageError::Conflict { key })
+        match self
+            .after_upload(path, name, &key, compression, e_tag.as_deref())
+            .await
+        {
+            Ok(AfterUpload::Sole) => Ok(ArchiveOutcome::Uploaded { key, stored }),
+            // Theirs stands, and it is theirs to report.
+            Ok(AfterUpload::Replaced) => Err(StorageError::Conflict { key }),
+            Ok(AfterUpload::OtherDiffers(other)) => {
+                tracing::warn!(
+                    "{other} was archived at the same time as {key} with different content; removing {key}"
+                );
+                self.remove_own(&key).await?;
+                Err(StorageError::ConcurrentConflict { ours: key, other })
+            }
+            Err(e) => {
+                if let Err(removal) = self.remove_own(&key).await {
+                    tracing::warn!("cannot remove {key} after a failed check: {removal}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn after_upload(
+        &self,
+        path: &Path,
+        name: &WalName,
+        key: &str,
+        compression: Compression,
+        e_tag: Option<&str>,
+    ) -> Result<AfterUpload, StorageError> {
+        let variants = self.variants_with_tags(name).await?;
+        let mut ours_present = false;
+        let mut differing = None;
+        for v in &variants {
+            if v.key == key {
+                ours_present = true;
+                let untouched = e_tag.is_some() && v.e_tag.as_deref() == e_tag;
+                if !untouched
+                    && self.compare_if_present(key, compression, path).await? != Some(true)
+                {
+                    return Ok(AfterUpload::Replaced);
+                }
+            } else if self
+                .compare_if_present(&v.key, v.stored.compression, path)
+                .await?
+                == Some(false)
+            {
+                differing.get_or_insert(v.key.clone());
+            }
+        }
+        if let Some(other) = differing {
+            return Ok(AfterUpload::OtherDiffers(other));
+        }
+        if !ours_present {
+            // Read-after-write is strong on S3 and local directories; if our object
+            // is gone, someone removed it: let the whole step run again.
+            return Err(StorageError::Store {
+                key: key.to_string(),
+                detail: "the object was not listed right after its upload".into(),
+                transient: true,
+            });
+        }
+        Ok(AfterUpload::Sole)
+    }
+
+    async fn remove_own(&self, key: &str) -> Result<(), StorageError> {
+        match self.store.delete(&object_path(key)?).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err(e, key)),
         }
     }
 
@@ -241,7 +367,7 @@ impl Archive {
         mut rx: mpsc::Receiver<Bytes>,
         producer: tokio::task::JoinHandle<io::Result<u64>>,
         tags: &[(String, String)],
-    ) -> Result<u64, UploadError> {
+    ) -> Result<(u64, Option<String>), UploadError> {
         let mut tagset = TagSet::default();
         for (k, v) in tags {
             tagset.push(k, v);
@@ -295,12 +421,11 @@ impl Archive {
                 source,
             }));
         }
-        match multipart {
-            Some(mp) => {
-                mp.finish()
-                    .await
-                    .map_err(|e| UploadError::Storage(self.err(e, key)))?;
-            }
+        let put = match multipart {
+            Some(mp) => mp
+                .finish()
+                .await
+                .map_err(|e| UploadError::Storage(self.err(e, key)))?,
             None => {
                 let payload: PutPayload = buffered.into_iter().collect();
                 let put = PutOptions {
@@ -309,7 +434,7 @@ impl Archive {
                     ..Default::default()
                 };
                 match self.store.put_opts(&obj, payload, put).await {
-                    Ok(_) => {}
+                    Ok(put) => put,
                     Err(object_store::Error::AlreadyExists { .. })
                     | Err(object_store::Error::Precondition { .. }) => {
                         return Err(UploadError::AlreadyExists)
@@ -317,8 +442,8 @@ impl Archive {
                     Err(e) => return Err(UploadError::Storage(self.err(e, key))),
                 }
             }
-        }
-        Ok(total as u64)
+        };
+        Ok((total as u64, put.e_tag.as_deref().map(bare_tag)))
     }
 
     async fn abort(
@@ -356,14 +481,41 @@ impl Archive {
         ))
     }
 
-    /// Compares the decompressed content of `key` with the local file, streaming.
-    async fn same_content(
+    /// Whether `key` holds the local file's content, or `None` when `key` no longer exists (a racing
+    /// writer removed its own copy).
+    async fn compare_if_present(
         &self,
         key: &str,
         compression: Compression,
         path: &Path,
+    ) -> Result<Option<bool>, StorageError> {
+        match self.store.get(&object_path(key)?).await {
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err(e, key)),
+            Ok(got) => {
+                let stream = got
+                    .into_stream()
+                    .map_err(|e| io::Error::other(e.to_string()));
+                let reader = SyncIoBridge::new_with_handle(
+                    StreamReader::new(stream),
+                    tokio::runtime::Handle::current(),
+                );
+                self.same_content_of(reader, key, compression, path)
+                    .await
+                    .map(Some)
+            }
+        }
+    }
+
+    /// Compares the decompressed content of `reader` (object `key`) with the local
+    /// file, streaming.
+    async fn same_content_of(
+        &self,
+        reader: impl Read + Send + 'static,
+        key: &str,
+        compression: Compression,
+        path: &Path,
     ) -> Result<bool, StorageError> {
-        let reader = self.object_reader(key).await?;
         let local = path.to_path_buf();
         let k = key.to_string();
         tokio::task::spawn_blocking(move || -> Result<bool, StorageError> {
@@ -562,6 +714,29 @@ where
 enum UploadError {
     AlreadyExists,
     Storage(StorageError),
+}
+
+/// What the look after an upload found.
+enum AfterUpload {
+    /// Every variant holds our content.
+    Sole,
+    /// Our key now holds another writer's different content.
+    Replaced,
+    /// Another key holds different content.
+    OtherDiffers(String),
+}
+
+/// One stored variant of a WAL name.
+struct Variant {
+    key: String,
+    stored: StoredWal,
+    /// The entity tag without quotes (a PUT's answer and a listing quote it
+    /// differently on some stores).
+    e_tag: Option<String>,
+}
+
+fn bare_tag(tag: &str) -> String {
+    tag.trim_matches('"').to_string()
 }
 
 /// Reads `path`, compresses it and sends the output in chunks of about [`CHUNK`].

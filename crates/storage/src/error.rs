@@ -18,6 +18,15 @@ pub enum StorageError {
     )]
     Conflict { key: String },
 
+    /// Another writer stored the same WAL name with different content at the same
+    /// time; our copy was removed so that only one content remains.
+    #[error(
+        "{other} was archived at the same time as this call's {ours}, with different content; \
+         {ours} was removed so that restore serves one content only. Two clusters archive under \
+         this server name: give each its own server name"
+    )]
+    ConcurrentConflict { ours: String, other: String },
+
     /// The archive must be empty (first archive of a new server) and is not.
     #[error(
         "the WAL archive {location} is not empty: it already holds {count} WAL file(s) (first: {first}), \

@@ -1,0 +1,219 @@
+//! Concurrent archives of one WAL segment: same or different bytes, same or
+//! different codecs, many rounds, on SeaweedFS and on a local directory. Afterwards
+//! the archive holds at most one content for the segment, and every writer that got
+//! exit 0 has exactly its bytes restored.
+
+use super::common::*;
+use barrelman_core::Compression;
+use barrelman_testkit::S3Server;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const SEG: &str = "000000010000000000000003";
+const ROUNDS: usize = 6;
+
+/// Writers of one round: (which content, codec flag).
+const SCENARIOS: [(&str, [(usize, &str); 3]); 4] = [
+    (
+        "same bytes, three codecs",
+        [(0, "--gzip"), (0, "--zstd"), (0, "")],
+    ),
+    (
+        "three contents, one codec",
+        [(0, "--zstd"), (1, "--zstd"), (2, "--zstd")],
+    ),
+    (
+        "three contents, three codecs",
+        [(0, "--gzip"), (1, "--zstd"), (2, "--lz4")],
+    ),
+    (
+        "two contents, three codecs",
+        [(0, "--gzip"), (0, "--zstd"), (1, "--lz4")],
+    ),
+];
+
+/// Where a round archives: the destination URL, and how to read back what it holds.
+trait Store {
+    fn url(&self) -> String;
+    fn command(&self, program: &Path) -> Command;
+    /// Every stored object of the segment of `server`, as (key suffix, bytes).
+    fn stored(&self, server: &str) -> Vec<(String, Vec<u8>)>;
+}
+
+struct S3(S3Server);
+
+impl Store for S3 {
+    fn url(&self) -> String {
+        "s3://race/p".into()
+    }
+    fn command(&self, program: &Path) -> Command {
+        let mut c = Command::new(program);
+        c.envs(self.0.env())
+            .env_remove("AWS_ENDPOINT_URL")
+            .args(["--endpoint-url", self.0.endpoint.as_str()]);
+        c
+    }
+    fn stored(&self, server: &str) -> Vec<(String, Vec<u8>)> {
+        const PY: &str = r#"
+import os
+prefix, out = sys.argv[3], sys.argv[4]
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+    for o in page.get("Contents", []):
+        name = o["Key"][len(prefix):]
+        s3.download_file(bucket, o["Key"], os.path.join(out, name))
+"#;
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = format!("p/{server}/wals/0000000100000000/");
+        boto3(
+            &self.0,
+            "race",
+            PY,
+            &[&prefix, dir.path().to_str().unwrap()],
+        );
+        read_dir(dir.path())
+    }
+}
+
+struct Local(tempfile::TempDir);
+
+impl Store for Local {
+    fn url(&self) -> String {
+        format!("file://{}", self.0.path().display())
+    }
+    fn command(&self, program: &Path) -> Command {
+        Command::new(program)
+    }
+    fn stored(&self, server: &str) -> Vec<(String, Vec<u8>)> {
+        read_dir(&self.0.path().join(server).join("wals/0000000100000000"))
+    }
+}
+
+fn read_dir(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, Vec<u8>)> = entries
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn decompressed(name: &str, bytes: &[u8]) -> Vec<u8> {
+    let (_, kind) = Compression::split_suffix(name);
+    let mut out = Vec::new();
+    barrelman_storage::codec::decompress(kind, &mut &bytes[..], &mut out)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    out
+}
+
+fn race(store: &dyn Store, links: &Path) {
+    let dir = tempfile::tempdir().unwrap();
+    let contents: Vec<Vec<u8>> = (0..3).map(|i| wal_like(2 << 20, 100 + i)).collect();
+    let url = store.url();
+    let mut failures = Vec::new();
+    for (scenario, writers) in SCENARIOS {
+        for round in 0..ROUNDS {
+            let server = format!("s{}-{round}", scenario.len());
+            // Each writer archives its own file of that segment name.
+            let files: Vec<PathBuf> = writers
+                .iter()
+                .enumerate()
+                .map(|(w, (content, _))| {
+                    let d = dir.path().join(format!("{server}-w{w}"));
+                    std::fs::create_dir_all(&d).unwrap();
+                    let f = d.join(SEG);
+                    std::fs::write(&f, &contents[*content]).unwrap();
+                    f
+                })
+                .collect();
+            let children: Vec<_> = writers
+                .iter()
+                .zip(&files)
+                .map(|((_, flag), file)| {
+                    let mut c = store.command(&links.join("barman-cloud-wal-archive"));
+                    if !flag.is_empty() {
+                        c.arg(flag);
+                    }
+                    c.args([url.as_str(), server.as_str(), file.to_str().unwrap()])
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::piped())
+                        .spawn()
+                        .unwrap()
+                })
+                .collect();
+            let results: Vec<_> = children
+                .into_iter()
+                .map(|c| c.wait_with_output().unwrap())
+                .collect();
+            let codes: Vec<Option<i32>> = results.iter().map(|o| o.status.code()).collect();
+            let what = format!("{scenario}, round {round}: exits {codes:?}");
+            for o in &results {
+                if !matches!(o.status.code(), Some(0) | Some(1)) {
+                    failures.push(format!("{what}: unexpected exit: {}", text(o)));
+                }
+            }
+            let winners: Vec<usize> = writers
+                .iter()
+                .zip(&codes)
+                .filter(|(_, c)| **c == Some(0))
+                .map(|((content, _), _)| *content)
+                .collect();
+            // Same bytes under any codec is no conflict.
+            if writers.iter().all(|(c, _)| *c == writers[0].0) && winners.len() != 3 {
+                failures.push(format!("{what}: identical content must succeed for all"));
+            }
+            let stored = store.stored(&server);
+            let mut stored_contents: Vec<Vec<u8>> = stored
+                .iter()
+                .map(|(name, bytes)| decompressed(name, bytes))
+                .collect();
+            stored_contents.dedup();
+            if stored_contents.len() > 1 {
+                let names: Vec<&str> = stored.iter().map(|(n, _)| n.as_str()).collect();
+                failures.push(format!("{what}: two contents stored: {names:?}"));
+            }
+            if let Some(&first) = winners.first() {
+                if winners.iter().any(|&w| w != first) {
+                    failures.push(format!(
+                        "{what}: writers of different content all got exit 0"
+                    ));
+                }
+                let dest = dir.path().join(format!("{server}-restored"));
+                let out = store
+                    .command(&links.join("barman-cloud-wal-restore"))
+                    .args([url.as_str(), server.as_str(), SEG, dest.to_str().unwrap()])
+                    .output()
+                    .unwrap();
+                if out.status.code() != Some(0)
+                    || std::fs::read(&dest).ok().as_deref() != Some(&contents[first][..])
+                {
+                    failures.push(format!(
+                        "{what}: a writer got exit 0 but its bytes do not restore: {}",
+                        text(&out)
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn race_concurrent_archives_of_one_segment_on_s3() {
+    let s3 = S3Server::start();
+    s3.create_bucket("race");
+    race(&S3(s3), &links_dir());
+}
+
+#[test]
+fn race_concurrent_archives_of_one_segment_on_a_local_directory() {
+    race(&Local(tempfile::tempdir().unwrap()), &links_dir());
+}
