@@ -43,6 +43,14 @@ pub enum ArchiveOutcome {
     AlreadyArchived { key: String },
 }
 
+/// One WAL name stored in several variants with different content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DifferingVariants {
+    pub name: String,
+    /// Every stored key of that name; restore serves the first.
+    pub keys: Vec<String>,
+}
+
 /// Options of one WAL upload.
 #[derive(Debug, Clone, Default)]
 pub struct UploadOptions {
@@ -649,6 +657,75 @@ impl Archive {
             }
         }
         Ok(out)
+    }
+
+    /// WAL names stored in more than one variant (codec suffix) whose decompressed
+    /// contents differ: restore would serve one of them, by key order, and the
+    /// writer of the other was wrongly told it succeeded (left by versions without
+    /// the check after upload, or by another tool). One listing; only names with
+    /// several variants are read.
+    pub async fn differing_variants(&self) -> Result<Vec<DifferingVariants>, StorageError> {
+        let mut by_name: std::collections::BTreeMap<String, Vec<(String, Compression)>> =
+            Default::default();
+        for (key, stored) in self.list_wals().await? {
+            by_name
+                .entry(stored.name.to_string())
+                .or_default()
+                .push((key, stored.compression));
+        }
+        let mut out = Vec::new();
+        for (name, mut variants) in by_name.into_iter().filter(|(_, v)| v.len() > 1) {
+            variants.sort_by(|a, b| a.0.cmp(&b.0));
+            let (first, first_codec) = &variants[0];
+            for (key, codec) in &variants[1..] {
+                if !self
+                    .same_stored_content(first, *first_codec, key, *codec)
+                    .await?
+                {
+                    out.push(DifferingVariants {
+                        name,
+                        keys: variants.into_iter().map(|(k, _)| k).collect(),
+                    });
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether two stored objects decompress to the same bytes, streaming both.
+    async fn same_stored_content(
+        &self,
+        a: &str,
+        a_codec: Compression,
+        b: &str,
+        b_codec: Compression,
+    ) -> Result<bool, StorageError> {
+        let reader_a = self.object_reader(a).await?;
+        let reader_b = self.object_reader(b).await?;
+        let (a, b) = (a.to_string(), b.to_string());
+        tokio::task::spawn_blocking(move || -> Result<bool, StorageError> {
+            let corrupt = |key: &str| {
+                let key = key.to_string();
+                move |source| StorageError::Corrupt { key, source }
+            };
+            let mut ra = codec::decompress_reader(a_codec, reader_a).map_err(corrupt(&a))?;
+            let mut rb = codec::decompress_reader(b_codec, reader_b).map_err(corrupt(&b))?;
+            let mut buf_a = vec![0u8; 256 << 10];
+            let mut buf_b = vec![0u8; 256 << 10];
+            loop {
+                let n = read_full(&mut ra, &mut buf_a).map_err(corrupt(&a))?;
+                let m = read_full(&mut rb, &mut buf_b).map_err(corrupt(&b))?;
+                if n != m || buf_a[..n] != buf_b[..m] {
+                    return Ok(false);
+                }
+                if n == 0 {
+                    return Ok(true);
+                }
+            }
+        })
+        .await
+        .map_err(|e| StorageError::Config(format!("internal: compare task failed: {e}")))?
     }
 
     /// barman-cloud-check-wal-archive: fails when the archive holds any WAL file

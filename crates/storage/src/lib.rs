@@ -9,7 +9,7 @@ pub mod objects;
 pub mod spool;
 pub mod store;
 
-pub use archive::{Archive, ArchiveOutcome, UploadOptions};
+pub use archive::{Archive, ArchiveOutcome, DifferingVariants, UploadOptions};
 pub use error::{Denial, StorageError};
 pub use objects::{ObjectInfo, ObjectWriter, UploadHandle};
 pub use store::{AddressingStyle, S3Keys, StoreOptions};

@@ -217,3 +217,66 @@ fn race_concurrent_archives_of_one_segment_on_s3() {
 fn race_concurrent_archives_of_one_segment_on_a_local_directory() {
     race(&Local(tempfile::tempdir().unwrap()), &links_dir());
 }
+
+/// A segment stored in two variants with different content (left by a version
+/// without the check after upload, or another tool) is named by `doctor` and
+/// `verify`, both exit 1; the same content under two codecs is no finding.
+#[test]
+fn doctor_and_verify_name_a_segment_stored_with_two_contents() {
+    let links = links_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("archive");
+    let url = format!("file://{}", root.display());
+    let archive = |flag: &str, server: &str, content: u64| {
+        let src_dir = dir.path().join(format!("{server}{flag}{content}"));
+        std::fs::create_dir_all(&src_dir).unwrap();
+        let src = src_dir.join(SEG);
+        std::fs::write(&src, wal_like(2 << 20, content)).unwrap();
+        let out = Command::new(links.join("barman-cloud-wal-archive"))
+            .args([flag, url.as_str(), server, src.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    };
+    let hash_dir = |server: &str| root.join(server).join("wals/0000000100000000");
+    // "twins": one content under gzip and zstd (archived apart, then put together).
+    archive("--gzip", "twins", 1);
+    archive("--zstd", "twins-zst", 1);
+    std::fs::rename(
+        hash_dir("twins-zst").join(format!("{SEG}.zst")),
+        hash_dir("twins").join(format!("{SEG}.zst")),
+    )
+    .unwrap();
+    // "split": two contents.
+    archive("--gzip", "split", 1);
+    archive("--zstd", "split-zst", 2);
+    std::fs::rename(
+        hash_dir("split-zst").join(format!("{SEG}.zst")),
+        hash_dir("split").join(format!("{SEG}.zst")),
+    )
+    .unwrap();
+
+    let barrelman_on = |cmd: &str, server: &str| {
+        Command::new(barrelman())
+            .args([cmd, url.as_str(), server])
+            .output()
+            .unwrap()
+    };
+    for cmd in ["doctor", "verify"] {
+        let out = barrelman_on(cmd, "twins");
+        let all = text(&out);
+        assert!(!all.contains("different content"), "{cmd} twins: {all}");
+        let out = barrelman_on(cmd, "split");
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{cmd} split: {all}");
+        for key in [
+            format!("split/wals/0000000100000000/{SEG}.gz"),
+            format!("split/wals/0000000100000000/{SEG}.zst"),
+        ] {
+            assert!(
+                all.contains(&key) && all.contains("different content"),
+                "{cmd} split must name {key}: {all}"
+            );
+        }
+    }
+}
