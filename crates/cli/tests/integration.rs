@@ -16,4 +16,5 @@ mod it {
     pub mod resilience;
     pub mod wal_pg;
     pub mod wal_race;
+    pub mod wal_size;
 }

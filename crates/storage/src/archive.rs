@@ -6,6 +6,7 @@
 
 use crate::codec;
 use crate::keys::object_path;
+use crate::segment::{size_mismatch, SegmentSizeCheck};
 use crate::store::{open_store, StoreOptions};
 use crate::StorageError;
 use barrelman_core::layout::{Destination, ServerLayout, StoredWal};
@@ -613,9 +614,16 @@ impl Archive {
         let reader = self.object_reader(key).await?;
         let dest = dest.to_path_buf();
         let k = key.to_string();
+        // Whole segments must be as long as their header says (a truncated object
+        // decodes without error); partial, history and backup files are shorter.
+        let whole_segment = StoredWal::from_key(key)
+            .is_some_and(|s| s.name.kind() == barrelman_core::wal::WalKind::Segment);
         tokio::task::spawn_blocking(move || {
             write_atomically(&dest, |out| {
                 let mut r = codec::decompress_reader(compression, reader)?;
+                if whole_segment {
+                    r = Box::new(SegmentSizeCheck::new(r));
+                }
                 copy_large(&mut r, out)
             })
             .map_err(|e| match e {
@@ -624,7 +632,14 @@ impl Archive {
                     path: dest.display().to_string(),
                     source,
                 },
-                WriteError::Content(source) => StorageError::Corrupt { key: k, source },
+                WriteError::Content(source) => match size_mismatch(&source) {
+                    Some(m) => StorageError::WrongSize {
+                        key: k,
+                        actual: m.actual,
+                        expected: m.expected,
+                    },
+                    None => StorageError::Corrupt { key: k, source },
+                },
             })
         })
         .await

@@ -89,6 +89,18 @@ pub enum StorageError {
         source: io::Error,
     },
 
+    /// A stored WAL segment decodes to fewer (or more) bytes than its header says.
+    #[error(
+        "the stored WAL segment {key} holds {actual} bytes, but its header records segments of \
+         {expected} bytes: the object is truncated or damaged; restore from another copy or \
+         re-archive the segment from the server that wrote it"
+    )]
+    WrongSize {
+        key: String,
+        actual: u64,
+        expected: u64,
+    },
+
     /// Any other store failure, after the HTTP client's own retries. `transient`
     /// failures (resets, timeouts, 5xx) are worth another attempt of the whole step.
     #[error("object store request for {key} failed: {detail}")]

@@ -6,6 +6,7 @@ pub mod codec;
 mod error;
 mod keys;
 pub mod objects;
+pub mod segment;
 pub mod spool;
 pub mod store;
 
