@@ -25,9 +25,12 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
-/// Compressed objects up to this size go up in one PUT (which can be conditional);
-/// larger ones (WAL segments over 16 MiB, e.g. `--wal-segsize 1024`) use multipart.
-pub const SINGLE_PUT_MAX: usize = 16 << 20;
+/// Compressed objects up to this size go up in one PUT, which is create-only;
+/// larger ones (WAL segments over 16 MiB, e.g. `--wal-segsize 1024`) use multipart,
+/// whose completion object_store cannot make create-only. A 16 MiB segment of
+/// incompressible content grows by a fraction of a percent under every codec: the
+/// extra MiB keeps every default-sized segment in one create-only PUT.
+pub const SINGLE_PUT_MAX: usize = 17 << 20;
 /// Multipart part size; with [`PARTS_IN_FLIGHT`] this bounds upload memory.
 pub const PART_SIZE: usize = 8 << 20;
 /// Parts uploaded concurrently in a multipart upload.
@@ -229,7 +232,7 @@ impl Archive {
             return self.settle_existing(path, existing).await;
         }
         match self
-            .upload_stream(path, &key, rx, producer, &opts.tags)
+            .upload_stream(path, name, &key, rx, producer, &opts.tags)
             .await
         {
             Ok((stored, e_tag)) => {
@@ -372,6 +375,7 @@ impl Archive {
     async fn upload_stream(
         &self,
         path: &Path,
+        name: &WalName,
         key: &str,
         mut rx: mpsc::Receiver<Bytes>,
         producer: tokio::task::JoinHandle<io::Result<u64>>,
@@ -431,10 +435,26 @@ impl Archive {
             }));
         }
         let put = match multipart {
-            Some(mp) => mp
-                .finish()
-                .await
-                .map_err(|e| UploadError::Storage(self.err(e, key)))?,
+            Some(mp) => {
+                // Completing a multipart upload cannot be made create-only here, so
+                // look once more just before it: a copy stored meanwhile by another
+                // writer is settled like one found at the start, never replaced.
+                // (A completion racing this look is caught by the check after.)
+                match self.find_variants(name).await {
+                    Ok(found) if found.is_empty() => {}
+                    Ok(_) => {
+                        let _ = mp.abort().await;
+                        return Err(UploadError::AlreadyExists);
+                    }
+                    Err(e) => {
+                        let _ = mp.abort().await;
+                        return Err(UploadError::Storage(e));
+                    }
+                }
+                mp.finish()
+                    .await
+                    .map_err(|e| UploadError::Storage(self.err(e, key)))?
+            }
             None => {
                 let payload: PutPayload = buffered.into_iter().collect();
                 let put = PutOptions {
