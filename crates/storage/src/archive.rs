@@ -154,32 +154,38 @@ impl Archive {
     async fn variants_with_tags(&self, name: &WalName) -> Result<Vec<Variant>, StorageError> {
         let exact = self.layout.wal_variants_prefix(name);
         let dir = self.layout.wal_dir(name);
-        // Keys sort after `exact` minus its last character and before anything that
-        // no longer starts with `exact`; stop reading there.
-        let offset = object_path(&exact[..exact.len() - 1])?;
-        let mut stream = self
-            .store
-            .list_with_offset(Some(&object_path(&dir)?), &offset);
-        let mut found = Vec::new();
-        let mut seen_after = 0;
-        while let Some(item) = stream.next().await {
-            let meta = item.map_err(|e| self.err(e, &exact))?;
+        let variant = |meta: object_store::ObjectMeta| {
             let key = meta.location.to_string();
-            if key.starts_with(&exact) {
-                if let Some(stored) = StoredWal::from_key(&key) {
-                    if stored.name == *name {
-                        found.push(Variant {
-                            key,
-                            stored,
-                            e_tag: meta.e_tag.as_deref().map(bare_tag),
-                        });
-                    }
-                }
-            } else if key > exact {
-                // Past every variant (local listings are unordered: allow a few).
-                seen_after += 1;
-                if seen_after > 64 || self.dest.provider != barrelman_core::layout::Provider::Local
-                {
+            let stored = StoredWal::from_key(&key).filter(|s| s.name == *name)?;
+            Some(Variant {
+                key,
+                stored,
+                e_tag: meta.e_tag.as_deref().map(bare_tag),
+            })
+        };
+        let mut found = Vec::new();
+        if self.dest.provider == barrelman_core::layout::Provider::Local {
+            // A directory lists in no particular order, so an ordered scan cannot
+            // stop early; read the directory itself (not recursively: history files
+            // sit in `wals/` above every hash directory).
+            let listing = self
+                .store
+                .list_with_delimiter(Some(&object_path(&dir)?))
+                .await
+                .map_err(|e| self.err(e, &exact))?;
+            found.extend(listing.objects.into_iter().filter_map(variant));
+        } else {
+            // Keys sort after `exact` minus its last character and before anything
+            // that no longer starts with `exact`; stop reading there.
+            let offset = object_path(&exact[..exact.len() - 1])?;
+            let mut stream = self
+                .store
+                .list_with_offset(Some(&object_path(&dir)?), &offset);
+            while let Some(item) = stream.next().await {
+                let meta = item.map_err(|e| self.err(e, &exact))?;
+                if meta.location.as_ref().starts_with(&exact) {
+                    found.extend(variant(meta));
+                } else if meta.location.as_ref() > exact.as_str() {
                     break;
                 }
             }
@@ -713,10 +719,16 @@ impl Archive {
             variants.sort_by(|a, b| a.0.cmp(&b.0));
             let (first, first_codec) = &variants[0];
             for (key, codec) in &variants[1..] {
-                if !self
+                let same = match self
                     .same_stored_content(first, *first_codec, key, *codec)
-                    .await?
+                    .await
                 {
+                    Ok(same) => same,
+                    // A variant that does not decode is not the same content.
+                    Err(StorageError::Corrupt { .. }) => false,
+                    Err(e) => return Err(e),
+                };
+                if !same {
                     out.push(DifferingVariants {
                         name,
                         keys: variants.into_iter().map(|(k, _)| k).collect(),
