@@ -121,6 +121,20 @@ pub async fn examine(
         ));
     }
 
+    // 2c. One WAL name stored with two different contents.
+    for d in archive.differing_variants().await? {
+        out.push(finding(
+            format!(
+                "WAL file {} is stored in {} variants with different content: {} (restore serves {})",
+                d.name,
+                d.keys.len(),
+                d.keys.join(", "),
+                d.keys[0]
+            ),
+            "two clusters archived this WAL name: find the cluster that owns this server name, keep the copy it wrote and delete the others",
+        ));
+    }
+
     // 2a. WAL of another database system.
     if let Some(sysid) = done.last().and_then(|b| b.systemid.clone()) {
         let mut by_tli: BTreeMap<u32, SegmentName> = BTreeMap::new();

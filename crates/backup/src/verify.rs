@@ -40,6 +40,8 @@ pub struct VerifyReport {
     pub chain: Option<Chain>,
     /// Earliest point one can restore to: the end of the oldest restorable backup.
     pub earliest: Option<String>,
+    /// WAL names stored in several variants with different content.
+    pub differing_wal: Vec<barrelman_storage::DifferingVariants>,
 }
 
 /// Verifies `which` (an id, name or shortcut) or every backup.
@@ -50,7 +52,9 @@ pub async fn verify(
 ) -> Result<VerifyReport, StorageError> {
     let (backups, unreadable) = catalog::load(archive).await?;
     let wals = wal_index(archive).await?;
-    verify_loaded(archive, &backups, &unreadable, &wals, which, deep).await
+    let mut report = verify_loaded(archive, &backups, &unreadable, &wals, which, deep).await?;
+    report.differing_wal = archive.differing_variants().await?;
+    Ok(report)
 }
 
 /// One stored WAL file: its key, codec and when it was archived.

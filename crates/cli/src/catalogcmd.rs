@@ -369,6 +369,20 @@ pub async fn verify(target: &Target, which: Option<&str>, deep: bool) -> Result<
             );
         }
     }
+    for d in &report.differing_wal {
+        println!(
+            "WAL file {} is stored with different content in: {} (restore serves the first)",
+            d.name,
+            d.keys.join(", ")
+        );
+        first_problem.get_or_insert_with(|| {
+            format!(
+                "WAL file {} is stored with different content in {}",
+                d.name,
+                d.keys.join(" and ")
+            )
+        });
+    }
     match first_problem {
         Some(p) => Err(OperationFailed(p).into()),
         None => Ok(()),

@@ -20,7 +20,10 @@ pub struct InputError(pub String);
 /// The exit code barman would give for `err`.
 pub fn code_for(err: &anyhow::Error) -> i32 {
     for cause in err.chain() {
-        if cause.is::<InvalidWalName>() || cause.is::<InputError>() {
+        if cause.is::<InvalidWalName>()
+            || cause.is::<InputError>()
+            || cause.is::<barrelman_core::layout::InvalidName>()
+        {
             return INPUT_ERROR;
         }
         if cause.is::<crate::basebackup::OperationFailed>() {
@@ -36,7 +39,9 @@ pub fn code_for(err: &anyhow::Error) -> i32 {
             return match s {
                 StorageError::WalNotFound { .. }
                 | StorageError::NotEmpty { .. }
-                | StorageError::Conflict { .. } => FAILURE,
+                | StorageError::Conflict { .. }
+                | StorageError::ConcurrentConflict { .. } => FAILURE,
+                StorageError::InvalidName(_) | StorageError::InvalidKey { .. } => INPUT_ERROR,
                 _ => GENERAL_ERROR,
             };
         }

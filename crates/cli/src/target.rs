@@ -107,7 +107,7 @@ impl Target {
         let azure_emulator = std::env::var_os("AZURE_STORAGE_CONNECTION_STRING").is_some();
         let destination = Destination::parse(dest, azure_emulator)?;
         check_provider(&destination, flags.cloud_provider.as_deref())?;
-        check_server_name(server)?;
+        check_names(&destination, server)?;
         if let Some(t) = flags.read_timeout.filter(|t| *t <= 0.0) {
             bail!(ConfigConflict(format!(
                 "invalid --read-timeout {t}: it must be a positive number of seconds"
@@ -147,7 +147,6 @@ impl Target {
             .with_context(|| format!("cannot read the ObjectStore manifest {}", file.display()))?;
         let store =
             ObjectStore::from_yaml(&text).with_context(|| format!("in {}", file.display()))?;
-        check_server_name(server)?;
         let conf = &store.spec.configuration;
         let azure_emulator = conf
             .azure_credentials
@@ -155,6 +154,7 @@ impl Target {
             .is_some_and(|a| a.connection_string.is_some());
         let destination = Destination::parse(&conf.destination_path, azure_emulator)
             .context("in spec.configuration.destinationPath")?;
+        check_names(&destination, server)?;
         let mut options = StoreOptions {
             endpoint_url: conf.endpoint_url.clone(),
             encryption: conf.wal.as_ref().and_then(|w| w.encryption.clone()),
@@ -244,10 +244,10 @@ fn check_provider(dest: &Destination, flag: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-fn check_server_name(server: &str) -> Result<()> {
-    if server.is_empty() || server.contains('/') || server == "." || server == ".." {
-        bail!("invalid server name '{server}': use a non-empty name without '/'");
-    }
+/// Refuses (exit 3) a server name or destination path whose keys could not be
+/// stored raw, as barman writes them, before anything is read or written.
+fn check_names(dest: &Destination, server: &str) -> Result<()> {
+    barrelman_core::layout::ServerLayout::checked(&dest.path, server)?;
     Ok(())
 }
 

@@ -11,8 +11,11 @@ mod it {
     pub mod interop;
     pub mod lifecycle;
     pub mod memory;
+    pub mod names;
     pub mod native;
     pub mod resilience;
     pub mod wal_local;
     pub mod wal_pg;
+    pub mod wal_race;
+    pub mod wal_size;
 }

@@ -153,6 +153,48 @@ impl Destination {
     }
 }
 
+/// A server name or destination path that cannot become object keys that both
+/// barman-cloud and barrelman read back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {what} '{}': {reason}", value.escape_debug())]
+pub struct InvalidName {
+    /// `server name` or `destination path`.
+    pub what: &'static str,
+    pub value: String,
+    pub reason: &'static str,
+}
+
+/// Checks one `/`-separated part of a key prefix. Keys are stored as the raw UTF-8
+/// string barman writes (any character, `~ % # [ ]` and non-ASCII included), except
+/// what object stores and local directories cannot hold or would resolve: control
+/// characters, and empty, `.` or `..` segments.
+fn check_segments(what: &'static str, value: &str) -> Result<(), InvalidName> {
+    let bad = |reason| {
+        Err(InvalidName {
+            what,
+            value: value.to_string(),
+            reason,
+        })
+    };
+    if value.chars().any(|c| c.is_control()) {
+        return bad("control characters (newline, tab, ...) cannot be part of an object key; use printable characters");
+    }
+    for segment in value.split('/') {
+        match segment {
+            "" => return bad(
+                "an empty segment ('//') cannot be part of an object key; remove the doubled '/'",
+            ),
+            "." | ".." => {
+                return bad(
+                    "'.' and '..' segments would be resolved as relative paths; use another name",
+                )
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// One server's area of an archive: `<path>/<server_name>/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerLayout {
@@ -160,6 +202,40 @@ pub struct ServerLayout {
 }
 
 impl ServerLayout {
+    /// [`ServerLayout::new`] after checking that `path` and `server_name` give keys
+    /// that can be stored and read back unchanged.
+    pub fn checked(path: &str, server_name: &str) -> Result<Self, InvalidName> {
+        let reason = if server_name.is_empty() {
+            Some("a server name cannot be empty")
+        } else if server_name.contains('/') {
+            Some("a server name cannot contain '/'; use a name without it")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Err(InvalidName {
+                what: "server name",
+                value: server_name.to_string(),
+                reason,
+            });
+        }
+        check_segments("server name", server_name)?;
+        let path = path.trim_matches('/');
+        if !path.is_empty() {
+            if path.contains(['#', '?']) {
+                // barman-cloud parses the destination with urlparse, which ends the
+                // path at '?' or '#': its archive would be under another prefix.
+                return Err(InvalidName {
+                    what: "destination path",
+                    value: path.to_string(),
+                    reason: "barman-cloud ends a URL's path at '?' or '#', so it would use another prefix; use a path without them",
+                });
+            }
+            check_segments("destination path", path)?;
+        }
+        Ok(Self::new(path, server_name))
+    }
+
     /// The layout of `server_name` under the destination's path.
     pub fn new(path: &str, server_name: &str) -> Self {
         let path = path.trim_matches('/');
@@ -298,6 +374,31 @@ mod tests {
         assert_eq!(l.wals_prefix(), "srv1/wals");
         let l = ServerLayout::new("pfx/", "srv1");
         assert_eq!(l.base_prefix(), "pfx/srv1/base");
+    }
+
+    #[test]
+    fn keeps_raw_names_and_refuses_unstorable_ones() {
+        // Characters object_store would percent-encode stay raw, as barman writes them.
+        let l = ServerLayout::checked("pfx~é[1]%20", "pg~1 ü{|}^\"<>#\\`?*").unwrap();
+        assert_eq!(l.root(), "pfx~é[1]%20/pg~1 ü{|}^\"<>#\\`?*");
+        assert_eq!(ServerLayout::checked("/a/b/", "s").unwrap().root(), "a/b/s");
+        for (path, server) in [
+            ("", ""),
+            ("", "a/b"),
+            ("", "."),
+            ("", ".."),
+            ("", "pg\n1"),
+            ("", "pg\u{7f}"),
+            ("a//b", "s"),
+            ("a/../b", "s"),
+            ("a/./b", "s"),
+            ("a\tb", "s"),
+            ("a#b", "s"),
+            ("a?b", "s"),
+        ] {
+            let e = ServerLayout::checked(path, server).unwrap_err();
+            assert!(!e.to_string().contains('\n'), "{e}");
+        }
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! flow the other way through a synchronous bridge into the decompressor.
 
 use crate::codec;
+use crate::keys::object_path;
 use crate::localfs::{is_disk_full, write_atomically, WriteError};
+use crate::segment::{size_mismatch, SegmentSizeCheck};
 use crate::store::{open_store, StoreOptions};
 use crate::StorageError;
 use barrelman_core::layout::{Destination, ServerLayout, StoredWal};
@@ -13,7 +15,6 @@ use barrelman_core::wal::WalName;
 use barrelman_core::Compression;
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
-use object_store::path::Path as ObjPath;
 use object_store::{
     ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, TagSet,
     WriteMultipart,
@@ -25,9 +26,12 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
-/// Compressed objects up to this size go up in one PUT (which can be conditional);
-/// larger ones (WAL segments over 16 MiB, e.g. `--wal-segsize 1024`) use multipart.
-pub const SINGLE_PUT_MAX: usize = 16 << 20;
+/// Compressed objects up to this size go up in one PUT, which is create-only;
+/// larger ones (WAL segments over 16 MiB, e.g. `--wal-segsize 1024`) use multipart,
+/// whose completion object_store cannot make create-only. A 16 MiB segment of
+/// incompressible content grows by a fraction of a percent under every codec: the
+/// extra MiB keeps every default-sized segment in one create-only PUT.
+pub const SINGLE_PUT_MAX: usize = 17 << 20;
 /// Multipart part size; with [`PARTS_IN_FLIGHT`] this bounds upload memory.
 pub const PART_SIZE: usize = 8 << 20;
 /// Parts uploaded concurrently in a multipart upload.
@@ -42,6 +46,14 @@ pub enum ArchiveOutcome {
     Uploaded { key: String, stored: u64 },
     /// The same content was already archived (as `key`); nothing was written.
     AlreadyArchived { key: String },
+}
+
+/// One WAL name stored in several variants with different content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DifferingVariants {
+    pub name: String,
+    /// Every stored key of that name; restore serves the first.
+    pub keys: Vec<String>,
 }
 
 /// Options of one WAL upload.
@@ -78,6 +90,9 @@ impl Archive {
         server_name: &str,
         opts: &StoreOptions,
     ) -> Result<Self, StorageError> {
+        // Before anything is opened or created: a name that cannot be stored raw is
+        // refused, never archived under a key that restore would not find.
+        let layout = ServerLayout::checked(&dest.path, server_name)?;
         let store = open_store(dest, opts)?;
         let endpoint = opts
             .endpoint_url
@@ -88,7 +103,7 @@ impl Archive {
             });
         Ok(Self {
             store,
-            layout: ServerLayout::new(&dest.path, server_name),
+            layout,
             dest: dest.clone(),
             endpoint,
         })
@@ -134,35 +149,55 @@ impl Archive {
         &self,
         name: &WalName,
     ) -> Result<Vec<(String, StoredWal)>, StorageError> {
+        Ok(self
+            .variants_with_tags(name)
+            .await?
+            .into_iter()
+            .map(|v| (v.key, v.stored))
+            .collect())
+    }
+
+    /// [`Archive::find_variants`] with each object's entity tag.
+    async fn variants_with_tags(&self, name: &WalName) -> Result<Vec<Variant>, StorageError> {
         let exact = self.layout.wal_variants_prefix(name);
         let dir = self.layout.wal_dir(name);
-        // Keys sort after `exact` minus its last character and before anything that
-        // no longer starts with `exact`; stop reading there.
-        let offset = ObjPath::from(&exact[..exact.len() - 1]);
-        let mut stream = self
-            .store
-            .list_with_offset(Some(&ObjPath::from(dir.as_str())), &offset);
-        let mut found = Vec::new();
-        let mut seen_after = 0;
-        while let Some(item) = stream.next().await {
-            let meta = item.map_err(|e| self.err(e, &exact))?;
+        let variant = |meta: object_store::ObjectMeta| {
             let key = meta.location.to_string();
-            if key.starts_with(&exact) {
-                if let Some(stored) = StoredWal::from_key(&key) {
-                    if stored.name == *name {
-                        found.push((key, stored));
-                    }
-                }
-            } else if key > exact {
-                // Past every variant (local listings are unordered: allow a few).
-                seen_after += 1;
-                if seen_after > 64 || self.dest.provider != barrelman_core::layout::Provider::Local
-                {
+            let stored = StoredWal::from_key(&key).filter(|s| s.name == *name)?;
+            Some(Variant {
+                key,
+                stored,
+                e_tag: meta.e_tag.as_deref().map(bare_tag),
+            })
+        };
+        let mut found = Vec::new();
+        if self.dest.provider == barrelman_core::layout::Provider::Local {
+            // A directory lists in no particular order, so an ordered scan cannot
+            // stop early; read the directory itself (not recursively: history files
+            // sit in `wals/` above every hash directory).
+            let listing = self
+                .store
+                .list_with_delimiter(Some(&object_path(&dir)?))
+                .await
+                .map_err(|e| self.err(e, &exact))?;
+            found.extend(listing.objects.into_iter().filter_map(variant));
+        } else {
+            // Keys sort after `exact` minus its last character and before anything
+            // that no longer starts with `exact`; stop reading there.
+            let offset = object_path(&exact[..exact.len() - 1])?;
+            let mut stream = self
+                .store
+                .list_with_offset(Some(&object_path(&dir)?), &offset);
+            while let Some(item) = stream.next().await {
+                let meta = item.map_err(|e| self.err(e, &exact))?;
+                if meta.location.as_ref().starts_with(&exact) {
+                    found.extend(variant(meta));
+                } else if meta.location.as_ref() > exact.as_str() {
                     break;
                 }
             }
         }
-        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(found)
     }
 
@@ -196,42 +231,154 @@ impl Archive {
         let producer =
             tokio::task::spawn_blocking(move || compress_file(&src, compression, level, tx));
         let existing = match self.find_variants(name).await {
-            Ok(v) => v.into_iter().next(),
+            Ok(v) => v,
             Err(e) => {
                 drop(rx);
                 let _ = producer.await;
                 return Err(e);
             }
         };
-        if let Some((existing, stored)) = existing {
+        if !existing.is_empty() {
             // Dropping the receiver stops the compressor.
             drop(rx);
             let _ = producer.await;
-            return self
-                .settle_existing(path, existing, stored.compression)
-                .await;
+            return self.settle_existing(path, existing).await;
         }
         match self
-            .upload_stream(path, &key, rx, producer, &opts.tags)
+            .upload_stream(path, name, &key, rx, producer, &opts.tags)
             .await
         {
-            Ok(stored) => Ok(ArchiveOutcome::Uploaded { key, stored }),
+            Ok((stored, e_tag)) => {
+                self.settle_after_upload(path, name, key, compression, stored, e_tag)
+                    .await
+            }
             // Someone else wrote the name between our check and our PUT.
-            Err(UploadError::AlreadyExists) => self.settle_existing(path, key, compression).await,
+            Err(UploadError::AlreadyExists) => {
+                let existing = self.find_variants(name).await?;
+                self.settle_existing(path, existing).await
+            }
             Err(UploadError::Storage(e)) => Err(e),
         }
     }
 
+    /// The WAL is already stored: a success only when every stored variant holds
+    /// exactly the local content (a variant that differs means restore may serve
+    /// other bytes than ours).
     async fn settle_existing(
         &self,
         path: &Path,
+        existing: Vec<(String, StoredWal)>,
+    ) -> Result<ArchiveOutcome, StorageError> {
+        let mut first = None;
+        for (key, stored) in existing {
+            match self
+                .compare_if_present(&key, stored.compression, path)
+                .await?
+            {
+                Some(false) => return Err(StorageError::Conflict { key }),
+                Some(true) => {
+                    first.get_or_insert(key);
+                }
+                // Removed meanwhile by a writer that lost a race: not a copy.
+                None => {}
+            }
+        }
+        match first {
+            Some(key) => Ok(ArchiveOutcome::AlreadyArchived { key }),
+            None => Err(StorageError::Store {
+                key: path.display().to_string(),
+                detail: "the stored copy disappeared while it was being compared".into(),
+                transient: true,
+            }),
+        }
+    }
+
+    /// After our upload, looks again: another writer may have stored the same WAL
+    /// name at the same time under another codec (a different key, so the
+    /// conditional PUT could not stop it), or overwritten our key with a multipart
+    /// upload (which is not conditional). Exit 0 is given only when every variant
+    /// holds our content. If another holds different content, or the check itself
+    /// fails, our object is removed (restore can then only serve content whose
+    /// writer was told it succeeded) and the call fails.
+    async fn settle_after_upload(
+        &self,
+        path: &Path,
+        name: &WalName,
         key: String,
         compression: Compression,
+        stored: u64,
+        e_tag: Option<String>,
     ) -> Result<ArchiveOutcome, StorageError> {
-        if self.same_content(&key, compression, path).await? {
-            Ok(ArchiveOutcome::AlreadyArchived { key })
-        } else {
-            Err(StorageError::Conflict { key })
+        match self
+            .after_upload(path, name, &key, compression, e_tag.as_deref())
+            .await
+        {
+            Ok(AfterUpload::Sole) => Ok(ArchiveOutcome::Uploaded { key, stored }),
+            // Theirs stands, and it is theirs to report.
+            Ok(AfterUpload::Replaced) => Err(StorageError::Conflict { key }),
+            Ok(AfterUpload::OtherDiffers(other)) => {
+                tracing::warn!(
+                    "{other} was archived at the same time as {key} with different content; removing {key}"
+                );
+                self.remove_own(&key).await?;
+                Err(StorageError::ConcurrentConflict { ours: key, other })
+            }
+            Err(e) => {
+                if let Err(removal) = self.remove_own(&key).await {
+                    tracing::warn!("cannot remove {key} after a failed check: {removal}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn after_upload(
+        &self,
+        path: &Path,
+        name: &WalName,
+        key: &str,
+        compression: Compression,
+        e_tag: Option<&str>,
+    ) -> Result<AfterUpload, StorageError> {
+        let variants = self.variants_with_tags(name).await?;
+        let mut ours_present = false;
+        let mut differing = None;
+        for v in &variants {
+            if v.key == key {
+                ours_present = true;
+                let untouched = e_tag.is_some() && v.e_tag.as_deref() == e_tag;
+                if !untouched
+                    && self.compare_if_present(key, compression, path).await? != Some(true)
+                {
+                    return Ok(AfterUpload::Replaced);
+                }
+            } else if self
+                .compare_if_present(&v.key, v.stored.compression, path)
+                .await?
+                == Some(false)
+            {
+                differing.get_or_insert(v.key.clone());
+            }
+        }
+        if let Some(other) = differing {
+            return Ok(AfterUpload::OtherDiffers(other));
+        }
+        if !ours_present {
+            // Read-after-write is strong on S3 and local directories; if our object
+            // is gone, someone removed it: let the whole step run again.
+            return Err(StorageError::Store {
+                key: key.to_string(),
+                detail: "the object was not listed right after its upload".into(),
+                transient: true,
+            });
+        }
+        Ok(AfterUpload::Sole)
+    }
+
+    async fn remove_own(&self, key: &str) -> Result<(), StorageError> {
+        match self.store.delete(&object_path(key)?).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err(e, key)),
         }
     }
 
@@ -241,16 +388,17 @@ impl Archive {
     async fn upload_stream(
         &self,
         path: &Path,
+        name: &WalName,
         key: &str,
         mut rx: mpsc::Receiver<Bytes>,
         producer: tokio::task::JoinHandle<io::Result<u64>>,
         tags: &[(String, String)],
-    ) -> Result<u64, UploadError> {
+    ) -> Result<(u64, Option<String>), UploadError> {
         let mut tagset = TagSet::default();
         for (k, v) in tags {
             tagset.push(k, v);
         }
-        let obj = ObjPath::from(key);
+        let obj = object_path(key).map_err(UploadError::Storage)?;
         let mut buffered: Vec<Bytes> = Vec::new();
         let mut total = 0usize;
         let mut multipart: Option<WriteMultipart> = None;
@@ -299,11 +447,26 @@ impl Archive {
                 source,
             }));
         }
-        match multipart {
+        let put = match multipart {
             Some(mp) => {
+                // Completing a multipart upload cannot be made create-only here, so
+                // look once more just before it: a copy stored meanwhile by another
+                // writer is settled like one found at the start, never replaced.
+                // (A completion racing this look is caught by the check after.)
+                match self.find_variants(name).await {
+                    Ok(found) if found.is_empty() => {}
+                    Ok(_) => {
+                        let _ = mp.abort().await;
+                        return Err(UploadError::AlreadyExists);
+                    }
+                    Err(e) => {
+                        let _ = mp.abort().await;
+                        return Err(UploadError::Storage(e));
+                    }
+                }
                 mp.finish()
                     .await
-                    .map_err(|e| UploadError::Storage(self.err(e, key)))?;
+                    .map_err(|e| UploadError::Storage(self.err(e, key)))?
             }
             None => {
                 let payload: PutPayload = buffered.into_iter().collect();
@@ -313,7 +476,7 @@ impl Archive {
                     ..Default::default()
                 };
                 match self.store.put_opts(&obj, payload, put).await {
-                    Ok(_) => {}
+                    Ok(put) => put,
                     Err(object_store::Error::AlreadyExists { .. })
                     | Err(object_store::Error::Precondition { .. }) => {
                         return Err(UploadError::AlreadyExists)
@@ -321,8 +484,8 @@ impl Archive {
                     Err(e) => return Err(UploadError::Storage(self.err(e, key))),
                 }
             }
-        }
-        Ok(total as u64)
+        };
+        Ok((total as u64, put.e_tag.as_deref().map(bare_tag)))
     }
 
     async fn abort(
@@ -347,7 +510,7 @@ impl Archive {
     ) -> Result<impl Read + Send + 'static, StorageError> {
         let got = self
             .store
-            .get(&ObjPath::from(key))
+            .get(&object_path(key)?)
             .await
             .map_err(|e| self.err(e, key))?;
         let stream = got
@@ -360,14 +523,41 @@ impl Archive {
         ))
     }
 
-    /// Compares the decompressed content of `key` with the local file, streaming.
-    async fn same_content(
+    /// Whether `key` holds the local file's content, or `None` when `key` no longer exists (a racing
+    /// writer removed its own copy).
+    async fn compare_if_present(
         &self,
         key: &str,
         compression: Compression,
         path: &Path,
+    ) -> Result<Option<bool>, StorageError> {
+        match self.store.get(&object_path(key)?).await {
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err(e, key)),
+            Ok(got) => {
+                let stream = got
+                    .into_stream()
+                    .map_err(|e| io::Error::other(e.to_string()));
+                let reader = SyncIoBridge::new_with_handle(
+                    StreamReader::new(stream),
+                    tokio::runtime::Handle::current(),
+                );
+                self.same_content_of(reader, key, compression, path)
+                    .await
+                    .map(Some)
+            }
+        }
+    }
+
+    /// Compares the decompressed content of `reader` (object `key`) with the local
+    /// file, streaming.
+    async fn same_content_of(
+        &self,
+        reader: impl Read + Send + 'static,
+        key: &str,
+        compression: Compression,
+        path: &Path,
     ) -> Result<bool, StorageError> {
-        let reader = self.object_reader(key).await?;
         let local = path.to_path_buf();
         let k = key.to_string();
         tokio::task::spawn_blocking(move || -> Result<bool, StorageError> {
@@ -457,9 +647,16 @@ impl Archive {
         let reader = self.object_reader(key).await?;
         let dest = dest.to_path_buf();
         let k = key.to_string();
+        // Whole segments must be as long as their header says (a truncated object
+        // decodes without error); partial, history and backup files are shorter.
+        let whole_segment = StoredWal::from_key(key)
+            .is_some_and(|s| s.name.kind() == barrelman_core::wal::WalKind::Segment);
         tokio::task::spawn_blocking(move || {
             write_atomically(&dest, |out| {
                 let mut r = codec::decompress_reader(compression, reader)?;
+                if whole_segment {
+                    r = Box::new(SegmentSizeCheck::new(r));
+                }
                 copy_large(&mut r, out)
             })
             .map_err(|e| match e {
@@ -472,7 +669,14 @@ impl Archive {
                     path: dest.display().to_string(),
                     source,
                 },
-                WriteError::Content(source) => StorageError::Corrupt { key: k, source },
+                WriteError::Content(source) => match size_mismatch(&source) {
+                    Some(m) => StorageError::WrongSize {
+                        key: k,
+                        actual: m.actual,
+                        expected: m.expected,
+                    },
+                    None => StorageError::Corrupt { key: k, source },
+                },
             })
         })
         .await
@@ -496,7 +700,7 @@ impl Archive {
     ) -> Result<Vec<(String, StoredWal, chrono::DateTime<chrono::Utc>)>, StorageError> {
         let prefix = self.layout.wals_prefix();
         let mut out = Vec::new();
-        let mut stream = self.store.list(Some(&ObjPath::from(prefix.as_str())));
+        let mut stream = self.store.list(Some(&object_path(&prefix)?));
         while let Some(item) = stream.next().await {
             let meta = item.map_err(|e| self.err(e, &prefix))?;
             let key = meta.location.to_string();
@@ -505,6 +709,81 @@ impl Archive {
             }
         }
         Ok(out)
+    }
+
+    /// WAL names stored in more than one variant (codec suffix) whose decompressed
+    /// contents differ: restore would serve one of them, by key order, and the
+    /// writer of the other was wrongly told it succeeded (left by versions without
+    /// the check after upload, or by another tool). One listing; only names with
+    /// several variants are read.
+    pub async fn differing_variants(&self) -> Result<Vec<DifferingVariants>, StorageError> {
+        let mut by_name: std::collections::BTreeMap<String, Vec<(String, Compression)>> =
+            Default::default();
+        for (key, stored) in self.list_wals().await? {
+            by_name
+                .entry(stored.name.to_string())
+                .or_default()
+                .push((key, stored.compression));
+        }
+        let mut out = Vec::new();
+        for (name, mut variants) in by_name.into_iter().filter(|(_, v)| v.len() > 1) {
+            variants.sort_by(|a, b| a.0.cmp(&b.0));
+            let (first, first_codec) = &variants[0];
+            for (key, codec) in &variants[1..] {
+                let same = match self
+                    .same_stored_content(first, *first_codec, key, *codec)
+                    .await
+                {
+                    Ok(same) => same,
+                    // A variant that does not decode is not the same content.
+                    Err(StorageError::Corrupt { .. }) => false,
+                    Err(e) => return Err(e),
+                };
+                if !same {
+                    out.push(DifferingVariants {
+                        name,
+                        keys: variants.into_iter().map(|(k, _)| k).collect(),
+                    });
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether two stored objects decompress to the same bytes, streaming both.
+    async fn same_stored_content(
+        &self,
+        a: &str,
+        a_codec: Compression,
+        b: &str,
+        b_codec: Compression,
+    ) -> Result<bool, StorageError> {
+        let reader_a = self.object_reader(a).await?;
+        let reader_b = self.object_reader(b).await?;
+        let (a, b) = (a.to_string(), b.to_string());
+        tokio::task::spawn_blocking(move || -> Result<bool, StorageError> {
+            let corrupt = |key: &str| {
+                let key = key.to_string();
+                move |source| StorageError::Corrupt { key, source }
+            };
+            let mut ra = codec::decompress_reader(a_codec, reader_a).map_err(corrupt(&a))?;
+            let mut rb = codec::decompress_reader(b_codec, reader_b).map_err(corrupt(&b))?;
+            let mut buf_a = vec![0u8; 256 << 10];
+            let mut buf_b = vec![0u8; 256 << 10];
+            loop {
+                let n = read_full(&mut ra, &mut buf_a).map_err(corrupt(&a))?;
+                let m = read_full(&mut rb, &mut buf_b).map_err(corrupt(&b))?;
+                if n != m || buf_a[..n] != buf_b[..m] {
+                    return Ok(false);
+                }
+                if n == 0 {
+                    return Ok(true);
+                }
+            }
+        })
+        .await
+        .map_err(|e| StorageError::Config(format!("internal: compare task failed: {e}")))?
     }
 
     /// barman-cloud-check-wal-archive: fails when the archive holds any WAL file
@@ -534,7 +813,7 @@ impl Archive {
 
     /// A cheap request proving the store answers and the bucket exists.
     pub async fn probe(&self) -> Result<(), StorageError> {
-        let prefix = ObjPath::from(self.layout.root());
+        let prefix = object_path(self.layout.root())?;
         self.store
             .list_with_delimiter(Some(&prefix))
             .await
@@ -570,6 +849,29 @@ where
 enum UploadError {
     AlreadyExists,
     Storage(StorageError),
+}
+
+/// What the look after an upload found.
+enum AfterUpload {
+    /// Every variant holds our content.
+    Sole,
+    /// Our key now holds another writer's different content.
+    Replaced,
+    /// Another key holds different content.
+    OtherDiffers(String),
+}
+
+/// One stored variant of a WAL name.
+struct Variant {
+    key: String,
+    stored: StoredWal,
+    /// The entity tag without quotes (a PUT's answer and a listing quote it
+    /// differently on some stores).
+    e_tag: Option<String>,
+}
+
+fn bare_tag(tag: &str) -> String {
+    tag.trim_matches('"').to_string()
 }
 
 /// Reads `path`, compresses it and sends the output in chunks of about [`CHUNK`].

@@ -18,6 +18,15 @@ pub enum StorageError {
     )]
     Conflict { key: String },
 
+    /// Another writer stored the same WAL name with different content at the same
+    /// time; our copy was removed so that only one content remains.
+    #[error(
+        "{other} was archived at the same time as this call's {ours}, with different content; \
+         {ours} was removed so that restore serves one content only. Two clusters archive under \
+         this server name: give each its own server name"
+    )]
+    ConcurrentConflict { ours: String, other: String },
+
     /// The archive must be empty (first archive of a new server) and is not.
     #[error(
         "the WAL archive {location} is not empty: it already holds {count} WAL file(s) (first: {first}), \
@@ -51,6 +60,14 @@ pub enum StorageError {
     #[error("cannot reach the object store at {endpoint} ({detail}); check the endpoint URL and the network")]
     Unreachable { endpoint: String, detail: String },
 
+    /// The server name or destination path cannot be stored as barman stores it.
+    #[error(transparent)]
+    InvalidName(#[from] barrelman_core::layout::InvalidName),
+
+    /// A key that no object store can hold unchanged.
+    #[error("cannot use the object key '{key}': {reason}")]
+    InvalidKey { key: String, reason: &'static str },
+
     /// The store's configuration is unusable (URL, CA bundle, options).
     #[error("{0}")]
     Config(String),
@@ -81,6 +98,18 @@ pub enum StorageError {
         key: String,
         #[source]
         source: io::Error,
+    },
+
+    /// A stored WAL segment decodes to fewer (or more) bytes than its header says.
+    #[error(
+        "the stored WAL segment {key} holds {actual} bytes, but its header records segments of \
+         {expected} bytes: the object is truncated or damaged; restore from another copy or \
+         re-archive the segment from the server that wrote it"
+    )]
+    WrongSize {
+        key: String,
+        actual: u64,
+        expected: u64,
     },
 
     /// Any other store failure, after the HTTP client's own retries. `transient`

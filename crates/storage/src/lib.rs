@@ -4,12 +4,14 @@
 pub mod archive;
 pub mod codec;
 mod error;
+mod keys;
 pub mod localfs;
 pub mod objects;
+pub mod segment;
 pub mod spool;
 pub mod store;
 
-pub use archive::{Archive, ArchiveOutcome, UploadOptions};
+pub use archive::{Archive, ArchiveOutcome, DifferingVariants, UploadOptions};
 pub use error::{Denial, StorageError};
 pub use objects::{ObjectInfo, ObjectWriter, UploadHandle};
 pub use store::{AddressingStyle, S3Keys, StoreOptions};

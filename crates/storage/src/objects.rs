@@ -2,6 +2,7 @@
 //! and a streaming writer that turns a synchronous byte stream into one object.
 
 use crate::archive::Archive;
+use crate::keys::object_path;
 use crate::StorageError;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
@@ -43,7 +44,7 @@ impl Archive {
             ..Default::default()
         };
         self.store()
-            .put_opts(&ObjPath::from(key), PutPayload::from(data), opts)
+            .put_opts(&object_path(key)?, PutPayload::from(data), opts)
             .await
             .map(|_| ())
             .map_err(|e| self.err(e, key))
@@ -51,7 +52,7 @@ impl Archive {
 
     /// Reads a small object whole. `Ok(None)` when it does not exist.
     pub async fn get_small(&self, key: &str) -> Result<Option<Bytes>, StorageError> {
-        match self.store().get(&ObjPath::from(key)).await {
+        match self.store().get(&object_path(key)?).await {
             Ok(r) => r.bytes().await.map(Some).map_err(|e| self.err(e, key)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.err(e, key)),
@@ -60,7 +61,7 @@ impl Archive {
 
     /// Deletes one object; a missing one is not an error.
     pub async fn delete_object(&self, key: &str) -> Result<(), StorageError> {
-        match self.store().delete(&ObjPath::from(key)).await {
+        match self.store().delete(&object_path(key)?).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.err(e, key)),
         }
@@ -74,8 +75,10 @@ impl Archive {
         if keys.is_empty() {
             return Ok(());
         }
-        let paths: Vec<object_store::Result<ObjPath>> =
-            keys.iter().map(|k| Ok(ObjPath::from(k.as_str()))).collect();
+        let paths: Vec<object_store::Result<ObjPath>> = keys
+            .iter()
+            .map(|k| object_path(k).map(Ok))
+            .collect::<Result<_, _>>()?;
         let mut results = self
             .store()
             .delete_stream(futures::stream::iter(paths).boxed());
@@ -91,7 +94,7 @@ impl Archive {
     /// Every object under `prefix` (a directory-like prefix), recursively.
     pub async fn list_objects(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
         let mut out = Vec::new();
-        let mut stream = self.store().list(Some(&ObjPath::from(prefix)));
+        let mut stream = self.store().list(Some(&object_path(prefix)?));
         while let Some(item) = stream.next().await {
             let meta = item.map_err(|e| self.err(e, prefix))?;
             out.push(ObjectInfo {
@@ -107,7 +110,7 @@ impl Archive {
     pub async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
         let res = self
             .store()
-            .list_with_delimiter(Some(&ObjPath::from(prefix)))
+            .list_with_delimiter(Some(&object_path(prefix)?))
             .await
             .map_err(|e| self.err(e, prefix))?;
         let mut dirs: Vec<String> = res
@@ -160,7 +163,7 @@ impl Archive {
         mut rx: mpsc::Receiver<Msg>,
         written: Arc<AtomicU64>,
     ) -> Result<u64, StorageError> {
-        let obj = ObjPath::from(key);
+        let obj = object_path(key)?;
         let mut buffered: Vec<Bytes> = Vec::new();
         let mut total = 0usize;
         let mut multipart: Option<WriteMultipart> = None;
