@@ -5,7 +5,7 @@
 //! flow the other way through a synchronous bridge into the decompressor.
 
 use crate::codec;
-use crate::store::{open_store, StoreOptions};
+use crate::store::{open_single_delete_store, open_store, StoreOptions};
 use crate::StorageError;
 use barrelman_core::layout::{Destination, ServerLayout, StoredWal};
 use barrelman_core::wal::WalName;
@@ -57,6 +57,9 @@ pub struct UploadOptions {
 #[derive(Clone)]
 pub struct Archive {
     store: Arc<dyn ObjectStore>,
+    /// Deletes without the bulk request, once the store has refused one.
+    pub(crate) single_delete: Option<Arc<dyn ObjectStore>>,
+    pub(crate) bulk_delete_refused: Arc<std::sync::atomic::AtomicBool>,
     layout: ServerLayout,
     dest: Destination,
     endpoint: String,
@@ -78,6 +81,7 @@ impl Archive {
         opts: &StoreOptions,
     ) -> Result<Self, StorageError> {
         let store = open_store(dest, opts)?;
+        let single_delete = open_single_delete_store(dest, opts)?;
         let endpoint = opts
             .endpoint_url
             .clone()
@@ -87,6 +91,8 @@ impl Archive {
             });
         Ok(Self {
             store,
+            single_delete,
+            bulk_delete_refused: Arc::default(),
             layout: ServerLayout::new(&dest.path, server_name),
             dest: dest.clone(),
             endpoint,
