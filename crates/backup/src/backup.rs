@@ -107,37 +107,32 @@ pub async fn take_backup(
         .server_info()
         .await
         .map_err(|e| BackupError::early(e.to_string()))?;
-    let mut info = claim_info(&server, opts.name.as_deref());
-    let backup_id = claim_backup_id(archive, &mut info, &opts.tags).await?;
+    if server.version_num >= 140000 {
+        session
+            .execute("SET idle_session_timeout TO 0", "idle_session_timeout")
+            .await
+            .map_err(|e| BackupError::early(e.to_string()))?;
+    }
+    let first_choice = chrono::Local::now().naive_local();
+    // The label names the id tried first; on a collision the backup gets a later id
+    // (the label is informational: nothing reads the id from it).
+    let label = format!(
+        "Barman backup cloud {}",
+        first_choice.format(BACKUP_ID_FORMAT)
+    );
+    let start = session
+        .backup_start(&label, opts.immediate_checkpoint)
+        .await
+        .map_err(|e| BackupError::early(e.to_string()))?;
+    let mut info = started_info(&server, &start, opts.name.as_deref());
+    // STARTED is written once, create-only, and not again until FAILED or DONE: a
+    // rewrite could bring back a backup.info that a `delete --force` just removed.
+    let backup_id = claim_backup_id(archive, &mut info, first_choice, &opts.tags).await?;
     let info_key = format!(
         "{}/{}/backup.info",
         archive.layout().base_prefix(),
         backup_id
     );
-    if server.version_num >= 140000 {
-        if let Err(e) = session
-            .execute("SET idle_session_timeout TO 0", "idle_session_timeout")
-            .await
-        {
-            return Err(fail(archive, &info_key, info, e.to_string(), &opts.tags).await);
-        }
-    }
-    let label = format!("Barman backup cloud {backup_id}");
-    let start = match session
-        .backup_start(&label, opts.immediate_checkpoint)
-        .await
-    {
-        Ok(s) => s,
-        Err(e) => return Err(fail(archive, &info_key, info, e.to_string(), &opts.tags).await),
-    };
-    add_start(&mut info, &server, &start);
-    if let Err(e) = archive
-        .put_small(&info_key, Bytes::from(info.to_file_text()), &opts.tags)
-        .await
-    {
-        let message = format!("failure uploading backup.info file ({e})");
-        return Err(fail(archive, &info_key, info, message, &opts.tags).await);
-    }
     tracing::info!(
         "backup {backup_id} started at {} ({})",
         start.lsn,
@@ -168,7 +163,12 @@ pub async fn take_backup(
         Ok(()) => {}
         Err(StoredCheck::Gone(message)) => {
             // Someone deleted the backup while it ran: writing FAILED would bring
-            // back a directory they removed.
+            // back a directory they removed, and the parts uploaded after the delete
+            // would stay behind without a backup.info.
+            let keys: Vec<String> = done.parts.iter().map(|(k, _)| k.clone()).collect();
+            if let Err(e) = archive.delete_many(&keys).await {
+                tracing::error!("cannot remove the parts of the deleted backup: {e}");
+            }
             return Err(BackupError {
                 message,
                 info: Some(Box::new(info)),
@@ -194,6 +194,9 @@ pub async fn take_backup(
     Ok(info)
 }
 
+/// barman's backup id: the local time to the second.
+const BACKUP_ID_FORMAT: &str = "%Y%m%dT%H%M%S";
+
 /// How many ids (one a second, from now on) a backup tries before giving up.
 const ID_ATTEMPTS: u32 = 120;
 
@@ -206,12 +209,13 @@ const ID_ATTEMPTS: u32 = 120;
 async fn claim_backup_id(
     archive: &Archive,
     info: &mut BackupInfo,
+    first_choice: chrono::NaiveDateTime,
     tags: &[(String, String)],
 ) -> Result<String, BackupError> {
     let base = archive.layout().base_prefix();
-    let mut at = chrono::Local::now().naive_local();
+    let mut at = first_choice;
     for _ in 0..ID_ATTEMPTS {
-        let id = at.format("%Y%m%dT%H%M%S").to_string();
+        let id = at.format(BACKUP_ID_FORMAT).to_string();
         at += chrono::Duration::seconds(1);
         let dir = format!("{base}/{id}");
         let occupied = !archive
@@ -309,7 +313,10 @@ async fn fail(
 ) -> BackupError {
     info.status = BackupStatus::Failed;
     info.error = Some(message.replace('\n', " "));
-    if let Err(e) = archive
+    // A backup deleted while it ran (`delete --force`) stays deleted.
+    if let Ok(None) = archive.get_small(key).await {
+        tracing::warn!("{key} was deleted while the backup ran: not writing it back as FAILED");
+    } else if let Err(e) = archive
         .put_small(key, Bytes::from(info.to_file_text()), tags)
         .await
     {
@@ -321,14 +328,19 @@ async fn fail(
     }
 }
 
-/// The STARTED `backup.info` that claims an id, before PostgreSQL is asked to start
-/// the backup: what the server says about itself, the name, and the time.
-fn claim_info(server: &ServerInfo, name: Option<&str>) -> BackupInfo {
+/// The STARTED `backup.info`: what the server says about itself, where the backup
+/// starts, and its name (barman adds the name only at the end; a crashed backup is
+/// easier to place with it).
+fn started_info(server: &ServerInfo, start: &BackupStart, name: Option<&str>) -> BackupInfo {
+    let seg = server.wal_segment_size;
     let mut i = BackupInfo::new("");
     i.status = BackupStatus::Started;
     i.server_name = Some("cloud".into());
     i.backup_name = name.map(String::from);
-    i.begin_time = Some(chrono::Local::now().fixed_offset());
+    i.begin_offset = Some(start.lsn.offset(seg));
+    i.begin_time = Some(start.time);
+    i.begin_wal = Some(start.lsn.segment(start.timeline, seg).to_string());
+    i.begin_xlog = Some(start.lsn.to_string());
     i.cluster_size = server.cluster_size.map(|s| s as u64);
     i.config_file = server.config_file.clone();
     i.hba_file = server.hba_file.clone();
@@ -348,19 +360,10 @@ fn claim_info(server: &ServerInfo, name: Option<&str>) -> BackupInfo {
             })
             .collect()
     });
-    i.version = Some(server.version_num as u32);
-    i.xlog_segment_size = Some(server.wal_segment_size);
-    i
-}
-
-/// What `pg_backup_start` answered.
-fn add_start(i: &mut BackupInfo, server: &ServerInfo, start: &BackupStart) {
-    let seg = server.wal_segment_size;
-    i.begin_offset = Some(start.lsn.offset(seg));
-    i.begin_time = Some(start.time);
-    i.begin_wal = Some(start.lsn.segment(start.timeline, seg).to_string());
-    i.begin_xlog = Some(start.lsn.to_string());
     i.timeline = Some(start.timeline);
+    i.version = Some(server.version_num as u32);
+    i.xlog_segment_size = Some(seg);
+    i
 }
 
 fn copy_stats(total: Duration, jobs: usize, items: &[(String, f64)]) -> PyValue {

@@ -381,3 +381,32 @@ impl UploadHandle {
             .map_err(|e| StorageError::Config(format!("internal: upload task failed: {e}")))?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use barrelman_core::layout::Destination;
+
+    /// The create-only write a backup claims its id with: the first writer wins, the
+    /// second is told and its bytes are never stored.
+    #[tokio::test]
+    async fn a_create_only_write_never_replaces_an_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let dest = Destination::parse(&url, false).unwrap();
+        let archive = Archive::open(&dest, "srv", &Default::default()).unwrap();
+        let key = "srv/base/20260101T000000/backup.info";
+        assert!(archive
+            .put_small_create(key, Bytes::from_static(b"first"), &[])
+            .await
+            .unwrap());
+        assert!(!archive
+            .put_small_create(key, Bytes::from_static(b"second"), &[])
+            .await
+            .unwrap());
+        assert_eq!(
+            std::fs::read(dir.path().join(key)).unwrap(),
+            b"first".to_vec()
+        );
+    }
+}
