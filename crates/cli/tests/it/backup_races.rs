@@ -706,6 +706,8 @@ fn damaged_and_abandoned_catalog_entries() {
 struct BulkDeleteProxy {
     endpoint: String,
     bulk_requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// The head (request line and headers) of every request forwarded.
+    heads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     port: u16,
 }
@@ -719,22 +721,24 @@ impl BulkDeleteProxy {
         let port = listener.local_addr().unwrap().port();
         let bulk_requests = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (count, halt) = (bulk_requests.clone(), stop.clone());
+        let heads: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+        let (count, halt, seen) = (bulk_requests.clone(), stop.clone(), heads.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if halt.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(client) = conn else { continue };
-                let (up, count) = (upstream.clone(), count.clone());
+                let (up, count, seen) = (upstream.clone(), count.clone(), seen.clone());
                 std::thread::spawn(move || {
-                    let _ = proxy_one(client, &up, refuse, &count);
+                    let _ = proxy_one(client, &up, refuse, &count, &seen);
                 });
             }
         });
         Self {
             endpoint: format!("http://127.0.0.1:{port}"),
             bulk_requests,
+            heads,
             stop,
             port,
         }
@@ -757,6 +761,7 @@ fn proxy_one(
     upstream: &str,
     refuse: bool,
     count: &std::sync::atomic::AtomicUsize,
+    heads: &std::sync::Mutex<Vec<String>>,
 ) -> std::io::Result<()> {
     use std::io::{Read, Write};
     let mut buf = Vec::new();
@@ -787,6 +792,7 @@ fn proxy_one(
         }
         buf.extend_from_slice(&chunk[..n]);
     }
+    heads.lock().unwrap().push(head.clone());
     let request_line = head.lines().next().unwrap_or_default();
     if request_line.starts_with("POST ") && request_line.contains("?delete") {
         count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -916,4 +922,68 @@ fn batch_size_is_honoured_and_refused_bulk_deletes_fall_back_to_single_ones() {
             "wals/0000000100000000/000000010000000000000004".to_string(),
         ]
     );
+}
+
+/// An ObjectStore's `data.encryption` applies to the backup's objects (its
+/// `wal.encryption`, unset here, to WAL): every tar part and backup.info upload asks
+/// for AES256 server-side encryption.
+#[test]
+fn backups_use_the_object_stores_data_encryption() {
+    let (s3, pg) = start_both(&["archive_mode = on", &archive_conf("enc")]);
+    s3.create_bucket("enc");
+    start(&pg, &s3);
+    pg.psql("create table t as select 1 as x");
+    let proxy = BulkDeleteProxy::start(&s3.endpoint, false);
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("store.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: barmancloud.cnpg.io/v1\nkind: ObjectStore\nmetadata:\n  name: s\nspec:\n  configuration:\n    \
+             destinationPath: s3://enc/p\n    endpointURL: {}\n    data:\n      encryption: AES256\n      compression: gzip\n",
+            proxy.endpoint
+        ),
+    )
+    .unwrap();
+    let mut perm = std::fs::metadata(dir.path()).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(dir.path(), perm).unwrap();
+    let out = run_as_pg(
+        &barrelman(),
+        &[
+            "backup",
+            "--config",
+            manifest.to_str().unwrap(),
+            "--server-name",
+            "srv",
+            "--immediate-checkpoint",
+            "--wal-wait",
+            "60",
+            "--host",
+            pg.socket_dir.to_str().unwrap(),
+            "--port",
+            &pg.port.to_string(),
+            "--user",
+            "postgres",
+        ],
+        &s3,
+    );
+    let id = done_id(&out);
+    let heads = proxy.heads.lock().unwrap().clone();
+    let puts: Vec<&String> = heads
+        .iter()
+        .filter(|h| h.starts_with("PUT ") && h.contains(&format!("/base/{id}/")))
+        .collect();
+    assert!(
+        puts.iter().any(|h| h.contains("data.tar.gz"))
+            && puts.iter().any(|h| h.contains("backup.info")),
+        "{heads:#?}"
+    );
+    for h in &puts {
+        assert!(
+            h.to_ascii_lowercase()
+                .contains("x-amz-server-side-encryption: aes256"),
+            "an upload without data.encryption: {h}"
+        );
+    }
 }
