@@ -224,7 +224,9 @@ async fn claim_backup_id(
             .map_err(|e| BackupError::early(format!("cannot list {dir}: {e}")))?
             .is_empty();
         if occupied {
-            tracing::info!("backup id {id} is taken; trying the next second");
+            tracing::info!(
+                "backup id {id} is taken (its directory holds objects); trying the next second"
+            );
             continue;
         }
         info.backup_id = id.clone();
@@ -236,7 +238,9 @@ async fn claim_backup_id(
         if created {
             return Ok(id);
         }
-        tracing::info!("backup id {id} is taken; trying the next second");
+        tracing::info!(
+            "backup id {id} is taken (another backup claimed it at the same moment); trying the next second"
+        );
     }
     Err(BackupError::early(format!(
         "no free backup id in {ID_ATTEMPTS} seconds from now under {base}: another backup claims every second; retry later"

@@ -142,7 +142,7 @@ pub async fn examine(
         }
         out.push(finding(
             format!("backup {} cannot be restored: {}", c.backup_id, c.problems[0]),
-            "take a new backup once WAL archiving works; delete this one with `barrelman delete --backup ID`",
+            "take a new backup (once WAL archiving works, if a WAL segment is missing); delete this one with `barrelman delete --backup ID`",
         ));
     }
 

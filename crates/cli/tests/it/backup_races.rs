@@ -388,10 +388,18 @@ fn backups_started_in_the_same_second_get_their_own_ids_and_both_restore() {
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     let (ida, idb) = (done_id(&a), done_id(&b));
     assert_ne!(ida, idb, "two backups share one id");
-    let collided = [&a, &b]
+    // Which way the second one lost depends on timing; both must end apart.
+    let how: Vec<String> = [&a, &b]
         .iter()
-        .any(|o| String::from_utf8_lossy(&o.stderr).contains("is taken"));
-    eprintln!("concurrent backups {ida} and {idb}; same-second collision seen: {collided}");
+        .flat_map(|o| {
+            String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .filter(|l| l.contains("is taken"))
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    eprintln!("concurrent backups {ida} and {idb}; collisions: {how:#?}");
     for id in [&ida, &idb] {
         // Every part in the directory is one this backup wrote and listed.
         let ok = bm(&s3, &["verify", "s3://ids/p", "srv", id, "--deep"]);
@@ -986,4 +994,41 @@ fn backups_use_the_object_stores_data_encryption() {
             "an upload without data.encryption: {h}"
         );
     }
+}
+
+/// The claim a backup id rests on, against the S3 server: a create-only write of a
+/// key that exists is refused and leaves the first writer's bytes.
+#[test]
+fn a_create_only_write_on_s3_never_replaces_an_object() {
+    let s3 = S3Server::start();
+    s3.create_bucket("claim");
+    let dest = barrelman_core::layout::Destination::parse("s3://claim/p", false).unwrap();
+    let options = barrelman_storage::StoreOptions {
+        endpoint_url: Some(s3.endpoint.clone()),
+        s3_keys: Some(barrelman_storage::S3Keys {
+            access_key_id: s3.access_key.clone(),
+            secret_access_key: s3.secret_key.clone(),
+            session_token: None,
+        }),
+        ..Default::default()
+    };
+    let archive = barrelman_storage::Archive::open(&dest, "srv", &options).unwrap();
+    let key = "p/srv/base/20260101T000000/backup.info";
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (first, second) = rt.block_on(async {
+        let first = archive
+            .put_small_create(key, bytes::Bytes::from_static(b"first"), &[])
+            .await
+            .unwrap();
+        let second = archive
+            .put_small_create(key, bytes::Bytes::from_static(b"second"), &[])
+            .await
+            .unwrap();
+        (first, second)
+    });
+    assert!(first && !second, "first {first}, second {second}");
+    assert_eq!(hex_decode(&object_hex(&s3, "claim", key)), b"first");
 }
