@@ -78,6 +78,12 @@ pub async fn delete(archive: &Archive, req: &DeleteRequest) -> Result<DeleteRepo
     // are all there is to know of it (no WAL goes with it).
     if let Selection::Backup(wanted) = &req.selection {
         if unreadable_ids.contains(&wanted.as_str()) {
+            if let Some(k) = catalog::keep_targets(archive, &objects).await?.get(wanted) {
+                return Err(DeleteError::Kept {
+                    id: wanted.clone(),
+                    keep: k.clone(),
+                });
+            }
             tracing::warn!("backup {wanted} has an unreadable backup.info: deleting its objects");
             let mut report = DeleteReport::default();
             report.decisions.insert(

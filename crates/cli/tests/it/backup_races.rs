@@ -575,10 +575,29 @@ fn damaged_and_abandoned_catalog_entries() {
         );
         put_object(&s3, "cat", &format!("{base}/{id}/data.tar"), "x");
     }
-    let out = bm(
-        &s3,
-        &["delete", "s3://cat/p", "srv", "--backup", "20260101T000000"],
+    // A keep mark still holds, readable backup.info or not.
+    let kept = format!("{base}/20260101T000000/annotations/keep");
+    put_object(&s3, "cat", &kept, "standalone");
+    let delete_first = || {
+        bm(
+            &s3,
+            &["delete", "s3://cat/p", "srv", "--backup", "20260101T000000"],
+        )
+    };
+    let out = delete_first();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is kept"),
+        "{}",
+        text(&out)
     );
+    boto3(
+        &s3,
+        "cat",
+        "s3.delete_object(Bucket=bucket, Key=sys.argv[3])",
+        &[&kept],
+    );
+    let out = delete_first();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let out = link(
         &s3,
