@@ -546,6 +546,49 @@ fn delete_and_retention_during_a_running_backup() {
         Vec::<String>::new(),
         "objects of the deleted backup were left"
     );
+
+    // kill -9 mid-way: the backup stays STARTED, with its name, never DONE; a new
+    // backup gets its own id; the leftover goes with --force.
+    let mut child = backup_command(
+        &pg,
+        &s3,
+        "race",
+        &["--max-bandwidth", "3MB", "--jobs", "1", "--name", "killed"],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let killed = wait_started(&s3, "race", &[&older, &running, &victim], &mut child);
+    std::thread::sleep(Duration::from_secs(2));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let show = bm(
+        &s3,
+        &["show", "--format", "json", "s3://race/p", "srv", &killed],
+    );
+    assert_eq!(show.status.code(), Some(0), "{}", text(&show));
+    let json = String::from_utf8_lossy(&show.stdout).to_string();
+    assert_eq!(json_str(&json, "status"), "STARTED", "{json}");
+    assert_eq!(json_str(&json, "backup_name"), "killed", "{json}");
+    let after = done_id(&backup_command(&pg, &s3, "race", &[]).output().unwrap());
+    assert_ne!(after, killed);
+    let forced = bm(
+        &s3,
+        &[
+            "delete",
+            "s3://race/p",
+            "srv",
+            "--backup",
+            "killed",
+            "--force",
+        ],
+    );
+    assert_eq!(forced.status.code(), Some(0), "{}", text(&forced));
+    assert_eq!(
+        list_keys(&s3, "race", &format!("p/srv/base/{killed}/")),
+        Vec::<String>::new()
+    );
 }
 
 /// A DONE backup.info as barman writes the keys that matter here.
