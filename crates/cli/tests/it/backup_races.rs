@@ -336,22 +336,35 @@ fn backups_started_in_the_same_second_get_their_own_ids_and_both_restore() {
     pg.psql("create table marks (n int)");
     pg.psql("insert into marks values (1)");
 
-    // Occupy the coming seconds' ids.
+    // Occupy the coming seconds' ids (one boto3 call, so the backup below starts
+    // inside the planted range).
     let now = chrono::Local::now().naive_local();
-    let mut planted = Vec::new();
-    for s in -1..10 {
-        let id = (now + chrono::Duration::seconds(s))
-            .format("%Y%m%dT%H%M%S")
-            .to_string();
-        let key = if s % 2 == 0 {
-            format!("p/srv/base/{id}/backup.info")
-        } else {
-            format!("p/srv/base/{id}/data.tar")
-        };
-        let body = format!("status=FAILED\nerror=planted {id}\n");
-        put_object(&s3, "ids", &key, &body);
-        planted.push((id, key, body));
-    }
+    let planted: Vec<(String, String, String)> = (-1..20)
+        .map(|s| {
+            let id = (now + chrono::Duration::seconds(s))
+                .format("%Y%m%dT%H%M%S")
+                .to_string();
+            // A backup.info, or only a tar part as a running older barman leaves.
+            let file = if s % 2 == 0 {
+                "backup.info"
+            } else {
+                "data.tar"
+            };
+            let key = format!("p/srv/base/{id}/{file}");
+            let body = format!("status=FAILED\nerror=planted {id}\n");
+            (id, key, body)
+        })
+        .collect();
+    let args: Vec<&str> = planted
+        .iter()
+        .flat_map(|(_, k, b)| [k.as_str(), b.as_str()])
+        .collect();
+    boto3(
+        &s3,
+        "ids",
+        "a = sys.argv[3:]\nfor k, b in zip(a[::2], a[1::2]):\n    s3.put_object(Bucket=bucket, Key=k, Body=b.encode())",
+        &args,
+    );
     let out = backup_command(&pg, &s3, "ids", &[]).output().unwrap();
     let first = done_id(&out);
     let last_planted = &planted.last().unwrap().0;
@@ -359,13 +372,29 @@ fn backups_started_in_the_same_second_get_their_own_ids_and_both_restore() {
         first.as_str() > last_planted.as_str(),
         "backup {first} took an occupied id (planted up to {last_planted})"
     );
-    for (id, key, body) in &planted {
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is taken (its directory holds objects)"),
+        "the backup did not start inside the planted ids: {}",
+        text(&out)
+    );
+    let keys: Vec<&str> = planted.iter().map(|(_, k, _)| k.as_str()).collect();
+    let stored = boto3(
+        &s3,
+        "ids",
+        "for k in sys.argv[3:]:\n    print(s3.get_object(Bucket=bucket, Key=k)['Body'].read().hex())",
+        &keys,
+    );
+    for ((id, _, body), hex) in planted.iter().zip(stored.lines()) {
         assert_eq!(
-            hex_decode(&object_hex(&s3, "ids", key)),
+            hex_decode(hex),
             body.as_bytes(),
             "{id}: another backup's object was overwritten"
         );
-        assert_eq!(list_keys(&s3, "ids", &format!("p/srv/base/{id}/")).len(), 1);
+    }
+    let base = list_keys(&s3, "ids", "p/srv/base/");
+    for (id, key, _) in &planted {
+        let in_dir: Vec<&String> = base.iter().filter(|k| k.starts_with(id.as_str())).collect();
+        assert_eq!(in_dir.len(), 1, "{id}: {in_dir:?} ({key})");
     }
 
     // Two at once, launched just after a second starts so both read the same clock.
