@@ -1,7 +1,10 @@
 //! A base backup: `pg_backup_start`, tablespaces and PGDATA as barman-style tar
 //! parts compressed and uploaded by parallel workers, `pg_backup_stop`, the final
 //! part with `global/pg_control` and `backup_label`, and `backup.info` marked DONE
-//! only once every WAL segment the backup needs is in the archive.
+//! only once every WAL segment the backup needs is in the archive and every part it
+//! uploaded is still stored at its size. The id is claimed with a create-only write
+//! of the STARTED `backup.info`, so no two backups ever share one; DONE carries the
+//! list of parts that `restore` and `verify` check.
 
 use crate::plan;
 use crate::progress::Progress;

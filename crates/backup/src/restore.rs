@@ -1,7 +1,8 @@
 //! Restoring a base backup: every tar part of PGDATA and of each tablespace,
 //! downloaded, decompressed and extracted in parallel into empty directories, with
 //! the `pg_tblspc` links and `pg_wal` recreated. Extraction never writes outside its
-//! target.
+//! target. A backup with a missing part is refused before anything is written
+//! ([`crate::parts`]), and one whose parts held no `backup_label` fails after.
 
 use crate::catalog::{self, ChooseError, TargetChoice};
 use crate::parts;

@@ -1,7 +1,8 @@
 //! `verify`: is a backup restorable? Its `backup.info` is DONE, every tar part it
-//! needs is present, and every WAL segment from `begin_wal` to `end_wal` is in the
-//! archive; `deep` also reads every part and segment through its codec. Also reports
-//! the WAL chain after the newest backup, gaps included.
+//! consists of is present ([`crate::parts`]), and every WAL segment from
+//! `begin_wal` to `end_wal` (in that order) is in the archive; `deep` also reads
+//! every part and segment through its codec and requires the part with
+//! `backup_label`. Also reports the WAL chain after the newest backup, gaps included.
 
 use crate::backup::wal_range;
 use crate::catalog;
