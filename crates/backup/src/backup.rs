@@ -1,11 +1,14 @@
 //! A base backup: `pg_backup_start`, tablespaces and PGDATA as barman-style tar
 //! parts compressed and uploaded by parallel workers, `pg_backup_stop`, the final
 //! part with `global/pg_control` and `backup_label`, and `backup.info` marked DONE
-//! only once every WAL segment the backup needs is in the archive.
+//! only once every WAL segment the backup needs is in the archive and every part it
+//! uploaded is still stored at its size. The id is claimed with a create-only write
+//! of the STARTED `backup.info`, so no two backups ever share one; DONE carries the
+//! list of parts that `restore` and `verify` check.
 
 use crate::plan;
 use crate::progress::Progress;
-use barrelman_core::backup_info::{BackupInfo, BackupStatus, Tablespace};
+use barrelman_core::backup_info::{BackupInfo, BackupStatus, PartsManifest, Tablespace};
 use barrelman_core::lsn::Lsn;
 use barrelman_core::pyliteral::PyValue;
 use barrelman_core::wal::WalName;
@@ -107,28 +110,32 @@ pub async fn take_backup(
         .server_info()
         .await
         .map_err(|e| BackupError::early(e.to_string()))?;
-    let backup_id = chrono::Local::now().format("%Y%m%dT%H%M%S").to_string();
     if server.version_num >= 140000 {
         session
             .execute("SET idle_session_timeout TO 0", "idle_session_timeout")
             .await
             .map_err(|e| BackupError::early(e.to_string()))?;
     }
-    let label = format!("Barman backup cloud {backup_id}");
+    let first_choice = chrono::Local::now().naive_local();
+    // The label names the id tried first; on a collision the backup gets a later id
+    // (the label is informational: nothing reads the id from it).
+    let label = format!(
+        "Barman backup cloud {}",
+        first_choice.format(BACKUP_ID_FORMAT)
+    );
     let start = session
         .backup_start(&label, opts.immediate_checkpoint)
         .await
         .map_err(|e| BackupError::early(e.to_string()))?;
-    let mut info = started_info(&backup_id, &server, &start);
+    let mut info = started_info(&server, &start, opts.name.as_deref());
+    // STARTED is written once, create-only, and not again until FAILED or DONE: a
+    // rewrite could bring back a backup.info that a `delete --force` just removed.
+    let backup_id = claim_backup_id(archive, &mut info, first_choice, &opts.tags).await?;
     let info_key = format!(
         "{}/{}/backup.info",
         archive.layout().base_prefix(),
         backup_id
     );
-    archive
-        .put_small(&info_key, Bytes::from(info.to_file_text()), &opts.tags)
-        .await
-        .map_err(|e| BackupError::early(format!("failure uploading backup.info file ({e})")))?;
     tracing::info!(
         "backup {backup_id} started at {} ({})",
         start.lsn,
@@ -140,33 +147,168 @@ pub async fn take_backup(
         archive, session, opts, progress, &server, &backup_id, suffix,
     )
     .await;
-    match copied {
-        Ok(done) => {
-            info.backup_label = Some(done.label.clone());
-            let seg = server.wal_segment_size;
-            let end_wal = done.stop_lsn.segment(done.stop_timeline, seg).to_string();
-            info.end_offset = Some(done.stop_lsn.offset(seg));
-            info.end_time = Some(done.stop_time);
-            info.end_wal = Some(end_wal);
-            info.end_xlog = Some(done.stop_lsn.to_string());
-            info.backup_name = opts.name.clone();
-            info.copy_stats = Some(copy_stats(began.elapsed(), opts.jobs, &done.item_times));
-            match wait_for_wal(archive, &info, seg, opts.wal_wait).await {
-                Ok(()) => {
-                    info.status = BackupStatus::Done;
-                    archive
-                        .put_small(&info_key, Bytes::from(info.to_file_text()), &opts.tags)
-                        .await
-                        .map_err(|e| {
-                            BackupError::early(format!("failure uploading backup.info file ({e})"))
-                        })?;
-                    Ok(info)
-                }
-                Err(message) => Err(fail(archive, &info_key, info, message, &opts.tags).await),
+    let done = match copied {
+        Ok(done) => done,
+        Err(message) => return Err(fail(archive, &info_key, info, message, &opts.tags).await),
+    };
+    info.backup_label = Some(done.label.clone());
+    let seg = server.wal_segment_size;
+    let end_wal = done.stop_lsn.segment(done.stop_timeline, seg).to_string();
+    info.end_offset = Some(done.stop_lsn.offset(seg));
+    info.end_time = Some(done.stop_time);
+    info.end_wal = Some(end_wal);
+    info.end_xlog = Some(done.stop_lsn.to_string());
+    info.copy_stats = Some(copy_stats(began.elapsed(), opts.jobs, &done.item_times));
+    if let Err(message) = wait_for_wal(archive, &info, seg, opts.wal_wait).await {
+        return Err(fail(archive, &info_key, info, message, &opts.tags).await);
+    }
+    match check_stored(archive, &info_key, &done.parts).await {
+        Ok(()) => {}
+        Err(StoredCheck::Gone(message)) => {
+            // Someone deleted the backup while it ran: writing FAILED would bring
+            // back a directory they removed, and the parts uploaded after the delete
+            // would stay behind without a backup.info.
+            let keys: Vec<String> = done.parts.iter().map(|(k, _)| k.clone()).collect();
+            if let Err(e) = archive.delete_many(&keys).await {
+                tracing::error!("cannot remove the parts of the deleted backup: {e}");
+            }
+            return Err(BackupError {
+                message,
+                info: Some(Box::new(info)),
+            });
+        }
+        Err(StoredCheck::Incomplete(message)) => {
+            return Err(fail(archive, &info_key, info, message, &opts.tags).await)
+        }
+    }
+    info.parts = Some(PartsManifest {
+        parts: done
+            .parts
+            .iter()
+            .map(|(key, size)| (key.rsplit('/').next().unwrap_or(key).to_string(), *size))
+            .collect(),
+        damaged: false,
+    });
+    info.status = BackupStatus::Done;
+    archive
+        .put_small(&info_key, Bytes::from(info.to_file_text()), &opts.tags)
+        .await
+        .map_err(|e| BackupError::early(format!("failure uploading backup.info file ({e})")))?;
+    Ok(info)
+}
+
+/// barman's backup id: the local time to the second.
+const BACKUP_ID_FORMAT: &str = "%Y%m%dT%H%M%S";
+
+/// How many ids (one a second, from now on) a backup tries before giving up.
+const ID_ATTEMPTS: u32 = 120;
+
+/// Claims a backup id: the current second's, or the next free one. The claim is the
+/// create-only write of the STARTED `backup.info` (a conditional PUT on S3,
+/// create-new on a local directory), so two backups starting in the same second
+/// get two ids and neither ever writes into the other's directory. An id whose
+/// directory holds anything (a backup of an older barman has no `backup.info` while
+/// it runs) is skipped too.
+async fn claim_backup_id(
+    archive: &Archive,
+    info: &mut BackupInfo,
+    first_choice: chrono::NaiveDateTime,
+    tags: &[(String, String)],
+) -> Result<String, BackupError> {
+    let base = archive.layout().base_prefix();
+    let mut at = first_choice;
+    for _ in 0..ID_ATTEMPTS {
+        let id = at.format(BACKUP_ID_FORMAT).to_string();
+        at += chrono::Duration::seconds(1);
+        let dir = format!("{base}/{id}");
+        let occupied = !archive
+            .list_objects(&dir)
+            .await
+            .map_err(|e| BackupError::early(format!("cannot list {dir}: {e}")))?
+            .is_empty();
+        if occupied {
+            tracing::info!(
+                "backup id {id} is taken (its directory holds objects); trying the next second"
+            );
+            continue;
+        }
+        info.backup_id = id.clone();
+        let key = format!("{dir}/backup.info");
+        let created = archive
+            .put_small_create(&key, Bytes::from(info.to_file_text()), tags)
+            .await
+            .map_err(|e| BackupError::early(format!("failure uploading backup.info file ({e})")))?;
+        if created {
+            return Ok(id);
+        }
+        tracing::info!(
+            "backup id {id} is taken (another backup claimed it at the same moment); trying the next second"
+        );
+    }
+    Err(BackupError::early(format!(
+        "no free backup id in {ID_ATTEMPTS} seconds from now under {base}: another backup claims every second; retry later"
+    )))
+}
+
+/// Why the uploaded parts cannot be declared DONE.
+enum StoredCheck {
+    /// `backup.info` is gone or no longer STARTED: the backup was deleted or taken
+    /// over while it ran.
+    Gone(String),
+    /// A part is missing or of another size.
+    Incomplete(String),
+}
+
+/// Checks, with one listing, that every part this backup uploaded is stored at the
+/// size it was written, and that its STARTED `backup.info` is still there: only
+/// then may it become DONE (a `delete` during the backup must not end in a DONE
+/// backup with missing parts).
+async fn check_stored(
+    archive: &Archive,
+    info_key: &str,
+    parts: &[(String, u64)],
+) -> Result<(), StoredCheck> {
+    let dir = info_key.trim_end_matches("/backup.info");
+    let listed = archive.list_objects(dir).await.map_err(|e| {
+        StoredCheck::Incomplete(format!(
+            "cannot list {dir} to check the uploaded parts: {e}"
+        ))
+    })?;
+    let sizes: std::collections::HashMap<&str, u64> =
+        listed.iter().map(|o| (o.key.as_str(), o.size)).collect();
+    let still_started = match archive.get_small(info_key).await {
+        Ok(Some(body)) => std::str::from_utf8(&body)
+            .ok()
+            .and_then(|t| BackupInfo::parse("-", t).ok())
+            .is_some_and(|i| i.status == BackupStatus::Started),
+        Ok(None) => false,
+        Err(e) => {
+            return Err(StoredCheck::Incomplete(format!(
+                "cannot read {info_key} back: {e}"
+            )))
+        }
+    };
+    if !still_started {
+        return Err(StoredCheck::Gone(format!(
+            "{info_key} was deleted or changed while the backup ran (was it deleted with `delete --force`?): the backup is not complete"
+        )));
+    }
+    for (key, size) in parts {
+        match sizes.get(key.as_str()) {
+            Some(s) if s == size => {}
+            Some(s) => {
+                return Err(StoredCheck::Incomplete(format!(
+                    "tar part {key} holds {s} bytes after the upload of {size}: the backup is not complete"
+                )))
+            }
+            None => {
+                return Err(StoredCheck::Incomplete(format!(
+                    "tar part {key} was uploaded but is no longer in the archive (deleted while the backup ran?): the backup is not complete"
+                )))
             }
         }
-        Err(message) => Err(fail(archive, &info_key, info, message, &opts.tags).await),
     }
+    Ok(())
 }
 
 async fn fail(
@@ -178,7 +320,10 @@ async fn fail(
 ) -> BackupError {
     info.status = BackupStatus::Failed;
     info.error = Some(message.replace('\n', " "));
-    if let Err(e) = archive
+    // A backup deleted while it ran (`delete --force`) stays deleted.
+    if let Ok(None) = archive.get_small(key).await {
+        tracing::warn!("{key} was deleted while the backup ran: not writing it back as FAILED");
+    } else if let Err(e) = archive
         .put_small(key, Bytes::from(info.to_file_text()), tags)
         .await
     {
@@ -190,11 +335,15 @@ async fn fail(
     }
 }
 
-fn started_info(backup_id: &str, server: &ServerInfo, start: &BackupStart) -> BackupInfo {
+/// The STARTED `backup.info`: what the server says about itself, where the backup
+/// starts, and its name (barman adds the name only at the end; a crashed backup is
+/// easier to place with it).
+fn started_info(server: &ServerInfo, start: &BackupStart, name: Option<&str>) -> BackupInfo {
     let seg = server.wal_segment_size;
-    let mut i = BackupInfo::new(backup_id);
+    let mut i = BackupInfo::new("");
     i.status = BackupStatus::Started;
     i.server_name = Some("cloud".into());
+    i.backup_name = name.map(String::from);
     i.begin_offset = Some(start.lsn.offset(seg));
     i.begin_time = Some(start.time);
     i.begin_wal = Some(start.lsn.segment(start.timeline, seg).to_string());
@@ -252,6 +401,8 @@ struct Copied {
     stop_timeline: u32,
     stop_time: chrono::DateTime<chrono::FixedOffset>,
     item_times: Vec<(String, f64)>,
+    /// Every uploaded tar part: key and stored size.
+    parts: Vec<(String, u64)>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -269,6 +420,7 @@ async fn copy_and_stop(
     let prefix = walk::tablespace_version_prefix(&major);
     let base = format!("{}/{}", archive.layout().base_prefix(), backup_id);
     let mut item_times = Vec::new();
+    let mut parts = Vec::new();
     let upload_err = |e: String| format!("failure uploading data ({e})");
 
     // Tablespaces first, as barman does.
@@ -287,7 +439,7 @@ async fn copy_and_stop(
             ))
         })?;
         let mut item = Item::new(archive, opts, &base, ts.oid.to_string(), suffix, progress);
-        item.copy(entries).await.map_err(upload_err)?;
+        parts.extend(item.copy(entries).await.map_err(upload_err)?);
         item_times.push((ts.oid.to_string(), t0.elapsed().as_secs_f64()));
     }
 
@@ -295,7 +447,7 @@ async fn copy_and_stop(
     let entries = walk::walk_pgdata(&pgdata, &inside)
         .map_err(|e| upload_err(format!("cannot read PGDATA {}: {e}", pgdata.display())))?;
     let mut data = Item::new(archive, opts, &base, "data".into(), suffix, progress);
-    data.copy(entries).await.map_err(upload_err)?;
+    parts.extend(data.copy(entries).await.map_err(upload_err)?);
 
     // pg_control is read after every data file (as pg_basebackup does) and before
     // the backup stops; config files outside PGDATA are stored by base name.
@@ -322,28 +474,30 @@ async fn copy_and_stop(
 
     let label = stop.label.clone();
     let label_pgdata = pgdata.clone();
-    data.finish_with(move |tar| {
-        use std::os::unix::fs::MetadataExt;
-        tar.append_bytes(
-            walk::PG_CONTROL,
-            &control,
-            control_meta.mode() & 0o7777,
-            control_meta.mtime().max(0) as u64,
-            u64::from(control_meta.uid()),
-            u64::from(control_meta.gid()),
-        )?;
-        for p in &outside {
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            tar.append_file_as(&name, p)?;
-        }
-        tar.append_backup_label(label.as_bytes(), &label_pgdata)?;
-        Ok(())
-    })
-    .await
-    .map_err(upload_err)?;
+    let last = data
+        .finish_with(move |tar| {
+            use std::os::unix::fs::MetadataExt;
+            tar.append_bytes(
+                walk::PG_CONTROL,
+                &control,
+                control_meta.mode() & 0o7777,
+                control_meta.mtime().max(0) as u64,
+                u64::from(control_meta.uid()),
+                u64::from(control_meta.gid()),
+            )?;
+            for p in &outside {
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                tar.append_file_as(&name, p)?;
+            }
+            tar.append_backup_label(label.as_bytes(), &label_pgdata)?;
+            Ok(())
+        })
+        .await
+        .map_err(upload_err)?;
+    parts.push(last);
     item_times.push(("data".into(), t0.elapsed().as_secs_f64()));
     Ok(Copied {
         label: stop.label,
@@ -351,6 +505,7 @@ async fn copy_and_stop(
         stop_timeline: stop.timeline,
         stop_time: stop.time,
         item_times,
+        parts,
     })
 }
 
@@ -389,7 +544,8 @@ impl<'a> Item<'a> {
 
     /// Copies `entries` with up to `jobs` workers. Worker 0 writes the main part
     /// (index 0) with every directory first, so any extraction order works.
-    async fn copy(&mut self, entries: Vec<WalkEntry>) -> Result<(), String> {
+    /// Returns each part's key and stored size.
+    async fn copy(&mut self, entries: Vec<WalkEntry>) -> Result<Vec<(String, u64)>, String> {
         let (mut head, files): (Vec<WalkEntry>, Vec<WalkEntry>) = entries
             .into_iter()
             .partition(|e| !matches!(e.kind, EntryKind::File { .. }));
@@ -444,34 +600,41 @@ impl<'a> Item<'a> {
                 }
             }
         }
-        for h in handles {
-            if let Err(e) = h.wait().await {
-                first_err.get_or_insert(e.to_string());
+        let mut parts = Vec::new();
+        for (key, h) in handles {
+            match h.wait().await {
+                Ok(size) => parts.push((key, size)),
+                Err(e) => {
+                    first_err.get_or_insert(e.to_string());
+                }
             }
         }
         match first_err {
             Some(e) => Err(e),
-            None => Ok(()),
+            None => Ok(parts),
         }
     }
 
-    /// Writes one more part with what `fill` adds (after `pg_backup_stop`).
+    /// Writes one more part with what `fill` adds (after `pg_backup_stop`); returns
+    /// its key and stored size.
     async fn finish_with(
         &mut self,
         fill: impl FnOnce(&mut Tar) -> io::Result<()> + Send + 'static,
-    ) -> Result<(), String> {
+    ) -> Result<(String, u64), String> {
         let ctx = self.worker_ctx(5 << 20);
         let index = self.next_index.fetch_add(1, Ordering::SeqCst);
-        let handle = tokio::task::spawn_blocking(move || -> io::Result<UploadHandle> {
-            let (mut tar, handle) = ctx.open_part(index)?;
-            fill(&mut tar)?;
-            ctx.close_part(tar)?;
-            Ok(handle)
-        })
-        .await
-        .map_err(|e| format!("internal: {e}"))?
-        .map_err(|e| e.to_string())?;
-        handle.wait().await.map_err(|e| e.to_string()).map(|_| ())
+        let (key, handle) =
+            tokio::task::spawn_blocking(move || -> io::Result<(String, UploadHandle)> {
+                let (key, mut tar, handle) = ctx.open_part(index)?;
+                fill(&mut tar)?;
+                ctx.close_part(tar)?;
+                Ok((key, handle))
+            })
+            .await
+            .map_err(|e| format!("internal: {e}"))?
+            .map_err(|e| e.to_string())?;
+        let size = handle.wait().await.map_err(|e| e.to_string())?;
+        Ok((key, size))
     }
 
     fn worker_ctx(&self, part_size: usize) -> WorkerCtx {
@@ -513,7 +676,7 @@ struct WorkerCtx {
 }
 
 impl WorkerCtx {
-    fn open_part(&self, index: usize) -> io::Result<(Tar, UploadHandle)> {
+    fn open_part(&self, index: usize) -> io::Result<(String, Tar, UploadHandle)> {
         let key = format!(
             "{}/{}",
             self.base,
@@ -521,7 +684,7 @@ impl WorkerCtx {
         );
         let (writer, handle) = self.archive.object_writer(&key, self.part_size, &self.tags);
         let cw = CompressWriter::new(self.compression, self.level, writer)?;
-        Ok((TarWriter::new(cw), handle))
+        Ok((key, TarWriter::new(cw), handle))
     }
 
     fn close_part(&self, tar: Tar) -> io::Result<()> {
@@ -532,9 +695,13 @@ impl WorkerCtx {
 
     /// Writes `entries` into parts starting at index `first`, opening a new part
     /// (next free index) whenever the compressed size passes `max_archive_size`.
-    fn run(&self, first: usize, entries: Vec<WalkEntry>) -> io::Result<Vec<UploadHandle>> {
+    fn run(
+        &self,
+        first: usize,
+        entries: Vec<WalkEntry>,
+    ) -> io::Result<Vec<(String, UploadHandle)>> {
         let mut handles = Vec::new();
-        let (mut tar, mut handle) = self.open_part(first)?;
+        let (mut key, mut tar, mut handle) = self.open_part(first)?;
         let mut counter = handle.counter();
         let started = Instant::now();
         let mut sent_before = 0u64;
@@ -552,14 +719,14 @@ impl WorkerCtx {
             if counter.load(Ordering::Relaxed) >= self.max_archive_size {
                 self.close_part(tar)?;
                 sent_before += counter.load(Ordering::Relaxed);
-                handles.push(handle);
+                handles.push((key, handle));
                 let index = self.next_index.fetch_add(1, Ordering::SeqCst);
-                (tar, handle) = self.open_part(index)?;
+                (key, tar, handle) = self.open_part(index)?;
                 counter = handle.counter();
             }
         }
         self.close_part(tar)?;
-        handles.push(handle);
+        handles.push((key, handle));
         Ok(handles)
     }
 }

@@ -24,6 +24,12 @@ pub struct DeleteRequest {
     pub minimum_redundancy: u32,
     pub dry_run: bool,
     pub now: DateTime<FixedOffset>,
+    /// Delete a STARTED backup younger than [`retention::STALE_STARTED`] too (it may
+    /// be running: its parts vanish under it and it ends FAILED).
+    pub force: bool,
+    /// Objects per bulk delete request (barman's `--batch-size`); `None` is the
+    /// store's maximum.
+    pub batch_size: Option<usize>,
 }
 
 /// What was (or, with `dry_run`, would be) deleted and why.
@@ -45,17 +51,63 @@ pub enum DeleteError {
     Kept { id: String, keep: String },
     #[error("cannot delete backup {id}: --minimum-redundancy {min} would not be met with {count} backups")]
     MinimumRedundancy { id: String, min: u32, count: usize },
+    #[error("backup {id} is STARTED and began {age} ago: it may still be running, and deleting it would leave it without its parts. Wait until it ends, or until it is {stale} hours old (then it counts as left by a crash), or delete it now with `barrelman delete --force`")]
+    Running { id: String, age: String, stale: i64 },
     #[error(transparent)]
     Choose(#[from] ChooseError),
+}
+
+fn human_age(d: chrono::Duration) -> String {
+    let s = d.num_seconds().max(0);
+    match s {
+        0..=119 => format!("{s} s"),
+        120..=7199 => format!("{} min", s / 60),
+        _ => format!("{} h", s / 3600),
+    }
 }
 
 /// Plans and (unless a dry run) carries out the deletion.
 pub async fn delete(archive: &Archive, req: &DeleteRequest) -> Result<DeleteReport, DeleteError> {
     let (backups, unreadable) = catalog::load(archive).await?;
-    if !unreadable.is_empty() {
-        return Err(DeleteError::Unreadable(unreadable.join("; ")));
-    }
+    let unreadable_ids: Vec<&str> = unreadable
+        .iter()
+        .map(|u| u.split(':').next().unwrap_or_default())
+        .collect();
     let objects = catalog::base_objects(archive).await?;
+    // A backup whose backup.info cannot be read is deleted by its id: its objects
+    // are all there is to know of it (no WAL goes with it).
+    if let Selection::Backup(wanted) = &req.selection {
+        if unreadable_ids.contains(&wanted.as_str()) {
+            if let Some(k) = catalog::keep_targets(archive, &objects).await?.get(wanted) {
+                return Err(DeleteError::Kept {
+                    id: wanted.clone(),
+                    keep: k.clone(),
+                });
+            }
+            tracing::warn!("backup {wanted} has an unreadable backup.info: deleting its objects");
+            let mut report = DeleteReport::default();
+            report.decisions.insert(
+                wanted.clone(),
+                Decision::Obsolete("requested by id (its backup.info cannot be read)".into()),
+            );
+            report.deletions.push(Deletion {
+                backup_id: wanted.clone(),
+                wal_keys: Vec::new(),
+                wal_reason: "its backup.info cannot be read: no WAL is removed".into(),
+            });
+            remove(archive, req, &objects, &mut report).await?;
+            return Ok(report);
+        }
+    }
+    if !unreadable.is_empty() {
+        match req.selection {
+            Selection::Policy(_) => return Err(DeleteError::Unreadable(unreadable.join("; "))),
+            Selection::Backup(_) => tracing::warn!(
+                "skipping unreadable backup.info files: {}",
+                unreadable.join("; ")
+            ),
+        }
+    }
     let keep = catalog::keep_targets(archive, &objects).await?;
     let entries: Vec<Entry> = backups
         .iter()
@@ -78,6 +130,19 @@ pub async fn delete(archive: &Archive, req: &DeleteRequest) -> Result<DeleteRepo
                 }
                 Err(e) => return Err(e.into()),
             };
+            if b.status == BackupStatus::Started
+                && !retention::is_stale_started(b, req.now)
+                && !req.force
+            {
+                return Err(DeleteError::Running {
+                    id: b.backup_id.clone(),
+                    age: b
+                        .begin_time
+                        .map(|t| human_age(req.now - t))
+                        .unwrap_or_else(|| "?".into()),
+                    stale: retention::STALE_STARTED.num_hours(),
+                });
+            }
             if let Some(k) = keep.get(&b.backup_id) {
                 return Err(DeleteError::Kept {
                     id: b.backup_id.clone(),
@@ -114,7 +179,22 @@ pub async fn delete(archive: &Archive, req: &DeleteRequest) -> Result<DeleteRepo
         deletions,
         backup_objects: BTreeMap::new(),
     };
+    remove(archive, req, &objects, &mut report).await?;
+    Ok(report)
+}
+
+/// Deletes (or, in a dry run, lists) each planned backup: tar parts first,
+/// `backup.info` last, then its WAL, so an interrupted run is simply run again.
+async fn remove(
+    archive: &Archive,
+    req: &DeleteRequest,
+    objects: &catalog::BaseObjects,
+    report: &mut DeleteReport,
+) -> Result<(), DeleteError> {
     let base = archive.layout().base_prefix();
+    let batch = req
+        .batch_size
+        .unwrap_or(barrelman_storage::objects::MAX_DELETE_BATCH);
     for d in &report.deletions {
         let info_key = format!("{base}/{}/backup.info", d.backup_id);
         let mut keys: Vec<String> = objects
@@ -127,9 +207,9 @@ pub async fn delete(archive: &Archive, req: &DeleteRequest) -> Result<DeleteRepo
         keys.push(info_key);
         if !req.dry_run {
             let (parts, info) = keys.split_at(keys.len() - 1);
-            archive.delete_many(parts).await?;
-            archive.delete_many(info).await?;
-            archive.delete_many(&d.wal_keys).await?;
+            archive.delete_in_batches(parts, batch).await?;
+            archive.delete_in_batches(info, batch).await?;
+            archive.delete_in_batches(&d.wal_keys, batch).await?;
             tracing::info!(
                 "deleted backup {} and {} WAL files",
                 d.backup_id,
@@ -138,5 +218,5 @@ pub async fn delete(archive: &Archive, req: &DeleteRequest) -> Result<DeleteRepo
         }
         report.backup_objects.insert(d.backup_id.clone(), keys);
     }
-    Ok(report)
+    Ok(())
 }

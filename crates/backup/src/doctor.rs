@@ -12,6 +12,7 @@ use crate::catalog;
 use crate::verify;
 use barrelman_core::backup_info::BackupStatus;
 use barrelman_core::lsn::Lsn;
+use barrelman_core::retention;
 use barrelman_core::wal::{SegmentName, WalKind};
 use barrelman_core::Compression;
 use barrelman_storage::{codec, Archive, StorageError};
@@ -74,6 +75,30 @@ pub async fn examine(
             "remove or repair that backup's backup.info",
         ));
     }
+    // STARTED backups a crash or a kill left behind: nothing ever ends them.
+    let now = chrono::Local::now().fixed_offset();
+    for b in backups
+        .iter()
+        .filter(|b| retention::is_stale_started(b, now))
+    {
+        let since = b
+            .begin_time
+            .map(|t| {
+                format!(
+                    "since {} ({} hours ago)",
+                    t.format("%Y-%m-%d %H:%M:%S %:z"),
+                    (now - t).num_hours()
+                )
+            })
+            .unwrap_or_else(|| "without a begin time".into());
+        out.push(finding(
+            format!(
+                "backup {} is STARTED {since}: a backup that crashed or was killed left it, and it will never end",
+                b.backup_id
+            ),
+            "delete it with `barrelman delete --backup ID` (retention also removes it once it is older than the oldest backup kept)",
+        ));
+    }
     let wals = verify::wal_index(archive).await?;
     let done: Vec<_> = backups
         .iter()
@@ -117,7 +142,7 @@ pub async fn examine(
         }
         out.push(finding(
             format!("backup {} cannot be restored: {}", c.backup_id, c.problems[0]),
-            "take a new backup once WAL archiving works; delete this one with `barrelman delete --backup ID`",
+            "take a new backup (once WAL archiving works, if a WAL segment is missing); delete this one with `barrelman delete --backup ID`",
         ));
     }
 

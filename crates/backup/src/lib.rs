@@ -4,6 +4,7 @@ pub mod backup;
 pub mod catalog;
 pub mod delete;
 pub mod doctor;
+pub mod parts;
 pub mod plan;
 pub mod progress;
 pub mod restore;

@@ -1,10 +1,11 @@
 //! Restoring a base backup: every tar part of PGDATA and of each tablespace,
 //! downloaded, decompressed and extracted in parallel into empty directories, with
 //! the `pg_tblspc` links and `pg_wal` recreated. Extraction never writes outside its
-//! target.
+//! target. A backup with a missing part is refused before anything is written
+//! ([`crate::parts`]), and one whose parts held no `backup_label` fails after.
 
 use crate::catalog::{self, ChooseError, TargetChoice};
-use crate::plan;
+use crate::parts;
 use crate::progress::Progress;
 use barrelman_core::backup_info::{BackupInfo, BackupStatus};
 use barrelman_core::Compression;
@@ -39,8 +40,8 @@ pub enum RestoreError {
     NotRestorable { id: String, status: String },
     #[error("the destination {0} is not empty: restore into an empty or new directory")]
     NotEmpty(PathBuf),
-    #[error("backup {id} has no {item} part (base/{id}/{item}.tar*): the backup is incomplete")]
-    MissingPart { id: String, item: String },
+    #[error("backup {id} is incomplete and cannot be restored: {problem}; restore another backup (see `barrelman verify`)")]
+    Incomplete { id: String, problem: String },
     #[error("cannot restore {key}: {source}")]
     Extract {
         key: String,
@@ -117,47 +118,29 @@ pub async fn restore_backup(
 
     let prefix = format!("{}/{}", archive.layout().base_prefix(), id);
     let objects = archive.list_objects(&prefix).await?;
-    let mut parts: BTreeMap<String, Vec<(usize, Part)>> = BTreeMap::new();
-    for o in &objects {
-        let file = o.key.rsplit('/').next().unwrap_or_default();
-        let Some((item, index, compression)) = plan::parse_part_name(file) else {
-            continue;
-        };
-        let target = if item == "data" {
-            opts.destination.clone()
-        } else if let Some(t) = ts_targets.get(&item) {
-            t.clone()
-        } else {
-            tracing::warn!("skipping {}: not a tablespace of backup {id}", o.key);
-            continue;
-        };
-        progress.add_total(o.size);
-        parts.entry(item).or_default().push((
-            index,
-            Part {
-                key: o.key.clone(),
-                compression,
-                target,
-            },
-        ));
-    }
-    let mut items: Vec<String> = vec!["data".to_string()];
-    items.extend(ts_targets.keys().cloned());
-    for item in &items {
-        let has_main = parts
-            .get(item)
-            .is_some_and(|v| v.iter().any(|(i, _)| *i == 0));
-        if !has_main {
-            return Err(RestoreError::MissingPart {
-                id,
-                item: item.clone(),
-            });
-        }
+    let checked = parts::check(&info, &prefix, &objects);
+    if let Some(problem) = checked.problems.first() {
+        return Err(RestoreError::Incomplete {
+            id,
+            problem: problem.clone(),
+        });
     }
     let mut all: Vec<Part> = Vec::new();
-    for (_, mut v) in parts {
-        v.sort_by_key(|(i, _)| *i);
-        all.extend(v.into_iter().map(|(_, p)| p));
+    for p in checked.parts {
+        let target = if p.item == "data" {
+            opts.destination.clone()
+        } else if let Some(t) = ts_targets.get(&p.item) {
+            t.clone()
+        } else {
+            tracing::warn!("skipping {}: not a tablespace of backup {id}", p.key);
+            continue;
+        };
+        progress.add_total(p.size);
+        all.push(Part {
+            key: p.key,
+            compression: p.compression,
+            target,
+        });
     }
 
     let results: Vec<Result<(), RestoreError>> = stream::iter(all)
@@ -167,6 +150,16 @@ pub async fn restore_backup(
         .await;
     for r in results {
         r?;
+    }
+    // A backup's last data part holds backup_label; without it PostgreSQL would start
+    // as if from a crash, on files copied at different times: never usable.
+    if std::fs::symlink_metadata(opts.destination.join("backup_label")).is_err() {
+        return Err(RestoreError::Incomplete {
+            id,
+            problem: format!(
+                "no tar part of {prefix}/data* holds backup_label, so its last part is missing"
+            ),
+        });
     }
 
     // pg_tblspc links and pg_wal, as barman-cloud-restore makes them.

@@ -1,11 +1,12 @@
 //! `verify`: is a backup restorable? Its `backup.info` is DONE, every tar part it
-//! needs is present, and every WAL segment from `begin_wal` to `end_wal` is in the
-//! archive; `deep` also reads every part and segment through its codec. Also reports
-//! the WAL chain after the newest backup, gaps included.
+//! consists of is present ([`crate::parts`]), and every WAL segment from
+//! `begin_wal` to `end_wal` (in that order) is in the archive; `deep` also reads
+//! every part and segment through its codec and requires the part with
+//! `backup_label`. Also reports the WAL chain after the newest backup, gaps included.
 
 use crate::backup::wal_range;
 use crate::catalog;
-use crate::plan;
+use crate::parts;
 use barrelman_core::backup_info::{BackupInfo, BackupStatus};
 use barrelman_core::wal::SegmentName;
 use barrelman_postgres::extract;
@@ -159,27 +160,13 @@ async fn check_backup(
         return Ok(problems);
     }
     let prefix = format!("{}/{}", archive.layout().base_prefix(), b.backup_id);
-    let mut items: BTreeMap<String, Vec<(usize, String, barrelman_core::Compression)>> =
-        BTreeMap::new();
-    for o in objects {
-        if let Some((item, idx, c)) =
-            plan::parse_part_name(o.key.rsplit('/').next().unwrap_or_default())
-        {
-            items.entry(item).or_default().push((idx, o.key.clone(), c));
-        }
-    }
-    let mut needed = vec!["data".to_string()];
-    needed.extend(b.tablespaces.iter().flatten().map(|t| t.oid.to_string()));
-    for item in &needed {
-        if !items
-            .get(item)
-            .is_some_and(|v| v.iter().any(|(i, _, _)| *i == 0))
-        {
-            problems.push(format!("missing tar part {prefix}/{item}.tar*"));
-        }
-    }
+    let parts = parts::check(b, &prefix, objects);
+    problems.extend(parts.problems);
     let seg_size = b.xlog_segment_size.unwrap_or(16 << 20);
     match (b.begin_wal.as_deref(), b.end_wal.as_deref()) {
+        (Some(begin), Some(end)) if wal_order(begin) > wal_order(end) => problems.push(format!(
+            "backup.info says the backup ends in WAL segment {end}, before it begins ({begin}): the catalog entry is corrupt"
+        )),
         (Some(begin), Some(end)) => match wal_range(begin, end, seg_size) {
             Ok(range) => {
                 for w in range {
@@ -197,20 +184,25 @@ async fn check_backup(
         _ => problems.push("backup.info has no begin_wal/end_wal".into()),
     }
     if deep && problems.is_empty() {
-        for (_, parts) in items {
-            for (_, key, c) in parts {
-                let reader = archive.object_reader(&key).await?;
-                let k = key.clone();
-                let r = tokio::task::spawn_blocking(move || {
-                    let r = codec::decompress_reader(c, reader)?;
-                    extract::scan_tar(r)
-                })
-                .await
-                .map_err(|e| StorageError::Config(format!("internal: {e}")))?;
-                if let Err(e) = r {
-                    problems.push(format!("cannot read tar part {k}: {e}"));
-                }
+        let mut has_label = false;
+        for part in parts.parts {
+            let reader = archive.object_reader(&part.key).await?;
+            let c = part.compression;
+            let r = tokio::task::spawn_blocking(move || {
+                let r = codec::decompress_reader(c, reader)?;
+                extract::scan_tar(r)
+            })
+            .await
+            .map_err(|e| StorageError::Config(format!("internal: {e}")))?;
+            match r {
+                Ok(scan) => has_label |= part.item == "data" && scan.has_backup_label,
+                Err(e) => problems.push(format!("cannot read tar part {}: {e}", part.key)),
             }
+        }
+        if problems.is_empty() && !has_label {
+            problems.push(format!(
+                "no tar part of {prefix}/data* holds backup_label: the backup's last part is missing"
+            ));
         }
         for w in wal_range(
             b.begin_wal.as_deref().unwrap_or(""),
@@ -244,6 +236,12 @@ async fn check_backup(
         }
     }
     Ok(problems)
+}
+
+/// A segment name's place in WAL order, whatever its timeline (`None` when it is not
+/// a segment name: the range check reports those).
+fn wal_order(name: &str) -> Option<(u32, u32)> {
+    SegmentName::parse(name).map(|s| (s.log, s.seg))
 }
 
 fn chain_after(newest: &BackupInfo, wals: &WalIndex) -> Option<Chain> {

@@ -547,8 +547,19 @@ pub fn run(prog: &str, args: Vec<OsString>) -> i32 {
                                 return Err(InputError("one of -b or -r is required".into()).into())
                             }
                         };
-                        let min = cli.minimum_redundancy;
-                        crate::catalogcmd::delete(&target, selection, min, cli.dry_run).await
+                        let flags = crate::catalogcmd::DeleteFlags {
+                            minimum_redundancy: cli.minimum_redundancy,
+                            dry_run: cli.dry_run,
+                            // barman's tool has no --force: a STARTED backup younger
+                            // than a day is refused there (see BARMAN_COMPAT.md).
+                            force: false,
+                            // Clamped to 1..=1000 as barman does.
+                            batch_size: cli.batch_size.map(|n| {
+                                n.clamp(1, barrelman_storage::objects::MAX_DELETE_BATCH as i64)
+                                    as usize
+                            }),
+                        };
+                        crate::catalogcmd::delete(&target, selection, flags).await
                     },
                 )
                 .await

@@ -91,7 +91,7 @@ pub async fn backup(
     connect: &ConnectOptions,
     opts: &BackupOptions,
 ) -> Result<BackupInfo> {
-    let archive = target.open()?;
+    let archive = target.open_for_backups()?;
     let mut connect = connect.clone();
     connect
         .application_name

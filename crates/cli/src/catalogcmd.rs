@@ -254,26 +254,40 @@ pub async fn keep(target: &Target, wanted: &str, action: KeepAction) -> Result<(
     Ok(())
 }
 
+/// How `delete` runs, beyond what it deletes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeleteFlags {
+    pub minimum_redundancy: u32,
+    pub dry_run: bool,
+    /// Native `--force`: a STARTED backup that may be running is deleted too.
+    pub force: bool,
+    /// barman's `--batch-size`: objects per bulk delete request.
+    pub batch_size: Option<usize>,
+}
+
 /// `backup-delete`: by id or by retention policy, with `--dry-run`.
 pub async fn delete(
     target: &Target,
     selection: barrelman_backup::delete::Selection,
-    minimum_redundancy: u32,
-    dry_run: bool,
+    flags: DeleteFlags,
 ) -> Result<()> {
     use barrelman_backup::delete::{DeleteError, DeleteRequest};
     let archive = target.open()?;
+    let dry_run = flags.dry_run;
     let req = DeleteRequest {
         selection,
-        minimum_redundancy,
+        minimum_redundancy: flags.minimum_redundancy,
         dry_run,
         now: chrono::Local::now().fixed_offset(),
+        force: flags.force,
+        batch_size: flags.batch_size,
     };
     let report = match barrelman_backup::delete::delete(&archive, &req).await {
         Ok(r) => r,
         Err(
             e @ (DeleteError::Kept { .. }
             | DeleteError::MinimumRedundancy { .. }
+            | DeleteError::Running { .. }
             | DeleteError::Unreadable(_)),
         ) => return Err(OperationFailed(e.to_string()).into()),
         Err(e) => return Err(e.into()),

@@ -337,6 +337,13 @@ struct DeleteArgs {
     /// Print what would be deleted and why; delete nothing.
     #[arg(long)]
     dry_run: bool,
+    /// With --backup: delete a STARTED backup even if it began less than 24 hours ago
+    /// and may still be running (it then ends FAILED).
+    #[arg(long)]
+    force: bool,
+    /// Objects per bulk delete request (1-1000; default 1000).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    batch_size: Option<u16>,
 }
 
 #[derive(Args, Debug)]
@@ -474,7 +481,13 @@ pub fn run(args: Vec<OsString>) -> i32 {
                             .map_err(|e: barrelman_core::retention::InvalidPolicy| InputError(e.to_string()))?,
                     )
                 };
-                crate::catalogcmd::delete(&target, selection, a.minimum_redundancy, a.dry_run).await
+                let flags = crate::catalogcmd::DeleteFlags {
+                    minimum_redundancy: a.minimum_redundancy,
+                    dry_run: a.dry_run,
+                    force: a.force,
+                    batch_size: a.batch_size.map(usize::from),
+                };
+                crate::catalogcmd::delete(&target, selection, flags).await
             }
             Command::Verify(a) => {
                 let usage = "barrelman verify [DEST SERVER | --config F --server-name N] [BACKUP_ID | --all] [--deep]";

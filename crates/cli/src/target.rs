@@ -99,6 +99,10 @@ pub struct Target {
     pub options: StoreOptions,
     /// The ObjectStore, when the target came from a manifest.
     pub manifest: Option<ObjectStore>,
+    /// Server-side encryption of base backup objects: the manifest's
+    /// `data.encryption` (WAL objects use `wal.encryption`, in `options`); `-e` for
+    /// both on the barman command line.
+    pub data_encryption: Option<String>,
 }
 
 impl Target {
@@ -136,6 +140,7 @@ impl Target {
         Ok(Self {
             destination,
             server_name: server.to_string(),
+            data_encryption: options.encryption.clone(),
             options,
             manifest: None,
         })
@@ -196,6 +201,7 @@ impl Target {
         Ok(Self {
             destination,
             server_name: server.to_string(),
+            data_encryption: conf.data.as_ref().and_then(|d| d.encryption.clone()),
             options,
             manifest: Some(store),
         })
@@ -207,6 +213,20 @@ impl Target {
             &self.destination,
             &self.server_name,
             &self.options,
+        )?)
+    }
+
+    /// Opens the archive to write base backups: as [`Target::open`], with the
+    /// encryption meant for backup data.
+    pub fn open_for_backups(&self) -> Result<Archive> {
+        let options = StoreOptions {
+            encryption: self.data_encryption.clone(),
+            ..self.options.clone()
+        };
+        Ok(Archive::open(
+            &self.destination,
+            &self.server_name,
+            &options,
         )?)
     }
 

@@ -5,6 +5,7 @@
 mod it {
     pub mod argparse;
     pub mod backup;
+    pub mod backup_races;
     pub mod cnpg;
     pub mod common;
     pub mod errors;

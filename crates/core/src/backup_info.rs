@@ -6,6 +6,11 @@
 //! for null; `backup_name` and `snapshots_info` are omitted when null. Values are
 //! plain text, integers, timestamps (`str(datetime)`) or Python literals
 //! (`backup_label`, `copy_stats`, `included_files`, `snapshots_info`, `tablespaces`).
+//!
+//! barrelman adds one thing barman does not write: the list of the backup's tar
+//! parts with their sizes ([`BackupInfo::parts`]), as `#` comment lines after the
+//! keys. barman skips comment lines, so its tools read the file unchanged, and the
+//! list goes wherever `backup.info` goes (written with DONE, deleted with the backup).
 
 use std::fmt;
 
@@ -125,6 +130,33 @@ pub struct BackupInfo {
     /// Keys unknown to barman 3.19.1 met when reading (trimmed key, trimmed raw
     /// value). Never written nor rendered.
     pub extra: Vec<(String, String)>,
+    /// Every tar part of the backup (file name under `base/<id>/`, stored size), as
+    /// barrelman recorded it before DONE; `None` in backups barman wrote.
+    pub parts: Option<PartsManifest>,
+}
+
+/// The tar parts a backup consists of, recorded in its `backup.info` as comment
+/// lines: `# barrelman-parts: N` then N lines `# barrelman-part: FILE SIZE`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PartsManifest {
+    /// (file name, stored bytes), in the order written.
+    pub parts: Vec<(String, u64)>,
+    /// The file announced a different number of parts than it lists (a damaged or
+    /// hand-edited file): such a manifest proves nothing.
+    pub damaged: bool,
+}
+
+const PARTS_COUNT_TAG: &str = "# barrelman-parts:";
+const PART_TAG: &str = "# barrelman-part:";
+
+impl PartsManifest {
+    fn to_lines(&self) -> String {
+        let mut out = format!("{PARTS_COUNT_TAG} {}\n", self.parts.len());
+        for (file, size) in &self.parts {
+            out.push_str(&format!("{PART_TAG} {file} {size}\n"));
+        }
+        out
+    }
 }
 
 /// A `backup.info` that cannot be read.
@@ -187,6 +219,7 @@ impl BackupInfo {
             version: None,
             xlog_segment_size: Some(DEFAULT_XLOG_SEGMENT_SIZE),
             extra: Vec::new(),
+            parts: None,
         }
     }
 
@@ -196,8 +229,29 @@ impl BackupInfo {
     /// [`BackupInfo::extra`]; a repeated key keeps its last value.
     pub fn parse(backup_id: &str, text: &str) -> Result<BackupInfo, BackupInfoError> {
         let mut info = BackupInfo::new(backup_id);
+        let mut announced: Option<Option<usize>> = None;
+        let mut listed: Vec<(String, u64)> = Vec::new();
+        let mut malformed = false;
         for (idx, line) in text.split('\n').enumerate() {
-            if line.trim().is_empty() || line.trim_end().starts_with('#') {
+            let trimmed = line.trim_end();
+            if let Some(n) = trimmed.strip_prefix(PARTS_COUNT_TAG) {
+                announced = Some(n.trim().parse().ok());
+                continue;
+            }
+            if let Some(rest) = trimmed.strip_prefix(PART_TAG) {
+                match rest
+                    .trim()
+                    .rsplit_once(' ')
+                    .map(|(f, n)| (f, n.parse::<u64>()))
+                {
+                    Some((file, Ok(size))) if !file.is_empty() && !file.contains('/') => {
+                        listed.push((file.to_owned(), size))
+                    }
+                    _ => malformed = true,
+                }
+                continue;
+            }
+            if line.trim().is_empty() || trimmed.starts_with('#') {
                 continue;
             }
             let Some((key, value)) = line.split_once('=') else {
@@ -215,6 +269,13 @@ impl BackupInfo {
                     value: value.to_owned(),
                     reason,
                 })?;
+        }
+        if announced.is_some() || !listed.is_empty() {
+            let damaged = malformed || announced.flatten() != Some(listed.len());
+            info.parts = Some(PartsManifest {
+                parts: listed,
+                damaged,
+            });
         }
         Ok(info)
     }
@@ -408,6 +469,9 @@ impl BackupInfo {
             out.push('=');
             out.push_str(value.as_deref().unwrap_or("None"));
             out.push('\n');
+        }
+        if let Some(parts) = &self.parts {
+            out.push_str(&parts.to_lines());
         }
         out
     }
@@ -982,6 +1046,43 @@ xlog_segment_size=16777216
         assert_eq!(
             list_json(&[b]),
             r#"{"backups_list": [{"backup_label": null, "backup_name": "first-backup", "begin_offset": 40, "begin_time": "Tue Nov 24 20:16:25 2026", "begin_wal": "000000010000000000000004", "begin_xlog": "0/4000028", "children_backup_ids": "a,b", "cluster_size": 27119305, "compression": null, "config_file": "/var/lib/postgresql/data/pgdata/postgresql.conf", "copy_stats": null, "data_checksums": "on", "deduplicated_size": null, "encryption": null, "end_offset": 256, "end_time": "Tue Nov 24 20:16:28 2026", "end_wal": "000000010000000000000004", "end_xlog": "0/4000100", "error": "failure uploading data (it's \"bad\": caf\u00e9)", "hba_file": "/var/lib/postgresql/data/pgdata/pg_hba.conf", "ident_file": "/var/lib/postgresql/data/pgdata/pg_ident.conf", "included_files": ["/etc/pg/extra.conf"], "mode": null, "parent_backup_id": null, "pgdata": "/var/lib/postgresql/data/pgdata", "server_name": "cloud", "size": null, "status": "FAILED", "summarize_wal": null, "systemid": "7711833588576199833", "tablespaces": [["ts1", 16391, "/var/lib/postgresql/tablespaces/ts1/data"]], "timeline": 1, "version": 150018, "xlog_segment_size": 16777216, "backup_id": "2026XX_failed", "begin_time_iso": "2026-11-24T20:16:25.483500+00:00", "end_time_iso": "2026-11-24T20:16:28+00:00"}]}"#
+        );
+    }
+
+    #[test]
+    fn parts_manifest_round_trips_as_comments_and_damage_is_seen() {
+        let mut b = BackupInfo::parse("x", EXAMPLE).unwrap();
+        assert_eq!(b.parts, None);
+        b.parts = Some(PartsManifest {
+            parts: vec![("data.tar.gz".into(), 1234), ("data_0001.tar.gz".into(), 5)],
+            damaged: false,
+        });
+        let text = b.to_file_text();
+        assert!(text.starts_with(EXAMPLE), "the keys stay exactly barman's");
+        assert!(
+            text.ends_with("# barrelman-parts: 2\n# barrelman-part: data.tar.gz 1234\n# barrelman-part: data_0001.tar.gz 5\n"),
+            "{text}"
+        );
+        let back = BackupInfo::parse("x", &text).unwrap();
+        assert_eq!(back, b);
+        // A line lost (or one added by hand) makes the manifest count for nothing.
+        let lost = text.replace("# barrelman-part: data_0001.tar.gz 5\n", "");
+        assert!(
+            BackupInfo::parse("x", &lost)
+                .unwrap()
+                .parts
+                .unwrap()
+                .damaged
+        );
+        let bad = text.replace(" 1234\n", " 12x4\n");
+        assert!(BackupInfo::parse("x", &bad).unwrap().parts.unwrap().damaged);
+        let escaping = text.replace("data.tar.gz 1234", "../x.tar 1234");
+        assert!(
+            BackupInfo::parse("x", &escaping)
+                .unwrap()
+                .parts
+                .unwrap()
+                .damaged
         );
     }
 

@@ -1,7 +1,8 @@
 //! Retention as pure code: (catalog, policy, now) -> a decision for every backup with
 //! its reason, and the exact WAL files that go with each obsolete backup. Follows
 //! barman-cloud 3.19.1's `backup-delete -r` rules, plus one deliberate addition:
-//! FAILED backups older than the oldest retained DONE backup are removed too.
+//! FAILED backups older than the oldest retained DONE backup are removed too, and so
+//! are STARTED ones a crash left behind (older than that and than [`STALE_STARTED`]).
 
 use crate::backup_info::{BackupInfo, BackupStatus};
 use crate::layout::StoredWal;
@@ -10,6 +11,17 @@ use chrono::{DateTime, Duration, FixedOffset};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
+
+/// A STARTED backup whose `begin_time` is at least this old is taken as left by a
+/// crash: retention may remove it (see [`decide`]), `delete --backup` accepts it
+/// without `--force`, and `doctor` reports it. Younger ones may still be running.
+pub const STALE_STARTED: Duration = Duration::hours(24);
+
+/// True when `info` is STARTED and began at least [`STALE_STARTED`] before `now`. A
+/// STARTED backup without a begin time (a hand-made or damaged file) counts as stale.
+pub fn is_stale_started(info: &BackupInfo, now: DateTime<FixedOffset>) -> bool {
+    info.status == BackupStatus::Started && info.begin_time.is_none_or(|t| now - t >= STALE_STARTED)
+}
 
 /// A retention policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,6 +177,8 @@ pub fn decide(
     }
     // Not DONE: barman never deletes them. FAILED ones older than the oldest retained
     // DONE backup can never matter again: remove them (barman lets them pile up).
+    // STARTED ones left by a crash too, once they are old enough that they cannot be
+    // a backup still running beside a newer one that already ended.
     let oldest_retained = done
         .iter()
         .filter(|e| !out.get(&e.info.backup_id).is_some_and(Decision::deletes))
@@ -174,10 +188,14 @@ pub fn decide(
         .iter()
         .filter(|e| e.info.status != BackupStatus::Done)
     {
-        let d = match (e.info.status == BackupStatus::Failed, oldest_retained) {
-            (true, Some(oldest)) if e.info.backup_id.as_str() < oldest => Decision::Obsolete(
-                format!("FAILED and older than the oldest retained backup {oldest}"),
-            ),
+        let removable = e.info.status == BackupStatus::Failed || is_stale_started(e.info, now);
+        let d = match (removable, oldest_retained) {
+            (true, Some(oldest)) if e.info.backup_id.as_str() < oldest => {
+                Decision::Obsolete(format!(
+                    "{} and older than the oldest retained backup {oldest}",
+                    e.info.status.as_str()
+                ))
+            }
             _ => Decision::Ignored(format!(
                 "{} backups are not subject to retention",
                 e.info.status.as_str()
@@ -552,6 +570,49 @@ mod tests {
         let d = decide(&cat, Policy::RecoveryWindow { days: 7 }, 3, now());
         assert!(matches!(d["20251220T000000"], Decision::KeptForMinimum(_)));
         assert!(d["20251201T000000"].deletes());
+    }
+
+    /// A STARTED backup older than the retained DONE backups and than a day is what a
+    /// crash left: removed like a FAILED one. A younger one may be running beside a
+    /// newer backup that already ended, and one newer than the retained backups is
+    /// the running backup itself: both are left alone.
+    #[test]
+    fn stale_started_backups_are_removed_like_failed_ones() {
+        let started = |id: &str, begin: &str| {
+            let mut i = BackupInfo::new(id);
+            i.status = BackupStatus::Started;
+            i.begin_wal = Some("000000010000000000000001".into());
+            i.begin_time = Some(parse_time(begin).unwrap());
+            i
+        };
+        let crashed = started("20260110T000000", "2026-01-10 00:00:00+00:00");
+        let running_beside = started("20260131T100000", "2026-01-31 10:00:00+00:00");
+        let done = b(
+            "20260131T120000",
+            BackupStatus::Done,
+            "000000010000000000000005",
+            "000000010000000000000005",
+            1,
+            "2026-01-31 12:00:00+00:00",
+        );
+        let running = started("20260131T230000", "2026-01-31 23:00:00+00:00");
+        let cat = catalog(&[
+            (&crashed, None),
+            (&running_beside, None),
+            (&done, None),
+            (&running, None),
+        ]);
+        let d = decide(&cat, Policy::Redundancy(1), 0, now());
+        assert!(d["20260110T000000"].deletes(), "{:?}", d["20260110T000000"]);
+        assert!(matches!(d["20260131T100000"], Decision::Ignored(_)));
+        assert!(matches!(d["20260131T230000"], Decision::Ignored(_)));
+        assert!(is_stale_started(&crashed, now()) && !is_stale_started(&running, now()));
+        let plans = plan(&cat, &d, &wal(&["000000010000000000000001"]), false);
+        assert_eq!(plans.len(), 1);
+        assert!(
+            plans[0].wal_keys.is_empty(),
+            "a STARTED backup frees no WAL"
+        );
     }
 
     #[test]

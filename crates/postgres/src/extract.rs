@@ -516,18 +516,30 @@ fn entry_type_name(t: tar::EntryType) -> String {
     }
 }
 
+/// What [`scan_tar`] saw in a tar stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TarScan {
+    pub members: u64,
+    /// Content bytes of every member.
+    pub bytes: u64,
+    /// A top-level `backup_label` member: the part a base backup ends with.
+    pub has_backup_label: bool,
+}
+
 /// Reads a whole tar stream without writing anything (for verification): every
-/// header and every byte of content. Returns (members, content bytes).
-pub fn scan_tar<R: Read>(r: R) -> io::Result<(u64, u64)> {
+/// header and every byte of content.
+pub fn scan_tar<R: Read>(r: R) -> io::Result<TarScan> {
     let mut archive = tar::Archive::new(r);
-    let mut members = 0;
-    let mut bytes = 0;
+    let mut scan = TarScan::default();
     for entry in archive.entries()? {
         let mut entry = entry?;
-        bytes += io::copy(&mut entry, &mut io::sink())?;
-        members += 1;
+        let path = entry.path_bytes();
+        let name = path.strip_prefix(b"./").unwrap_or(&path);
+        scan.has_backup_label |= name == b"backup_label";
+        scan.bytes += io::copy(&mut entry, &mut io::sink())?;
+        scan.members += 1;
     }
-    Ok((members, bytes))
+    Ok(scan)
 }
 
 #[cfg(test)]

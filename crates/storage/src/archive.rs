@@ -8,7 +8,7 @@ use crate::codec;
 use crate::keys::object_path;
 use crate::localfs::{is_disk_full, write_atomically, WriteError};
 use crate::segment::{size_mismatch, SegmentSizeCheck};
-use crate::store::{open_store, StoreOptions};
+use crate::store::{open_single_delete_store, open_store, StoreOptions};
 use crate::StorageError;
 use barrelman_core::layout::{Destination, ServerLayout, StoredWal};
 use barrelman_core::wal::WalName;
@@ -70,6 +70,9 @@ pub struct UploadOptions {
 #[derive(Clone)]
 pub struct Archive {
     store: Arc<dyn ObjectStore>,
+    /// Deletes without the bulk request, once the store has refused one.
+    pub(crate) single_delete: Option<Arc<dyn ObjectStore>>,
+    pub(crate) bulk_delete_refused: Arc<std::sync::atomic::AtomicBool>,
     layout: ServerLayout,
     dest: Destination,
     endpoint: String,
@@ -94,6 +97,7 @@ impl Archive {
         // refused, never archived under a key that restore would not find.
         let layout = ServerLayout::checked(&dest.path, server_name)?;
         let store = open_store(dest, opts)?;
+        let single_delete = open_single_delete_store(dest, opts)?;
         let endpoint = opts
             .endpoint_url
             .clone()
@@ -103,6 +107,8 @@ impl Archive {
             });
         Ok(Self {
             store,
+            single_delete,
+            bulk_delete_refused: Arc::default(),
             layout,
             dest: dest.clone(),
             endpoint,

@@ -103,7 +103,7 @@ pub fn open_store(
             let fs = fs.with_fsync(true);
             Ok(Arc::new(fs))
         }
-        Provider::S3 => open_s3(dest, opts),
+        Provider::S3 => open_s3(dest, opts, true),
         Provider::Gcs => Err(StorageError::Config(format!(
             "{}: Google Cloud Storage is not supported yet by this build; use an s3:// or file:// destination",
             dest.url
@@ -156,7 +156,24 @@ fn check_credential_source(
     Ok(())
 }
 
-fn open_s3(dest: &Destination, opts: &StoreOptions) -> Result<Arc<dyn ObjectStore>, StorageError> {
+/// The same store, but deleting one object per request: for S3-compatible stores
+/// that refuse the bulk `DeleteObjects` request (`NotImplemented`, `MalformedXML`).
+/// `None` where deletes are single already (a local directory).
+pub fn open_single_delete_store(
+    dest: &Destination,
+    opts: &StoreOptions,
+) -> Result<Option<Arc<dyn ObjectStore>>, StorageError> {
+    match &dest.provider {
+        Provider::S3 => open_s3(dest, opts, false).map(Some),
+        _ => Ok(None),
+    }
+}
+
+fn open_s3(
+    dest: &Destination,
+    opts: &StoreOptions,
+    bulk_delete: bool,
+) -> Result<Arc<dyn ObjectStore>, StorageError> {
     install_crypto_provider();
     check_credential_source(opts.s3_keys.as_ref(), |k| std::env::var(k).ok())?;
     let mut client = ClientOptions::new()
@@ -181,6 +198,7 @@ fn open_s3(dest: &Destination, opts: &StoreOptions) -> Result<Arc<dyn ObjectStor
     // AWS_DEFAULT_REGION, AWS_ENDPOINT_URL, web identity and container credentials.
     let mut b = AmazonS3Builder::from_env()
         .with_bucket_name(&dest.bucket)
+        .with_disable_bulk_delete(!bulk_delete)
         .with_retry(retry_config(opts));
     let region = opts
         .region

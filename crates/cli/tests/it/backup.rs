@@ -730,7 +730,7 @@ fn verify_names_the_first_missing_object() {
     assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
     assert!(
         String::from_utf8_lossy(&bad.stdout)
-            .contains(&format!("missing tar part p/srv/base/{id}/data.tar*")),
+            .contains(&format!("missing tar part p/srv/base/{id}/data.tar.lz4")),
         "{}",
         text(&bad)
     );
