@@ -8,6 +8,7 @@ mod it {
     pub mod cnpg;
     pub mod common;
     pub mod errors;
+    pub mod faults;
     pub mod interop;
     pub mod lifecycle;
     pub mod memory;

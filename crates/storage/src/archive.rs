@@ -5,6 +5,7 @@
 //! flow the other way through a synchronous bridge into the decompressor.
 
 use crate::codec;
+use crate::error::RequestContext;
 use crate::store::{open_store, StoreOptions};
 use crate::StorageError;
 use barrelman_core::layout::{Destination, ServerLayout, StoredWal};
@@ -59,7 +60,11 @@ pub struct Archive {
     store: Arc<dyn ObjectStore>,
     layout: ServerLayout,
     dest: Destination,
-    endpoint: String,
+    /// Where requests go, for classifying their errors.
+    ctx: RequestContext,
+    /// The longest one call ([`Archive::archive_wal`], [`Archive::restore_wal`]) may
+    /// take, retries included.
+    call_deadline: std::time::Duration,
 }
 
 impl std::fmt::Debug for Archive {
@@ -85,11 +90,21 @@ impl Archive {
                 barrelman_core::layout::Provider::Local => dest.url.clone(),
                 _ => "the default endpoint".to_string(),
             });
+        let session_token = match &opts.s3_keys {
+            Some(keys) => keys.session_token.as_ref().is_some_and(|t| !t.is_empty()),
+            None => std::env::var_os("AWS_SESSION_TOKEN").is_some_and(|t| !t.is_empty()),
+        };
         Ok(Self {
             store,
             layout: ServerLayout::new(&dest.path, server_name),
             dest: dest.clone(),
-            endpoint,
+            ctx: RequestContext {
+                endpoint,
+                bucket: dest.bucket.clone(),
+                session_token,
+                read_timeout: opts.read_timeout(),
+            },
+            call_deadline: opts.call_deadline(),
         })
     }
 
@@ -117,7 +132,7 @@ impl Archive {
     }
 
     pub(crate) fn err(&self, e: object_store::Error, key: &str) -> StorageError {
-        StorageError::from_store(e, key, &self.endpoint, &self.dest.bucket)
+        StorageError::from_store(e, key, &self.ctx)
     }
 
     /// Every stored variant of `name` (exact name, any known suffix), by key order.
@@ -170,7 +185,8 @@ impl Archive {
         name: &WalName,
         opts: &UploadOptions,
     ) -> Result<ArchiveOutcome, StorageError> {
-        with_retries(|| self.archive_wal_once(path, name, opts)).await
+        self.with_retries(|| self.archive_wal_once(path, name, opts))
+            .await
     }
 
     async fn archive_wal_once(
@@ -410,7 +426,7 @@ impl Archive {
         dest: &Path,
         allow_partial: bool,
     ) -> Result<String, StorageError> {
-        with_retries(|| async {
+        self.with_retries(|| async {
             let (key, compression) = self.locate_wal(name, allow_partial).await?;
             self.download(&key, compression, dest).await?;
             Ok(key)
@@ -537,21 +553,51 @@ impl Archive {
 /// next attempt here first looks whether that PUT landed).
 const STEP_ATTEMPTS: u32 = 4;
 
-async fn with_retries<T, F, Fut>(mut step: F) -> Result<T, StorageError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, StorageError>>,
-{
-    let mut attempt = 1;
-    loop {
-        match step().await {
-            Err(e) if e.is_transient() && attempt < STEP_ATTEMPTS => {
-                let pause = std::time::Duration::from_millis(200 * 2u64.pow(attempt));
-                tracing::warn!("attempt {attempt} failed, retrying in {pause:?}: {e}");
-                tokio::time::sleep(pause).await;
-                attempt += 1;
+impl Archive {
+    /// Runs `step`, again after a transient failure (up to [`STEP_ATTEMPTS`] in all),
+    /// and gives up when the call's deadline ([`StoreOptions::call_deadline`]) passes:
+    /// a store that accepts connections and never answers ends the call with the
+    /// "cannot reach the object store" error instead of stalling the archiver.
+    /// Dropping an unfinished step is safe: an object becomes visible only when its
+    /// upload completes, and downloads go to a temporary file first.
+    async fn with_retries<T, F, Fut>(&self, mut step: F) -> Result<T, StorageError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StorageError>>,
+    {
+        // The last failure, for the message when the deadline ends the retries.
+        let mut last_failure: Option<StorageError> = None;
+        let attempts = async {
+            let mut attempt = 1;
+            loop {
+                tracing::debug!("attempt {attempt} of {STEP_ATTEMPTS}");
+                match step().await {
+                    Err(e) if e.is_transient() && attempt < STEP_ATTEMPTS => {
+                        let pause = std::time::Duration::from_millis(200 * 2u64.pow(attempt));
+                        tracing::warn!("attempt {attempt} failed, retrying in {pause:?}: {e}");
+                        last_failure = Some(e);
+                        tokio::time::sleep(pause).await;
+                        attempt += 1;
+                    }
+                    other => return other,
+                }
             }
-            other => return other,
+        };
+        match tokio::time::timeout(self.call_deadline, attempts).await {
+            Ok(result) => result,
+            // A store that answers, with errors, is reachable: say what it answered.
+            Err(_) if matches!(last_failure, Some(StorageError::ServerError { .. })) => {
+                Err(last_failure.expect("matched above"))
+            }
+            Err(_) => Err(StorageError::Unreachable {
+                endpoint: self.ctx.endpoint.clone(),
+                detail: format!(
+                    "it sent no complete answer within {} s, the deadline of one call: \
+                     3 x the read timeout of {} s",
+                    self.call_deadline.as_secs_f64(),
+                    self.ctx.read_timeout.as_secs_f64()
+                ),
+            }),
         }
     }
 }

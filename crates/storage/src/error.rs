@@ -72,6 +72,33 @@ pub enum StorageError {
         source: io::Error,
     },
 
+    /// The store answered with a server error (5xx) to every try of one request.
+    #[error(
+        "the object store at {endpoint} answered HTTP {status}{} to {tries} tries of the request for {key}; \
+         the store is overloaded or failing: check its health, then retry",
+        code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default()
+    )]
+    ServerError {
+        endpoint: String,
+        key: String,
+        status: u16,
+        /// The S3 error code of the answer (`SlowDown`, `InternalError`), when given.
+        code: Option<String>,
+        tries: usize,
+    },
+
+    /// The store accepted the request but sent no answer in time.
+    #[error(
+        "cannot reach the object store at {endpoint}: it did not answer the request for {key} within the \
+         read timeout of {} s; check the store's health and the network path, or raise --read-timeout for a slow link",
+        read_timeout.as_secs_f64()
+    )]
+    TimedOut {
+        endpoint: String,
+        key: String,
+        read_timeout: std::time::Duration,
+    },
+
     /// Any other store failure, after the HTTP client's own retries. `transient`
     /// failures (resets, timeouts, 5xx) are worth another attempt of the whole step.
     #[error("object store request for {key} failed: {detail}")]
@@ -93,18 +120,32 @@ pub enum Denial {
     BadSessionToken,
     /// `AccessDenied` or another 403: valid credentials without the permission.
     NoPermission,
+    /// The key pair was refused while a session token was sent with it: a stale
+    /// token, or one issued for other keys, makes stores answer with a signature or
+    /// access-key error (SeaweedFS, MinIO) instead of naming the token.
+    SessionTokenSuspect,
 }
 
 impl Denial {
-    fn from_text(text: &str) -> Self {
-        if text.contains("SignatureDoesNotMatch") {
+    /// From the store's answer; `session_token` tells whether one was sent.
+    fn from_text(text: &str, session_token: bool) -> Self {
+        let named = if text.contains("ExpiredToken")
+            || text.contains("InvalidToken")
+            || text.contains("TokenRefreshRequired")
+        {
+            Self::BadSessionToken
+        } else if text.contains("SignatureDoesNotMatch") {
             Self::WrongSecret
         } else if text.contains("InvalidAccessKeyId") {
             Self::UnknownAccessKey
-        } else if text.contains("ExpiredToken") || text.contains("InvalidToken") {
-            Self::BadSessionToken
         } else {
             Self::NoPermission
+        };
+        match named {
+            Self::WrongSecret | Self::UnknownAccessKey if session_token => {
+                Self::SessionTokenSuspect
+            }
+            other => other,
         }
     }
 
@@ -115,6 +156,10 @@ impl Denial {
             Self::UnknownAccessKey => "the store does not know the access key id",
             Self::BadSessionToken => "the session token has expired or is invalid",
             Self::NoPermission => "these credentials lack permission on the bucket",
+            Self::SessionTokenSuspect => {
+                "the keys were refused together with the session token sent with them; \
+                 a stale session token, or one issued for other keys, is the likely cause"
+            }
         }
     }
 
@@ -131,19 +176,29 @@ impl Denial {
             Self::NoPermission => {
                 "grant s3:ListBucket, s3:GetObject, s3:PutObject and s3:DeleteObject on the bucket and prefix"
             }
+            Self::SessionTokenSuspect => {
+                "refresh AWS_SESSION_TOKEN (sessionToken) together with the keys it was issued for, \
+                 or unset it when the keys are permanent ones"
+            }
         }
     }
 }
 
+/// What a store error is classified against: where the request went and how.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestContext {
+    pub endpoint: String,
+    pub bucket: String,
+    /// A session token was sent with the keys.
+    pub session_token: bool,
+    pub read_timeout: std::time::Duration,
+}
+
 impl StorageError {
-    /// Classifies an `object_store` error about `key` at `endpoint`.
-    pub(crate) fn from_store(
-        err: object_store::Error,
-        key: &str,
-        endpoint: &str,
-        bucket: &str,
-    ) -> Self {
+    /// Classifies an `object_store` error about `key`.
+    pub(crate) fn from_store(err: object_store::Error, key: &str, ctx: &RequestContext) -> Self {
         use object_store::Error as E;
+        let (endpoint, bucket) = (ctx.endpoint.as_str(), ctx.bucket.as_str());
         let detail = first_line(&err);
         let location = || format!("bucket '{bucket}' at {endpoint}");
         let chain = chain_text(&err);
@@ -157,7 +212,7 @@ impl StorageError {
             }
             E::PermissionDenied { .. } | E::Unauthenticated { .. } => Self::AccessDenied {
                 location: location(),
-                denial: Denial::from_text(&detail),
+                denial: Denial::from_text(&detail, ctx.session_token),
             },
             _ if detail.contains("NoSuchBucket") || detail.contains("bucket does not exist") => {
                 Self::BucketMissing {
@@ -173,12 +228,26 @@ impl StorageError {
             {
                 Self::AccessDenied {
                     location: location(),
-                    denial: Denial::from_text(&detail),
+                    denial: Denial::from_text(&detail, ctx.session_token),
                 }
             }
             _ if is_connect_failure(&err) => Self::Unreachable {
                 endpoint: endpoint.to_string(),
                 detail: root_cause(&err),
+            },
+            _ if server_status(&chain).is_some_and(|s| s >= 500) => Self::ServerError {
+                endpoint: endpoint.to_string(),
+                key: key.to_string(),
+                status: server_status(&chain).unwrap_or_default(),
+                code: s3_error_code(&err),
+                tries: retries_made(&chain) + 1,
+            },
+            // reqwest's "operation timed out" (not object_store's "retry_timeout"
+            // bookkeeping, which every retried error carries).
+            _ if chain.contains("timed out") => Self::TimedOut {
+                endpoint: endpoint.to_string(),
+                key: key.to_string(),
+                read_timeout: ctx.read_timeout,
             },
             _ => Self::Store {
                 key: key.to_string(),
@@ -199,6 +268,7 @@ impl StorageError {
         match self {
             // Connection failures were already retried by the HTTP client.
             Self::Store { transient, .. } => *transient,
+            Self::ServerError { .. } | Self::TimedOut { .. } => true,
             // A download cut in the middle surfaces while decoding.
             Self::Corrupt { source, .. } => matches!(
                 source.kind(),
@@ -259,6 +329,39 @@ fn is_transient_failure(err: &object_store::Error) -> bool {
     ]
     .iter()
     .any(|s| text.contains(s))
+}
+
+/// The HTTP status of the store's answer, from object_store's "status code: 503 …".
+fn server_status(chain: &str) -> Option<u16> {
+    let at = chain.find("status code: ")? + "status code: ".len();
+    chain.get(at..at + 3)?.parse().ok()
+}
+
+/// How many times object_store retried the request ("after 8 retries").
+fn retries_made(chain: &str) -> usize {
+    chain
+        .find("after ")
+        .and_then(|at| {
+            let rest = &chain[at + "after ".len()..];
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            rest[digits.len()..]
+                .starts_with(" retries")
+                .then(|| digits.parse().ok())?
+        })
+        .unwrap_or(0)
+}
+
+/// The `<Code>` of an S3 error body (`SlowDown`, `InternalError`).
+fn s3_error_code(err: &dyn std::error::Error) -> Option<String> {
+    let mut text = String::new();
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        text.push_str(&e.to_string());
+        cur = e.source();
+    }
+    let start = text.find("<Code>")? + "<Code>".len();
+    let len = text[start..].find("</Code>")?;
+    Some(text[start..start + len].to_string()).filter(|c| !c.is_empty() && c.len() < 64)
 }
 
 /// The innermost cause of an error (e.g. "Connection refused (os error 111)"): what
