@@ -397,3 +397,51 @@ fn first_line(err: &dyn std::error::Error) -> String {
         joined
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_error_is_read_from_object_stores_text() {
+        let chain = "generic s3 error: error performing put http://127.0.0.1:9000/b/k in 2.1s, \
+                     after 7 retries, max_retries: 32, retry_timeout: 2s  - server returned \
+                     non-2xx status code: 503 service unavailable: <?xml"
+            .to_string();
+        assert_eq!(server_status(&chain), Some(503));
+        assert_eq!(retries_made(&chain), 7);
+        assert_eq!(retries_made("error performing get in 1s - timed out"), 0);
+        assert_eq!(server_status("no status here"), None);
+        let body = io::Error::other(
+            "<?xml version=\"1.0\"?><Error><Code>SlowDown</Code><Message>m</Message></Error>",
+        );
+        assert_eq!(s3_error_code(&body).as_deref(), Some("SlowDown"));
+        assert_eq!(s3_error_code(&io::Error::other("plain")), None);
+    }
+
+    #[test]
+    fn a_refusal_with_a_session_token_names_the_token() {
+        for code in ["SignatureDoesNotMatch", "InvalidAccessKeyId"] {
+            assert_eq!(
+                Denial::from_text(code, true),
+                Denial::SessionTokenSuspect,
+                "{code}"
+            );
+        }
+        assert_eq!(
+            Denial::from_text("SignatureDoesNotMatch", false),
+            Denial::WrongSecret
+        );
+        assert_eq!(
+            Denial::from_text("ExpiredToken", false),
+            Denial::BadSessionToken
+        );
+        assert_eq!(
+            Denial::from_text("AccessDenied", true),
+            Denial::NoPermission
+        );
+        let text =
+            Denial::SessionTokenSuspect.cause().to_string() + Denial::SessionTokenSuspect.fix();
+        assert!(text.contains("session token") && text.contains("AWS_SESSION_TOKEN"));
+    }
+}

@@ -12,6 +12,21 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Waits until a backup has written its STARTED `backup.info` (its upload begins).
+fn wait_backup_started(s3: &S3Server, bucket: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !list_keys(s3, bucket, "p/srv/base/")
+        .iter()
+        .any(|k| k.ends_with("/backup.info"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the backup did not start in 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Runs `cmd` with its stdout a pipe whose reader is already gone, as in
 /// `barrelman list | head -0`: the first write fails with EPIPE.
 fn run_into_closed_pipe(cmd: &mut Command) -> std::process::Output {
@@ -362,7 +377,7 @@ fn a_store_restart_mid_backup_and_mid_restore_leaves_a_clear_state_and_no_loss()
         ]
     };
 
-    // Mid-backup: kill the store a second into a ~6 s upload, restart it 2 s later.
+    // Mid-backup: kill the store during the upload, restart it 2 s later.
     let backup = barrelman_testkit::as_pg_user(&mut Command::new(barrelman()))
         .args(backup_args("8MB"))
         .envs(s3.env())
@@ -370,7 +385,8 @@ fn a_store_restart_mid_backup_and_mid_restore_leaves_a_clear_state_and_no_loss()
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_backup_started(&s3, "bkup");
+    std::thread::sleep(Duration::from_millis(500));
     s3.kill();
     std::thread::sleep(Duration::from_secs(2));
     s3.restart();
@@ -561,6 +577,7 @@ fn a_backup_whose_store_dies_says_why() {
     let backup = barrelman_testkit::as_pg_user(&mut Command::new(barrelman()))
         .args([
             "backup",
+            "--immediate-checkpoint",
             "--read-timeout",
             "2",
             "--endpoint-url",
@@ -581,7 +598,8 @@ fn a_backup_whose_store_dies_says_why() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_backup_started(&s3, "dies");
+    std::thread::sleep(Duration::from_millis(500));
     s3.kill();
     let out = backup.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
