@@ -611,3 +611,79 @@ fn a_backup_whose_store_dies_says_why() {
     );
     assert!(!stderr.contains("see the upload"), "{}", text(&out));
 }
+
+/// The backup's PostgreSQL session is cut in the middle of the upload (over the
+/// unix socket, where a write to the closed peer raises SIGPIPE): the backup ends
+/// with exit 1, a log line and a FAILED `backup.info`, not killed by a signal and
+/// left STARTED.
+#[test]
+fn a_backup_whose_postgres_session_is_cut_ends_failed() {
+    let (s3, pg) = start_both(&[
+        "archive_mode = on",
+        &archive_command("BM_S3_ENDPOINT", "cut"),
+    ]);
+    s3.create_bucket("cut");
+    start(&pg, &s3);
+    pg.pgbench(&["-i", "-s", "2", "-q"]);
+    let sock = pg.socket_dir.to_str().unwrap().to_string();
+    let port = pg.port.to_string();
+    let backup = barrelman_testkit::as_pg_user(&mut Command::new(barrelman()))
+        .args([
+            "backup",
+            "--immediate-checkpoint",
+            "--endpoint-url",
+            &s3.endpoint,
+            "--max-bandwidth",
+            "4MB",
+            "--host",
+            &sock,
+            "--port",
+            &port,
+            "--user",
+            "postgres",
+            "s3://cut/p",
+            "srv",
+        ])
+        .envs(s3.env())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_backup_started(&s3, "cut");
+    let cut = pg.psql(
+        "select count(pg_terminate_backend(pid)) from pg_stat_activity \
+         where application_name = 'barrelman_backup'",
+    );
+    assert_eq!(cut, "1", "the backup's session was not found");
+    let out = backup.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.signal(),
+        None,
+        "killed by a signal: {}",
+        text(&out)
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ERROR: "),
+        "{}",
+        text(&out)
+    );
+    let list = run(
+        &barrelman(),
+        &[
+            "list",
+            "--format",
+            "json",
+            "--endpoint-url",
+            &s3.endpoint,
+            "s3://cut/p",
+            "srv",
+        ],
+        &s3,
+    );
+    let listing = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        listing.contains("\"FAILED\"") && !listing.contains("\"STARTED\""),
+        "{listing}"
+    );
+}
