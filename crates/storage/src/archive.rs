@@ -24,6 +24,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::io::{StreamReader, SyncIoBridge};
+use tokio_util::sync::CancellationToken;
+
+tokio::task_local! {
+    /// Cancelled when the deadline of the call running in this task passes; readers
+    /// handed to blocking threads watch it.
+    static CALL_CANCELLED: CancellationToken;
+}
+
+/// How long a call whose deadline passed waits for its attempt in flight to stop.
+const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Compressed objects up to this size go up in one PUT (which can be conditional);
 /// larger ones (WAL segments over 16 MiB, e.g. `--wal-segsize 1024`) use multipart.
@@ -359,9 +369,33 @@ impl Archive {
             .get(&ObjPath::from(key))
             .await
             .map_err(|e| self.err(e, key))?;
-        let stream = got
-            .into_stream()
-            .map_err(|e| io::Error::other(e.to_string()));
+        // A failure mid-body (a reset, a read timeout) keeps its classification, so
+        // that it is retried and reported as what it is, not as bad content.
+        let archive = self.clone();
+        let key_owned = key.to_string();
+        let mut body = got.into_stream().map_err(move |e| {
+            let failure = archive.err(e, &key_owned);
+            io::Error::new(failure.io_kind(), failure)
+        });
+        // The reader runs on a blocking thread that a passed deadline cannot drop:
+        // it ends with an error as soon as the call is cancelled, before the body
+        // is polled again (so its caller removes its temporary file, and nothing
+        // polls the runtime's timers after the runtime has stopped).
+        let mut cancelled = Box::pin(
+            CALL_CANCELLED
+                .try_with(CancellationToken::clone)
+                .unwrap_or_default()
+                .cancelled_owned(),
+        );
+        let stream = futures::stream::poll_fn(move |cx| {
+            if std::future::Future::poll(cancelled.as_mut(), cx).is_ready() {
+                return std::task::Poll::Ready(Some(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the deadline of the call passed",
+                ))));
+            }
+            body.poll_next_unpin(cx)
+        });
         let reader = StreamReader::new(stream);
         Ok(SyncIoBridge::new_with_handle(
             reader,
@@ -567,12 +601,17 @@ impl Archive {
     {
         // The last failure, for the message when the deadline ends the retries.
         let mut last_failure: Option<StorageError> = None;
-        let attempts = async {
+        let cancel = CancellationToken::new();
+        let mut attempts = Box::pin(CALL_CANCELLED.scope(cancel.clone(), async {
             let mut attempt = 1;
             loop {
                 tracing::debug!("attempt {attempt} of {STEP_ATTEMPTS}");
                 match step().await {
-                    Err(e) if e.is_transient() && attempt < STEP_ATTEMPTS => {
+                    Err(e)
+                        if e.is_transient()
+                            && attempt < STEP_ATTEMPTS
+                            && !cancel.is_cancelled() =>
+                    {
                         let pause = std::time::Duration::from_millis(200 * 2u64.pow(attempt));
                         tracing::warn!("attempt {attempt} failed, retrying in {pause:?}: {e}");
                         last_failure = Some(e);
@@ -582,14 +621,29 @@ impl Archive {
                     other => return other,
                 }
             }
+        }));
+        let outcome = tokio::select! {
+            result = &mut attempts => Some(result),
+            () = tokio::time::sleep(self.call_deadline) => {
+                // Stop the attempt in flight: a download ends at once (see
+                // `object_reader`); a request still waiting is dropped after the
+                // grace period, which is safe as nothing is committed by dropping.
+                cancel.cancel();
+                match tokio::time::timeout(CANCEL_GRACE, &mut attempts).await {
+                    // It completed after all: that is the truth to report.
+                    Ok(Ok(done)) => Some(Ok(done)),
+                    _ => None,
+                }
+            }
         };
-        match tokio::time::timeout(self.call_deadline, attempts).await {
-            Ok(result) => result,
+        drop(attempts);
+        match outcome {
+            Some(result) => result,
             // A store that answers, with errors, is reachable: say what it answered.
-            Err(_) if matches!(last_failure, Some(StorageError::ServerError { .. })) => {
+            None if matches!(last_failure, Some(StorageError::ServerError { .. })) => {
                 Err(last_failure.expect("matched above"))
             }
-            Err(_) => Err(StorageError::Unreachable {
+            None => Err(StorageError::Unreachable {
                 endpoint: self.ctx.endpoint.clone(),
                 detail: format!(
                     "it sent no complete answer within {} s, the deadline of one call: \

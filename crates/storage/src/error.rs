@@ -64,8 +64,9 @@ pub enum StorageError {
         source: io::Error,
     },
 
-    /// A stored object could not be decoded with the codec its suffix names.
-    #[error("cannot decompress {key}: {source}")]
+    /// A stored object could not be decoded with the codec its suffix names, or its
+    /// download was cut (then `source` wraps the store's error).
+    #[error("{}", corrupt_text(key, source))]
     Corrupt {
         key: String,
         #[source]
@@ -270,6 +271,9 @@ impl StorageError {
             Self::Store { transient, .. } => *transient,
             Self::ServerError { .. } | Self::TimedOut { .. } => true,
             // A download cut in the middle surfaces while decoding.
+            Self::Corrupt { source, .. } if store_failure(source).is_some() => {
+                store_failure(source).is_some_and(Self::is_transient)
+            }
             Self::Corrupt { source, .. } => matches!(
                 source.kind(),
                 io::ErrorKind::ConnectionReset
@@ -281,6 +285,30 @@ impl StorageError {
             ),
             _ => false,
         }
+    }
+}
+
+impl StorageError {
+    /// The `io::ErrorKind` this failure travels as through a reader.
+    pub(crate) fn io_kind(&self) -> io::ErrorKind {
+        match self {
+            Self::TimedOut { .. } => io::ErrorKind::TimedOut,
+            Self::Unreachable { .. } => io::ErrorKind::NotConnected,
+            Self::AccessDenied { .. } => io::ErrorKind::PermissionDenied,
+            _ => io::ErrorKind::Other,
+        }
+    }
+}
+
+/// The store's error inside an I/O error from a download stream, if that is what it is.
+fn store_failure(source: &io::Error) -> Option<&StorageError> {
+    source.get_ref()?.downcast_ref::<StorageError>()
+}
+
+fn corrupt_text(key: &str, source: &io::Error) -> String {
+    match store_failure(source) {
+        Some(failure) => format!("the download of {key} was cut: {failure}"),
+        None => format!("cannot decompress {key}: {source}"),
     }
 }
 

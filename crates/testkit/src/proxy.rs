@@ -22,6 +22,9 @@ pub enum Fault {
     /// Accept the connection, read whatever the client sends, and never answer: a
     /// hung store behind a load balancer.
     Stall,
+    /// Forward the connection, but stop relaying the store's answers after this
+    /// many bytes (the connection stays open): a download that stops mid-body.
+    StallAnswerAfter(usize),
 }
 
 /// Which fault the next connections get, and how many more of them.
@@ -71,7 +74,8 @@ impl FlakyProxy {
                 match fault {
                     Some(fault) => {
                         f.fetch_add(1, Ordering::SeqCst);
-                        thread::spawn(move || inject(client, fault));
+                        let up = upstream.clone();
+                        thread::spawn(move || inject(client, fault, &up));
                     }
                     None => {
                         let up = upstream.clone();
@@ -122,7 +126,11 @@ fn read_head(client: &mut TcpStream) -> Vec<u8> {
     head
 }
 
-fn inject(mut client: TcpStream, fault: Fault) {
+fn inject(mut client: TcpStream, fault: Fault, upstream: &str) {
+    if let Fault::StallAnswerAfter(budget) = fault {
+        forward_limited(client, upstream, budget);
+        return;
+    }
     if fault == Fault::Stall {
         // Take everything the client sends, answer nothing; end when it gives up.
         let _ = client.set_read_timeout(None);
@@ -132,7 +140,7 @@ fn inject(mut client: TcpStream, fault: Fault) {
     }
     let _ = read_head(&mut client);
     match fault {
-        Fault::Stall => {}
+        Fault::Stall | Fault::StallAnswerAfter(_) => {}
         Fault::ResetMidRequest => {
             // Linger 0 turns close into a reset.
             let _ = socket_linger_zero(&client);
@@ -206,5 +214,34 @@ fn forward(client: TcpStream, upstream: &str) {
     });
     let _ = std::io::copy(&mut s2, &mut c2);
     let _ = c2.shutdown(Shutdown::Write);
+    let _ = t.join();
+}
+
+/// Like [`forward`], but relays at most `budget` bytes of the store's answers, then
+/// holds the connection open without relaying more until the client gives up.
+fn forward_limited(client: TcpStream, upstream: &str, budget: usize) {
+    let Ok(server) = TcpStream::connect(upstream) else {
+        return;
+    };
+    let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let (mut c1, mut s1) = (client, server);
+    // Client to store, until the client closes (which ends the stall too).
+    let t = thread::spawn(move || {
+        let _ = std::io::copy(&mut c1, &mut s1);
+        let _ = s1.shutdown(Shutdown::Both);
+    });
+    let mut left = budget;
+    let mut buf = [0u8; 16 << 10];
+    while left > 0 {
+        match s2.read(&mut buf[..left.min(16 << 10)]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if c2.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+                left -= n;
+            }
+        }
+    }
     let _ = t.join();
 }

@@ -687,3 +687,104 @@ fn a_backup_whose_postgres_session_is_cut_ends_failed() {
         "{listing}"
     );
 }
+
+/// A download that stops mid-body is retried on a fresh connection and restores
+/// identical bytes, and the retry says what happened (a read timeout), not "cannot
+/// decompress"; one that always stops ends the call within its deadline, with no
+/// panic from the download still in flight and no temporary file left.
+#[test]
+fn a_download_stalled_mid_body_is_retried_and_named() {
+    let s3 = S3Server::start();
+    s3.create_bucket("cutdl");
+    let dir = tempfile::tempdir().unwrap();
+    let name = "000000010000000000000009";
+    let (wal, data) = wal_file(dir.path(), name, 9);
+    let links = links_dir();
+    let out = run(
+        &links.join("barman-cloud-wal-archive"),
+        &[
+            "--endpoint-url",
+            &s3.endpoint,
+            "s3://cutdl",
+            "srv",
+            wal.to_str().unwrap(),
+        ],
+        &s3,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    let proxy = FlakyProxy::start(&s3.endpoint, Fault::StallAnswerAfter(1 << 20), 2);
+    let restore = |dest: &Path| {
+        run(
+            &links.join("barman-cloud-wal-restore"),
+            &[
+                "--read-timeout",
+                "3",
+                "--endpoint-url",
+                &proxy.endpoint,
+                "s3://cutdl",
+                "srv",
+                name,
+                dest.to_str().unwrap(),
+            ],
+            &s3,
+        )
+    };
+    let back = dir.path().join("back");
+    let out = restore(&back);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "faulted {}: {}",
+        proxy.faulted(),
+        text(&out)
+    );
+    assert!(proxy.faulted() >= 1, "the proxy did not cut the download");
+    assert!(
+        std::fs::read(&back).unwrap() == data,
+        "restored bytes differ"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("WARNING: attempt 1 failed, retrying in 400ms: the download of srv/wals/0000000100000000/{name} was cut"))
+            && stderr.contains("within the read timeout of 3 s")
+            && !stderr.contains("cannot decompress"),
+        "{}",
+        text(&out)
+    );
+
+    proxy.arm(Fault::StallAnswerAfter(1 << 20), usize::MAX / 2);
+    let began = Instant::now();
+    let out = restore(&dir.path().join("never"));
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(
+        began.elapsed() < Duration::from_secs(12),
+        "took {:?}",
+        began.elapsed()
+    );
+    let last = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        last.contains(&format!(
+            "cannot reach the object store at {}",
+            proxy.endpoint
+        )),
+        "{}",
+        text(&out)
+    );
+    assert!(!dir.path().join("never").exists());
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("panicked"),
+        "{}",
+        text(&out)
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
