@@ -65,6 +65,8 @@ pub struct StoreOptions {
 
 /// barman's (botocore's) default `--read-timeout`.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one failed request is retried at most (less with a shorter read timeout).
+const REQUEST_RETRY_LIMIT: Duration = Duration::from_secs(20);
 /// The longest a TCP (and TLS) connection set-up may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -104,9 +106,10 @@ fn retry_config(opts: &StoreOptions) -> RetryConfig {
         // restarting for a few seconds refuses connections, and 8 quick tries
         // would be spent in under two seconds.
         max_retries: opts.max_retries.unwrap_or(32),
-        // One request is retried (refused connections, resets, 5xx) for about one
-        // read timeout; the call around it retries whole steps until its deadline.
-        retry_timeout: opts.read_timeout(),
+        // One request is retried (refused connections, resets, 5xx) for up to
+        // 20 s (a store restarting is ridden out, a wrong endpoint is reported
+        // soon); a WAL call retries whole steps until its deadline.
+        retry_timeout: opts.read_timeout().min(REQUEST_RETRY_LIMIT),
     }
 }
 
