@@ -604,8 +604,14 @@ fn a_backup_whose_store_dies_says_why() {
     let out = backup.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // The backup's own failure line (not the later "cannot write the FAILED
+    // backup.info" one) carries the upload's error.
+    let failed = stderr
+        .lines()
+        .find(|l| l.contains(" FAILED: "))
+        .unwrap_or_else(|| panic!("no FAILED line: {}", text(&out)));
     assert!(
-        stderr.contains(&format!("cannot reach the object store at {}", s3.endpoint)),
+        failed.contains(&format!("cannot reach the object store at {}", s3.endpoint)),
         "{}",
         text(&out)
     );
