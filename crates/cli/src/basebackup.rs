@@ -153,15 +153,8 @@ pub async fn restore(
             )
         })?;
     }
-    outln!(
-        "restored backup {}{} into {}",
-        info.backup_id,
-        info.backup_name
-            .as_deref()
-            .map(|n| format!(" ({n})"))
-            .unwrap_or_default(),
-        opts.destination.display()
-    );
+    // barman-cloud-restore prints nothing on success; the native command says what
+    // it restored (its caller prints that).
     Ok(info)
 }
 

@@ -815,7 +815,15 @@ async fn restore(a: RestoreArgs) -> Result<()> {
         };
         Some((restore_command(&a.store, &a.args)?, rt))
     };
-    crate::basebackup::restore(&target, &opts, recovery)
-        .await
-        .map(|_| ())
+    let info = crate::basebackup::restore(&target, &opts, recovery).await?;
+    outln!(
+        "restored backup {}{} into {}",
+        info.backup_id,
+        info.backup_name
+            .as_deref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default(),
+        opts.destination.display()
+    );
+    Ok(())
 }

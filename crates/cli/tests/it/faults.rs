@@ -481,6 +481,28 @@ fn a_store_restart_mid_backup_and_mid_restore_leaves_a_clear_state_and_no_loss()
         text(&out)
     );
 
+    // barman-cloud-restore, as barman's: silent on success at the default level.
+    let quiet = pg.make_dir("restored-barman");
+    let out = run_as_pg(
+        &links_dir().join("barman-cloud-restore"),
+        &[
+            "--endpoint-url",
+            &s3.endpoint,
+            "s3://bkup/p",
+            "srv",
+            "latest",
+            quiet.to_str().unwrap(),
+        ],
+        &s3,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        out.stdout.is_empty() && out.stderr.is_empty(),
+        "{}",
+        text(&out)
+    );
+    assert!(quiet.join("PG_VERSION").exists());
+
     let restored = PgCluster::from_datadir(dest, &["archive_mode = off"]);
     start(&restored, &s3);
     // Recovery fetches WAL through one more restart.
@@ -793,4 +815,66 @@ fn a_download_stalled_mid_body_is_retried_and_named() {
         .filter(|n| n.ends_with(".tmp"))
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+/// A base backup uploaded through connection resets and 5xx answers is retried to
+/// DONE with every part present, never ended by a signal (SIGPIPE) or left STARTED.
+#[test]
+fn a_backup_through_resets_and_5xx_is_retried_to_done() {
+    let (s3, pg) = start_both(&[
+        "archive_mode = on",
+        &archive_command("BM_S3_ENDPOINT", "rst"),
+    ]);
+    s3.create_bucket("rst");
+    start(&pg, &s3);
+    pg.pgbench(&["-i", "-s", "1", "-q"]);
+    let proxy = FlakyProxy::start(&s3.endpoint, Fault::ResetMidRequest, 2);
+    let sock = pg.socket_dir.to_str().unwrap().to_string();
+    let port = pg.port.to_string();
+    let backup =
+        barrelman_testkit::as_pg_user(&mut Command::new(links_dir().join("barman-cloud-backup")))
+            .args([
+                "--immediate-checkpoint",
+                "--endpoint-url",
+                &proxy.endpoint,
+                "-J",
+                "2",
+                "-h",
+                &sock,
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "s3://rst/p",
+                "srv",
+            ])
+            .envs(s3.env())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+    wait_backup_started(&s3, "rst");
+    proxy.arm(Fault::Status(503), 3);
+    let out = backup.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.signal(),
+        None,
+        "killed by a signal: {}",
+        text(&out)
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(proxy.faulted() >= 2, "faults injected: {}", proxy.faulted());
+    let verify = run(
+        &barrelman(),
+        &[
+            "verify",
+            "--deep",
+            "--endpoint-url",
+            &s3.endpoint,
+            "s3://rst/p",
+            "srv",
+        ],
+        &s3,
+    );
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
 }
