@@ -670,7 +670,9 @@ impl S3Server {
         );
     }
 
-    fn stop(&mut self) {
+    /// Stops the server cleanly (SIGINT, then SIGKILL after ~5 s) and reaps it,
+    /// keeping its data directory and ports for [`S3Server::restart`].
+    pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
         };

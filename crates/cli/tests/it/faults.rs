@@ -505,8 +505,8 @@ fn a_store_restart_mid_backup_and_mid_restore_leaves_a_clear_state_and_no_loss()
 
     let restored = PgCluster::from_datadir(dest, &["archive_mode = off"]);
     start(&restored, &s3);
-    // Recovery fetches WAL through one more restart.
-    s3.kill();
+    // Recovery fetches WAL through one more restart (a clean stop this time).
+    s3.stop();
     std::thread::sleep(Duration::from_secs(2));
     s3.restart();
     wait_promoted(&restored);
