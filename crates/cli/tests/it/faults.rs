@@ -307,15 +307,12 @@ fn archiving_through_resets_5xx_and_a_store_restart_loses_no_wal() {
         Fault::Status(500),
         Fault::ResetMidRequest,
     ] {
+        let before = proxy.faulted();
         proxy.arm(fault, 5);
         let last = write_and_switch(2);
         wait_archived(&pg, &last, Duration::from_secs(60));
+        assert!(proxy.faulted() > before, "{fault:?} was not injected");
     }
-    assert!(
-        proxy.faulted() >= 15,
-        "faults injected: {}",
-        proxy.faulted()
-    );
 
     // The store dies while segments are being switched, and comes back.
     s3.kill();
