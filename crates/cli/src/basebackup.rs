@@ -13,6 +13,7 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use crate::exit::InputError;
+use crate::output::outln;
 use crate::target::Target;
 
 /// A backup failed after it started (FAILED is written): barman exits 1.
@@ -109,12 +110,12 @@ pub async fn backup(
     match result {
         Ok(info) => {
             match &info.backup_name {
-                Some(n) => println!(
+                Some(n) => outln!(
                     "backup {} ({n}) DONE in {}",
                     info.backup_id,
                     target.location()
                 ),
-                None => println!("backup {} DONE in {}", info.backup_id, target.location()),
+                None => outln!("backup {} DONE in {}", info.backup_id, target.location()),
             }
             Ok(info)
         }
@@ -152,15 +153,8 @@ pub async fn restore(
             )
         })?;
     }
-    println!(
-        "restored backup {}{} into {}",
-        info.backup_id,
-        info.backup_name
-            .as_deref()
-            .map(|n| format!(" ({n})"))
-            .unwrap_or_default(),
-        opts.destination.display()
-    );
+    // barman-cloud-restore prints nothing on success; the native command says what
+    // it restored (its caller prints that).
     Ok(info)
 }
 

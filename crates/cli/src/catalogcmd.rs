@@ -9,6 +9,7 @@ use barrelman_storage::Archive;
 use bytes::Bytes;
 
 use crate::basebackup::OperationFailed;
+use crate::output::outln;
 use crate::target::Target;
 
 /// Reads the catalog; unreadable `backup.info` files are warned about and skipped.
@@ -39,14 +40,18 @@ pub async fn barman_list(target: &Target, format: &str) -> Result<()> {
     let archive = target.open()?;
     let backups = load(&archive).await?;
     if format != "console" {
-        println!("{}", list_json(&backups));
+        outln!("{}", list_json(&backups));
         return Ok(());
     }
     let objects = catalog::base_objects(&archive).await?;
     let keep = catalog::keep_targets(&archive, &objects).await?;
-    println!(
+    outln!(
         "{:<20}{:<25}{:<30}{:<17}{:<20}",
-        "Backup ID", "End Time", "Begin Wal", "Archival Status", "Name"
+        "Backup ID",
+        "End Time",
+        "Begin Wal",
+        "Archival Status",
+        "Name"
     );
     for b in &backups {
         let end = b
@@ -60,7 +65,7 @@ pub async fn barman_list(target: &Target, format: &str) -> Result<()> {
         } else {
             b.status.as_str().to_string()
         };
-        println!(
+        outln!(
             "{:<20}{:<25}{:<30}{:<17}{:<20}",
             b.backup_id,
             end,
@@ -77,15 +82,21 @@ pub async fn native_list(target: &Target, format: &str) -> Result<()> {
     let archive = target.open()?;
     let backups = load(&archive).await?;
     if format == "json" {
-        println!("{}", list_json(&backups));
+        outln!("{}", list_json(&backups));
         return Ok(());
     }
     let objects = catalog::base_objects(&archive).await?;
     let keep = catalog::keep_targets(&archive, &objects).await?;
     let sizes = catalog::stored_sizes(&objects);
-    println!(
+    outln!(
         "{:<16} {:<22} {:<8} {:<20} {:<25} {:>10} {:<10}",
-        "BACKUP ID", "NAME", "STATUS", "END TIME", "WAL", "STORED", "KEEP"
+        "BACKUP ID",
+        "NAME",
+        "STATUS",
+        "END TIME",
+        "WAL",
+        "STORED",
+        "KEEP"
     );
     for b in &backups {
         let wal = format!(
@@ -99,7 +110,7 @@ pub async fn native_list(target: &Target, format: &str) -> Result<()> {
                 .map(|w| &w[w.len().saturating_sub(8)..])
                 .unwrap_or("?")
         );
-        println!(
+        outln!(
             "{:<16} {:<22} {:<8} {:<20} {:<25} {:>10} {:<10}",
             b.backup_id,
             b.backup_name.as_deref().unwrap_or("-"),
@@ -116,7 +127,7 @@ pub async fn native_list(target: &Target, format: &str) -> Result<()> {
         );
     }
     if backups.is_empty() {
-        println!("(no backups in {})", target.location());
+        outln!("(no backups in {})", target.location());
     }
     Ok(())
 }
@@ -142,12 +153,12 @@ pub async fn show(target: &Target, wanted: &str, format: &str) -> Result<()> {
     let backups = load(&archive).await?;
     let b = pick(&backups, wanted, target)?;
     if format != "console" && format != "text" {
-        println!("{}", b.show_json());
+        outln!("{}", b.show_json());
         return Ok(());
     }
-    let row = |k: &str, v: String| println!("  {k:<23}: {v}");
+    let row = |k: &str, v: String| outln!("  {k:<23}: {v}");
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "None".into());
-    println!("Backup {}:", b.backup_id);
+    outln!("Backup {}:", b.backup_id);
     if let Some(n) = &b.backup_name {
         row("Backup Name", n.clone());
     }
@@ -162,16 +173,16 @@ pub async fn show(target: &Target, wanted: &str, format: &str) -> Result<()> {
     if let Some(e) = &b.error {
         row("Error", e.clone());
     }
-    println!();
+    outln!();
     if let Some(ts) = &b.tablespaces {
-        println!("  Tablespaces:");
+        outln!("  Tablespaces:");
         for t in ts {
-            println!("    {:<21}: {} (oid: {})", t.name, t.location, t.oid);
+            outln!("    {:<21}: {} (oid: {})", t.name, t.location, t.oid);
         }
-        println!();
+        outln!();
     }
-    println!("  Base backup information:");
-    let nested = |k: &str, v: String| println!("    {k:<21}: {v}");
+    outln!("  Base backup information:");
+    let nested = |k: &str, v: String| outln!("    {k:<21}: {v}");
     nested(
         "Timeline",
         b.timeline.map(|t| t.to_string()).unwrap_or_default(),
@@ -236,7 +247,7 @@ pub async fn keep(target: &Target, wanted: &str, action: KeepAction) -> Result<(
                 })
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| "nokeep".into());
-            println!("Keep: {word}");
+            outln!("Keep: {word}");
         }
         KeepAction::Release => archive.delete_object(&key).await?,
         KeepAction::Set(word) => {
@@ -303,14 +314,14 @@ pub async fn delete(
             .cloned()
             .unwrap_or_default();
         if dry_run {
-            println!("Skipping deletion of objects {objects:?} due to --dry-run option");
+            outln!("Skipping deletion of objects {objects:?} due to --dry-run option");
             if !d.wal_keys.is_empty() {
-                println!(
+                outln!(
                     "Skipping deletion of objects {:?} due to --dry-run option",
                     d.wal_keys
                 );
             }
-            println!(
+            outln!(
                 "  backup {}: {}; WAL: {}",
                 d.backup_id,
                 report.decisions[&d.backup_id].reason(),
@@ -336,26 +347,26 @@ pub async fn verify(target: &Target, which: Option<&str>, deep: bool) -> Result<
     let mut first_problem = None;
     for c in &report.backups {
         if c.problems.is_empty() {
-            println!(
+            outln!(
                 "{}: restorable{}",
                 c.backup_id,
                 if deep { " (deep check passed)" } else { "" }
             );
         } else {
-            println!("{}: NOT restorable", c.backup_id);
+            outln!("{}: NOT restorable", c.backup_id);
             for p in &c.problems {
-                println!("  - {p}");
+                outln!("  - {p}");
             }
             first_problem
                 .get_or_insert_with(|| format!("backup {}: {}", c.backup_id, c.problems[0]));
         }
     }
     if report.backups.is_empty() {
-        println!("no backups in {}", target.location());
+        outln!("no backups in {}", target.location());
     }
     if let Some(chain) = &report.chain {
         match &chain.contiguous_until {
-            Some(until) => println!(
+            Some(until) => outln!(
                 "WAL on timeline {} from {} is contiguous up to {}{}",
                 chain.timeline,
                 chain.from,
@@ -366,18 +377,19 @@ pub async fn verify(target: &Target, which: Option<&str>, deep: bool) -> Result<
                     format!("; gaps at {}", chain.gaps.join(", "))
                 }
             ),
-            None => println!(
+            None => outln!(
                 "WAL on timeline {}: the newest backup's first segment {} is missing",
-                chain.timeline, chain.from
+                chain.timeline,
+                chain.from
             ),
         }
     }
     if let Some(e) = &report.earliest {
-        println!("earliest recovery point: {e} (end of the oldest restorable backup)");
+        outln!("earliest recovery point: {e} (end of the oldest restorable backup)");
     }
     if let Some(chain) = &report.chain {
         if let (Some(seg), Some(at)) = (&chain.contiguous_until, chain.until_archived_at) {
-            println!(
+            outln!(
                 "latest recovery point: about {} (when {seg}, the last segment without a gap, was archived)",
                 at.format("%Y-%m-%d %H:%M:%S UTC")
             );
@@ -435,12 +447,12 @@ pub async fn doctor(
         });
     let findings = barrelman_backup::doctor::examine(&archive, server).await?;
     if findings.is_empty() {
-        println!("{}: no problems found", target.location());
+        outln!("{}: no problems found", target.location());
         return Ok(());
     }
     for (i, f) in findings.iter().enumerate() {
-        println!("{}. {}", i + 1, f.problem);
-        println!("   fix: {}", f.fix);
+        outln!("{}. {}", i + 1, f.problem);
+        outln!("   fix: {}", f.fix);
     }
     Err(OperationFailed(format!(
         "{} problem(s) found in {}",

@@ -49,12 +49,14 @@ pub fn init(verbosity: i32) {
         _ => Some(Level::DEBUG),
     };
     // Only our own crates log at the chosen level; dependencies stay at warnings so
-    // that `-vv` is readable.
+    // that `-vv` is readable, except the object store client's retry lines ("backing
+    // off ... retry 3 of 32"), which `-vv` shows.
     let filter = match level {
         None => "off".to_string(),
         Some(l) => {
+            let client = if l == Level::DEBUG { "info" } else { "warn" };
             let l = l.as_str().to_ascii_lowercase();
-            format!("warn,barrelman={l},barrelman_storage={l},barrelman_postgres={l},barrelman_core={l},barrelman_backup={l}")
+            format!("warn,object_store={client},barrelman={l},barrelman_storage={l},barrelman_postgres={l},barrelman_core={l},barrelman_backup={l}")
         }
     };
     let _ = tracing_subscriber::fmt()

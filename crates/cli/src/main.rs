@@ -8,6 +8,7 @@ mod catalogcmd;
 mod exit;
 mod logging;
 mod native;
+mod output;
 mod target;
 mod walops;
 
@@ -34,19 +35,11 @@ pub(crate) fn multi_thread_runtime() -> std::io::Result<tokio::runtime::Runtime>
         .build()
 }
 
-/// Output piped into `head` must end the process quietly, as for any Unix tool,
-/// instead of a "Broken pipe" panic: restore the default SIGPIPE action.
-#[allow(unsafe_code)]
-fn default_sigpipe() {
-    // SAFETY: setting a signal's disposition to SIG_DFL has no memory-safety
-    // preconditions; it runs first thing in main, before any thread exists.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
-}
-
 fn main() {
-    default_sigpipe();
+    // SIGPIPE stays ignored, as Rust's runtime sets it: a write to a connection the
+    // peer reset must be an error that is logged and retried (or fails the backup),
+    // never a signal that kills the process silently. Output piped into `head` is
+    // handled where it is written (`output::outln!`).
     let mut args = std::env::args_os();
     let argv0 = args.next().unwrap_or_else(|| OsString::from("barrelman"));
     let prog = std::path::Path::new(&argv0)

@@ -3,6 +3,7 @@
 //! `--config OBJECTSTORE.yaml --server-name NAME [--secrets-dir DIR]`.
 
 use crate::exit::{self, InputError};
+use crate::output::outln;
 use crate::target::{CloudFlags, Target};
 use crate::walops::{self, ArchiveRequest, RestoreRequest};
 use anyhow::{Context, Result};
@@ -437,9 +438,10 @@ pub fn run(args: Vec<OsString>) -> i32 {
             };
         }
     };
-    // Backups and restores are long: show their progress lines by default.
+    // Backups and restores are long: both threads of the runtime work for them.
     let long = matches!(cli.command, Command::Backup(_) | Command::Restore(_));
-    crate::logging::init(i32::from(cli.verbose) - i32::from(cli.quiet) + i32::from(long));
+    // WARNING by default, as barman: progress lines need -v (a terminal gets a bar).
+    crate::logging::init(i32::from(cli.verbose) - i32::from(cli.quiet));
     let rt = if long {
         crate::multi_thread_runtime()
     } else {
@@ -649,7 +651,7 @@ async fn check_empty(a: CheckEmptyArgs) -> Result<()> {
     )?;
     let archive = target.open()?;
     archive.check_empty(a.timeline).await?;
-    println!("the WAL archive {} is empty", target.location());
+    outln!("the WAL archive {} is empty", target.location());
     Ok(())
 }
 
@@ -669,7 +671,7 @@ fn install_links(dir: &Path) -> Result<()> {
         }
         std::os::unix::fs::symlink(&exe, &link)
             .with_context(|| format!("cannot create the link {}", link.display()))?;
-        println!("{} -> {}", link.display(), exe.display());
+        outln!("{} -> {}", link.display(), exe.display());
     }
     Ok(())
 }
@@ -831,9 +833,17 @@ async fn restore(a: RestoreArgs) -> Result<()> {
     } else {
         Some((restore_command(&a.store, &a.args)?, recovery_target))
     };
-    crate::basebackup::restore(&target, &opts, recovery)
-        .await
-        .map(|_| ())
+    let info = crate::basebackup::restore(&target, &opts, recovery).await?;
+    outln!(
+        "restored backup {}{} into {}",
+        info.backup_id,
+        info.backup_name
+            .as_deref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default(),
+        opts.destination.display()
+    );
+    Ok(())
 }
 
 #[cfg(test)]

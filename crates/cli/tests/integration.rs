@@ -9,6 +9,7 @@ mod it {
     pub mod cnpg;
     pub mod common;
     pub mod errors;
+    pub mod faults;
     pub mod interop;
     pub mod lifecycle;
     pub mod memory;

@@ -5,6 +5,7 @@
 //! flow the other way through a synchronous bridge into the decompressor.
 
 use crate::codec;
+use crate::error::RequestContext;
 use crate::keys::object_path;
 use crate::localfs::{is_disk_full, write_atomically, WriteError};
 use crate::segment::{size_mismatch, SegmentSizeCheck};
@@ -25,6 +26,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::io::{StreamReader, SyncIoBridge};
+use tokio_util::sync::CancellationToken;
+
+tokio::task_local! {
+    /// Cancelled when the deadline of the call running in this task passes; readers
+    /// handed to blocking threads watch it.
+    static CALL_CANCELLED: CancellationToken;
+}
+
+/// How long a call whose deadline passed waits for its attempt in flight to stop.
+const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Compressed objects up to this size go up in one PUT, which is create-only;
 /// larger ones (WAL segments over 16 MiB, e.g. `--wal-segsize 1024`) use multipart,
@@ -75,7 +86,11 @@ pub struct Archive {
     pub(crate) bulk_delete_refused: Arc<std::sync::atomic::AtomicBool>,
     layout: ServerLayout,
     dest: Destination,
-    endpoint: String,
+    /// Where requests go, for classifying their errors.
+    ctx: RequestContext,
+    /// The longest one call ([`Archive::archive_wal`], [`Archive::restore_wal`]) may
+    /// take, retries included.
+    call_deadline: std::time::Duration,
 }
 
 impl std::fmt::Debug for Archive {
@@ -105,13 +120,23 @@ impl Archive {
                 barrelman_core::layout::Provider::Local => dest.url.clone(),
                 _ => "the default endpoint".to_string(),
             });
+        let session_token = match &opts.s3_keys {
+            Some(keys) => keys.session_token.as_ref().is_some_and(|t| !t.is_empty()),
+            None => std::env::var_os("AWS_SESSION_TOKEN").is_some_and(|t| !t.is_empty()),
+        };
         Ok(Self {
             store,
             single_delete,
             bulk_delete_refused: Arc::default(),
             layout,
             dest: dest.clone(),
-            endpoint,
+            ctx: RequestContext {
+                endpoint,
+                bucket: dest.bucket.clone(),
+                session_token,
+                read_timeout: opts.read_timeout(),
+            },
+            call_deadline: opts.call_deadline(),
         })
     }
 
@@ -145,7 +170,7 @@ impl Archive {
     }
 
     pub(crate) fn err(&self, e: object_store::Error, key: &str) -> StorageError {
-        StorageError::from_store(e, key, &self.endpoint, &self.dest.bucket)
+        StorageError::from_store(e, key, &self.ctx)
     }
 
     /// Every stored variant of `name` (exact name, any known suffix), by key order.
@@ -218,7 +243,8 @@ impl Archive {
         name: &WalName,
         opts: &UploadOptions,
     ) -> Result<ArchiveOutcome, StorageError> {
-        with_retries(|| self.archive_wal_once(path, name, opts)).await
+        self.with_retries(|| self.archive_wal_once(path, name, opts))
+            .await
     }
 
     async fn archive_wal_once(
@@ -519,9 +545,33 @@ impl Archive {
             .get(&object_path(key)?)
             .await
             .map_err(|e| self.err(e, key))?;
-        let stream = got
-            .into_stream()
-            .map_err(|e| io::Error::other(e.to_string()));
+        // A failure mid-body (a reset, a read timeout) keeps its classification, so
+        // that it is retried and reported as what it is, not as bad content.
+        let archive = self.clone();
+        let key_owned = key.to_string();
+        let mut body = got.into_stream().map_err(move |e| {
+            let failure = archive.err(e, &key_owned);
+            io::Error::new(failure.io_kind(), failure)
+        });
+        // The reader runs on a blocking thread that a passed deadline cannot drop:
+        // it ends with an error as soon as the call is cancelled, before the body
+        // is polled again (so its caller removes its temporary file, and nothing
+        // polls the runtime's timers after the runtime has stopped).
+        let mut cancelled = Box::pin(
+            CALL_CANCELLED
+                .try_with(CancellationToken::clone)
+                .unwrap_or_default()
+                .cancelled_owned(),
+        );
+        let stream = futures::stream::poll_fn(move |cx| {
+            if std::future::Future::poll(cancelled.as_mut(), cx).is_ready() {
+                return std::task::Poll::Ready(Some(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the deadline of the call passed",
+                ))));
+            }
+            body.poll_next_unpin(cx)
+        });
         let reader = StreamReader::new(stream);
         Ok(SyncIoBridge::new_with_handle(
             reader,
@@ -613,7 +663,7 @@ impl Archive {
         dest: &Path,
         allow_partial: bool,
     ) -> Result<String, StorageError> {
-        with_retries(|| async {
+        self.with_retries(|| async {
             let (key, compression) = self.locate_wal(name, allow_partial).await?;
             self.download(&key, compression, dest).await?;
             Ok(key)
@@ -833,21 +883,71 @@ impl Archive {
 /// next attempt here first looks whether that PUT landed).
 const STEP_ATTEMPTS: u32 = 4;
 
-async fn with_retries<T, F, Fut>(mut step: F) -> Result<T, StorageError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, StorageError>>,
-{
-    let mut attempt = 1;
-    loop {
-        match step().await {
-            Err(e) if e.is_transient() && attempt < STEP_ATTEMPTS => {
-                let pause = std::time::Duration::from_millis(200 * 2u64.pow(attempt));
-                tracing::warn!("attempt {attempt} failed, retrying in {pause:?}: {e}");
-                tokio::time::sleep(pause).await;
-                attempt += 1;
+impl Archive {
+    /// Runs `step`, again after a transient failure (up to [`STEP_ATTEMPTS`] in all),
+    /// and gives up when the call's deadline ([`StoreOptions::call_deadline`]) passes:
+    /// a store that accepts connections and never answers ends the call with the
+    /// "cannot reach the object store" error instead of stalling the archiver.
+    /// Dropping an unfinished step is safe: an object becomes visible only when its
+    /// upload completes, and downloads go to a temporary file first.
+    async fn with_retries<T, F, Fut>(&self, mut step: F) -> Result<T, StorageError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StorageError>>,
+    {
+        // The last failure, for the message when the deadline ends the retries.
+        let mut last_failure: Option<StorageError> = None;
+        let cancel = CancellationToken::new();
+        let mut attempts = Box::pin(CALL_CANCELLED.scope(cancel.clone(), async {
+            let mut attempt = 1;
+            loop {
+                tracing::debug!("attempt {attempt} of {STEP_ATTEMPTS}");
+                match step().await {
+                    Err(e)
+                        if e.is_transient()
+                            && attempt < STEP_ATTEMPTS
+                            && !cancel.is_cancelled() =>
+                    {
+                        let pause = std::time::Duration::from_millis(200 * 2u64.pow(attempt));
+                        tracing::warn!("attempt {attempt} failed, retrying in {pause:?}: {e}");
+                        last_failure = Some(e);
+                        tokio::time::sleep(pause).await;
+                        attempt += 1;
+                    }
+                    other => return other,
+                }
             }
-            other => return other,
+        }));
+        let outcome = tokio::select! {
+            result = &mut attempts => Some(result),
+            () = tokio::time::sleep(self.call_deadline) => {
+                // Stop the attempt in flight: a download ends at once (see
+                // `object_reader`); a request still waiting is dropped after the
+                // grace period, which is safe as nothing is committed by dropping.
+                cancel.cancel();
+                match tokio::time::timeout(CANCEL_GRACE, &mut attempts).await {
+                    // It completed after all: that is the truth to report.
+                    Ok(Ok(done)) => Some(Ok(done)),
+                    _ => None,
+                }
+            }
+        };
+        drop(attempts);
+        match outcome {
+            Some(result) => result,
+            // A store that answers, with errors, is reachable: say what it answered.
+            None if matches!(last_failure, Some(StorageError::ServerError { .. })) => {
+                Err(last_failure.expect("matched above"))
+            }
+            None => Err(StorageError::Unreachable {
+                endpoint: self.ctx.endpoint.clone(),
+                detail: format!(
+                    "it sent no complete answer within {} s, the deadline of one call: \
+                     3 x the read timeout of {} s",
+                    self.call_deadline.as_secs_f64(),
+                    self.ctx.read_timeout.as_secs_f64()
+                ),
+            }),
         }
     }
 }

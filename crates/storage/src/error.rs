@@ -92,8 +92,9 @@ pub enum StorageError {
         source: io::Error,
     },
 
-    /// A stored object could not be decoded with the codec its suffix names.
-    #[error("cannot decompress {key}: {source}")]
+    /// A stored object could not be decoded with the codec its suffix names, or its
+    /// download was cut (then `source` wraps the store's error).
+    #[error("{}", corrupt_text(key, source))]
     Corrupt {
         key: String,
         #[source]
@@ -110,6 +111,33 @@ pub enum StorageError {
         key: String,
         actual: u64,
         expected: u64,
+    },
+
+    /// The store answered with a server error (5xx) to every try of one request.
+    #[error(
+        "the object store at {endpoint} answered HTTP {status}{} to {tries} tries of the request for {key}; \
+         the store is overloaded or failing: check its health, then retry",
+        code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default()
+    )]
+    ServerError {
+        endpoint: String,
+        key: String,
+        status: u16,
+        /// The S3 error code of the answer (`SlowDown`, `InternalError`), when given.
+        code: Option<String>,
+        tries: usize,
+    },
+
+    /// The store accepted the request but sent no answer in time.
+    #[error(
+        "cannot reach the object store at {endpoint}: it did not answer the request for {key} within the \
+         read timeout of {} s; check the store's health and the network path, or raise --read-timeout for a slow link",
+        read_timeout.as_secs_f64()
+    )]
+    TimedOut {
+        endpoint: String,
+        key: String,
+        read_timeout: std::time::Duration,
     },
 
     /// Any other store failure, after the HTTP client's own retries. `transient`
@@ -133,18 +161,32 @@ pub enum Denial {
     BadSessionToken,
     /// `AccessDenied` or another 403: valid credentials without the permission.
     NoPermission,
+    /// The key pair was refused while a session token was sent with it: a stale
+    /// token, or one issued for other keys, makes stores answer with a signature or
+    /// access-key error (SeaweedFS, MinIO) instead of naming the token.
+    SessionTokenSuspect,
 }
 
 impl Denial {
-    fn from_text(text: &str) -> Self {
-        if text.contains("SignatureDoesNotMatch") {
+    /// From the store's answer; `session_token` tells whether one was sent.
+    fn from_text(text: &str, session_token: bool) -> Self {
+        let named = if text.contains("ExpiredToken")
+            || text.contains("InvalidToken")
+            || text.contains("TokenRefreshRequired")
+        {
+            Self::BadSessionToken
+        } else if text.contains("SignatureDoesNotMatch") {
             Self::WrongSecret
         } else if text.contains("InvalidAccessKeyId") {
             Self::UnknownAccessKey
-        } else if text.contains("ExpiredToken") || text.contains("InvalidToken") {
-            Self::BadSessionToken
         } else {
             Self::NoPermission
+        };
+        match named {
+            Self::WrongSecret | Self::UnknownAccessKey if session_token => {
+                Self::SessionTokenSuspect
+            }
+            other => other,
         }
     }
 
@@ -155,6 +197,10 @@ impl Denial {
             Self::UnknownAccessKey => "the store does not know the access key id",
             Self::BadSessionToken => "the session token has expired or is invalid",
             Self::NoPermission => "these credentials lack permission on the bucket",
+            Self::SessionTokenSuspect => {
+                "the keys were refused together with the session token sent with them; \
+                 a stale session token, or one issued for other keys, is the likely cause"
+            }
         }
     }
 
@@ -171,19 +217,29 @@ impl Denial {
             Self::NoPermission => {
                 "grant s3:ListBucket, s3:GetObject, s3:PutObject and s3:DeleteObject on the bucket and prefix"
             }
+            Self::SessionTokenSuspect => {
+                "refresh AWS_SESSION_TOKEN (sessionToken) together with the keys it was issued for, \
+                 or unset it when the keys are permanent ones"
+            }
         }
     }
 }
 
+/// What a store error is classified against: where the request went and how.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestContext {
+    pub endpoint: String,
+    pub bucket: String,
+    /// A session token was sent with the keys.
+    pub session_token: bool,
+    pub read_timeout: std::time::Duration,
+}
+
 impl StorageError {
-    /// Classifies an `object_store` error about `key` at `endpoint`.
-    pub(crate) fn from_store(
-        err: object_store::Error,
-        key: &str,
-        endpoint: &str,
-        bucket: &str,
-    ) -> Self {
+    /// Classifies an `object_store` error about `key`.
+    pub(crate) fn from_store(err: object_store::Error, key: &str, ctx: &RequestContext) -> Self {
         use object_store::Error as E;
+        let (endpoint, bucket) = (ctx.endpoint.as_str(), ctx.bucket.as_str());
         let detail = first_line(&err);
         let location = || format!("bucket '{bucket}' at {endpoint}");
         let chain = chain_text(&err);
@@ -197,7 +253,7 @@ impl StorageError {
             }
             E::PermissionDenied { .. } | E::Unauthenticated { .. } => Self::AccessDenied {
                 location: location(),
-                denial: Denial::from_text(&detail),
+                denial: Denial::from_text(&detail, ctx.session_token),
             },
             _ if detail.contains("NoSuchBucket") || detail.contains("bucket does not exist") => {
                 Self::BucketMissing {
@@ -213,12 +269,26 @@ impl StorageError {
             {
                 Self::AccessDenied {
                     location: location(),
-                    denial: Denial::from_text(&detail),
+                    denial: Denial::from_text(&detail, ctx.session_token),
                 }
             }
             _ if is_connect_failure(&err) => Self::Unreachable {
                 endpoint: endpoint.to_string(),
                 detail: root_cause(&err),
+            },
+            _ if server_status(&chain).is_some_and(|s| s >= 500) => Self::ServerError {
+                endpoint: endpoint.to_string(),
+                key: key.to_string(),
+                status: server_status(&chain).unwrap_or_default(),
+                code: s3_error_code(&err),
+                tries: retries_made(&chain) + 1,
+            },
+            // reqwest's "operation timed out" (not object_store's "retry_timeout"
+            // bookkeeping, which every retried error carries).
+            _ if chain.contains("timed out") => Self::TimedOut {
+                endpoint: endpoint.to_string(),
+                key: key.to_string(),
+                read_timeout: ctx.read_timeout,
             },
             _ => Self::Store {
                 key: key.to_string(),
@@ -239,7 +309,11 @@ impl StorageError {
         match self {
             // Connection failures were already retried by the HTTP client.
             Self::Store { transient, .. } => *transient,
+            Self::ServerError { .. } | Self::TimedOut { .. } => true,
             // A download cut in the middle surfaces while decoding.
+            Self::Corrupt { source, .. } if store_failure(source).is_some() => {
+                store_failure(source).is_some_and(Self::is_transient)
+            }
             Self::Corrupt { source, .. } => matches!(
                 source.kind(),
                 io::ErrorKind::ConnectionReset
@@ -251,6 +325,30 @@ impl StorageError {
             ),
             _ => false,
         }
+    }
+}
+
+impl StorageError {
+    /// The `io::ErrorKind` this failure travels as through a reader.
+    pub(crate) fn io_kind(&self) -> io::ErrorKind {
+        match self {
+            Self::TimedOut { .. } => io::ErrorKind::TimedOut,
+            Self::Unreachable { .. } => io::ErrorKind::NotConnected,
+            Self::AccessDenied { .. } => io::ErrorKind::PermissionDenied,
+            _ => io::ErrorKind::Other,
+        }
+    }
+}
+
+/// The store's error inside an I/O error from a download stream, if that is what it is.
+fn store_failure(source: &io::Error) -> Option<&StorageError> {
+    source.get_ref()?.downcast_ref::<StorageError>()
+}
+
+fn corrupt_text(key: &str, source: &io::Error) -> String {
+    match store_failure(source) {
+        Some(failure) => format!("the download of {key} was cut: {failure}"),
+        None => format!("cannot decompress {key}: {source}"),
     }
 }
 
@@ -301,6 +399,39 @@ fn is_transient_failure(err: &object_store::Error) -> bool {
     .any(|s| text.contains(s))
 }
 
+/// The HTTP status of the store's answer, from object_store's "status code: 503 …".
+fn server_status(chain: &str) -> Option<u16> {
+    let at = chain.find("status code: ")? + "status code: ".len();
+    chain.get(at..at + 3)?.parse().ok()
+}
+
+/// How many times object_store retried the request ("after 8 retries").
+fn retries_made(chain: &str) -> usize {
+    chain
+        .find("after ")
+        .and_then(|at| {
+            let rest = &chain[at + "after ".len()..];
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            rest[digits.len()..]
+                .starts_with(" retries")
+                .then(|| digits.parse().ok())?
+        })
+        .unwrap_or(0)
+}
+
+/// The `<Code>` of an S3 error body (`SlowDown`, `InternalError`).
+fn s3_error_code(err: &dyn std::error::Error) -> Option<String> {
+    let mut text = String::new();
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        text.push_str(&e.to_string());
+        cur = e.source();
+    }
+    let start = text.find("<Code>")? + "<Code>".len();
+    let len = text[start..].find("</Code>")?;
+    Some(text[start..start + len].to_string()).filter(|c| !c.is_empty() && c.len() < 64)
+}
+
 /// The innermost cause of an error (e.g. "Connection refused (os error 111)"): what
 /// a person needs, without the request URLs and retry bookkeeping around it.
 fn root_cause(err: &dyn std::error::Error) -> String {
@@ -332,5 +463,53 @@ fn first_line(err: &dyn std::error::Error) -> String {
         format!("{}...", &joined[..end])
     } else {
         joined
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_error_is_read_from_object_stores_text() {
+        let chain = "generic s3 error: error performing put http://127.0.0.1:9000/b/k in 2.1s, \
+                     after 7 retries, max_retries: 32, retry_timeout: 2s  - server returned \
+                     non-2xx status code: 503 service unavailable: <?xml"
+            .to_string();
+        assert_eq!(server_status(&chain), Some(503));
+        assert_eq!(retries_made(&chain), 7);
+        assert_eq!(retries_made("error performing get in 1s - timed out"), 0);
+        assert_eq!(server_status("no status here"), None);
+        let body = io::Error::other(
+            "<?xml version=\"1.0\"?><Error><Code>SlowDown</Code><Message>m</Message></Error>",
+        );
+        assert_eq!(s3_error_code(&body).as_deref(), Some("SlowDown"));
+        assert_eq!(s3_error_code(&io::Error::other("plain")), None);
+    }
+
+    #[test]
+    fn a_refusal_with_a_session_token_names_the_token() {
+        for code in ["SignatureDoesNotMatch", "InvalidAccessKeyId"] {
+            assert_eq!(
+                Denial::from_text(code, true),
+                Denial::SessionTokenSuspect,
+                "{code}"
+            );
+        }
+        assert_eq!(
+            Denial::from_text("SignatureDoesNotMatch", false),
+            Denial::WrongSecret
+        );
+        assert_eq!(
+            Denial::from_text("ExpiredToken", false),
+            Denial::BadSessionToken
+        );
+        assert_eq!(
+            Denial::from_text("AccessDenied", true),
+            Denial::NoPermission
+        );
+        let text =
+            Denial::SessionTokenSuspect.cause().to_string() + Denial::SessionTokenSuspect.fix();
+        assert!(text.contains("session token") && text.contains("AWS_SESSION_TOKEN"));
     }
 }

@@ -12,7 +12,7 @@ use object_store::{
 };
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -204,22 +204,32 @@ impl Archive {
         part_size: usize,
         tags: &[(String, String)],
     ) -> (ObjectWriter, UploadHandle) {
-        let (tx, rx) = mpsc::channel::<Msg>(2);
+        let (tx, mut rx) = mpsc::channel::<Msg>(2);
         let archive = self.clone();
         let key = key.to_string();
         let tags = tags.to_vec();
         let written = Arc::new(AtomicU64::new(0));
         let counter = written.clone();
+        let failure = Arc::new(OnceLock::new());
+        let failure_seen = failure.clone();
         let join = tokio::spawn(async move {
-            archive
-                .run_upload(&key, part_size, &tags, rx, counter)
-                .await
+            let result = archive
+                .run_upload(&key, part_size, &tags, &mut rx, counter)
+                .await;
+            // The writer learns of the failure from the closed channel; the error is
+            // recorded before the channel closes so that it can say what happened.
+            if let Err(e) = &result {
+                let _ = failure.set(e.to_string());
+            }
+            drop(rx);
+            result
         });
         (
             ObjectWriter {
                 tx,
                 buf: BytesMut::with_capacity(WRITER_CHUNK),
                 finished: false,
+                failure: failure_seen,
             },
             UploadHandle { join, written },
         )
@@ -230,7 +240,7 @@ impl Archive {
         key: &str,
         part_size: usize,
         tags: &[(String, String)],
-        mut rx: mpsc::Receiver<Msg>,
+        rx: &mut mpsc::Receiver<Msg>,
         written: Arc<AtomicU64>,
     ) -> Result<u64, StorageError> {
         let obj = object_path(key)?;
@@ -325,13 +335,18 @@ pub struct ObjectWriter {
     tx: mpsc::Sender<Msg>,
     buf: BytesMut,
     finished: bool,
+    /// The uploader's error, once it has failed.
+    failure: Arc<OnceLock<String>>,
 }
 
 impl ObjectWriter {
     fn send(&mut self, msg: Msg) -> io::Result<()> {
-        self.tx
-            .blocking_send(msg)
-            .map_err(|_| io::Error::other("the upload failed; see the upload's error"))
+        self.tx.blocking_send(msg).map_err(|_| {
+            io::Error::other(match self.failure.get() {
+                Some(e) => e.clone(),
+                None => "the upload stopped before its end".to_string(),
+            })
+        })
     }
 
     fn flush_chunk(&mut self) -> io::Result<()> {

@@ -63,6 +63,30 @@ pub struct StoreOptions {
     pub max_retries: Option<usize>,
 }
 
+/// barman's (botocore's) default `--read-timeout`.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one failed request is retried at most (less with a shorter read timeout).
+const REQUEST_RETRY_LIMIT: Duration = Duration::from_secs(20);
+/// The longest a TCP (and TLS) connection set-up may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl StoreOptions {
+    /// `--read-timeout`, else barman's default of 60 s. The HTTP client fails a
+    /// request whose answer has not begun within it, or whose body stops for as long.
+    pub fn read_timeout(&self) -> Duration {
+        self.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT)
+    }
+
+    /// The longest one call may take, retries included: three read timeouts (3 min
+    /// by default). That is room for one request to time out and its retry to
+    /// succeed, with the pauses between tries, while a store that accepts
+    /// connections and never answers ends the call in bounded time, so PostgreSQL's
+    /// archiver or recovery retries instead of hanging.
+    pub fn call_deadline(&self) -> Duration {
+        self.read_timeout() * 3
+    }
+}
+
 /// reqwest is built without a bundled crypto provider; install ring once per process.
 fn install_crypto_provider() {
     static ONCE: Once = Once::new();
@@ -78,8 +102,14 @@ fn retry_config(opts: &StoreOptions) -> RetryConfig {
             max_backoff: Duration::from_secs(10),
             base: 2.0,
         },
-        max_retries: opts.max_retries.unwrap_or(8),
-        retry_timeout: Duration::from_secs(120),
+        // Enough tries that time, not their number, bounds the retrying: a store
+        // restarting for a few seconds refuses connections, and 8 quick tries
+        // would be spent in under two seconds.
+        max_retries: opts.max_retries.unwrap_or(32),
+        // One request is retried (refused connections, resets, 5xx) for up to
+        // 20 s (a store restarting is ridden out, a wrong endpoint is reported
+        // soon); a WAL call retries whole steps until its deadline.
+        retry_timeout: opts.read_timeout().min(REQUEST_RETRY_LIMIT),
     }
 }
 
@@ -177,13 +207,9 @@ fn open_s3(
     install_crypto_provider();
     check_credential_source(opts.s3_keys.as_ref(), |k| std::env::var(k).ok())?;
     let mut client = ClientOptions::new()
-        .with_connect_timeout(Duration::from_secs(10))
-        .with_timeout_disabled();
-    if let Some(t) = opts.read_timeout {
-        client = client.with_read_timeout(t);
-    } else {
-        client = client.with_read_timeout(Duration::from_secs(60));
-    }
+        .with_connect_timeout(CONNECT_TIMEOUT.min(opts.read_timeout()))
+        .with_timeout_disabled()
+        .with_read_timeout(opts.read_timeout());
     if let Some(pem) = &opts.ca_pem {
         let certs = object_store::Certificate::from_pem_bundle(pem)
             .map_err(|e| StorageError::Config(format!("cannot read the CA bundle: {e}")))?;
@@ -248,6 +274,20 @@ fn open_s3(
     if let Some(kms) = &opts.sse_kms_key_id {
         b = b.with_config(AmazonS3ConfigKey::from_str_key("aws_sse_kms_key_id")?, kms);
     }
+    tracing::debug!(
+        "S3 bucket '{}' at {} ({} addressing), read timeout {} s, deadline of one call {} s",
+        dest.bucket,
+        endpoint
+            .as_deref()
+            .unwrap_or("the AWS endpoint of the region"),
+        if virtual_hosted {
+            "virtual-hosted"
+        } else {
+            "path-style"
+        },
+        opts.read_timeout().as_secs_f64(),
+        opts.call_deadline().as_secs_f64()
+    );
     let store = b.with_client_options(client).build().map_err(|e| {
         StorageError::Config(format!("cannot configure S3 access for {}: {e}", dest.url))
     })?;

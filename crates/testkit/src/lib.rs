@@ -416,6 +416,9 @@ pub struct S3Server {
     child: Option<Child>,
     log_path: PathBuf,
     dir: tempfile::TempDir,
+    /// weed's arguments: a restart reuses them (same ports, same data directory).
+    args: Vec<String>,
+    s3_port: u16,
 }
 
 impl S3Server {
@@ -441,7 +444,6 @@ impl S3Server {
     }
 
     fn start_once() -> S3Server {
-        let weed = tools_bin().join("weed");
         let dir = tempfile::Builder::new()
             .prefix("barrelman-s3-")
             .tempdir()
@@ -449,18 +451,18 @@ impl S3Server {
         let data = dir.path().join("data");
         fs::create_dir(&data).expect("create S3 data dir");
         let log_path = dir.path().join("weed.log");
-        let log = File::create(&log_path).expect("create weed.log");
 
         let access_key = format!("BM{}", random_hex(18).to_uppercase());
         let secret_key = random_hex(40);
         let s3_port = free_port();
-        let mut cmd = Command::new(&weed);
-        cmd.arg("mini")
-            .arg(format!("-dir={}", data.display()))
-            .arg("-ip=127.0.0.1")
-            .arg("-ip.bind=127.0.0.1")
-            .arg("-master.telemetry=false")
-            .arg(format!("-s3.port={s3_port}"));
+        let mut args = vec![
+            "mini".to_string(),
+            format!("-dir={}", data.display()),
+            "-ip=127.0.0.1".into(),
+            "-ip.bind=127.0.0.1".into(),
+            "-master.telemetry=false".into(),
+            format!("-s3.port={s3_port}"),
+        ];
         for flag in [
             "-master.port",
             "-master.port.grpc",
@@ -470,38 +472,34 @@ impl S3Server {
             "-filer.port.grpc",
             "-s3.port.grpc",
         ] {
-            cmd.arg(format!("{flag}={}", free_port()));
+            args.push(format!("{flag}={}", free_port()));
         }
         // weed 4.48's built-in worker dials the admin gRPC server at admin port + 10000
         // whatever -admin.port.grpc says: keep the two consistent.
         let (admin_port, admin_grpc) = free_port_pair(10000);
-        cmd.arg(format!("-admin.port={admin_port}"))
-            .arg(format!("-admin.port.grpc={admin_grpc}"));
-        cmd.arg("-admin.ui=false")
-            .arg("-webdav=false")
-            .arg("-s3.port.iceberg=0")
-            .arg("-s3.port.lance=0")
-            .arg("-s3.autoCreateBucket=false")
-            // no grace period between the last heartbeat and the volume server's stop
-            .arg("-volume.preStopSeconds=0")
-            // default unix sockets would be /tmp/seaweedfs-*-<port>.sock: keep ours private
-            .arg(format!(
-                "-filer.localSocket={}",
-                dir.path().join("filer.sock").display()
-            ))
-            .arg(format!(
-                "-s3.localSocket={}",
-                dir.path().join("s3.sock").display()
-            ))
-            .env("AWS_ACCESS_KEY_ID", &access_key)
-            .env("AWS_SECRET_ACCESS_KEY", &secret_key)
-            .current_dir(&data)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log fd"))
-            .stderr(log);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", weed.display()));
+        args.push(format!("-admin.port={admin_port}"));
+        args.push(format!("-admin.port.grpc={admin_grpc}"));
+        args.extend(
+            [
+                "-admin.ui=false",
+                "-webdav=false",
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+                "-s3.autoCreateBucket=false",
+                // no grace period between the last heartbeat and the volume server's stop
+                "-volume.preStopSeconds=0",
+            ]
+            .map(String::from),
+        );
+        // default unix sockets would be /tmp/seaweedfs-*-<port>.sock: keep ours private
+        args.push(format!(
+            "-filer.localSocket={}",
+            dir.path().join("filer.sock").display()
+        ));
+        args.push(format!(
+            "-s3.localSocket={}",
+            dir.path().join("s3.sock").display()
+        ));
 
         // From here on, a panic drops `server`, which stops the child.
         let mut server = S3Server {
@@ -509,20 +507,46 @@ impl S3Server {
             access_key,
             secret_key,
             region: "us-east-1".to_string(),
-            child: Some(child),
+            child: None,
             log_path,
             dir,
+            args,
+            s3_port,
         };
-        let deadline = Instant::now() + S3_START_TIMEOUT;
+        server.spawn_and_wait(Instant::now() + S3_START_TIMEOUT);
+        server
+    }
+
+    /// Starts weed with this server's arguments (same ports, same data directory)
+    /// and waits until it accepts `CreateBucket`, failing after `deadline`.
+    fn spawn_and_wait(&mut self, deadline: Instant) {
+        let weed = tools_bin().join("weed");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("open weed.log");
+        let child = Command::new(&weed)
+            .args(&self.args)
+            .env("AWS_ACCESS_KEY_ID", &self.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", &self.secret_key)
+            .current_dir(self.dir.path().join("data"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log fd"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", weed.display()));
+        self.child = Some(child);
+        let s3_port = self.s3_port;
 
         // 1. the S3 port accepts TCP (cheap to poll)
         loop {
-            server.check_running("while starting");
+            self.check_running("while starting");
             if TcpStream::connect(("127.0.0.1", s3_port)).is_ok() {
                 break;
             }
             if Instant::now() > deadline {
-                server.fail(&format!("S3 port {s3_port} did not open within 30 s"));
+                self.fail(&format!("S3 port {s3_port} did not open within 30 s"));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -531,10 +555,10 @@ impl S3Server {
             .saturating_duration_since(Instant::now())
             .as_secs_f64();
         let probe_bucket = format!("barrelman-ready-{}", random_hex(8));
-        let err_path = server.dir.path().join("probe.err");
-        let mut probe = server
+        let err_path = self.dir.path().join("probe.err");
+        let mut probe = self
             .python_cmd(CREATE_BUCKET_PY)
-            .args([&server.endpoint, &probe_bucket, &format!("{left:.1}"), "1"])
+            .args([&self.endpoint, &probe_bucket, &format!("{left:.1}"), "1"])
             .stdout(Stdio::null())
             .stderr(File::create(&err_path).expect("create probe.err"))
             .spawn()
@@ -545,16 +569,36 @@ impl S3Server {
                     break;
                 }
                 let err = fs::read_to_string(&err_path).unwrap_or_default();
-                server.fail(&format!("S3 server never accepted CreateBucket:\n{err}"));
+                self.fail(&format!("S3 server never accepted CreateBucket:\n{err}"));
             }
-            if let Some(status) = server.child.as_mut().and_then(|c| c.try_wait().ok()?) {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok()?) {
                 let _ = probe.kill();
                 let _ = probe.wait();
-                server.fail(&format!("weed exited while starting: {status}"));
+                self.fail(&format!("weed exited while starting: {status}"));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        server
+    }
+
+    /// Kills the server with SIGKILL, as a crash or an OOM kill would, and reaps it.
+    /// Its data directory and ports are kept for [`S3Server::restart`]. Requests
+    /// meanwhile get "connection refused".
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same ports with the same data (after
+    /// [`S3Server::kill`]; a running server is killed first) and waits until it
+    /// serves requests again.
+    ///
+    /// # Panics
+    /// If it does not come back within ~30 s (the message holds the log's tail).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn_and_wait(Instant::now() + S3_START_TIMEOUT);
     }
 
     /// Creates bucket `name` (idempotent: an existing bucket is fine), with the
@@ -626,7 +670,9 @@ impl S3Server {
         );
     }
 
-    fn stop(&mut self) {
+    /// Stops the server cleanly (SIGINT, then SIGKILL after ~5 s) and reaps it,
+    /// keeping its data directory and ports for [`S3Server::restart`].
+    pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
         };

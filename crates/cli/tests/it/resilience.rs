@@ -65,7 +65,8 @@ fn resets_and_slowdowns_are_retried_and_failures_leave_nothing() {
 
     // A store that never recovers: non-zero exit (PostgreSQL will retry) and no object.
     let proxy = FlakyProxy::start(&s3.endpoint, Fault::ResetMidRequest, usize::MAX / 2);
-    let out = archive_via(&proxy.endpoint, &s3, "down", &wal, &[]);
+    // (A read timeout of 5 s bounds the retrying to 15 s: 3 x --read-timeout.)
+    let out = archive_via(&proxy.endpoint, &s3, "down", &wal, &["--read-timeout", "5"]);
     assert_ne!(out.status.code(), Some(0), "{}", text(&out));
     let dest = dir.path().join("nothing");
     let out = run(
