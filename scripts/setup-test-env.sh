@@ -64,6 +64,8 @@ if ! [ -x "$PG_BINDIR/initdb" ] || ! [ -x "$PG_BINDIR/pgbench" ] || ! [ -x "$PG_
   [ "$PG_BINDIR" = /usr/lib/postgresql/15/bin ] || die "PG_BINDIR=$PG_BINDIR has no initdb/psql/pgbench"
   missing+=(postgresql-15)
 fi
+# strace: tests check that restored files are fsynced and renamed into place.
+command -v strace >/dev/null 2>&1 || missing+=(strace)
 if [ "${#missing[@]}" -gt 0 ]; then
   apt_install "${missing[@]}"
 else

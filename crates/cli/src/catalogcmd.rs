@@ -396,7 +396,7 @@ pub async fn verify(target: &Target, which: Option<&str>, deep: bool) -> Result<
         }
     }
     for d in &report.differing_wal {
-        println!(
+        outln!(
             "WAL file {} is stored with different content in: {} (restore serves the first)",
             d.name,
             d.keys.join(", ")
