@@ -153,35 +153,12 @@ fn process_runs(pid: u32) -> bool {
 /// a missing `dir` has none.
 pub fn remove_stale_temporaries(dir: &Path) -> io::Result<usize> {
     let me = std::process::id();
-    let mut removed = 0;
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
+    remove_files_where(dir, |name, meta| {
         let Some(owner) = name.to_str().and_then(tmp_owner) else {
-            continue;
+            return false;
         };
-        if owner == me {
-            continue;
-        }
-        let Ok(meta) = entry.metadata() else { continue };
-        if !meta.is_file() {
-            continue;
-        }
-        if process_runs(owner) && !untouched_for(&meta, ORPHAN_AGE) {
-            continue;
-        }
-        match fs::remove_file(entry.path()) {
-            Ok(()) => removed += 1,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(removed)
+        owner != me && meta.is_file() && (!process_runs(owner) || untouched_for(meta, ORPHAN_AGE))
+    })
 }
 
 /// Removes `object_store`'s staging files (`<key>#<n>`) in the local store directory
@@ -189,24 +166,34 @@ pub fn remove_stale_temporaries(dir: &Path) -> io::Result<usize> {
 /// listings hide them, so nothing else would ever remove them. A live upload writes
 /// its staging file continuously, so `age` well above a write's duration keeps it.
 pub fn remove_stale_staging(dir: &Path, age: Duration) -> io::Result<usize> {
-    let mut removed = 0;
+    remove_files_where(dir, |name, meta| {
+        let is_staging = name
+            .to_str()
+            .and_then(|n| n.rsplit_once('#'))
+            .is_some_and(|(key, n)| {
+                !key.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+            });
+        is_staging && meta.is_file() && untouched_for(meta, age)
+    })
+}
+
+/// Removes the entries of `dir` that `doomed` picks (by name and metadata; an entry
+/// whose metadata cannot be read is kept). Returns how many went; a missing `dir`
+/// has none, and an entry removed meanwhile by someone else is not an error.
+pub fn remove_files_where(
+    dir: &Path,
+    mut doomed: impl FnMut(&std::ffi::OsStr, &fs::Metadata) -> bool,
+) -> io::Result<usize> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e),
     };
+    let mut removed = 0;
     for entry in entries {
         let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let is_staging = name.rsplit_once('#').is_some_and(|(key, n)| {
-            !key.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
-        });
-        if !is_staging {
-            continue;
-        }
         let Ok(meta) = entry.metadata() else { continue };
-        if !meta.is_file() || !untouched_for(&meta, age) {
+        if !doomed(&entry.file_name(), &meta) {
             continue;
         }
         match fs::remove_file(entry.path()) {

@@ -221,24 +221,9 @@ impl Spool {
 
     /// Removes every marker or spooled file; returns how many there were.
     pub fn clear(&self) -> io::Result<usize> {
-        let entries = match fs::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(e),
-        };
-        let mut removed = 0;
-        for entry in entries {
-            let entry = entry?;
-            if WalName::parse(&entry.file_name().to_string_lossy()).is_err() {
-                continue;
-            }
-            match fs::remove_file(entry.path()) {
-                Ok(()) => removed += 1,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(removed)
+        crate::localfs::remove_files_where(&self.dir, |name, _| {
+            WalName::parse(&name.to_string_lossy()).is_ok()
+        })
     }
 
     /// Removes spooled segments of `current`'s timeline that sort before it: recovery
