@@ -33,32 +33,21 @@ fn backup_then_point_in_time_restore_with_one_command() {
     pg.psql("insert into t select g, 'base' from generate_series(1, 50) g");
 
     phase("data loaded");
-    let sock = pg.socket_dir.to_str().unwrap().to_string();
-    let port = pg.port.to_string();
-    let out = run_as_pg(
-        &barrelman(),
+    let out = native_backup(
+        &pg,
+        &s3,
+        "s3://bkt/p",
         &[
-            "backup",
-            "--immediate-checkpoint",
-            "--endpoint-url",
-            &s3.endpoint,
             "--compression",
             "gzip",
-            "--host",
-            &sock,
-            "--port",
-            &port,
-            "--user",
-            "postgres",
             "--name",
             "nightly",
             "--wal-wait",
             "30",
-            "s3://bkt/p",
-            "srv",
         ],
-        &s3,
-    );
+    )
+    .output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(0), "backup: {}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("(nightly) DONE"),
@@ -453,33 +442,14 @@ fn retention_deletes_exactly_what_no_kept_backup_needs() {
     s3.create_bucket("ret");
     start(&pg, &s3);
     pg.psql("create table t (x int)");
-    let sock = pg.socket_dir.to_str().unwrap().to_string();
-    let port = pg.port.to_string();
     let links = links_dir();
     let mut ids = Vec::new();
     for i in 0..3 {
         pg.psql(&format!("insert into t values ({i})"));
         switch_wal(&pg);
-        let out = run_as_pg(
-            &barrelman(),
-            &[
-                "backup",
-                "--immediate-checkpoint",
-                "--compression",
-                "lz4",
-                "--endpoint-url",
-                &s3.endpoint,
-                "--host",
-                &sock,
-                "--port",
-                &port,
-                "--user",
-                "postgres",
-                "s3://ret/p",
-                "srv",
-            ],
-            &s3,
-        );
+        let out = native_backup(&pg, &s3, "s3://ret/p", &["--compression", "lz4"])
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         ids.push(stdout.split_whitespace().nth(1).unwrap().to_string());
@@ -638,31 +608,15 @@ fn verify_names_the_first_missing_object() {
     s3.create_bucket("ver");
     start(&pg, &s3);
     pg.pgbench(&["-i", "-s", "1", "-q"]);
-    let sock = pg.socket_dir.to_str().unwrap().to_string();
-    let port = pg.port.to_string();
     let ep = s3.endpoint.as_str();
-    let out = run_as_pg(
-        &barrelman(),
-        &[
-            "backup",
-            "--immediate-checkpoint",
-            "--compression",
-            "lz4",
-            "--jobs",
-            "2",
-            "--endpoint-url",
-            ep,
-            "--host",
-            &sock,
-            "--port",
-            &port,
-            "--user",
-            "postgres",
-            "s3://ver/p",
-            "srv",
-        ],
+    let out = native_backup(
+        &pg,
         &s3,
-    );
+        "s3://ver/p",
+        &["--compression", "lz4", "--jobs", "2"],
+    )
+    .output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let id = String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
@@ -754,27 +708,8 @@ fn doctor_reports_foreign_wal_and_a_second_cluster() {
     s3.create_bucket("doc");
     start(&pg, &s3);
     pg.psql("create table t as select 1 as x");
-    let sock = pg.socket_dir.to_str().unwrap().to_string();
-    let port = pg.port.to_string();
     let ep = s3.endpoint.as_str();
-    let out = run_as_pg(
-        &barrelman(),
-        &[
-            "backup",
-            "--immediate-checkpoint",
-            "--endpoint-url",
-            ep,
-            "--host",
-            &sock,
-            "--port",
-            &port,
-            "--user",
-            "postgres",
-            "s3://doc/p",
-            "srv",
-        ],
-        &s3,
-    );
+    let out = native_backup(&pg, &s3, "s3://doc/p", &[]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     pg.psql("insert into t values (2)");
     let last = switch_wal(&pg);

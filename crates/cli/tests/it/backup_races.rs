@@ -16,16 +16,9 @@ fn archive_conf(bucket: &str) -> String {
 
 /// `barrelman backup` of `pg` into `s3://BUCKET/p srv` with `extra` flags.
 fn backup_command(pg: &PgCluster, s3: &S3Server, bucket: &str, extra: &[&str]) -> Command {
-    let mut cmd = Command::new(barrelman());
-    barrelman_testkit::as_pg_user(&mut cmd);
-    cmd.args(["backup", "--immediate-checkpoint", "--wal-wait", "60"])
-        .args(["--endpoint-url", &s3.endpoint])
-        .args(["--host", pg.socket_dir.to_str().unwrap()])
-        .args(["--port", &pg.port.to_string(), "--user", "postgres"])
-        .args(extra)
-        .args([&format!("s3://{bucket}/p"), "srv"])
-        .envs(s3.env());
-    cmd
+    let mut flags = vec!["--wal-wait", "60"];
+    flags.extend_from_slice(extra);
+    native_backup(pg, s3, &format!("s3://{bucket}/p"), &flags)
 }
 
 /// The id a successful backup printed (`backup ID [(NAME)] DONE in …`).

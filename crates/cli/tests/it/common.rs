@@ -262,3 +262,19 @@ pub fn barman_backup(
         text(&out)
     );
 }
+
+/// The native `barrelman backup` of `pg` into `dest` (`s3://bucket/path`) as server
+/// `srv`, run as the PostgreSQL user with the S3 server's endpoint and credentials,
+/// an immediate checkpoint, and `extra` options before the positionals.
+pub fn native_backup(pg: &PgCluster, s3: &S3Server, dest: &str, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(barrelman());
+    as_pg_user(&mut cmd);
+    cmd.args(["backup", "--immediate-checkpoint"])
+        .args(["--endpoint-url", &s3.endpoint])
+        .args(["--host", pg.socket_dir.to_str().unwrap()])
+        .args(["--port", &pg.port.to_string(), "--user", "postgres"])
+        .args(extra)
+        .args([dest, "srv"])
+        .envs(s3.env());
+    cmd
+}

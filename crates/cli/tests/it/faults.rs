@@ -591,32 +591,16 @@ fn a_backup_whose_store_dies_says_why() {
     s3.create_bucket("dies");
     start(&pg, &s3);
     pg.pgbench(&["-i", "-s", "2", "-q"]);
-    let sock = pg.socket_dir.to_str().unwrap().to_string();
-    let port = pg.port.to_string();
-    let backup = barrelman_testkit::as_pg_user(&mut Command::new(barrelman()))
-        .args([
-            "backup",
-            "--immediate-checkpoint",
-            "--read-timeout",
-            "2",
-            "--endpoint-url",
-            &s3.endpoint,
-            "--max-bandwidth",
-            "4MB",
-            "--host",
-            &sock,
-            "--port",
-            &port,
-            "--user",
-            "postgres",
-            "s3://dies/p",
-            "srv",
-        ])
-        .envs(s3.env())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let backup = native_backup(
+        &pg,
+        &s3,
+        "s3://dies/p",
+        &["--read-timeout", "2", "--max-bandwidth", "4MB"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     wait_backup_started(&s3, "dies");
     std::thread::sleep(Duration::from_millis(500));
     s3.kill();
@@ -650,26 +634,7 @@ fn a_backup_whose_postgres_session_is_cut_ends_failed() {
     s3.create_bucket("cut");
     start(&pg, &s3);
     pg.pgbench(&["-i", "-s", "2", "-q"]);
-    let sock = pg.socket_dir.to_str().unwrap().to_string();
-    let port = pg.port.to_string();
-    let backup = barrelman_testkit::as_pg_user(&mut Command::new(barrelman()))
-        .args([
-            "backup",
-            "--immediate-checkpoint",
-            "--endpoint-url",
-            &s3.endpoint,
-            "--max-bandwidth",
-            "4MB",
-            "--host",
-            &sock,
-            "--port",
-            &port,
-            "--user",
-            "postgres",
-            "s3://cut/p",
-            "srv",
-        ])
-        .envs(s3.env())
+    let backup = native_backup(&pg, &s3, "s3://cut/p", &["--max-bandwidth", "4MB"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
