@@ -153,12 +153,15 @@ fn process_runs(pid: u32) -> bool {
 /// a missing `dir` has none.
 pub fn remove_stale_temporaries(dir: &Path) -> io::Result<usize> {
     let me = std::process::id();
-    remove_files_where(dir, |name, meta| {
-        let Some(owner) = name.to_str().and_then(tmp_owner) else {
-            return false;
-        };
-        owner != me && meta.is_file() && (!process_runs(owner) || untouched_for(meta, ORPHAN_AGE))
-    })
+    let owner = |name: &std::ffi::OsStr| name.to_str().and_then(tmp_owner);
+    remove_files_where(
+        dir,
+        |name| owner(name).is_some_and(|o| o != me),
+        |name, meta| {
+            let running = owner(name).is_some_and(process_runs);
+            meta.is_file() && (!running || untouched_for(meta, ORPHAN_AGE))
+        },
+    )
 }
 
 /// Removes `object_store`'s staging files (`<key>#<n>`) in the local store directory
@@ -166,22 +169,24 @@ pub fn remove_stale_temporaries(dir: &Path) -> io::Result<usize> {
 /// listings hide them, so nothing else would ever remove them. A live upload writes
 /// its staging file continuously, so `age` well above a write's duration keeps it.
 pub fn remove_stale_staging(dir: &Path, age: Duration) -> io::Result<usize> {
-    remove_files_where(dir, |name, meta| {
-        let is_staging = name
-            .to_str()
+    let is_staging = |name: &std::ffi::OsStr| {
+        name.to_str()
             .and_then(|n| n.rsplit_once('#'))
             .is_some_and(|(key, n)| {
                 !key.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
-            });
-        is_staging && meta.is_file() && untouched_for(meta, age)
+            })
+    };
+    remove_files_where(dir, is_staging, |_, meta| {
+        meta.is_file() && untouched_for(meta, age)
     })
 }
 
-/// Removes the entries of `dir` that `doomed` picks (by name and metadata; an entry
-/// whose metadata cannot be read is kept). Returns how many went; a missing `dir`
+/// Removes the entries of `dir` whose name is a `candidate` and that `doomed` picks
+/// (by name and metadata; an entry whose metadata cannot be read is kept). Returns how many went; a missing `dir`
 /// has none, and an entry removed meanwhile by someone else is not an error.
 pub fn remove_files_where(
     dir: &Path,
+    candidate: impl Fn(&std::ffi::OsStr) -> bool,
     mut doomed: impl FnMut(&std::ffi::OsStr, &fs::Metadata) -> bool,
 ) -> io::Result<usize> {
     let entries = match fs::read_dir(dir) {
@@ -192,8 +197,14 @@ pub fn remove_files_where(
     let mut removed = 0;
     for entry in entries {
         let entry = entry?;
+        let name = entry.file_name();
+        // Names first: pg_wal holds hundreds of segments, and a stat of each on every
+        // call would cost more than the clean-up is worth.
+        if !candidate(&name) {
+            continue;
+        }
         let Ok(meta) = entry.metadata() else { continue };
-        if !doomed(&entry.file_name(), &meta) {
+        if !doomed(&name, &meta) {
             continue;
         }
         match fs::remove_file(entry.path()) {

@@ -221,9 +221,11 @@ impl Spool {
 
     /// Removes every marker or spooled file; returns how many there were.
     pub fn clear(&self) -> io::Result<usize> {
-        crate::localfs::remove_files_where(&self.dir, |name, _| {
-            WalName::parse(&name.to_string_lossy()).is_ok()
-        })
+        crate::localfs::remove_files_where(
+            &self.dir,
+            |name| WalName::parse(&name.to_string_lossy()).is_ok(),
+            |_, _| true,
+        )
     }
 
     /// Removes spooled segments of `current`'s timeline that sort before it: recovery
