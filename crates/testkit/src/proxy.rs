@@ -25,6 +25,9 @@ pub enum Fault {
     /// Forward the connection, but stop relaying the store's answers after this
     /// many bytes (the connection stays open): a download that stops mid-body.
     StallAnswerAfter(usize),
+    /// Forward the connection, relaying the store's answers at about 2 MB/s (16 KiB
+    /// then a pause): a slow link, so a download can be interrupted halfway.
+    SlowAnswers,
 }
 
 /// Which fault the next connections get, and how many more of them.
@@ -127,6 +130,10 @@ fn read_head(client: &mut TcpStream) -> Vec<u8> {
 }
 
 fn inject(mut client: TcpStream, fault: Fault, upstream: &str) {
+    if fault == Fault::SlowAnswers {
+        forward_slowly(client, upstream);
+        return;
+    }
     if let Fault::StallAnswerAfter(budget) = fault {
         forward_limited(client, upstream, budget);
         return;
@@ -140,7 +147,7 @@ fn inject(mut client: TcpStream, fault: Fault, upstream: &str) {
     }
     let _ = read_head(&mut client);
     match fault {
-        Fault::Stall | Fault::StallAnswerAfter(_) => {}
+        Fault::Stall | Fault::StallAnswerAfter(_) | Fault::SlowAnswers => {}
         Fault::ResetMidRequest => {
             // Linger 0 turns close into a reset.
             let _ = socket_linger_zero(&client);
@@ -215,6 +222,26 @@ fn forward(client: TcpStream, upstream: &str) {
     let _ = std::io::copy(&mut s2, &mut c2);
     let _ = c2.shutdown(Shutdown::Write);
     let _ = t.join();
+}
+
+/// Like [`forward`], but pauses 8 ms after each 16 KiB of the store's answers.
+fn forward_slowly(client: TcpStream, upstream: &str) {
+    let Ok(server) = TcpStream::connect(upstream) else {
+        return;
+    };
+    let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let (mut c1, mut s1) = (client, server);
+    thread::spawn(move || {
+        let _ = std::io::copy(&mut c1, &mut s1);
+    });
+    let mut buf = [0u8; 16 << 10];
+    while let Ok(n @ 1..) = s2.read(&mut buf) {
+        if c2.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        thread::sleep(Duration::from_millis(8));
+    }
+    let _ = c2.shutdown(Shutdown::Both);
 }
 
 /// Like [`forward`], but relays at most `budget` bytes of the store's answers, then

@@ -3,9 +3,9 @@
 //! disk, and the empty-archive check of a new timeline.
 
 use super::common::*;
+use barrelman_testkit::{Fault, FlakyProxy};
 use barrelman_testkit::{PgCluster, S3Server};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
@@ -696,50 +696,6 @@ fn fault_local_disk_full_and_a_directory_as_wal_path_are_named() {
     assert!(std::fs::read(&roomy).unwrap() == std::fs::read(&seg3).unwrap());
 }
 
-/// A TCP proxy that passes requests through and answers slowly (about 2 MB/s), so a
-/// download can be killed halfway.
-struct SlowProxy {
-    endpoint: String,
-}
-
-impl SlowProxy {
-    fn start(upstream: &str) -> SlowProxy {
-        let upstream = upstream.trim_start_matches("http://").to_string();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let up = upstream.clone();
-                std::thread::spawn(move || {
-                    let Ok(server) = TcpStream::connect(&up) else {
-                        return;
-                    };
-                    let (mut c_in, mut s_out) =
-                        (client.try_clone().unwrap(), server.try_clone().unwrap());
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut c_in, &mut s_out);
-                    });
-                    let (mut s_in, mut c_out) = (server, client);
-                    let mut buf = [0u8; 16 << 10];
-                    loop {
-                        match s_in.read(&mut buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => {
-                                if c_out.write_all(&buf[..n]).is_err() {
-                                    break;
-                                }
-                                std::thread::sleep(Duration::from_millis(8));
-                            }
-                        }
-                    }
-                    let _ = c_out.shutdown(std::net::Shutdown::Both);
-                });
-            }
-        });
-        SlowProxy { endpoint }
-    }
-}
-
 fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {
@@ -763,7 +719,7 @@ fn fault_kill9_restore_temporaries_are_removed_by_the_next_call() {
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         originals.push(path);
     }
-    let slow = SlowProxy::start(&s3.endpoint);
+    let slow = FlakyProxy::start(&s3.endpoint, Fault::SlowAnswers, usize::MAX);
     let pg_wal = dir.path().join("pg_wal");
     std::fs::create_dir(&pg_wal).unwrap();
     let spool = dir.path().join("spool");
