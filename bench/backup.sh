@@ -110,7 +110,7 @@ fi
 
 T_BEGIN=$(date +%s)
 LOAD_BEGIN=$(cut -d' ' -f1-3 /proc/loadavg)
-W=$(mktemp -d /tmp/barrelman-backupbench.XXXXXX)
+W=$(mktemp -d /tmp/barrelman-opsbench.XXXXXX)
 chmod 755 "$W"
 PGDATA_DIR="$W/pg/data"
 WEED_PID=""

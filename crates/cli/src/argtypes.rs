@@ -2,8 +2,8 @@
 //! refuses while parsing its command line is refused here while parsing too, so it
 //! exits 3 before any connection is made, `-t` included, as barman does.
 
-use barrelman_backup::plan::{parse_size, python_int};
 use barrelman_core::LevelRequest;
+use barrelman_ops::plan::{parse_size, python_int};
 
 /// `check_positive`: an integer of at least 1.
 pub fn positive(s: &str) -> Result<u32, String> {
@@ -37,7 +37,7 @@ pub fn timeline(s: &str) -> Result<String, String> {
 
 /// `check_backup_name`: not a backup id and not a reserved word.
 pub fn backup_name(s: &str) -> Result<String, String> {
-    barrelman_backup::plan::check_backup_name(s).map(|()| s.to_string())
+    barrelman_ops::plan::check_backup_name(s).map(|()| s.to_string())
 }
 
 /// `check_size`: bytes, or a number with a unit (see [`parse_size`]).

@@ -535,7 +535,7 @@ pub fn run(prog: &str, args: Vec<OsString>) -> i32 {
                     &cli.server_name,
                     &cli.common,
                     |target| async move {
-                        use barrelman_backup::delete::Selection;
+                        use barrelman_ops::delete::Selection;
                         let selection = match (cli.backup_id, cli.retention_policy) {
                             (Some(id), _) => Selection::Backup(id),
                             (None, Some(p)) => Selection::Policy(p.parse().map_err(
@@ -798,7 +798,7 @@ async fn check_wal_archive(cli: CheckWalArchiveCli) -> Result<i32> {
 
 /// A size argument with barman's units; an invalid one is an input error (exit 3).
 pub(crate) fn size_arg(flag: &str, value: &str) -> Result<u64> {
-    barrelman_backup::plan::parse_size(value).ok_or_else(|| {
+    barrelman_ops::plan::parse_size(value).ok_or_else(|| {
         InputError(format!(
             "invalid {flag} '{value}': use bytes or a number with KB, MB, GB, TB"
         ))
@@ -826,7 +826,7 @@ async fn backup(cli: BackupCli) -> Result<i32> {
     .into_iter()
     .find_map(|(on, c)| on.then_some(c))
     .unwrap_or(Compression::None);
-    let opts = barrelman_backup::backup::BackupOptions {
+    let opts = barrelman_ops::backup::BackupOptions {
         compression,
         level: None,
         immediate_checkpoint: cli.immediate_checkpoint,
@@ -867,7 +867,7 @@ async fn restore(cli: RestoreCli) -> Result<i32> {
     if cli.snapshot_recovery_instance.is_some() {
         return Err(InputError("snapshot recovery is not supported by barrelman".into()).into());
     }
-    let opts = barrelman_backup::restore::RestoreOptions {
+    let opts = barrelman_ops::restore::RestoreOptions {
         backup: cli.backup_id.clone(),
         target: crate::basebackup::target_choice(
             cli.target_time.as_deref(),

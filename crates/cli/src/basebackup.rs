@@ -2,11 +2,11 @@
 //! `barman-cloud-restore` and the native `barrelman backup` / `restore`.
 
 use anyhow::{Context, Result};
-use barrelman_backup::backup::{take_backup, BackupOptions};
-use barrelman_backup::catalog::TargetChoice;
-use barrelman_backup::progress::Progress;
-use barrelman_backup::restore::{restore_backup, RestoreOptions};
 use barrelman_core::backup_info::BackupInfo;
+use barrelman_ops::backup::{take_backup, BackupOptions};
+use barrelman_ops::catalog::TargetChoice;
+use barrelman_ops::progress::Progress;
+use barrelman_ops::restore::{restore_backup, RestoreOptions};
 use barrelman_postgres::recovery::{write_recovery_config, RecoveryTarget};
 use barrelman_postgres::session::{ConnectOptions, Session};
 use std::io::IsTerminal;

@@ -3,8 +3,8 @@
 //! parses it).
 
 use anyhow::Result;
-use barrelman_backup::catalog::{self, ChooseError, TargetChoice};
 use barrelman_core::backup_info::{list_json, BackupInfo, BackupStatus};
+use barrelman_ops::catalog::{self, ChooseError, TargetChoice};
 use barrelman_storage::Archive;
 use bytes::Bytes;
 
@@ -279,10 +279,10 @@ pub struct DeleteFlags {
 /// `backup-delete`: by id or by retention policy, with `--dry-run`.
 pub async fn delete(
     target: &Target,
-    selection: barrelman_backup::delete::Selection,
+    selection: barrelman_ops::delete::Selection,
     flags: DeleteFlags,
 ) -> Result<()> {
-    use barrelman_backup::delete::{DeleteError, DeleteRequest};
+    use barrelman_ops::delete::{DeleteError, DeleteRequest};
     let archive = target.open()?;
     let dry_run = flags.dry_run;
     let req = DeleteRequest {
@@ -293,7 +293,7 @@ pub async fn delete(
         force: flags.force,
         batch_size: flags.batch_size,
     };
-    let report = match barrelman_backup::delete::delete(&archive, &req).await {
+    let report = match barrelman_ops::delete::delete(&archive, &req).await {
         Ok(r) => r,
         Err(
             e @ (DeleteError::Kept { .. }
@@ -343,7 +343,7 @@ pub async fn delete(
 /// backup asked about is restorable.
 pub async fn verify(target: &Target, which: Option<&str>, deep: bool) -> Result<()> {
     let archive = target.open()?;
-    let report = barrelman_backup::verify::verify(&archive, which, deep).await?;
+    let report = barrelman_ops::verify::verify(&archive, which, deep).await?;
     let mut first_problem = None;
     for c in &report.backups {
         if c.problems.is_empty() {
@@ -440,12 +440,12 @@ pub async fn doctor(
     };
     let server = facts
         .as_ref()
-        .map(|facts| barrelman_backup::doctor::ServerToCheck {
+        .map(|facts| barrelman_ops::doctor::ServerToCheck {
             facts,
             destination_url: &target.destination.url,
             server_name: &target.server_name,
         });
-    let findings = barrelman_backup::doctor::examine(&archive, server).await?;
+    let findings = barrelman_ops::doctor::examine(&archive, server).await?;
     if findings.is_empty() {
         outln!("{}: no problems found", target.location());
         return Ok(());

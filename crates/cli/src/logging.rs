@@ -56,7 +56,7 @@ pub fn init(verbosity: i32) {
         Some(l) => {
             let client = if l == Level::DEBUG { "info" } else { "warn" };
             let l = l.as_str().to_ascii_lowercase();
-            format!("warn,object_store={client},barrelman={l},barrelman_storage={l},barrelman_postgres={l},barrelman_core={l},barrelman_backup={l}")
+            format!("warn,object_store={client},barrelman={l},barrelman_storage={l},barrelman_postgres={l},barrelman_core={l},barrelman_ops={l}")
         }
     };
     let _ = tracing_subscriber::fmt()

@@ -463,7 +463,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
             Command::Delete(a) => {
                 let usage = "barrelman delete [DEST SERVER | --config F --server-name N] (--backup ID | --retention-policy P)";
                 let (target, _) = a.store.resolve(&a.args, 0, usage)?;
-                use barrelman_backup::delete::Selection;
+                use barrelman_ops::delete::Selection;
                 let selection = if let Some(id) = a.backup {
                     Selection::Backup(id)
                 } else {
@@ -690,17 +690,17 @@ async fn backup(a: BackupArgs) -> Result<()> {
         a.compression.as_deref(),
         data.as_ref().and_then(|d| d.compression.as_deref()),
     )?;
-    if barrelman_backup::plan::tar_suffix(compression).is_none() {
+    if barrelman_ops::plan::tar_suffix(compression).is_none() {
         return Err(InputError(format!(
             "{compression} cannot be used for base backups: use gzip, bzip2, snappy, lz4 or none"
         ))
         .into());
     }
     if let Some(n) = &a.name {
-        barrelman_backup::plan::check_backup_name(n).map_err(InputError)?;
+        barrelman_ops::plan::check_backup_name(n).map_err(InputError)?;
     }
     let tags = manifest_tags(&target, &a.tag)?;
-    let opts = barrelman_backup::backup::BackupOptions {
+    let opts = barrelman_ops::backup::BackupOptions {
         compression,
         level: crate::barman::resolve_level(compression, a.compression_level.as_deref())?,
         immediate_checkpoint: a.immediate_checkpoint
@@ -724,7 +724,7 @@ async fn backup(a: BackupArgs) -> Result<()> {
             .map(|v| crate::barman::size_arg("--max-bandwidth", v))
             .transpose()?,
     };
-    let connect = a.pg.connect("barrelman_backup");
+    let connect = a.pg.connect("barrelman_ops");
     crate::basebackup::backup(&target, &connect, &opts)
         .await
         .map(|_| ())
@@ -821,7 +821,7 @@ async fn restore(a: RestoreArgs) -> Result<()> {
                 .map_err(|_| InputError(format!("invalid --target-timeline '{t}'")))?,
         );
     }
-    let opts = barrelman_backup::restore::RestoreOptions {
+    let opts = barrelman_ops::restore::RestoreOptions {
         backup,
         target: choice,
         destination: PathBuf::from(&rest[0]),

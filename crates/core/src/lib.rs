@@ -4,6 +4,7 @@
 pub mod awsprofile;
 pub mod backup_info;
 pub mod compression;
+pub mod error;
 pub mod layout;
 pub mod lsn;
 pub mod objectstore;
@@ -12,3 +13,4 @@ pub mod retention;
 pub mod wal;
 
 pub use compression::{Compression, LevelRequest};
+pub use error::{Classified, ErrorClass};

@@ -2,6 +2,8 @@
 //! CLI turns them into one sentence and an exit code. Secrets never appear here:
 //! messages name environment variables and secret keys, never their values.
 
+use barrelman_core::ErrorClass;
+use std::borrow::Cow;
 use std::io;
 
 /// What went wrong talking to the archive.
@@ -325,6 +327,62 @@ impl StorageError {
             ),
             _ => false,
         }
+    }
+}
+
+impl barrelman_core::Classified for StorageError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Self::WalNotFound { .. } => ErrorClass::NotFound,
+            Self::Conflict { .. } | Self::ConcurrentConflict { .. } | Self::NotEmpty { .. } => {
+                ErrorClass::Conflict
+            }
+            Self::InvalidName(_) | Self::InvalidKey { .. } => ErrorClass::Input,
+            Self::BucketMissing { .. }
+            | Self::AccessDenied { .. }
+            | Self::NoCredentials { .. }
+            | Self::Config(_) => ErrorClass::Denied,
+            Self::Unreachable { .. }
+            | Self::ServerError { .. }
+            | Self::TimedOut { .. }
+            | Self::LocalDiskFull { .. } => ErrorClass::Unavailable,
+            Self::Store { transient, .. } if *transient => ErrorClass::Unavailable,
+            Self::Corrupt { .. } if self.is_transient() => ErrorClass::Unavailable,
+            Self::Store { .. }
+            | Self::Corrupt { .. }
+            | Self::WrongSize { .. }
+            | Self::LocalIo { .. } => ErrorClass::Internal,
+        }
+    }
+
+    fn hint(&self) -> Option<Cow<'static, str>> {
+        let fix = match self {
+            Self::Unreachable { .. } => {
+                "check the endpoint URL (endpointURL / --endpoint-url), DNS and the network path"
+            }
+            Self::AccessDenied { denial, .. } => denial.fix(),
+            Self::NoCredentials { .. } => {
+                "give the ObjectStore s3Credentials (or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), or an IAM role"
+            }
+            Self::BucketMissing { .. } => {
+                "create the bucket, or fix the bucket name in destinationPath"
+            }
+            Self::Config(_) => "check the store settings",
+            Self::Conflict { .. } | Self::ConcurrentConflict { .. } | Self::NotEmpty { .. } => {
+                "give each cluster its own server name (serverName)"
+            }
+            Self::LocalDiskFull { .. } => {
+                "free space on that file system (or give it a larger volume) and retry"
+            }
+            Self::ServerError { .. } | Self::TimedOut { .. } => {
+                "check the store's health and the network path, then retry"
+            }
+            Self::WrongSize { .. } => {
+                "restore from another copy or re-archive the segment from the server that wrote it"
+            }
+            _ => return None,
+        };
+        Some(Cow::Borrowed(fix))
     }
 }
 

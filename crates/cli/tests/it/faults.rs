@@ -642,7 +642,7 @@ fn a_backup_whose_postgres_session_is_cut_ends_failed() {
     wait_backup_started(&s3, "cut");
     let cut = pg.psql(
         "select count(pg_terminate_backend(pid)) from pg_stat_activity \
-         where application_name = 'barrelman_backup'",
+         where application_name = 'barrelman_ops'",
     );
     assert_eq!(cut, "1", "the backup's session was not found");
     let out = backup.wait_with_output().unwrap();

@@ -1,4 +1,5 @@
-//! Base backups in barman-cloud's layout and their restore.
+//! Operations on a barman-cloud archive: base backups and their restore, catalog,
+//! retention, verification and diagnosis.
 
 pub mod backup;
 pub mod catalog;

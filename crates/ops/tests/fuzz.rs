@@ -6,8 +6,8 @@
 #[path = "../../../fuzz/support.rs"]
 mod support;
 
-use barrelman_backup::plan::{parse_part_name, part_file_name, tar_suffix};
 use barrelman_core::compression::ALL_COMPRESSIONS;
+use barrelman_ops::plan::{parse_part_name, part_file_name, tar_suffix};
 use proptest::prelude::*;
 
 const TOKENS: &[&str] = &[

@@ -1,0 +1,83 @@
+//! The one error vocabulary of barrelman's libraries.
+//!
+//! Every library error answers two questions besides its message: what kind of
+//! failure it is ([`ErrorClass`]), and what the person running it should do about it
+//! ([`Classified::hint`]). Faces map the class once: the command line to barman-cloud's
+//! exit codes, the CloudNativePG plugin to gRPC status codes; `doctor` prints the hint.
+
+use std::borrow::Cow;
+
+/// What kind of failure an error is. The classes are chosen so that each face can
+/// map them with one `match` and no knowledge of the error types behind them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// The request itself is invalid: a bad argument, name, target or setting
+    /// value that the caller must change (barman's argument errors, exit 3).
+    Input,
+    /// The object asked for (a WAL file, a backup) does not exist.
+    NotFound,
+    /// The archive's state contradicts the request: a WAL with other content, an
+    /// archive that must be empty and is not, a concurrent writer.
+    Conflict,
+    /// The store cannot be used as configured: credentials refused or missing, no
+    /// permission, a missing bucket, an unusable store setting.
+    Denied,
+    /// Something the operation needs is not there right now: the store is
+    /// unreachable, overloaded or slow, the local disk is full. Retrying after the
+    /// cause is gone can succeed.
+    Unavailable,
+    /// The operation ran and did not succeed: a check found a problem, a backup
+    /// could not be completed.
+    Failed,
+    /// Anything else: a local I/O error, damaged data, a bug.
+    Internal,
+}
+
+impl ErrorClass {
+    /// Every class, for tables and tests that must cover them all.
+    pub const ALL: [ErrorClass; 7] = [
+        ErrorClass::Input,
+        ErrorClass::NotFound,
+        ErrorClass::Conflict,
+        ErrorClass::Denied,
+        ErrorClass::Unavailable,
+        ErrorClass::Failed,
+        ErrorClass::Internal,
+    ];
+
+    /// A short lowercase name for logs and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorClass::Input => "input",
+            ErrorClass::NotFound => "not found",
+            ErrorClass::Conflict => "conflict",
+            ErrorClass::Denied => "denied",
+            ErrorClass::Unavailable => "unavailable",
+            ErrorClass::Failed => "failed",
+            ErrorClass::Internal => "internal",
+        }
+    }
+}
+
+/// An error that knows its class and, when there is one, the fix.
+pub trait Classified: std::error::Error {
+    /// What kind of failure this is.
+    fn class(&self) -> ErrorClass;
+
+    /// What to check or change, in one sentence, when the error knows it.
+    fn hint(&self) -> Option<Cow<'static, str>> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_class_has_its_own_name() {
+        let names: std::collections::HashSet<_> =
+            ErrorClass::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(names.len(), ErrorClass::ALL.len());
+    }
+}
