@@ -5,7 +5,7 @@
 
 use crate::argtypes;
 use crate::exit::{self, InputError};
-use crate::target::{CloudFlags, Target};
+use crate::target::{self, CloudFlags, Target};
 use crate::walops::{self, ArchiveRequest, RestoreRequest};
 use anyhow::Result;
 use barrelman_core::{Compression, LevelRequest};
@@ -584,7 +584,7 @@ where
     F: FnOnce(Target) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
-    let target = Target::from_barman(url, server, &common.cloud())?;
+    let target = target::from_barman(url, server, &common.cloud())?;
     if common.test {
         return connectivity_test(&target).await;
     }
@@ -670,8 +670,8 @@ async fn connectivity_test(target: &Target) -> Result<i32> {
 /// The archive for a connectivity test: one quick retry, so an unreachable endpoint
 /// is reported in seconds.
 fn probe_archive(target: &Target) -> Result<barrelman_storage::Archive> {
-    let mut options = target.options.clone();
-    options.max_retries = Some(1);
+    let mut options = target.settings.clone();
+    options.common.max_retries = Some(1);
     Ok(barrelman_storage::Archive::open(
         &target.destination,
         &target.server_name,
@@ -692,7 +692,7 @@ async fn wal_archive(cli: WalArchiveCli) -> Result<i32> {
             .unwrap_or_default();
         barrelman_core::wal::WalName::parse(&base)?;
     }
-    let target = Target::from_barman(&cli.destination_url, &cli.server_name, &flags)?;
+    let target = target::from_barman(&cli.destination_url, &cli.server_name, &flags)?;
     if cli.common.test {
         return connectivity_test(&target).await;
     }
@@ -756,7 +756,7 @@ fn clamp_level(compression: Compression, req: LevelRequest) -> i32 {
 }
 
 async fn wal_restore(cli: WalRestoreCli) -> Result<i32> {
-    let target = Target::from_barman(&cli.source_url, &cli.server_name, &cli.common.cloud())?;
+    let target = target::from_barman(&cli.source_url, &cli.server_name, &cli.common.cloud())?;
     if cli.common.test {
         return connectivity_test(&target).await;
     }
@@ -775,7 +775,7 @@ async fn wal_restore(cli: WalRestoreCli) -> Result<i32> {
 
 async fn check_wal_archive(cli: CheckWalArchiveCli) -> Result<i32> {
     let timeline = cli.timeline;
-    let target = Target::from_barman(&cli.destination_url, &cli.server_name, &cli.common.cloud())?;
+    let target = target::from_barman(&cli.destination_url, &cli.server_name, &cli.common.cloud())?;
     match probe_archive(&target)?.probe().await {
         Ok(()) => {}
         // No bucket: nothing can be archived there, so it is empty.
@@ -810,7 +810,7 @@ async fn backup(cli: BackupCli) -> Result<i32> {
     let mut flags = cli.common.cloud();
     flags.encryption = cli.upload.encryption.clone();
     flags.sse_kms_key_id = cli.upload.sse_kms_key_id.clone();
-    let target = Target::from_barman(&cli.destination_url, &cli.server_name, &flags)?;
+    let target = target::from_barman(&cli.destination_url, &cli.server_name, &flags)?;
     if cli.common.test {
         return connectivity_test(&target).await;
     }
@@ -854,13 +854,14 @@ async fn backup(cli: BackupCli) -> Result<i32> {
         user: cli.user,
         dbname: cli.dbname,
         application_name: None,
+        environment: crate::environment::captured().postgres.clone(),
     };
     crate::basebackup::backup(&target, &connect, &opts).await?;
     Ok(exit::SUCCESS)
 }
 
 async fn restore(cli: RestoreCli) -> Result<i32> {
-    let target = Target::from_barman(&cli.source_url, &cli.server_name, &cli.common.cloud())?;
+    let target = target::from_barman(&cli.source_url, &cli.server_name, &cli.common.cloud())?;
     if cli.common.test {
         return connectivity_test(&target).await;
     }

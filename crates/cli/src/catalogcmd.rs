@@ -421,8 +421,8 @@ pub async fn doctor(
     target: &Target,
     server: Option<barrelman_postgres::session::ConnectOptions>,
 ) -> Result<()> {
-    let mut options = target.options.clone();
-    options.max_retries = Some(1);
+    let mut options = target.settings.clone();
+    options.common.max_retries = Some(1);
     let archive = Archive::open(&target.destination, &target.server_name, &options)?;
     let facts = match server {
         Some(connect) => {

@@ -1,9 +1,10 @@
 //! Exit codes, as barman-cloud's: 0 success, 1 operation failed, 2 connectivity (only
 //! from connectivity tests), 3 invalid input, 4 any other error.
 
-use crate::target::ConfigConflict;
 use crate::walops::SpoolError;
 use barrelman_core::wal::InvalidWalName;
+use barrelman_core::{Classified, ErrorClass};
+use barrelman_storage::config::ConfigError;
 use barrelman_storage::StorageError;
 
 pub const SUCCESS: i32 = 0;
@@ -32,8 +33,13 @@ pub fn code_for(err: &anyhow::Error) -> i32 {
         if cause.is::<SpoolError>() {
             return CONNECTIVITY;
         }
-        if cause.is::<ConfigConflict>() {
-            return GENERAL_ERROR;
+        if let Some(c) = cause.downcast_ref::<ConfigError>() {
+            // A name that cannot be stored is input (3); any other unusable
+            // configuration is barman's general error (4).
+            return match c.class() {
+                ErrorClass::Input => INPUT_ERROR,
+                _ => GENERAL_ERROR,
+            };
         }
         if let Some(s) = cause.downcast_ref::<StorageError>() {
             return match s {

@@ -105,7 +105,7 @@ impl StoreArgs {
             let server = self.server_name.as_deref().ok_or_else(|| {
                 InputError("--server-name is required with --config (it is the folder under destinationPath)".into())
             })?;
-            target = Target::from_manifest(config, server, self.secrets_dir.as_deref())?;
+            target = crate::target::from_manifest(config, server, self.secrets_dir.as_deref())?;
             rest = positionals.to_vec();
         } else {
             if positionals.len() < 2 {
@@ -121,11 +121,11 @@ impl StoreArgs {
                 addressing_style: self.addressing_style.clone(),
                 ..Default::default()
             };
-            target = Target::from_barman(&positionals[0], &positionals[1], &flags)?;
+            target = crate::target::from_barman(&positionals[0], &positionals[1], &flags)?;
             rest = positionals[2..].to_vec();
         }
         if self.config.is_some() && self.endpoint_url.is_some() {
-            target.options.endpoint_url = self.endpoint_url.clone();
+            target.settings.common.endpoint_url = self.endpoint_url.clone();
         }
         if rest.len() != wanted {
             return Err(InputError(format!("wrong number of arguments; usage: {usage}")).into());
@@ -391,6 +391,7 @@ impl PgArgs {
             user: self.user,
             dbname: self.dbname,
             application_name: Some(application_name.into()),
+            environment: crate::environment::captured().postgres.clone(),
         }
     }
 }

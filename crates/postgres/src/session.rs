@@ -6,7 +6,7 @@ use chrono::{DateTime, FixedOffset, TimeZone};
 use std::str::FromStr;
 use tokio_postgres::{Client, Config, NoTls};
 
-/// Where and as whom to connect. Unset fields come from the libpq environment
+/// Where and as whom to connect. Unset fields come from [`ConnectOptions::environment`]
 /// (`PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`), then libpq's defaults.
 #[derive(Debug, Clone, Default)]
 pub struct ConnectOptions {
@@ -17,6 +17,67 @@ pub struct ConnectOptions {
     /// A database name, or a whole conninfo string when it contains `=` (barman's `-d`).
     pub dbname: Option<String>,
     pub application_name: Option<String>,
+    /// The libpq variables of the caller's environment, captured by the caller:
+    /// this crate never reads the process environment.
+    pub environment: PgEnvironment,
+}
+
+/// libpq's connection variables, as captured from an environment. Only non-empty
+/// values are kept, as libpq ignores empty ones.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct PgEnvironment {
+    /// `PGHOST`: host names, addresses or socket directories, comma-separated.
+    pub host: Option<String>,
+    /// `PGPORT`, as given (a value that is not a port is ignored).
+    pub port: Option<String>,
+    /// `PGUSER`.
+    pub user: Option<String>,
+    /// `USER`: the operating-system user, libpq's default user name.
+    pub os_user: Option<String>,
+    /// `PGPASSWORD`.
+    pub password: Option<String>,
+    /// `PGDATABASE`.
+    pub database: Option<String>,
+}
+
+impl std::fmt::Debug for PgEnvironment {
+    // Never print the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgEnvironment")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("os_user", &self.os_user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("database", &self.database)
+            .finish()
+    }
+}
+
+impl PgEnvironment {
+    /// From (name, value) pairs, e.g. `std::env::vars()`.
+    pub fn from_vars<I, K, V>(vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: Into<String>,
+    {
+        let mut env = Self::default();
+        for (name, value) in vars {
+            let value: String = value.into();
+            let slot = match name.as_ref() {
+                "PGHOST" => &mut env.host,
+                "PGPORT" => &mut env.port,
+                "PGUSER" => &mut env.user,
+                "USER" => &mut env.os_user,
+                "PGPASSWORD" => &mut env.password,
+                "PGDATABASE" => &mut env.database,
+                _ => continue,
+            };
+            *slot = Some(value).filter(|v| !v.is_empty());
+        }
+        env
+    }
 }
 
 /// The server's WAL archiving as it reports it (`barrelman doctor` reads these).
@@ -52,12 +113,9 @@ pub enum PgError {
     TooOld { version: i32 },
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
 impl ConnectOptions {
     fn config(&self) -> Result<(Config, String), PgError> {
+        let env = &self.environment;
         let mut cfg = match self.dbname.as_deref() {
             Some(d)
                 if d.contains('=')
@@ -75,7 +133,7 @@ impl ConnectOptions {
             let host = self
                 .host
                 .clone()
-                .or_else(|| env("PGHOST"))
+                .or_else(|| env.host.clone())
                 .unwrap_or_else(|| "/var/run/postgresql".into());
             for h in host.split(',') {
                 if h.starts_with('/') {
@@ -88,7 +146,7 @@ impl ConnectOptions {
         if cfg.get_ports().is_empty() {
             let port = self
                 .port
-                .or_else(|| env("PGPORT").and_then(|p| p.parse().ok()))
+                .or_else(|| env.port.as_deref().and_then(|p| p.parse().ok()))
                 .unwrap_or(5432);
             cfg.port(port);
         }
@@ -96,20 +154,20 @@ impl ConnectOptions {
             let user = self
                 .user
                 .clone()
-                .or_else(|| env("PGUSER"))
-                .or_else(|| env("USER"))
+                .or_else(|| env.user.clone())
+                .or_else(|| env.os_user.clone())
                 .unwrap_or_else(|| "postgres".into());
             cfg.user(&user);
         }
         if cfg.get_dbname().is_none() {
             let db = match self.dbname.as_deref() {
                 Some(d) if !d.is_empty() && !d.contains('=') => d.to_string(),
-                _ => env("PGDATABASE").unwrap_or_else(|| "postgres".into()),
+                _ => env.database.clone().unwrap_or_else(|| "postgres".into()),
             };
             cfg.dbname(&db);
         }
         if cfg.get_password().is_none() {
-            if let Some(pw) = env("PGPASSWORD") {
+            if let Some(pw) = &env.password {
                 cfg.password(pw);
             }
         }
@@ -455,5 +513,45 @@ impl Session {
             .client
             .query("SELECT pg_create_restore_point($1)", &[&restore_point])
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_defaults_come_from_the_captured_environment_only() {
+        let env = PgEnvironment::from_vars([
+            ("PGHOST", "/tmp/sockets"),
+            ("PGPORT", "6543"),
+            ("PGUSER", ""),
+            ("USER", "osuser"),
+            ("PGPASSWORD", "pw-secret"),
+            ("PATH", "/bin"),
+        ]);
+        assert_eq!(env.user, None, "libpq ignores empty variables");
+        assert!(!format!("{env:?}").contains("pw-secret"));
+        let opts = ConnectOptions {
+            environment: env,
+            ..Default::default()
+        };
+        let (cfg, target) = opts.config().unwrap();
+        assert_eq!(target, "/tmp/sockets port 6543 as osuser");
+        assert_eq!(cfg.get_password(), Some(&b"pw-secret"[..]));
+        assert_eq!(cfg.get_dbname(), Some("postgres"));
+
+        // Explicit options win; nothing is taken from this process's PG* variables.
+        let opts = ConnectOptions {
+            host: Some("127.0.0.1".into()),
+            port: Some(5499),
+            user: Some("u".into()),
+            ..Default::default()
+        };
+        let (cfg, target) = opts.config().unwrap();
+        assert_eq!(target, "127.0.0.1 port 5499 as u");
+        assert_eq!(cfg.get_password(), None);
+        let (_, target) = ConnectOptions::default().config().unwrap();
+        assert_eq!(target, "/var/run/postgresql port 5432 as postgres");
     }
 }

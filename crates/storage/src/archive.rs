@@ -5,11 +5,11 @@
 //! flow the other way through a synchronous bridge into the decompressor.
 
 use crate::codec;
-use crate::error::RequestContext;
 use crate::keys::object_path;
 use crate::localfs::{is_disk_full, write_atomically, WriteError};
 use crate::segment::{size_mismatch, SegmentSizeCheck};
-use crate::store::{open_single_delete_store, open_store, StoreOptions};
+use crate::store::s3::RequestContext;
+use crate::store::{open_single_delete_store, open_store, StoreSettings};
 use crate::StorageError;
 use barrelman_core::layout::{Destination, ServerLayout, StoredWal};
 use barrelman_core::wal::WalName;
@@ -106,24 +106,22 @@ impl Archive {
     pub fn open(
         dest: &Destination,
         server_name: &str,
-        opts: &StoreOptions,
+        settings: &StoreSettings,
     ) -> Result<Self, StorageError> {
         // Before anything is opened or created: a name that cannot be stored raw is
         // refused, never archived under a key that restore would not find.
         let layout = ServerLayout::checked(&dest.path, server_name)?;
-        let store = open_store(dest, opts)?;
-        let single_delete = open_single_delete_store(dest, opts)?;
-        let endpoint = opts
-            .endpoint_url
-            .clone()
-            .unwrap_or_else(|| match dest.provider {
-                barrelman_core::layout::Provider::Local => dest.url.clone(),
-                _ => "the default endpoint".to_string(),
-            });
-        let session_token = match &opts.s3_keys {
-            Some(keys) => keys.session_token.as_ref().is_some_and(|t| !t.is_empty()),
-            None => std::env::var_os("AWS_SESSION_TOKEN").is_some_and(|t| !t.is_empty()),
-        };
+        let store = open_store(dest, settings)?;
+        let single_delete = open_single_delete_store(dest, settings)?;
+        let endpoint =
+            settings
+                .common
+                .endpoint_url
+                .clone()
+                .unwrap_or_else(|| match dest.provider {
+                    barrelman_core::layout::Provider::Local => dest.url.clone(),
+                    _ => "the default endpoint".to_string(),
+                });
         Ok(Self {
             store,
             single_delete,
@@ -133,10 +131,10 @@ impl Archive {
             ctx: RequestContext {
                 endpoint,
                 bucket: dest.bucket.clone(),
-                session_token,
-                read_timeout: opts.read_timeout(),
+                session_token: settings.sends_session_token(),
+                read_timeout: settings.read_timeout(),
             },
-            call_deadline: opts.call_deadline(),
+            call_deadline: settings.call_deadline(),
         })
     }
 
@@ -885,7 +883,7 @@ const STEP_ATTEMPTS: u32 = 4;
 
 impl Archive {
     /// Runs `step`, again after a transient failure (up to [`STEP_ATTEMPTS`] in all),
-    /// and gives up when the call's deadline ([`StoreOptions::call_deadline`]) passes:
+    /// and gives up when the call's deadline ([`StoreSettings::call_deadline`]) passes:
     /// a store that accepts connections and never answers ends the call with the
     /// "cannot reach the object store" error instead of stalling the archiver.
     /// Dropping an unfinished step is safe: an object becomes visible only when its

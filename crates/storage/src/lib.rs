@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod codec;
+pub mod config;
 mod error;
 mod keys;
 pub mod localfs;
@@ -14,4 +15,7 @@ pub mod store;
 pub use archive::{Archive, ArchiveOutcome, DifferingVariants, UploadOptions};
 pub use error::{Denial, StorageError};
 pub use objects::{ObjectInfo, ObjectWriter, UploadHandle};
-pub use store::{AddressingStyle, S3Keys, StoreOptions};
+pub use store::{
+    AddressingStyle, AwsEnvironment, CommonSettings, LocalSettings, ProviderSettings, S3Keys,
+    S3Settings, StoreSettings,
+};

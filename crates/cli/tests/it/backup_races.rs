@@ -1088,15 +1088,20 @@ fn a_create_only_write_on_s3_never_replaces_an_object() {
     let s3 = S3Server::start();
     s3.create_bucket("claim");
     let dest = barrelman_core::layout::Destination::parse("s3://claim/p", false).unwrap();
-    let options = barrelman_storage::StoreOptions {
-        endpoint_url: Some(s3.endpoint.clone()),
-        s3_keys: Some(barrelman_storage::S3Keys {
-            access_key_id: s3.access_key.clone(),
-            secret_access_key: s3.secret_key.clone(),
-            session_token: None,
-        }),
-        ..Default::default()
-    };
+    let options = barrelman_storage::StoreSettings::s3(
+        barrelman_storage::CommonSettings {
+            endpoint_url: Some(s3.endpoint.clone()),
+            ..Default::default()
+        },
+        barrelman_storage::S3Settings {
+            keys: Some(barrelman_storage::S3Keys {
+                access_key_id: s3.access_key.clone(),
+                secret_access_key: s3.secret_key.clone(),
+                session_token: None,
+            }),
+            ..Default::default()
+        },
+    );
     let archive = barrelman_storage::Archive::open(&dest, "srv", &options).unwrap();
     let key = "p/srv/base/20260101T000000/backup.info";
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -1,0 +1,285 @@
+//! barman's way in: `DEST SERVER`, the cloud flags, the `AWS_*` environment and the
+//! AWS profile files, resolved as barman-cloud (boto3) resolves them.
+
+use super::{aws_file, check_names, check_supported, ConfigError, Environment, Target};
+use crate::store::{
+    AddressingStyle, CommonSettings, ProviderSettings, S3Keys, S3Settings, StoreSettings,
+};
+use barrelman_core::layout::{Destination, Provider};
+use std::time::Duration;
+
+/// Cloud options shared by every barman-cloud tool.
+#[derive(Debug, Clone, Default)]
+pub struct CloudFlags {
+    /// `--cloud-provider`: `aws-s3` (default), `azure-blob-storage` or
+    /// `google-cloud-storage`.
+    pub cloud_provider: Option<String>,
+    /// `--endpoint-url`.
+    pub endpoint_url: Option<String>,
+    /// `-P/--aws-profile`.
+    pub aws_profile: Option<String>,
+    /// `--read-timeout`, seconds.
+    pub read_timeout: Option<f64>,
+    /// `--addressing-style`: `auto`, `virtual` or `path`.
+    pub addressing_style: Option<String>,
+    /// `-e/--encryption`.
+    pub encryption: Option<String>,
+    /// `--sse-kms-key-id`.
+    pub sse_kms_key_id: Option<String>,
+}
+
+impl Target {
+    /// From barman-style positionals and flags; credentials from `env` (its
+    /// `AWS_*` keys, or the AWS profile it names).
+    pub fn from_barman(
+        dest: &str,
+        server: &str,
+        flags: &CloudFlags,
+        env: &Environment,
+    ) -> Result<Self, ConfigError> {
+        let destination = Destination::parse(dest, env.azure_connection_string)?;
+        check_provider(&destination, flags.cloud_provider.as_deref())?;
+        check_names(&destination, server)?;
+        if let Some(seconds) = flags.read_timeout.filter(|t| *t <= 0.0) {
+            return Err(ConfigError::ReadTimeout { seconds });
+        }
+        let mut common = CommonSettings {
+            endpoint_url: flags.endpoint_url.clone(),
+            read_timeout: flags.read_timeout.map(Duration::from_secs_f64),
+            ..Default::default()
+        };
+        let mut s3 = S3Settings {
+            encryption: flags.encryption.clone(),
+            sse_kms_key_id: flags.sse_kms_key_id.clone(),
+            environment: env.aws.clone(),
+            ..Default::default()
+        };
+        if flags.sse_kms_key_id.is_some() && flags.encryption.as_deref() != Some("aws:kms") {
+            return Err(ConfigError::KmsKeyWithoutKms);
+        }
+        s3.addressing_style = match flags.addressing_style.as_deref() {
+            None | Some("auto") => AddressingStyle::Auto,
+            Some("virtual") => AddressingStyle::Virtual,
+            Some("path") => AddressingStyle::Path,
+            Some(other) => {
+                return Err(ConfigError::AddressingStyle {
+                    value: other.to_string(),
+                })
+            }
+        };
+        apply_aws_profile(&mut common, &mut s3, flags.aws_profile.as_deref(), env)?;
+        common.ca_pem = env.read_ca_bundle()?;
+        check_supported(&destination)?;
+        let provider = match destination.provider {
+            Provider::S3 => ProviderSettings::S3(s3),
+            _ => ProviderSettings::default(),
+        };
+        Ok(Self {
+            destination,
+            server_name: server.to_string(),
+            data_encryption: flags.encryption.clone(),
+            settings: StoreSettings { common, provider },
+            manifest: None,
+        })
+    }
+}
+
+/// Refuses a destination whose scheme is not the `--cloud-provider`'s.
+fn check_provider(dest: &Destination, flag: Option<&str>) -> Result<(), ConfigError> {
+    let wanted = flag.unwrap_or("aws-s3");
+    let ok = matches!(
+        (&dest.provider, wanted),
+        (Provider::Local, _)
+            | (Provider::S3, "aws-s3")
+            | (Provider::Gcs, "google-cloud-storage")
+            | (Provider::Azure { .. }, "azure-blob-storage")
+    );
+    if !ok {
+        return Err(ConfigError::ProviderMismatch {
+            url: dest.url.clone(),
+            wanted: wanted.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Credentials, region and endpoint from an AWS profile, as boto3 uses them: an
+/// explicit `--aws-profile` replaces the `AWS_*` keys (and must exist); otherwise,
+/// when the environment has no keys, the profile `AWS_PROFILE` names (or `default`)
+/// supplies them if the files have it. Region and endpoint from the environment or
+/// the command line win over the profile's.
+fn apply_aws_profile(
+    common: &mut CommonSettings,
+    s3: &mut S3Settings,
+    explicit: Option<&str>,
+    env: &Environment,
+) -> Result<(), ConfigError> {
+    use barrelman_core::awsprofile;
+    let aws = &env.aws;
+    if explicit.is_none() && aws.non_empty("AWS_ACCESS_KEY_ID").is_some() {
+        return Ok(());
+    }
+    let named = explicit
+        .or_else(|| aws.non_empty("AWS_PROFILE"))
+        .or_else(|| aws.non_empty("AWS_DEFAULT_PROFILE"))
+        .map(String::from);
+    let name = named.clone().unwrap_or_else(|| "default".into());
+    let credentials_file = aws_file(env, "AWS_SHARED_CREDENTIALS_FILE", "credentials");
+    let config_file = aws_file(env, "AWS_CONFIG_FILE", "config");
+    let credentials = std::fs::read_to_string(&credentials_file).ok();
+    let config = std::fs::read_to_string(&config_file).ok();
+    let Some(profile) = awsprofile::resolve(&name, credentials.as_deref(), config.as_deref())
+    else {
+        if named.is_some() {
+            return Err(ConfigError::ProfileMissing {
+                name,
+                credentials_file,
+                config_file,
+            });
+        }
+        return Ok(());
+    };
+    match (&profile.access_key_id, &profile.secret_access_key) {
+        (Some(id), Some(secret)) => {
+            s3.keys = Some(S3Keys {
+                access_key_id: id.clone(),
+                secret_access_key: secret.clone(),
+                session_token: profile.session_token.clone(),
+            })
+        }
+        _ if explicit.is_some() => return Err(ConfigError::ProfileWithoutKeys { name }),
+        _ => {}
+    }
+    if aws.non_empty("AWS_REGION").is_none() && aws.non_empty("AWS_DEFAULT_REGION").is_none() {
+        s3.region = s3.region.take().or(profile.region);
+    }
+    if common.endpoint_url.is_none()
+        && aws.non_empty("AWS_ENDPOINT_URL_S3").is_none()
+        && aws.non_empty("AWS_ENDPOINT_URL").is_none()
+    {
+        common.endpoint_url = profile.endpoint_url;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use barrelman_core::{Classified, ErrorClass};
+
+    fn env(pairs: &[(&str, &str)]) -> Environment {
+        Environment::from_vars(pairs.iter().copied())
+    }
+
+    #[test]
+    fn flags_and_environment_become_s3_settings() {
+        let flags = CloudFlags {
+            endpoint_url: Some("http://127.0.0.1:9".into()),
+            read_timeout: Some(5.0),
+            encryption: Some("AES256".into()),
+            ..Default::default()
+        };
+        let e = env(&[("AWS_ACCESS_KEY_ID", "a"), ("AWS_SECRET_ACCESS_KEY", "b")]);
+        let t = Target::from_barman("s3://bucket/p", "srv", &flags, &e).unwrap();
+        assert_eq!(t.location(), "s3://bucket/p/srv");
+        assert_eq!(t.settings.read_timeout(), Duration::from_secs(5));
+        assert_eq!(t.settings.encryption(), Some("AES256"));
+        assert_eq!(t.data_encryption.as_deref(), Some("AES256"));
+        let s3 = t.settings.s3_settings().unwrap();
+        assert_eq!(s3.environment, e.aws);
+        assert!(
+            s3.keys.is_none(),
+            "keys stay in the environment they came from"
+        );
+
+        let local = Target::from_barman("file:///tmp/x", "srv", &flags, &e).unwrap();
+        assert!(local.settings.s3_settings().is_none());
+    }
+
+    #[test]
+    fn a_named_profile_is_read_from_the_files_the_environment_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let creds = dir.path().join("credentials");
+        std::fs::write(
+            &creds,
+            "[backup]\naws_access_key_id = AKIDP\naws_secret_access_key = sp\n",
+        )
+        .unwrap();
+        let config = dir.path().join("config");
+        std::fs::write(
+            &config,
+            "[profile backup]\nregion = eu-central-1\nendpoint_url = http://127.0.0.1:1\n",
+        )
+        .unwrap();
+        let e = env(&[
+            ("AWS_SHARED_CREDENTIALS_FILE", creds.to_str().unwrap()),
+            ("AWS_CONFIG_FILE", config.to_str().unwrap()),
+            ("AWS_PROFILE", "backup"),
+        ]);
+        let t = Target::from_barman("s3://b", "srv", &CloudFlags::default(), &e).unwrap();
+        let s3 = t.settings.s3_settings().unwrap();
+        assert_eq!(s3.keys.as_ref().unwrap().access_key_id, "AKIDP");
+        assert_eq!(s3.region.as_deref(), Some("eu-central-1"));
+        assert_eq!(
+            t.settings.common.endpoint_url.as_deref(),
+            Some("http://127.0.0.1:1")
+        );
+
+        let flags = CloudFlags {
+            aws_profile: Some("nope".into()),
+            ..Default::default()
+        };
+        let err = Target::from_barman("s3://b", "srv", &flags, &e).unwrap_err();
+        assert!(matches!(err, ConfigError::ProfileMissing { .. }), "{err}");
+        assert_eq!(err.class(), ErrorClass::Denied);
+    }
+
+    #[test]
+    fn refusals_keep_barmans_words() {
+        let e = Environment::default();
+        let refuse = |dest: &str, flags: CloudFlags| {
+            Target::from_barman(dest, "srv", &flags, &e)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            refuse(
+                "s3://b",
+                CloudFlags {
+                    read_timeout: Some(0.0),
+                    ..Default::default()
+                }
+            ),
+            "invalid --read-timeout 0: it must be a positive number of seconds"
+        );
+        assert_eq!(
+            refuse(
+                "s3://b",
+                CloudFlags {
+                    sse_kms_key_id: Some("k".into()),
+                    ..Default::default()
+                }
+            ),
+            "--sse-kms-key-id can only be used together with -e aws:kms"
+        );
+        assert_eq!(
+            refuse(
+                "s3://b",
+                CloudFlags {
+                    cloud_provider: Some("google-cloud-storage".into()),
+                    ..Default::default()
+                }
+            ),
+            "the destination URL 's3://b' does not match --cloud-provider google-cloud-storage"
+        );
+        assert_eq!(
+            refuse("gs://b/p", CloudFlags {
+                cloud_provider: Some("google-cloud-storage".into()),
+                ..Default::default()
+            }),
+            "gs://b/p: Google Cloud Storage is not supported yet by this build; use an s3:// or file:// destination"
+        );
+        let name = Target::from_barman("s3://b", "a/../b", &CloudFlags::default(), &e).unwrap_err();
+        assert_eq!(name.class(), ErrorClass::Input);
+    }
+}

@@ -1,0 +1,208 @@
+//! Opening the object store behind a destination URL.
+//!
+//! Callers get an [`Archive`](crate::Archive) and never see which provider is
+//! behind it. [`StoreSettings`] holds everything needed to reach it: the options
+//! every provider honours ([`CommonSettings`]) and one variant per provider
+//! ([`ProviderSettings`]): S3 (and S3-compatible stores) and a local directory
+//! today; Azure and GCS become new variants and new modules beside [`s3`] and
+//! [`local`], without touching callers.
+//!
+//! Nothing here reads the process environment: what the AWS SDKs would take from
+//! `AWS_*` variables arrives as an [`AwsEnvironment`] the caller captured.
+
+pub mod local;
+pub mod s3;
+
+use crate::StorageError;
+use barrelman_core::layout::{Destination, Provider};
+use object_store::{BackoffConfig, ObjectStore, RetryConfig};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use local::LocalSettings;
+pub use s3::{AddressingStyle, AwsEnvironment, S3Keys, S3Settings};
+
+/// barman's (botocore's) default `--read-timeout`.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one failed request is retried at most (less with a shorter read timeout).
+const REQUEST_RETRY_LIMIT: Duration = Duration::from_secs(20);
+/// The longest a TCP (and TLS) connection set-up may take.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How to reach a store: the options every provider honours, and the provider's own.
+#[derive(Debug, Clone, Default)]
+pub struct StoreSettings {
+    /// Endpoint, timeouts, CA bundle, retries.
+    pub common: CommonSettings,
+    /// The provider-specific part; it must match the destination's provider.
+    pub provider: ProviderSettings,
+}
+
+/// Options that mean the same for every provider.
+#[derive(Debug, Clone, Default)]
+pub struct CommonSettings {
+    /// `--endpoint-url` / `endpointURL`: a compatible endpoint instead of the
+    /// provider's own.
+    pub endpoint_url: Option<String>,
+    /// `--read-timeout`, seconds without data before a request fails and is retried.
+    pub read_timeout: Option<Duration>,
+    /// PEM bytes of a CA bundle to trust (from `AWS_CA_BUNDLE` or the ObjectStore's
+    /// `endpointCA`), instead of the system's.
+    pub ca_pem: Option<Vec<u8>>,
+    /// How many times a failed request is retried (transient failures only).
+    pub max_retries: Option<usize>,
+}
+
+/// The provider-specific settings. New providers are new variants.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum ProviderSettings {
+    /// Amazon S3 or an S3-compatible store.
+    S3(S3Settings),
+    /// A directory on a local file system (`file://`).
+    Local(LocalSettings),
+}
+
+impl Default for ProviderSettings {
+    /// A local directory: the one provider that needs no setting.
+    fn default() -> Self {
+        Self::Local(LocalSettings::default())
+    }
+}
+
+impl CommonSettings {
+    /// `--read-timeout`, else barman's default of 60 s. The HTTP client fails a
+    /// request whose answer has not begun within it, or whose body stops for as long.
+    pub fn read_timeout(&self) -> Duration {
+        self.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT)
+    }
+
+    /// The longest one call may take, retries included: three read timeouts (3 min
+    /// by default). That is room for one request to time out and its retry to
+    /// succeed, with the pauses between tries, while a store that accepts
+    /// connections and never answers ends the call in bounded time, so PostgreSQL's
+    /// archiver or recovery retries instead of hanging.
+    pub fn call_deadline(&self) -> Duration {
+        self.read_timeout() * 3
+    }
+
+    /// How failed requests are retried.
+    pub(crate) fn retry_config(&self) -> RetryConfig {
+        RetryConfig {
+            backoff: BackoffConfig {
+                init_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(10),
+                base: 2.0,
+            },
+            // Enough tries that time, not their number, bounds the retrying: a store
+            // restarting for a few seconds refuses connections, and 8 quick tries
+            // would be spent in under two seconds.
+            max_retries: self.max_retries.unwrap_or(32),
+            // One request is retried (refused connections, resets, 5xx) for up to
+            // 20 s (a store restarting is ridden out, a wrong endpoint is reported
+            // soon); a WAL call retries whole steps until its deadline.
+            retry_timeout: self.read_timeout().min(REQUEST_RETRY_LIMIT),
+        }
+    }
+}
+
+impl StoreSettings {
+    /// Settings for an S3 store.
+    pub fn s3(common: CommonSettings, s3: S3Settings) -> Self {
+        Self {
+            common,
+            provider: ProviderSettings::S3(s3),
+        }
+    }
+
+    /// See [`CommonSettings::read_timeout`].
+    pub fn read_timeout(&self) -> Duration {
+        self.common.read_timeout()
+    }
+
+    /// See [`CommonSettings::call_deadline`].
+    pub fn call_deadline(&self) -> Duration {
+        self.common.call_deadline()
+    }
+
+    /// The S3 part, when these are S3 settings.
+    pub fn s3_settings(&self) -> Option<&S3Settings> {
+        match &self.provider {
+            ProviderSettings::S3(s3) => Some(s3),
+            _ => None,
+        }
+    }
+
+    /// The server-side encryption objects are written with, where the provider has
+    /// one to choose (S3's `AES256` / `aws:kms`).
+    pub fn encryption(&self) -> Option<&str> {
+        self.s3_settings().and_then(|s| s.encryption.as_deref())
+    }
+
+    /// The same settings writing objects with `encryption` (base backups use the
+    /// ObjectStore's `data.encryption`, WAL its `wal.encryption`).
+    pub fn with_encryption(mut self, encryption: Option<String>) -> Self {
+        if let ProviderSettings::S3(s3) = &mut self.provider {
+            s3.encryption = encryption;
+        }
+        self
+    }
+
+    /// Whether requests carry a session token (its refusal is then named as the
+    /// likely cause).
+    pub(crate) fn sends_session_token(&self) -> bool {
+        self.s3_settings()
+            .is_some_and(S3Settings::sends_session_token)
+    }
+}
+
+/// Opens the store for `dest`. The returned store is rooted at the bucket (or the
+/// local directory); keys are bucket-relative.
+pub fn open_store(
+    dest: &Destination,
+    settings: &StoreSettings,
+) -> Result<Arc<dyn ObjectStore>, StorageError> {
+    match &dest.provider {
+        Provider::Local => local::open(dest),
+        Provider::S3 => s3::open(dest, &settings.common, s3_part(dest, settings)?, true),
+        Provider::Gcs | Provider::Azure { .. } => Err(unsupported(dest)),
+    }
+}
+
+/// The same store, but deleting one object per request: for S3-compatible stores
+/// that refuse the bulk `DeleteObjects` request (`NotImplemented`, `MalformedXML`).
+/// `None` where deletes are single already (a local directory).
+pub fn open_single_delete_store(
+    dest: &Destination,
+    settings: &StoreSettings,
+) -> Result<Option<Arc<dyn ObjectStore>>, StorageError> {
+    match &dest.provider {
+        Provider::S3 => s3::open(dest, &settings.common, s3_part(dest, settings)?, false).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// The S3 settings for an S3 destination; other settings are a caller's mistake.
+fn s3_part<'a>(
+    dest: &Destination,
+    settings: &'a StoreSettings,
+) -> Result<&'a S3Settings, StorageError> {
+    settings.s3_settings().ok_or_else(|| {
+        StorageError::Config(format!(
+            "internal: {} is an S3 destination but its store settings are not S3 settings",
+            dest.url
+        ))
+    })
+}
+
+/// The refusal for a provider this build cannot reach yet.
+pub(crate) fn unsupported(dest: &Destination) -> StorageError {
+    let name = match dest.provider {
+        Provider::Gcs => "Google Cloud Storage",
+        _ => "Azure Blob Storage",
+    };
+    StorageError::Config(format!(
+        "{}: {name} is not supported yet by this build; use an s3:// or file:// destination",
+        dest.url
+    ))
+}
