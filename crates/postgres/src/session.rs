@@ -12,10 +12,13 @@ use tokio_postgres::{Client, Config, NoTls};
 pub struct ConnectOptions {
     /// A host name, an IP address, or a socket directory (starts with `/`).
     pub host: Option<String>,
+    /// The server's port.
     pub port: Option<u16>,
+    /// The role to connect as.
     pub user: Option<String>,
     /// A database name, or a whole conninfo string when it contains `=` (barman's `-d`).
     pub dbname: Option<String>,
+    /// `application_name` of the session (`barrelman` when unset).
     pub application_name: Option<String>,
     /// The libpq variables of the caller's environment, captured by the caller:
     /// this crate never reads the process environment.
