@@ -38,7 +38,6 @@ fn library_crates_never_read_the_process_environment() {
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
         // Unit tests may set up their own process; library code may not read it.
-
         let code = text.split("#[cfg(test)]").next().unwrap_or_default();
         for (n, line) in code.lines().enumerate() {
             let line = line.trim_start();

@@ -196,7 +196,7 @@ fn s3_part<'a>(
 }
 
 /// The refusal for a provider this build cannot reach yet.
-pub(crate) fn unsupported(dest: &Destination) -> StorageError {
+fn unsupported(dest: &Destination) -> StorageError {
     let name = match dest.provider {
         Provider::Gcs => "Google Cloud Storage",
         _ => "Azure Blob Storage",
