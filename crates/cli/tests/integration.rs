@@ -8,6 +8,7 @@ mod it {
     pub mod backup_races;
     pub mod cnpg;
     pub mod common;
+    pub mod config;
     pub mod errors;
     pub mod faults;
     pub mod interop;
