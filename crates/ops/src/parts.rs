@@ -4,8 +4,8 @@
 //! without a gap from 0 (the part holding `backup_label`, the last one, is checked
 //! by reading: `verify --deep` and `restore`).
 
-use crate::plan;
 use barrelman_core::backup_info::BackupInfo;
+use barrelman_core::layout::{TarPart, BACKUP_INFO, DATA_ITEM};
 use barrelman_core::Compression;
 use barrelman_storage::ObjectInfo;
 use std::collections::BTreeMap;
@@ -35,7 +35,12 @@ pub fn check(info: &BackupInfo, prefix: &str, objects: &[ObjectInfo]) -> PartsCh
     let mut found: BTreeMap<String, StoredPart> = BTreeMap::new();
     for o in objects {
         let file = o.key.rsplit('/').next().unwrap_or_default();
-        if let Some((item, index, compression)) = plan::parse_part_name(file) {
+        if let Some(TarPart {
+            item,
+            index,
+            compression,
+        }) = TarPart::parse(file)
+        {
             found.insert(
                 file.to_string(),
                 StoredPart {
@@ -48,13 +53,14 @@ pub fn check(info: &BackupInfo, prefix: &str, objects: &[ObjectInfo]) -> PartsCh
             );
         }
     }
-    let mut needed = vec!["data".to_string()];
+    let mut needed = vec![DATA_ITEM.to_string()];
     needed.extend(info.tablespaces.iter().flatten().map(|t| t.oid.to_string()));
     let mut out = PartsCheck::default();
-    let missing_main = |item: &str| format!("missing tar part {prefix}/{item}.tar*");
+    let missing =
+        |item: &str, n: usize| format!("missing tar part {prefix}/{}.tar*", TarPart::stem(item, n));
     match &info.parts {
         Some(m) if m.damaged => out.problems.push(format!(
-            "the part list in {prefix}/backup.info is damaged (a barrelman-part line was lost or edited), so the backup cannot be proven complete"
+            "the part list in {prefix}/{BACKUP_INFO} is damaged (a barrelman-part line was lost or edited), so the backup cannot be proven complete"
         )),
         Some(m) => {
             for (file, size) in &m.parts {
@@ -69,10 +75,10 @@ pub fn check(info: &BackupInfo, prefix: &str, objects: &[ObjectInfo]) -> PartsCh
             }
             for item in &needed {
                 let listed = m.parts.iter().any(|(f, _)| {
-                    plan::parse_part_name(f).is_some_and(|(i, n, _)| i == *item && n == 0)
+                    TarPart::parse(f).is_some_and(|p| p.item == *item && p.index == 0)
                 });
                 if !listed {
-                    out.problems.push(missing_main(item));
+                    out.problems.push(missing(item, 0));
                 }
             }
             for p in found.values() {
@@ -92,13 +98,12 @@ pub fn check(info: &BackupInfo, prefix: &str, objects: &[ObjectInfo]) -> PartsCh
                 indices.sort_unstable();
                 indices.dedup();
                 if indices.first() != Some(&0) {
-                    out.problems.push(missing_main(item));
+                    out.problems.push(missing(item, 0));
                 }
                 let last = indices.last().copied().unwrap_or(0);
                 for n in 1..last {
                     if indices.binary_search(&n).is_err() {
-                        out.problems
-                            .push(format!("missing tar part {prefix}/{item}_{n:04}.tar*"));
+                        out.problems.push(missing(item, n));
                     }
                 }
             }
