@@ -8,9 +8,10 @@ use crate::backup::wal_range;
 use crate::catalog;
 use crate::parts;
 use barrelman_core::backup_info::{BackupInfo, BackupStatus};
+use barrelman_core::layout::{ServerLayout, DATA_ITEM};
 use barrelman_core::wal::SegmentName;
 use barrelman_postgres::extract;
-use barrelman_storage::{codec, Archive, StorageError};
+use barrelman_storage::{codec, Archive, ObjectInfo, StorageError};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The verdict on one backup.
@@ -82,6 +83,124 @@ pub async fn wal_index(archive: &Archive) -> Result<WalIndex, StorageError> {
     Ok(wals)
 }
 
+/// What reading a backup's parts and WAL through their codecs gave (`deep`).
+#[derive(Debug, Clone, Default)]
+pub struct DeepReads {
+    /// Each tar part: its key, its item, and whether it held `backup_label` (or
+    /// why it could not be read).
+    pub parts: Vec<(String, String, Result<bool, String>)>,
+    /// Each stored WAL segment of the backup's range: its key and decoded size (or
+    /// why it could not be read).
+    pub segments: Vec<(String, Result<u64, String>)>,
+}
+
+/// The facts one backup is judged on: its catalog entry, the listing of its
+/// directory, and the deep reads when they were made.
+#[derive(Debug, Clone)]
+pub struct BackupFacts<'a> {
+    /// Its `backup.info`.
+    pub info: &'a BackupInfo,
+    /// `<path>/<server>/base/<id>`.
+    pub prefix: String,
+    /// Every object under `prefix`.
+    pub objects: Vec<ObjectInfo>,
+}
+
+/// Judges a backup without reading its data: DONE, every part present at its size
+/// ([`parts::check`]), every WAL segment of its range stored. Returns the problems
+/// and the parts to read for a deep check.
+pub fn judge_backup(
+    facts: &BackupFacts<'_>,
+    layout: &ServerLayout,
+    wals: &WalIndex,
+) -> (Vec<String>, Vec<parts::StoredPart>) {
+    let b = facts.info;
+    let mut problems = Vec::new();
+    if b.status != BackupStatus::Done {
+        problems.push(format!("status is {}, not DONE", b.status.as_str()));
+        return (problems, Vec::new());
+    }
+    let parts = parts::check(b, &facts.prefix, &facts.objects);
+    problems.extend(parts.problems);
+    match (b.begin_wal.as_deref(), b.end_wal.as_deref()) {
+        (Some(begin), Some(end)) if wal_order(begin) > wal_order(end) => problems.push(format!(
+            "backup.info says the backup ends in WAL segment {end}, before it begins ({begin}): the catalog entry is corrupt"
+        )),
+        (Some(begin), Some(end)) => match wal_range(begin, end, segment_size(b)) {
+            Ok(range) => {
+                for w in range {
+                    if !wals.contains_key(w.as_str()) {
+                        problems.push(format!(
+                            "missing WAL segment {} ({}/{w}*) needed by this backup",
+                            w,
+                            layout.wal_dir(&w)
+                        ));
+                    }
+                }
+            }
+            Err(e) => problems.push(e),
+        },
+        _ => problems.push("backup.info has no begin_wal/end_wal".into()),
+    }
+    (problems, parts.parts)
+}
+
+/// Judges what reading the data gave: every part decodes and extracts, one `data`
+/// part holds `backup_label`, every segment decodes to the segment size.
+pub fn judge_deep(prefix: &str, segment_size: u64, reads: &DeepReads) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut has_label = false;
+    for (key, item, read) in &reads.parts {
+        match read {
+            Ok(label) => has_label |= item == DATA_ITEM && *label,
+            Err(e) => problems.push(format!("cannot read tar part {key}: {e}")),
+        }
+    }
+    if problems.is_empty() && !has_label {
+        problems.push(format!(
+            "no tar part of {prefix}/{DATA_ITEM}* holds backup_label: the backup's last part is missing"
+        ));
+    }
+    for (key, read) in &reads.segments {
+        match read {
+            Ok(n) if *n == segment_size => {}
+            Ok(n) => problems.push(format!(
+                "WAL segment {key} holds {n} bytes, expected {segment_size}"
+            )),
+            Err(e) => problems.push(format!("cannot read WAL segment {key}: {e}")),
+        }
+    }
+    problems
+}
+
+/// The summary over every backup's verdict: the earliest recovery point (the end of
+/// the oldest restorable backup) and the WAL chain after the newest DONE backup.
+pub fn judge_report(
+    backups: &[BackupInfo],
+    checks: Vec<BackupCheck>,
+    wals: &WalIndex,
+) -> VerifyReport {
+    let restorable: BTreeSet<&str> = checks
+        .iter()
+        .filter(|c| c.problems.is_empty())
+        .map(|c| c.backup_id.as_str())
+        .collect();
+    let earliest = backups
+        .iter()
+        .find(|b| restorable.contains(b.backup_id.as_str()))
+        .and_then(|b| b.end_time.map(|t| t.to_string()));
+    let chain = backups
+        .iter()
+        .rfind(|b| b.status == BackupStatus::Done)
+        .and_then(|newest| chain_after(newest, wals));
+    VerifyReport {
+        backups: checks,
+        chain,
+        earliest,
+        differing_wal: Vec::new(),
+    }
+}
+
 /// [`verify`] over a catalog and WAL index the caller already read.
 pub async fn verify_loaded(
     archive: &Archive,
@@ -91,9 +210,9 @@ pub async fn verify_loaded(
     which: Option<&str>,
     deep: bool,
 ) -> Result<VerifyReport, StorageError> {
-    let mut report = VerifyReport::default();
+    let mut checks = Vec::new();
     for u in unreadable {
-        report.backups.push(BackupCheck {
+        checks.push(BackupCheck {
             backup_id: u.split(':').next().unwrap_or_default().to_string(),
             problems: vec![format!("unreadable backup.info: {u}")],
         });
@@ -102,7 +221,7 @@ pub async fn verify_loaded(
         Some(w) => match catalog::choose(backups, w, &catalog::TargetChoice::default()) {
             Ok(b) => vec![b],
             Err(e) => {
-                report.backups.push(BackupCheck {
+                checks.push(BackupCheck {
                     backup_id: w.to_string(),
                     problems: vec![e.to_string()],
                 });
@@ -117,125 +236,86 @@ pub async fn verify_loaded(
     } else {
         None
     };
+    let layout = archive.layout();
     for b in selected {
+        let prefix = layout.backup_dir(&b.backup_id);
         let objects = match &listing {
             Some(l) => l.get(&b.backup_id).cloned().unwrap_or_default(),
-            None => {
-                let prefix = format!("{}/{}", archive.layout().base_prefix(), b.backup_id);
-                archive.list_objects(&prefix).await?
-            }
+            None => archive.list_objects(&prefix).await?,
         };
-        let problems = check_backup(archive, b, &objects, wals, deep).await?;
-        report.backups.push(BackupCheck {
+        let facts = BackupFacts {
+            info: b,
+            prefix,
+            objects,
+        };
+        let (mut problems, parts) = judge_backup(&facts, layout, wals);
+        if deep && problems.is_empty() {
+            let reads = read_deep(archive, b, parts, wals).await?;
+            problems = judge_deep(&facts.prefix, segment_size(b), &reads);
+        }
+        checks.push(BackupCheck {
             backup_id: b.backup_id.clone(),
             problems,
         });
     }
-    let restorable: BTreeSet<&str> = report
-        .backups
-        .iter()
-        .filter(|c| c.problems.is_empty())
-        .map(|c| c.backup_id.as_str())
-        .collect();
-    report.earliest = backups
-        .iter()
-        .find(|b| restorable.contains(b.backup_id.as_str()))
-        .and_then(|b| b.end_time.map(|t| t.to_string()));
-    if let Some(newest) = backups.iter().rfind(|b| b.status == BackupStatus::Done) {
-        report.chain = chain_after(newest, wals);
-    }
-    Ok(report)
+    Ok(judge_report(backups, checks, wals))
 }
 
-async fn check_backup(
+/// The segment size a backup records (16 MiB when it does not).
+fn segment_size(b: &BackupInfo) -> u64 {
+    b.xlog_segment_size.unwrap_or(16 << 20)
+}
+
+/// Gathers the deep facts: reads every part through its codec and tar reader, and
+/// every stored segment of the backup's WAL range through its codec.
+async fn read_deep(
     archive: &Archive,
     b: &BackupInfo,
-    objects: &[barrelman_storage::ObjectInfo],
+    parts: Vec<parts::StoredPart>,
     wals: &WalIndex,
-    deep: bool,
-) -> Result<Vec<String>, StorageError> {
-    let mut problems = Vec::new();
-    if b.status != BackupStatus::Done {
-        problems.push(format!("status is {}, not DONE", b.status.as_str()));
-        return Ok(problems);
+) -> Result<DeepReads, StorageError> {
+    let mut reads = DeepReads::default();
+    for part in parts {
+        let reader = archive.object_reader(&part.key).await?;
+        let c = part.compression;
+        let r = tokio::task::spawn_blocking(move || {
+            let r = codec::decompress_reader(c, reader)?;
+            extract::scan_tar(r)
+        })
+        .await
+        .map_err(|e| StorageError::Config(format!("internal: {e}")))?;
+        reads.parts.push((
+            part.key,
+            part.item,
+            r.map(|scan| scan.has_backup_label)
+                .map_err(|e| e.to_string()),
+        ));
     }
-    let prefix = format!("{}/{}", archive.layout().base_prefix(), b.backup_id);
-    let parts = parts::check(b, &prefix, objects);
-    problems.extend(parts.problems);
-    let seg_size = b.xlog_segment_size.unwrap_or(16 << 20);
-    match (b.begin_wal.as_deref(), b.end_wal.as_deref()) {
-        (Some(begin), Some(end)) if wal_order(begin) > wal_order(end) => problems.push(format!(
-            "backup.info says the backup ends in WAL segment {end}, before it begins ({begin}): the catalog entry is corrupt"
-        )),
-        (Some(begin), Some(end)) => match wal_range(begin, end, seg_size) {
-            Ok(range) => {
-                for w in range {
-                    if !wals.contains_key(w.as_str()) {
-                        problems.push(format!(
-                            "missing WAL segment {} ({}/{w}*) needed by this backup",
-                            w,
-                            archive.layout().wal_dir(&w)
-                        ));
-                    }
-                }
-            }
-            Err(e) => problems.push(e),
-        },
-        _ => problems.push("backup.info has no begin_wal/end_wal".into()),
+    let range = wal_range(
+        b.begin_wal.as_deref().unwrap_or(""),
+        b.end_wal.as_deref().unwrap_or(""),
+        segment_size(b),
+    )
+    .unwrap_or_default();
+    for w in range {
+        let Some(IndexedWal {
+            key,
+            compression: c,
+            ..
+        }) = wals.get(w.as_str()).cloned()
+        else {
+            continue;
+        };
+        let reader = archive.object_reader(&key).await?;
+        let r = tokio::task::spawn_blocking(move || {
+            let mut r = codec::decompress_reader(c, reader)?;
+            std::io::copy(&mut r, &mut std::io::sink())
+        })
+        .await
+        .map_err(|e| StorageError::Config(format!("internal: {e}")))?;
+        reads.segments.push((key, r.map_err(|e| e.to_string())));
     }
-    if deep && problems.is_empty() {
-        let mut has_label = false;
-        for part in parts.parts {
-            let reader = archive.object_reader(&part.key).await?;
-            let c = part.compression;
-            let r = tokio::task::spawn_blocking(move || {
-                let r = codec::decompress_reader(c, reader)?;
-                extract::scan_tar(r)
-            })
-            .await
-            .map_err(|e| StorageError::Config(format!("internal: {e}")))?;
-            match r {
-                Ok(scan) => has_label |= part.item == "data" && scan.has_backup_label,
-                Err(e) => problems.push(format!("cannot read tar part {}: {e}", part.key)),
-            }
-        }
-        if problems.is_empty() && !has_label {
-            problems.push(format!(
-                "no tar part of {prefix}/data* holds backup_label: the backup's last part is missing"
-            ));
-        }
-        for w in wal_range(
-            b.begin_wal.as_deref().unwrap_or(""),
-            b.end_wal.as_deref().unwrap_or(""),
-            seg_size,
-        )
-        .unwrap_or_default()
-        {
-            let Some(IndexedWal {
-                key,
-                compression: c,
-                ..
-            }) = wals.get(w.as_str()).cloned()
-            else {
-                continue;
-            };
-            let reader = archive.object_reader(&key).await?;
-            let r = tokio::task::spawn_blocking(move || {
-                let mut r = codec::decompress_reader(c, reader)?;
-                std::io::copy(&mut r, &mut std::io::sink())
-            })
-            .await
-            .map_err(|e| StorageError::Config(format!("internal: {e}")))?;
-            match r {
-                Ok(n) if n == seg_size => {}
-                Ok(n) => problems.push(format!(
-                    "WAL segment {key} holds {n} bytes, expected {seg_size}"
-                )),
-                Err(e) => problems.push(format!("cannot read WAL segment {key}: {e}")),
-            }
-        }
-    }
-    Ok(problems)
+    Ok(reads)
 }
 
 /// A segment name's place in WAL order, whatever its timeline (`None` when it is not
@@ -280,4 +360,231 @@ fn chain_after(newest: &BackupInfo, wals: &WalIndex) -> Option<Chain> {
         s = s.next(seg_size);
     }
     Some(chain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use barrelman_core::backup_info::PartsManifest;
+    use barrelman_core::Compression;
+
+    const ID: &str = "20260101T000000";
+    const PREFIX: &str = "p/s/base/20260101T000000";
+    const SEG: u64 = 16 << 20;
+
+    fn layout() -> ServerLayout {
+        ServerLayout::new("p", "s")
+    }
+
+    fn info(id: &str, begin: &str, end: &str) -> BackupInfo {
+        let mut i = BackupInfo::new(id);
+        i.status = BackupStatus::Done;
+        i.begin_wal = Some(begin.into());
+        i.end_wal = Some(end.into());
+        i.xlog_segment_size = Some(SEG);
+        i.parts = Some(PartsManifest {
+            parts: vec![("data.tar".into(), 20), ("data_0001.tar".into(), 30)],
+            damaged: false,
+        });
+        i
+    }
+
+    fn listing(files: &[(&str, u64)]) -> Vec<ObjectInfo> {
+        files
+            .iter()
+            .map(|(f, size)| ObjectInfo {
+                key: format!("{PREFIX}/{f}"),
+                size: *size,
+            })
+            .collect()
+    }
+
+    fn wals(names: &[&str]) -> WalIndex {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                (
+                    n.to_string(),
+                    IndexedWal {
+                        key: format!("p/s/wals/{}/{n}", &n[..16]),
+                        compression: Compression::None,
+                        archived_at: chrono::DateTime::from_timestamp(1_800_000_000 + i as i64, 0)
+                            .unwrap(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    const PARTS: &[(&str, u64)] = &[("backup.info", 1), ("data.tar", 20), ("data_0001.tar", 30)];
+    const W4: &str = "000000010000000000000004";
+    const W5: &str = "000000010000000000000005";
+    const W6: &str = "000000010000000000000006";
+
+    fn judge(i: &BackupInfo, files: &[(&str, u64)], stored: &[&str]) -> Vec<String> {
+        let facts = BackupFacts {
+            info: i,
+            prefix: PREFIX.into(),
+            objects: listing(files),
+        };
+        judge_backup(&facts, &layout(), &wals(stored)).0
+    }
+
+    #[test]
+    fn a_backup_is_judged_on_its_status_parts_and_wal() {
+        let ok = info(ID, W4, W6);
+        assert_eq!(judge(&ok, PARTS, &[W4, W5, W6]), Vec::<String>::new());
+        let mut failed = ok.clone();
+        failed.status = BackupStatus::Failed;
+        let mut started = ok.clone();
+        started.status = BackupStatus::Started;
+        let mut no_range = ok.clone();
+        no_range.end_wal = None;
+        let backwards = info(ID, W6, W4);
+        // (backup, listing, stored WAL, the first problem expected)
+        type Case<'a> = (&'a BackupInfo, &'a [(&'a str, u64)], &'a [&'a str], String);
+        let cases: Vec<Case> = vec![
+            (&failed, PARTS, &[W4, W5, W6], "status is FAILED, not DONE".into()),
+            (&started, PARTS, &[W4, W5, W6], "status is STARTED, not DONE".into()),
+            (
+                &ok,
+                &[("data.tar", 20)],
+                &[W4, W5, W6],
+                format!("missing tar part {PREFIX}/data_0001.tar"),
+            ),
+            (
+                &ok,
+                &[("data.tar", 20), ("data_0001.tar", 3)],
+                &[W4, W5, W6],
+                format!("tar part {PREFIX}/data_0001.tar holds 3 bytes, but the backup wrote 30"),
+            ),
+            (
+                &ok,
+                &[("data.tar", 20), ("data_0001.tar", 30), ("data_0002.tar", 1)],
+                &[W4, W5, W6],
+                format!("tar part {PREFIX}/data_0002.tar is not in the backup's part list in backup.info: it belongs to no finished backup"),
+            ),
+            (
+                &ok,
+                PARTS,
+                &[W4, W6],
+                format!("missing WAL segment {W5} (p/s/wals/0000000100000000/{W5}*) needed by this backup"),
+            ),
+            (
+                &backwards,
+                PARTS,
+                &[W4, W5, W6],
+                format!("backup.info says the backup ends in WAL segment {W4}, before it begins ({W6}): the catalog entry is corrupt"),
+            ),
+            (&no_range, PARTS, &[W4], "backup.info has no begin_wal/end_wal".into()),
+        ];
+        for (i, files, stored, first) in cases {
+            let problems = judge(i, files, stored);
+            assert_eq!(problems.first(), Some(&first), "{problems:?}");
+        }
+        // Every missing segment is named, in order.
+        assert_eq!(judge(&ok, PARTS, &[W5]).len(), 2);
+    }
+
+    #[test]
+    fn deep_reads_are_judged_on_label_decoding_and_segment_size() {
+        let part = |item: &str, read: Result<bool, String>| {
+            (format!("{PREFIX}/{item}.tar"), item.to_string(), read)
+        };
+        let seg = |read: Result<u64, String>| (format!("p/s/wals/x/{W4}"), read);
+        let ok = DeepReads {
+            parts: vec![part("16391", Ok(false)), part("data", Ok(true))],
+            segments: vec![seg(Ok(SEG))],
+        };
+        assert_eq!(judge_deep(PREFIX, SEG, &ok), Vec::<String>::new());
+        // (reads, the problems expected)
+        let cases: Vec<(DeepReads, Vec<String>)> = vec![
+            (
+                DeepReads {
+                    parts: vec![part("data", Ok(false))],
+                    segments: vec![],
+                },
+                vec![format!("no tar part of {PREFIX}/data* holds backup_label: the backup's last part is missing")],
+            ),
+            (
+                // A tablespace holding a file named backup_label does not count.
+                DeepReads {
+                    parts: vec![part("16391", Ok(true)), part("data", Ok(false))],
+                    segments: vec![],
+                },
+                vec![format!("no tar part of {PREFIX}/data* holds backup_label: the backup's last part is missing")],
+            ),
+            (
+                DeepReads {
+                    parts: vec![part("data", Err("corrupt deflate stream".into()))],
+                    segments: vec![],
+                },
+                vec![format!("cannot read tar part {PREFIX}/data.tar: corrupt deflate stream")],
+            ),
+            (
+                DeepReads {
+                    parts: vec![part("data", Ok(true))],
+                    segments: vec![seg(Ok(SEG - 1)), seg(Err("bad magic".into()))],
+                },
+                vec![
+                    format!("WAL segment p/s/wals/x/{W4} holds {} bytes, expected {SEG}", SEG - 1),
+                    format!("cannot read WAL segment p/s/wals/x/{W4}: bad magic"),
+                ],
+            ),
+        ];
+        for (reads, expected) in cases {
+            assert_eq!(judge_deep(PREFIX, SEG, &reads), expected);
+        }
+    }
+
+    #[test]
+    fn the_report_names_the_earliest_point_and_the_chain_with_its_gaps() {
+        let older = info("20260101T000000", W4, W4);
+        let mut newer = info("20260102T000000", W5, W5);
+        newer.end_time = None;
+        let mut older_done = older.clone();
+        older_done.end_time =
+            Some(chrono::DateTime::parse_from_rfc3339("2026-01-01T00:10:00+00:00").unwrap());
+        let backups = vec![older_done, newer];
+        let check = |id: &str, problems: &[&str]| BackupCheck {
+            backup_id: id.into(),
+            problems: problems.iter().map(|p| p.to_string()).collect(),
+        };
+        let w8 = "000000010000000000000008";
+        let stored = wals(&[W4, W5, W6, w8, "000000020000000000000009"]);
+        let r = judge_report(
+            &backups,
+            vec![check("20260101T000000", &[]), check("20260102T000000", &[])],
+            &stored,
+        );
+        assert_eq!(r.earliest.as_deref(), Some("2026-01-01 00:10:00 +00:00"));
+        let chain = r.chain.unwrap();
+        assert_eq!(
+            (
+                chain.timeline,
+                chain.from.as_str(),
+                chain.contiguous_until.as_deref()
+            ),
+            (1, W5, Some(W6))
+        );
+        assert_eq!(chain.gaps, vec!["000000010000000000000007".to_string()]);
+        assert_eq!(chain.until_archived_at, Some(stored[W6].archived_at));
+
+        // The oldest backup not restorable: no earliest point from it.
+        let r = judge_report(
+            &backups,
+            vec![
+                check("20260101T000000", &["missing"]),
+                check("20260102T000000", &[]),
+            ],
+            &stored,
+        );
+        assert_eq!(r.earliest, None);
+        // The newest backup's first segment missing: the chain starts with a gap.
+        let r = judge_report(&backups, vec![], &wals(&[W4, W6]));
+        let chain = r.chain.unwrap();
+        assert_eq!(chain.contiguous_until, None);
+        assert_eq!(chain.gaps, vec![W5.to_string()]);
+    }
 }
