@@ -15,7 +15,7 @@
 //! [`Classified::hint`].
 
 use crate::catalog;
-use crate::verify;
+use crate::verify::{self, CheckError};
 use barrelman_core::backup_info::{BackupInfo, BackupStatus};
 use barrelman_core::lsn::Lsn;
 use barrelman_core::retention;
@@ -82,7 +82,7 @@ pub struct ArchiveFacts {
 pub async fn examine(
     archive: &Archive,
     server: Option<ServerToCheck<'_>>,
-) -> Result<Vec<Finding>, StorageError> {
+) -> Result<Vec<Finding>, CheckError> {
     if let Err(e) = archive.probe().await {
         return Ok(vec![access_finding(&e)]);
     }
@@ -124,7 +124,7 @@ pub fn access_finding(e: &StorageError) -> Finding {
 
 /// Gathers [`ArchiveFacts`]: one catalog read, one WAL listing, verify's shallow
 /// checks, and the small reads the judgement needs.
-pub async fn gather(archive: &Archive) -> Result<ArchiveFacts, StorageError> {
+pub async fn gather(archive: &Archive) -> Result<ArchiveFacts, CheckError> {
     let (backups, unreadable) = catalog::load(archive).await?;
     let wals = verify::wal_index(archive).await?;
     let verdicts = verify::verify_loaded(archive, &backups, &unreadable, &wals, None, false)
@@ -146,7 +146,7 @@ pub async fn gather(archive: &Archive) -> Result<ArchiveFacts, StorageError> {
                 compression: c,
                 ..
             } = wals[&seg.to_string()].clone();
-            let sysid = segment_sysid(archive, &key, c).await;
+            let sysid = segment_sysid(archive, &key, c).await?;
             segment_systems.push((seg, key, sysid));
         }
     }
@@ -156,7 +156,7 @@ pub async fn gather(archive: &Archive) -> Result<ArchiveFacts, StorageError> {
             continue;
         };
         if name.kind() == WalKind::History {
-            let text = read_small(archive, &w.key, w.compression).await;
+            let text = read_small(archive, &w.key, w.compression).await?;
             histories.push((name, w.key.clone(), text));
         }
     }
@@ -350,13 +350,17 @@ fn history_name(key: &str) -> &str {
     key.rsplit('/').next().unwrap_or(key)
 }
 
-/// The system identifier in a WAL segment's first (long) page header.
+/// The system identifier in a WAL segment's first (long) page header. The inner
+/// result is the read's (a finding when it fails), the outer one a worker's panic.
 async fn segment_sysid(
     archive: &Archive,
     key: &str,
     c: Compression,
-) -> Result<Option<u64>, StorageError> {
-    let reader = archive.object_reader(key).await?;
+) -> Result<Result<Option<u64>, StorageError>, CheckError> {
+    let reader = match archive.object_reader(key).await {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
+    };
     let k = key.to_string();
     tokio::task::spawn_blocking(move || {
         let mut r =
@@ -373,11 +377,20 @@ async fn segment_sysid(
         Ok(LongPageHeader::parse(&head).map(|h| h.system_identifier))
     })
     .await
-    .map_err(|e| StorageError::Config(format!("internal: {e}")))?
+    .map_err(CheckError::Task)
 }
 
-async fn read_small(archive: &Archive, key: &str, c: Compression) -> Result<String, StorageError> {
-    let reader = archive.object_reader(key).await?;
+/// The text of a small object (at most 1 MiB of it), outer and inner results as
+/// in [`segment_sysid`].
+async fn read_small(
+    archive: &Archive,
+    key: &str,
+    c: Compression,
+) -> Result<Result<String, StorageError>, CheckError> {
+    let reader = match archive.object_reader(key).await {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
+    };
     let k = key.to_string();
     tokio::task::spawn_blocking(move || {
         let r = codec::decompress_reader(c, reader).map_err(|source| StorageError::Corrupt {
@@ -391,7 +404,7 @@ async fn read_small(archive: &Archive, key: &str, c: Compression) -> Result<Stri
         Ok(s)
     })
     .await
-    .map_err(|e| StorageError::Config(format!("internal: {e}")))?
+    .map_err(CheckError::Task)
 }
 
 /// What the archive looks like, for checking a server against it.

@@ -10,9 +10,45 @@ use crate::parts;
 use barrelman_core::backup_info::{BackupInfo, BackupStatus};
 use barrelman_core::layout::{ServerLayout, DATA_ITEM};
 use barrelman_core::wal::SegmentName;
+use barrelman_core::{Classified, ErrorClass};
 use barrelman_postgres::extract;
 use barrelman_storage::{codec, Archive, ObjectInfo, StorageError};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+
+/// Why `verify` or `doctor` could not finish looking at the archive. What they
+/// find wrong with it is not an error: it is their report.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// The store failed (its error names the object and the fix).
+    #[error("{0}")]
+    Storage(#[source] StorageError),
+    /// A worker reading an object on the blocking pool panicked (a bug).
+    #[error("internal: {0}")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+impl From<StorageError> for CheckError {
+    fn from(e: StorageError) -> Self {
+        Self::Storage(e)
+    }
+}
+
+impl Classified for CheckError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Self::Storage(e) => e.class(),
+            Self::Task(_) => ErrorClass::Internal,
+        }
+    }
+
+    fn hint(&self) -> Option<Cow<'static, str>> {
+        match self {
+            Self::Storage(e) => e.hint(),
+            Self::Task(_) => None,
+        }
+    }
+}
 
 /// The verdict on one backup.
 #[derive(Debug, Clone)]
@@ -51,7 +87,7 @@ pub async fn verify(
     archive: &Archive,
     which: Option<&str>,
     deep: bool,
-) -> Result<VerifyReport, StorageError> {
+) -> Result<VerifyReport, CheckError> {
     let (backups, unreadable) = catalog::load(archive).await?;
     let wals = wal_index(archive).await?;
     let mut report = verify_loaded(archive, &backups, &unreadable, &wals, which, deep).await?;
@@ -209,7 +245,7 @@ pub async fn verify_loaded(
     wals: &WalIndex,
     which: Option<&str>,
     deep: bool,
-) -> Result<VerifyReport, StorageError> {
+) -> Result<VerifyReport, CheckError> {
     let mut checks = Vec::new();
     for u in unreadable {
         checks.push(BackupCheck {
@@ -273,7 +309,7 @@ async fn read_deep(
     b: &BackupInfo,
     parts: Vec<parts::StoredPart>,
     wals: &WalIndex,
-) -> Result<DeepReads, StorageError> {
+) -> Result<DeepReads, CheckError> {
     let mut reads = DeepReads::default();
     for part in parts {
         let reader = archive.object_reader(&part.key).await?;
@@ -283,7 +319,7 @@ async fn read_deep(
             extract::scan_tar(r)
         })
         .await
-        .map_err(|e| StorageError::Config(format!("internal: {e}")))?;
+        .map_err(CheckError::Task)?;
         reads.parts.push((
             part.key,
             part.item,
@@ -312,7 +348,7 @@ async fn read_deep(
             std::io::copy(&mut r, &mut std::io::sink())
         })
         .await
-        .map_err(|e| StorageError::Config(format!("internal: {e}")))?;
+        .map_err(CheckError::Task)?;
         reads.segments.push((key, r.map_err(|e| e.to_string())));
     }
     Ok(reads)
@@ -586,5 +622,37 @@ mod tests {
         let chain = r.chain.unwrap();
         assert_eq!(chain.contiguous_until, None);
         assert_eq!(chain.gaps, vec![W5.to_string()]);
+    }
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_check_error_keeps_the_store_errors_class_text_and_hint() {
+        let e = CheckError::from(StorageError::BucketMissing {
+            bucket: "b".into(),
+            endpoint: "http://x".into(),
+        });
+        assert_eq!(e.class(), ErrorClass::Denied);
+        assert_eq!(
+            e.to_string(),
+            "the bucket 'b' does not exist at http://x; create it or fix the destination path"
+        );
+        assert_eq!(
+            e.hint().as_deref(),
+            Some("create the bucket, or fix the bucket name in destinationPath")
+        );
+        // The store's error stays reachable as the source (faces look for it).
+        let source = std::error::Error::source(&e).unwrap();
+        assert!(source.downcast_ref::<StorageError>().is_some());
+
+        let panicked = tokio::task::spawn_blocking(|| panic!("boom"))
+            .await
+            .unwrap_err();
+        let e = CheckError::Task(panicked);
+        assert_eq!(e.class(), ErrorClass::Internal);
+        assert!(e.to_string().starts_with("internal: "), "{e}");
     }
 }
