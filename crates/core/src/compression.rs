@@ -107,9 +107,13 @@ fn compressing() -> impl Iterator<Item = Compression> {
 /// What the user asked for with `--compression-level`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LevelRequest {
+    /// barman's `low`: the fastest level.
     Low,
+    /// barman's `medium`: the default.
     Medium,
+    /// barman's `high`: the smallest output.
     High,
+    /// An explicit level, clamped into the codec's range.
     Exact(i32),
 }
 

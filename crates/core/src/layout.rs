@@ -32,6 +32,7 @@ pub enum Provider {
 /// A parsed `destinationPath` / `DEST` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Destination {
+    /// Which object store the URL names.
     pub provider: Provider,
     /// Bucket or container; for `file://`, the local directory that acts as the root.
     pub bucket: String,
@@ -45,7 +46,9 @@ pub struct Destination {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid destination URL '{url}': {reason}")]
 pub struct InvalidDestination {
+    /// The URL as given.
     pub url: String,
+    /// Why it cannot be used.
     pub reason: String,
 }
 
@@ -162,7 +165,9 @@ impl Destination {
 pub struct InvalidName {
     /// `server name` or `destination path`.
     pub what: &'static str,
+    /// The value as given.
     pub value: String,
+    /// Why it cannot be used, and what to use instead.
     pub reason: &'static str,
 }
 
@@ -403,7 +408,9 @@ impl TarPart {
 /// known compression suffix. Anything else (`README`, `*.tmp`) is not one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredWal {
+    /// The WAL file's name.
     pub name: WalName,
+    /// The codec its suffix names.
     pub compression: Compression,
 }
 

@@ -132,8 +132,11 @@ impl fmt::Display for WalName {
 /// The numeric parts of a segment name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SegmentName {
+    /// The timeline (first 8 hex digits).
     pub timeline: u32,
+    /// The log id (next 8 hex digits).
     pub log: u32,
+    /// The segment within the log (last 8 hex digits).
     pub seg: u32,
 }
 

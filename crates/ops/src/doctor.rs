@@ -31,7 +31,9 @@ use std::io::Read;
 /// One problem found, with what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
+    /// What is wrong, naming the object or setting.
     pub problem: String,
+    /// What to do about it.
     pub fix: String,
 }
 
@@ -44,9 +46,11 @@ fn finding(problem: String, fix: &str) -> Finding {
 
 /// The server to check against the archive, when `doctor` connects to one.
 pub struct ServerToCheck<'a> {
+    /// What the server reports about its archiving.
     pub facts: &'a barrelman_postgres::session::ArchivingFacts,
     /// The destination URL as a command line names it (without the server name).
     pub destination_url: &'a str,
+    /// The server name as a command line names it.
     pub server_name: &'a str,
 }
 
@@ -414,6 +418,7 @@ pub struct ArchiveView<'a> {
     pub location: &'a str,
     /// The destination URL and server name as a command line would name them.
     pub destination_url: &'a str,
+    /// The server name as a command line names it.
     pub server_name: &'a str,
     /// Every WAL segment stored, by name.
     pub segments: &'a [SegmentName],

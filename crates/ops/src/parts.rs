@@ -13,17 +13,22 @@ use std::collections::BTreeMap;
 /// One stored tar part.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredPart {
+    /// The part's key.
     pub key: String,
     /// `data` or a tablespace oid.
     pub item: String,
+    /// The part number within the item.
     pub index: usize,
+    /// The codec its name says.
     pub compression: Compression,
+    /// Its stored size.
     pub size: u64,
 }
 
 /// The parts a restore reads (item by item, by part number) and what is wrong.
 #[derive(Debug, Clone, Default)]
 pub struct PartsCheck {
+    /// The parts found, sorted by item and part number.
     pub parts: Vec<StoredPart>,
     /// Empty when the backup's parts are complete; each names the object.
     pub problems: Vec<String>,

@@ -24,6 +24,7 @@ pub struct RestoreOptions {
     pub backup: String,
     /// For `auto`: the recovery target the backup must end before.
     pub target: TargetChoice,
+    /// The PGDATA directory to restore into (empty or new).
     pub destination: PathBuf,
     /// `--tablespace NAME:LOCATION` relocations.
     pub tablespace_map: Vec<(String, PathBuf)>,

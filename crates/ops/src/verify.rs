@@ -53,6 +53,7 @@ impl Classified for CheckError {
 /// The verdict on one backup.
 #[derive(Debug, Clone)]
 pub struct BackupCheck {
+    /// The backup's id (or what was asked for, when nothing matched).
     pub backup_id: String,
     /// Empty when the backup is restorable; the first entry names the first missing
     /// or broken object.
@@ -62,19 +63,25 @@ pub struct BackupCheck {
 /// WAL after the newest DONE backup, on its timeline.
 #[derive(Debug, Clone, Default)]
 pub struct Chain {
+    /// The timeline of the newest DONE backup.
     pub timeline: u32,
+    /// Its first segment: where the chain starts.
     pub from: String,
     /// The last segment reachable without a gap.
     pub contiguous_until: Option<String>,
     /// When that segment was archived: recovery can reach about this time (its last
     /// commits are a little earlier).
     pub until_archived_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Segments missing between the start and the newest stored one (at most 100).
     pub gaps: Vec<String>,
 }
 
+/// What `verify` found: a verdict per backup, the WAL chain, the recovery range.
 #[derive(Debug, Clone, Default)]
 pub struct VerifyReport {
+    /// One verdict per backup asked about (unreadable entries first).
     pub backups: Vec<BackupCheck>,
+    /// The WAL after the newest DONE backup, when there is one.
     pub chain: Option<Chain>,
     /// Earliest point one can restore to: the end of the oldest restorable backup.
     pub earliest: Option<String>,
@@ -98,8 +105,11 @@ pub async fn verify(
 /// One stored WAL file: its key, codec and when it was archived.
 #[derive(Debug, Clone)]
 pub struct IndexedWal {
+    /// Where it is stored.
     pub key: String,
+    /// The codec its suffix names.
     pub compression: barrelman_core::Compression,
+    /// When it was stored (the object's last-modified time).
     pub archived_at: chrono::DateTime<chrono::Utc>,
 }
 

@@ -17,7 +17,9 @@ use std::io::{self, Read};
     "the WAL segment holds {actual} bytes, but its header records segments of {expected} bytes"
 )]
 pub struct SegmentSizeMismatch {
+    /// The decoded length.
     pub actual: u64,
+    /// The segment size the header records.
     pub expected: u64,
 }
 
