@@ -324,6 +324,14 @@ mod tests {
         assert_eq!(Compression::Gzip.default_backup_level(), 6);
         assert_eq!(Compression::Bzip2.default_backup_level(), 9);
         assert_eq!(Compression::Lz4.default_backup_level(), 6);
+        // The ObjectStore check words the same list alphabetically.
+        let manifest = "apiVersion: barmancloud.cnpg.io/v1\nkind: ObjectStore\nmetadata:\n  name: s\nspec:\n  configuration:\n    destinationPath: s3://b/p\n    wal:\n      compression: brotli\n";
+        assert_eq!(
+            crate::objectstore::ObjectStore::from_yaml(manifest)
+                .unwrap_err()
+                .to_string(),
+            "spec.configuration.wal.compression is 'brotli': use one of bzip2, gzip, lz4, snappy, xz, zstd"
+        );
         assert_eq!(LevelRequest::named("medium"), Some(LevelRequest::Medium));
         assert_eq!(LevelRequest::named("MEDIUM"), None);
     }

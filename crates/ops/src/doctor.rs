@@ -16,7 +16,7 @@
 
 use crate::catalog;
 use crate::verify::{self, CheckError};
-use barrelman_core::backup_info::{BackupInfo, BackupStatus};
+use barrelman_core::backup_info::{BackupInfo, BackupStatus, DEFAULT_XLOG_SEGMENT_SIZE};
 use barrelman_core::lsn::Lsn;
 use barrelman_core::retention;
 use barrelman_core::wal::{SegmentName, WalKind, WalName};
@@ -304,7 +304,7 @@ pub fn judge_archive(facts: &ArchiveFacts) -> Vec<Finding> {
     let seg_size = done
         .last()
         .and_then(|b| b.xlog_segment_size)
-        .unwrap_or(16 << 20);
+        .unwrap_or(DEFAULT_XLOG_SEGMENT_SIZE);
     for (w, key, text) in &facts.histories {
         let text = match text {
             Ok(t) => t,

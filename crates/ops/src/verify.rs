@@ -7,7 +7,7 @@
 use crate::backup::wal_range;
 use crate::catalog;
 use crate::parts;
-use barrelman_core::backup_info::{BackupInfo, BackupStatus};
+use barrelman_core::backup_info::{BackupInfo, BackupStatus, DEFAULT_XLOG_SEGMENT_SIZE};
 use barrelman_core::layout::{ServerLayout, DATA_ITEM};
 use barrelman_core::wal::SegmentName;
 use barrelman_core::{Classified, ErrorClass};
@@ -309,7 +309,7 @@ pub async fn verify_loaded(
 
 /// The segment size a backup records (16 MiB when it does not).
 fn segment_size(b: &BackupInfo) -> u64 {
-    b.xlog_segment_size.unwrap_or(16 << 20)
+    b.xlog_segment_size.unwrap_or(DEFAULT_XLOG_SEGMENT_SIZE)
 }
 
 /// Gathers the deep facts: reads every part through its codec and tar reader, and
@@ -372,7 +372,7 @@ fn wal_order(name: &str) -> Option<(u32, u32)> {
 
 fn chain_after(newest: &BackupInfo, wals: &WalIndex) -> Option<Chain> {
     let begin = SegmentName::parse(newest.begin_wal.as_deref()?)?;
-    let seg_size = newest.xlog_segment_size.unwrap_or(16 << 20);
+    let seg_size = segment_size(newest);
     let on_tli: Vec<SegmentName> = wals
         .keys()
         .filter_map(|n| SegmentName::parse(n))
