@@ -1,6 +1,6 @@
 //! The set of tar parts a backup consists of, and the check that every one of them
 //! is stored. barrelman's backups list their parts with sizes in `backup.info`
-//! ([`PartsManifest`]); for backups barman wrote, each item's part numbers must run
+//! ([`PartsManifest`](barrelman_core::backup_info::PartsManifest)); for backups barman wrote, each item's part numbers must run
 //! without a gap from 0 (the part holding `backup_label`, the last one, is checked
 //! by reading: `verify --deep` and `restore`).
 

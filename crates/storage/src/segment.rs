@@ -68,7 +68,7 @@ impl<R: Read> Read for SegmentSizeCheck<R> {
     }
 }
 
-/// The mismatch inside an error from [`SegmentSizeCheck`], if that is what it is.
+/// The mismatch inside an error from the size-checking reader, if that is what it is.
 pub fn size_mismatch(err: &io::Error) -> Option<&SegmentSizeMismatch> {
     err.get_ref()?.downcast_ref::<SegmentSizeMismatch>()
 }
