@@ -6,7 +6,6 @@
 
 use barrelman_core::backup_info::BackupInfo;
 use barrelman_core::layout::{TarPart, BACKUP_INFO, DATA_ITEM};
-use barrelman_core::Compression;
 use barrelman_storage::ObjectInfo;
 use std::collections::BTreeMap;
 
@@ -15,12 +14,8 @@ use std::collections::BTreeMap;
 pub struct StoredPart {
     /// The part's key.
     pub key: String,
-    /// `data` or a tablespace oid.
-    pub item: String,
-    /// The part number within the item.
-    pub index: usize,
-    /// The codec its name says.
-    pub compression: Compression,
+    /// What its name says: item, part number, codec.
+    pub part: TarPart,
     /// Its stored size.
     pub size: u64,
 }
@@ -40,19 +35,12 @@ pub fn check(info: &BackupInfo, prefix: &str, objects: &[ObjectInfo]) -> PartsCh
     let mut found: BTreeMap<String, StoredPart> = BTreeMap::new();
     for o in objects {
         let file = o.key.rsplit('/').next().unwrap_or_default();
-        if let Some(TarPart {
-            item,
-            index,
-            compression,
-        }) = TarPart::parse(file)
-        {
+        if let Some(part) = TarPart::parse(file) {
             found.insert(
                 file.to_string(),
                 StoredPart {
                     key: o.key.clone(),
-                    item,
-                    index,
-                    compression,
+                    part,
                     size: o.size,
                 },
             );
@@ -97,8 +85,8 @@ pub fn check(info: &BackupInfo, prefix: &str, objects: &[ObjectInfo]) -> PartsCh
             for item in &needed {
                 let mut indices: Vec<usize> = found
                     .values()
-                    .filter(|p| p.item == *item)
-                    .map(|p| p.index)
+                    .filter(|p| p.part.item == *item)
+                    .map(|p| p.part.index)
                     .collect();
                 indices.sort_unstable();
                 indices.dedup();
@@ -116,7 +104,7 @@ pub fn check(info: &BackupInfo, prefix: &str, objects: &[ObjectInfo]) -> PartsCh
         }
     }
     out.parts
-        .sort_by(|a, b| (&a.item, a.index).cmp(&(&b.item, b.index)));
+        .sort_by(|a, b| (&a.part.item, a.part.index).cmp(&(&b.part.item, b.part.index)));
     out
 }
 

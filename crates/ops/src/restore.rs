@@ -244,9 +244,9 @@ pub fn plan_parts(
         skipped: Vec::new(),
     };
     for p in checked.parts {
-        let target = if p.item == DATA_ITEM {
+        let target = if p.part.item == DATA_ITEM {
             facts.destination.0.clone()
-        } else if let Some(t) = plan.tablespace_dirs.get(&p.item) {
+        } else if let Some(t) = plan.tablespace_dirs.get(&p.part.item) {
             t.clone()
         } else {
             plan.skipped.push(p.key);
@@ -254,7 +254,7 @@ pub fn plan_parts(
         };
         plan.parts.push(PartToFetch {
             key: p.key,
-            compression: p.compression,
+            compression: p.part.compression,
             target,
             size: p.size,
         });

@@ -323,7 +323,7 @@ async fn read_deep(
     let mut reads = DeepReads::default();
     for part in parts {
         let reader = archive.object_reader(&part.key).await?;
-        let c = part.compression;
+        let c = part.part.compression;
         let r = tokio::task::spawn_blocking(move || {
             let r = codec::decompress_reader(c, reader)?;
             extract::scan_tar(r)
@@ -332,7 +332,7 @@ async fn read_deep(
         .map_err(CheckError::Task)?;
         reads.parts.push((
             part.key,
-            part.item,
+            part.part.item,
             r.map(|scan| scan.has_backup_label)
                 .map_err(|e| e.to_string()),
         ));
