@@ -55,14 +55,11 @@ pub fn compression_level(s: &str) -> Result<LevelRequest, String> {
             .map(LevelRequest::Exact)
             .map_err(|_| format!("'{s}' is out of range"));
     }
-    match lower.as_str() {
-        "low" => Ok(LevelRequest::Low),
-        "medium" => Ok(LevelRequest::Medium),
-        "high" => Ok(LevelRequest::High),
-        _ => Err(format!(
+    LevelRequest::named(&lower).ok_or_else(|| {
+        format!(
             "Invalid value: '{lower}' (must be one in [low, medium, high] or an acceptable integer)"
-        )),
-    }
+        )
+    })
 }
 
 /// `--tag`/`--history-tag` (`check_tag`): `KEY,VALUE` split at the first comma, both

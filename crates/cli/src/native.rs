@@ -691,12 +691,9 @@ async fn backup(a: BackupArgs) -> Result<()> {
         a.compression.as_deref(),
         data.as_ref().and_then(|d| d.compression.as_deref()),
     )?;
-    if barrelman_ops::plan::tar_suffix(compression).is_none() {
-        return Err(InputError(format!(
-            "{compression} cannot be used for base backups: use gzip, bzip2, snappy, lz4 or none"
-        ))
-        .into());
-    }
+    compression
+        .for_backups()
+        .map_err(|e| InputError(e.to_string()))?;
     if let Some(n) = &a.name {
         barrelman_ops::plan::check_backup_name(n).map_err(InputError)?;
     }

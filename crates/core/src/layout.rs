@@ -2,7 +2,9 @@
 //!
 //! All keys are `<path>/<server_name>/...` with path-join semantics (an empty path
 //! gives `<server_name>/...`), `/` as the delimiter. WAL segments sit under a hash
-//! directory (`wals/<TLI><LOG>/`), history files directly under `wals/`.
+//! directory (`wals/<TLI><LOG>/`), history files directly under `wals/`. A base
+//! backup is a directory `base/<backup id>/` holding `backup.info`, the keep marker
+//! `annotations/keep` and its tar parts ([`TarPart`]).
 
 use crate::compression::Compression;
 use crate::wal::WalName;
@@ -30,6 +32,7 @@ pub enum Provider {
 /// A parsed `destinationPath` / `DEST` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Destination {
+    /// Which object store the URL names.
     pub provider: Provider,
     /// Bucket or container; for `file://`, the local directory that acts as the root.
     pub bucket: String,
@@ -43,7 +46,9 @@ pub struct Destination {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid destination URL '{url}': {reason}")]
 pub struct InvalidDestination {
+    /// The URL as given.
     pub url: String,
+    /// Why it cannot be used.
     pub reason: String,
 }
 
@@ -160,7 +165,9 @@ impl Destination {
 pub struct InvalidName {
     /// `server name` or `destination path`.
     pub what: &'static str,
+    /// The value as given.
     pub value: String,
+    /// Why it cannot be used, and what to use instead.
     pub reason: &'static str,
 }
 
@@ -277,6 +284,37 @@ impl ServerLayout {
         format!("{}/{}{}", self.wal_dir(wal), wal, compression.suffix())
     }
 
+    /// `<path>/<server>/base/<backup_id>`: every object of one backup is below it.
+    pub fn backup_dir(&self, backup_id: &str) -> String {
+        format!("{}/{backup_id}", self.base_prefix())
+    }
+
+    /// `<path>/<server>/base/<backup_id>/backup.info`: the backup's catalog entry.
+    pub fn backup_info_key(&self, backup_id: &str) -> String {
+        format!("{}/{BACKUP_INFO}", self.backup_dir(backup_id))
+    }
+
+    /// `<path>/<server>/base/<backup_id>/annotations/keep`: the keep marker, whose
+    /// body is the recovery target (`full` or `standalone`).
+    pub fn keep_key(&self, backup_id: &str) -> String {
+        format!("{}/{KEEP_MARKER}", self.backup_dir(backup_id))
+    }
+
+    /// The key of one tar part of a backup.
+    pub fn tar_part_key(&self, backup_id: &str, part: &TarPart) -> String {
+        format!("{}/{}", self.backup_dir(backup_id), part.file_name())
+    }
+
+    /// Where `key` sits under `base/`: the backup id and the rest of the key below
+    /// the backup's directory (`backup.info`, `data_0001.tar.gz`,
+    /// `annotations/keep`). `None` for keys outside any backup directory.
+    pub fn backup_object<'k>(&self, key: &'k str) -> Option<(&'k str, &'k str)> {
+        let rest = key
+            .strip_prefix(self.base_prefix().as_str())?
+            .strip_prefix('/')?;
+        rest.split_once('/')
+    }
+
     /// A prefix that every stored variant of `wal` starts with (and, for segments,
     /// also its `.partial` and `.backup` siblings, which callers filter out).
     pub fn wal_variants_prefix(&self, wal: &WalName) -> String {
@@ -284,11 +322,95 @@ impl ServerLayout {
     }
 }
 
+/// The file name of a backup's catalog entry inside its directory.
+pub const BACKUP_INFO: &str = "backup.info";
+
+/// The keep marker's path inside a backup's directory.
+pub const KEEP_MARKER: &str = "annotations/keep";
+
+/// The directory of a backup's annotations (the keep marker) inside its directory:
+/// annotations are not part of the backup's data and outlive a tar-part clean-up.
+pub const ANNOTATIONS_DIR: &str = "annotations/";
+
+/// True when `key` is a keep marker (`.../annotations/keep`).
+pub fn is_keep_marker(key: &str) -> bool {
+    key.strip_suffix(KEEP_MARKER)
+        .is_some_and(|head| head.ends_with('/'))
+}
+
+/// True when `key` lies in a backup's annotations directory.
+pub fn is_annotation(key: &str) -> bool {
+    key.contains(&format!("/{ANNOTATIONS_DIR}"))
+}
+
+/// The tar item that holds PGDATA; tablespaces are items named by their oid.
+pub const DATA_ITEM: &str = "data";
+
+/// One tar part of a base backup: `data.tar.gz`, `data_0001.tar.gz`,
+/// `16391_0002.tar`. An item (`data` or a tablespace oid) is written as parts
+/// numbered from 0; part 0 has no number in its name. The suffix after `.tar` is
+/// the codec's ([`Compression::tar_suffix`]), and only codecs barman-cloud reads
+/// for backups are recognised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TarPart {
+    /// `data` or a tablespace oid.
+    pub item: String,
+    /// The part number within the item, from 0.
+    pub index: usize,
+    /// The codec its name's suffix names.
+    pub compression: Compression,
+}
+
+impl TarPart {
+    /// Reads a part's file name (the last key segment). `None` for anything else:
+    /// `backup.info`, unknown extensions (`data.tar.zst`), other files.
+    pub fn parse(file: &str) -> Option<Self> {
+        let (stem, ext) = file.split_once(".tar")?;
+        let compression = crate::compression::ALL_COMPRESSIONS
+            .into_iter()
+            .find(|c| c.tar_suffix().is_some() && c.suffix() == ext)?;
+        match stem.rsplit_once('_') {
+            Some((item, n)) if n.len() == 4 && n.bytes().all(|b| b.is_ascii_digit()) => {
+                Some(Self {
+                    item: item.to_string(),
+                    index: n.parse().ok()?,
+                    compression,
+                })
+            }
+            _ => Some(Self {
+                item: stem.to_string(),
+                index: 0,
+                compression,
+            }),
+        }
+    }
+
+    /// The name without `.tar` and codec suffix: `data`, `data_0001`.
+    pub fn stem(item: &str, index: usize) -> String {
+        if index == 0 {
+            item.to_string()
+        } else {
+            format!("{item}_{index:04}")
+        }
+    }
+
+    /// The part's file name: `data.tar.gz`, `16391_0002.tar`.
+    pub fn file_name(&self) -> String {
+        format!(
+            "{}.tar{}",
+            Self::stem(&self.item, self.index),
+            self.compression.suffix()
+        )
+    }
+}
+
 /// A key under `wals/` recognised as a WAL-type object: a WAL name plus at most one
 /// known compression suffix. Anything else (`README`, `*.tmp`) is not one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredWal {
+    /// The WAL file's name.
     pub name: WalName,
+    /// The codec its suffix names.
     pub compression: Compression,
 }
 
@@ -374,6 +496,99 @@ mod tests {
         assert_eq!(l.wals_prefix(), "srv1/wals");
         let l = ServerLayout::new("pfx/", "srv1");
         assert_eq!(l.base_prefix(), "pfx/srv1/base");
+    }
+
+    #[test]
+    fn builds_and_reads_backup_keys() {
+        let l = ServerLayout::new("pfx", "srv1");
+        let id = "20260101T000000";
+        assert_eq!(l.backup_dir(id), "pfx/srv1/base/20260101T000000");
+        assert_eq!(
+            l.backup_info_key(id),
+            "pfx/srv1/base/20260101T000000/backup.info"
+        );
+        assert_eq!(
+            l.keep_key(id),
+            "pfx/srv1/base/20260101T000000/annotations/keep"
+        );
+        assert_eq!(
+            l.backup_object(&l.keep_key(id)),
+            Some((id, "annotations/keep"))
+        );
+        assert_eq!(
+            l.backup_object("pfx/srv1/base/x/data.tar"),
+            Some(("x", "data.tar"))
+        );
+        assert_eq!(l.backup_object("pfx/srv1/base/loose"), None);
+        assert_eq!(l.backup_object("pfx/srv1/basement/x/y"), None);
+        assert_eq!(l.backup_object("pfx/srv1/wals/x/y"), None);
+        assert!(is_keep_marker(&l.keep_key(id)));
+        assert!(!is_keep_marker("pfx/srv1/base/x/notannotations/keep"));
+        assert!(is_annotation(&l.keep_key(id)));
+        assert!(!is_annotation(&l.backup_info_key(id)));
+        let part = TarPart {
+            item: "16391".into(),
+            index: 2,
+            compression: Compression::Gzip,
+        };
+        assert_eq!(
+            l.tar_part_key(id, &part),
+            "pfx/srv1/base/20260101T000000/16391_0002.tar.gz"
+        );
+    }
+
+    #[test]
+    fn tar_part_names_round_trip() {
+        for (file, item, index, compression) in [
+            ("data.tar", "data", 0, Compression::None),
+            ("data.tar.gz", "data", 0, Compression::Gzip),
+            ("data_0001.tar.lz4", "data", 1, Compression::Lz4),
+            ("data_0012.tar.bz2", "data", 12, Compression::Bzip2),
+            ("16391_0002.tar", "16391", 2, Compression::None),
+            ("16391.tar.snappy", "16391", 0, Compression::Snappy),
+            // Not four digits: part of the item's name.
+            ("my_item_12.tar", "my_item_12", 0, Compression::None),
+        ] {
+            let p = TarPart::parse(file).unwrap_or_else(|| panic!("{file}"));
+            assert_eq!(
+                (p.item.as_str(), p.index, p.compression),
+                (item, index, compression),
+                "{file}"
+            );
+            assert_eq!(p.file_name(), file);
+        }
+        for other in [
+            "backup.info",
+            "data.tar.zst",
+            "data.tar.xz",
+            "data.tar.gz.tmp",
+            "data",
+            "annotations",
+        ] {
+            assert_eq!(TarPart::parse(other), None, "{other}");
+        }
+        assert_eq!(TarPart::stem("data", 0), "data");
+        assert_eq!(TarPart::stem("data", 3), "data_0003");
+    }
+
+    #[test]
+    fn every_backup_codec_names_parts_that_parse_back() {
+        // A codec allowed for backups must be recognised by restore.
+        for c in crate::compression::ALL_COMPRESSIONS {
+            let part = TarPart {
+                item: DATA_ITEM.into(),
+                index: 7,
+                compression: c,
+            };
+            let parsed = TarPart::parse(&part.file_name());
+            match c.tar_suffix() {
+                Some(sfx) => {
+                    assert_eq!(parsed.as_ref(), Some(&part), "{c}");
+                    assert!(part.file_name().ends_with(sfx));
+                }
+                None => assert_eq!(parsed, None, "{c}"),
+            }
+        }
     }
 
     #[test]

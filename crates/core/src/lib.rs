@@ -11,6 +11,7 @@ pub mod objectstore;
 pub mod pyliteral;
 pub mod retention;
 pub mod wal;
+pub mod walpage;
 
-pub use compression::{Compression, LevelRequest};
+pub use compression::{Compression, LevelRequest, NotForBackups};
 pub use error::{Classified, ErrorClass};

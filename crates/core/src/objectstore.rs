@@ -178,7 +178,7 @@ impl ObjectStore {
                     .map_err(|_| ObjectStoreError::BadValue {
                         field: "spec.configuration.wal.compression",
                         value: c.clone(),
-                        hint: "use one of bzip2, gzip, lz4, snappy, xz, zstd",
+                        hint: crate::compression::sorted_wal_choice_hint(),
                     })?;
             }
             if wal.max_parallel == Some(0) {

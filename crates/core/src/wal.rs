@@ -105,6 +105,14 @@ impl WalName {
         }
     }
 
+    /// The `.partial` file a promotion leaves for this segment (restore serves it
+    /// when the segment itself is not archived); `None` for other kinds.
+    pub fn partial(&self) -> Option<WalName> {
+        (self.kind() == WalKind::Segment).then(|| Self {
+            name: format!("{}.partial", self.name),
+        })
+    }
+
     /// barman's hash directory: timeline and log id, upper-case (`0000000100000000`);
     /// empty for history files, which live directly under `wals/`.
     pub fn hash_dir(&self) -> String {
@@ -124,8 +132,11 @@ impl fmt::Display for WalName {
 /// The numeric parts of a segment name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SegmentName {
+    /// The timeline (first 8 hex digits).
     pub timeline: u32,
+    /// The log id (next 8 hex digits).
     pub log: u32,
+    /// The segment within the log (last 8 hex digits).
     pub seg: u32,
 }
 
@@ -180,6 +191,23 @@ impl fmt::Display for SegmentName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_segment_has_a_partial_sibling_and_other_kinds_none() {
+        let seg = WalName::parse("000000010000000000000004").unwrap();
+        let partial = seg.partial().unwrap();
+        assert_eq!(partial.as_str(), "000000010000000000000004.partial");
+        assert_eq!(WalName::parse(partial.as_str()), Ok(partial.clone()));
+        assert_eq!(partial.kind(), WalKind::Partial);
+        assert_eq!(partial.partial(), None);
+        assert_eq!(WalName::parse("00000002.history").unwrap().partial(), None);
+        assert_eq!(
+            WalName::parse("000000010000000000000004.00000028.backup")
+                .unwrap()
+                .partial(),
+            None
+        );
+    }
 
     #[test]
     fn accepts_every_wal_kind() {

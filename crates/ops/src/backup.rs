@@ -9,6 +9,7 @@
 use crate::plan;
 use crate::progress::Progress;
 use barrelman_core::backup_info::{BackupInfo, BackupStatus, PartsManifest, Tablespace};
+use barrelman_core::layout::{TarPart, DATA_ITEM};
 use barrelman_core::lsn::Lsn;
 use barrelman_core::pyliteral::PyValue;
 use barrelman_core::wal::WalName;
@@ -83,11 +84,7 @@ impl BackupError {
 }
 
 fn default_level(c: Compression, given: Option<i32>) -> i32 {
-    given.unwrap_or(match c {
-        Compression::Gzip => 6,
-        Compression::Bzip2 => 9,
-        other => other.default_level(),
-    })
+    given.unwrap_or(c.default_backup_level())
 }
 
 /// Takes a base backup of the server behind `session` into `archive`.
@@ -97,12 +94,9 @@ pub async fn take_backup(
     opts: &BackupOptions,
     progress: &Progress,
 ) -> Result<BackupInfo, BackupError> {
-    let suffix = plan::tar_suffix(opts.compression).ok_or_else(|| {
-        BackupError::early(format!(
-            "{} cannot be used for base backups: use gzip, bzip2, snappy, lz4 or none",
-            opts.compression
-        ))
-    })?;
+    opts.compression
+        .for_backups()
+        .map_err(|e| BackupError::early(e.to_string()))?;
     if let Some(n) = &opts.name {
         plan::check_backup_name(n).map_err(BackupError::early)?;
     }
@@ -131,11 +125,7 @@ pub async fn take_backup(
     // STARTED is written once, create-only, and not again until FAILED or DONE: a
     // rewrite could bring back a backup.info that a `delete --force` just removed.
     let backup_id = claim_backup_id(archive, &mut info, first_choice, &opts.tags).await?;
-    let info_key = format!(
-        "{}/{}/backup.info",
-        archive.layout().base_prefix(),
-        backup_id
-    );
+    let info_key = archive.layout().backup_info_key(&backup_id);
     tracing::info!(
         "backup {backup_id} started at {} ({})",
         start.lsn,
@@ -143,10 +133,7 @@ pub async fn take_backup(
     );
 
     let began = Instant::now();
-    let copied = copy_and_stop(
-        archive, session, opts, progress, &server, &backup_id, suffix,
-    )
-    .await;
+    let copied = copy_and_stop(archive, session, opts, progress, &server, &backup_id).await;
     let done = match copied {
         Ok(done) => done,
         Err(message) => return Err(fail(archive, &info_key, info, message, &opts.tags).await),
@@ -220,7 +207,7 @@ async fn claim_backup_id(
     for _ in 0..ID_ATTEMPTS {
         let id = at.format(BACKUP_ID_FORMAT).to_string();
         at += chrono::Duration::seconds(1);
-        let dir = format!("{base}/{id}");
+        let dir = archive.layout().backup_dir(&id);
         let occupied = !archive
             .list_objects(&dir)
             .await
@@ -233,7 +220,7 @@ async fn claim_backup_id(
             continue;
         }
         info.backup_id = id.clone();
-        let key = format!("{dir}/backup.info");
+        let key = archive.layout().backup_info_key(&id);
         let created = archive
             .put_small_create(&key, Bytes::from(info.to_file_text()), tags)
             .await
@@ -268,7 +255,9 @@ async fn check_stored(
     info_key: &str,
     parts: &[(String, u64)],
 ) -> Result<(), StoredCheck> {
-    let dir = info_key.trim_end_matches("/backup.info");
+    let dir = info_key
+        .strip_suffix(barrelman_core::layout::BACKUP_INFO)
+        .map_or(info_key, |d| d.trim_end_matches('/'));
     let listed = archive.list_objects(dir).await.map_err(|e| {
         StoredCheck::Incomplete(format!(
             "cannot list {dir} to check the uploaded parts: {e}"
@@ -413,12 +402,10 @@ async fn copy_and_stop(
     progress: &Progress,
     server: &ServerInfo,
     backup_id: &str,
-    suffix: &'static str,
 ) -> Result<Copied, String> {
     let pgdata = PathBuf::from(&server.data_directory);
     let major = (server.version_num / 10000).to_string();
     let prefix = walk::tablespace_version_prefix(&major);
-    let base = format!("{}/{}", archive.layout().base_prefix(), backup_id);
     let mut item_times = Vec::new();
     let mut parts = Vec::new();
     let upload_err = |e: String| format!("failure uploading data ({e})");
@@ -438,7 +425,7 @@ async fn copy_and_stop(
                 loc.display()
             ))
         })?;
-        let mut item = Item::new(archive, opts, &base, ts.oid.to_string(), suffix, progress);
+        let mut item = Item::new(archive, opts, backup_id, ts.oid.to_string(), progress);
         parts.extend(item.copy(entries).await.map_err(upload_err)?);
         item_times.push((ts.oid.to_string(), t0.elapsed().as_secs_f64()));
     }
@@ -446,7 +433,7 @@ async fn copy_and_stop(
     let t0 = Instant::now();
     let entries = walk::walk_pgdata(&pgdata, &inside)
         .map_err(|e| upload_err(format!("cannot read PGDATA {}: {e}", pgdata.display())))?;
-    let mut data = Item::new(archive, opts, &base, "data".into(), suffix, progress);
+    let mut data = Item::new(archive, opts, backup_id, DATA_ITEM.into(), progress);
     parts.extend(data.copy(entries).await.map_err(upload_err)?);
 
     // pg_control is read after every data file (as pg_basebackup does) and before
@@ -498,7 +485,7 @@ async fn copy_and_stop(
         .await
         .map_err(upload_err)?;
     parts.push(last);
-    item_times.push(("data".into(), t0.elapsed().as_secs_f64()));
+    item_times.push((DATA_ITEM.into(), t0.elapsed().as_secs_f64()));
     Ok(Copied {
         label: stop.label,
         stop_lsn: stop.lsn,
@@ -515,9 +502,8 @@ type Tar = TarWriter<CompressWriter<barrelman_storage::ObjectWriter>>;
 struct Item<'a> {
     archive: &'a Archive,
     opts: &'a BackupOptions,
-    base: &'a str,
+    backup_id: &'a str,
     name: String,
-    suffix: &'static str,
     progress: &'a Progress,
     next_index: Arc<AtomicUsize>,
 }
@@ -526,17 +512,15 @@ impl<'a> Item<'a> {
     fn new(
         archive: &'a Archive,
         opts: &'a BackupOptions,
-        base: &'a str,
+        backup_id: &'a str,
         name: String,
-        suffix: &'static str,
         progress: &'a Progress,
     ) -> Self {
         Self {
             archive,
             opts,
-            base,
+            backup_id,
             name,
-            suffix,
             progress,
             next_index: Arc::new(AtomicUsize::new(0)),
         }
@@ -640,9 +624,8 @@ impl<'a> Item<'a> {
     fn worker_ctx(&self, part_size: usize) -> WorkerCtx {
         WorkerCtx {
             archive: self.archive.clone(),
-            base: self.base.to_string(),
+            backup_id: self.backup_id.to_string(),
             name: self.name.clone(),
-            suffix: self.suffix,
             compression: self.opts.compression,
             level: default_level(self.opts.compression, self.opts.level),
             max_archive_size: self.opts.max_archive_size,
@@ -662,9 +645,8 @@ impl<'a> Item<'a> {
 /// What a blocking tar worker needs.
 struct WorkerCtx {
     archive: Archive,
-    base: String,
+    backup_id: String,
     name: String,
-    suffix: &'static str,
     compression: Compression,
     level: i32,
     max_archive_size: u64,
@@ -677,11 +659,12 @@ struct WorkerCtx {
 
 impl WorkerCtx {
     fn open_part(&self, index: usize) -> io::Result<(String, Tar, UploadHandle)> {
-        let key = format!(
-            "{}/{}",
-            self.base,
-            plan::part_file_name(&self.name, index, self.suffix)
-        );
+        let part = TarPart {
+            item: self.name.clone(),
+            index,
+            compression: self.compression,
+        };
+        let key = self.archive.layout().tar_part_key(&self.backup_id, &part);
         let (writer, handle) = self.archive.object_writer(&key, self.part_size, &self.tags);
         let cw = CompressWriter::new(self.compression, self.level, writer)?;
         Ok((key, TarWriter::new(cw), handle))

@@ -3,6 +3,7 @@
 //! or recovery target.
 
 use barrelman_core::backup_info::{BackupInfo, BackupStatus};
+use barrelman_core::layout;
 use barrelman_core::lsn::Lsn;
 use barrelman_storage::{Archive, StorageError};
 use chrono::{DateTime, FixedOffset};
@@ -12,11 +13,10 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 /// `backup.info` are skipped (a backup in progress before barman 3.19 has none);
 /// unreadable ones are reported in the second list.
 pub async fn load(archive: &Archive) -> Result<(Vec<BackupInfo>, Vec<String>), StorageError> {
-    let base = archive.layout().base_prefix();
-    let ids = archive.list_dirs(&base).await?;
+    let ids = archive.list_dirs(&archive.layout().base_prefix()).await?;
     let loaded: Vec<(String, Option<bytes::Bytes>)> = stream::iter(ids)
         .map(|id| {
-            let key = format!("{base}/{id}/backup.info");
+            let key = archive.layout().backup_info_key(&id);
             async move { archive.get_small(&key).await.map(|b| (id, b)) }
         })
         .buffered(16)
@@ -44,11 +44,10 @@ pub type BaseObjects = std::collections::BTreeMap<String, Vec<barrelman_storage:
 
 /// Lists `base/` once into [`BaseObjects`].
 pub async fn base_objects(archive: &Archive) -> Result<BaseObjects, StorageError> {
-    let base = archive.layout().base_prefix();
+    let layout = archive.layout();
     let mut out = BaseObjects::new();
-    for o in archive.list_objects(&base).await? {
-        let rest = o.key.strip_prefix(&format!("{base}/")).unwrap_or(&o.key);
-        if let Some((id, _)) = rest.split_once('/') {
+    for o in archive.list_objects(&layout.base_prefix()).await? {
+        if let Some((id, _)) = layout.backup_object(&o.key) {
             out.entry(id.to_string()).or_default().push(o);
         }
     }
@@ -63,7 +62,7 @@ pub async fn keep_targets(
 ) -> Result<std::collections::BTreeMap<String, String>, StorageError> {
     let mut out = std::collections::BTreeMap::new();
     for (id, objs) in objects {
-        for o in objs.iter().filter(|o| o.key.ends_with("/annotations/keep")) {
+        for o in objs.iter().filter(|o| layout::is_keep_marker(&o.key)) {
             if let Some(body) = archive.get_small(&o.key).await? {
                 let text = String::from_utf8_lossy(&body);
                 let target = text.lines().next().unwrap_or("").trim().to_string();
@@ -78,10 +77,7 @@ pub async fn keep_targets(
 
 /// The key of a backup's keep annotation.
 pub fn keep_key(archive: &Archive, backup_id: &str) -> String {
-    format!(
-        "{}/{backup_id}/annotations/keep",
-        archive.layout().base_prefix()
-    )
+    archive.layout().keep_key(backup_id)
 }
 
 /// Total stored bytes of each backup (its tar parts and `backup.info`), by id.

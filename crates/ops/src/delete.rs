@@ -191,18 +191,17 @@ async fn remove(
     objects: &catalog::BaseObjects,
     report: &mut DeleteReport,
 ) -> Result<(), DeleteError> {
-    let base = archive.layout().base_prefix();
     let batch = req
         .batch_size
         .unwrap_or(barrelman_storage::objects::MAX_DELETE_BATCH);
     for d in &report.deletions {
-        let info_key = format!("{base}/{}/backup.info", d.backup_id);
+        let info_key = archive.layout().backup_info_key(&d.backup_id);
         let mut keys: Vec<String> = objects
             .get(&d.backup_id)
             .into_iter()
             .flatten()
             .map(|o| o.key.clone())
-            .filter(|k| *k != info_key && !k.contains("/annotations/"))
+            .filter(|k| *k != info_key && !barrelman_core::layout::is_annotation(k))
             .collect();
         keys.push(info_key);
         if !req.dry_run {

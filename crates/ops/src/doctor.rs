@@ -7,22 +7,33 @@
 //! 4. access: endpoint unreachable, credentials refused, bucket missing — told apart;
 //! 5. with a connection to the server: archiving off, empty, pointed elsewhere,
 //!    failing or piling up, or a server of another database system on this name.
+//!
+//! Each check is split in two: [`gather`] reads what it needs (listings, small
+//! reads, the server's facts come from the caller) into [`ArchiveFacts`], and the
+//! pure [`judge_archive`] and [`examine_server`] turn facts into findings. A store
+//! that cannot be reached is one finding whose fix is the error's
+//! [`Classified::hint`].
 
 use crate::catalog;
-use crate::verify;
-use barrelman_core::backup_info::BackupStatus;
+use crate::verify::{self, CheckError};
+use barrelman_core::backup_info::{BackupInfo, BackupStatus, DEFAULT_XLOG_SEGMENT_SIZE};
 use barrelman_core::lsn::Lsn;
 use barrelman_core::retention;
-use barrelman_core::wal::{SegmentName, WalKind};
-use barrelman_core::Compression;
-use barrelman_storage::{codec, Archive, StorageError};
+use barrelman_core::wal::{SegmentName, WalKind, WalName};
+use barrelman_core::walpage::{LongPageHeader, LONG_HEADER_LEN};
+use barrelman_core::{Classified, Compression};
+use barrelman_storage::{codec, Archive, DifferingVariants, StorageError};
+use chrono::{DateTime, FixedOffset};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Read;
 
 /// One problem found, with what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
+    /// What is wrong, naming the object or setting.
     pub problem: String,
+    /// What to do about it.
     pub fix: String,
 }
 
@@ -35,10 +46,39 @@ fn finding(problem: String, fix: &str) -> Finding {
 
 /// The server to check against the archive, when `doctor` connects to one.
 pub struct ServerToCheck<'a> {
+    /// What the server reports about its archiving.
     pub facts: &'a barrelman_postgres::session::ArchivingFacts,
     /// The destination URL as a command line names it (without the server name).
     pub destination_url: &'a str,
+    /// The server name as a command line names it.
     pub server_name: &'a str,
+}
+
+/// Everything `doctor` judges an archive on, gathered with listings and small
+/// reads: the catalog, the WAL index, verify's verdicts, differing variants, the
+/// system identifier of each timeline's newest segment and every history file.
+#[derive(Debug)]
+pub struct ArchiveFacts {
+    /// Where the archive is, for messages (`s3://bucket/path/server`).
+    pub location: String,
+    /// The catalog, by id.
+    pub backups: Vec<BackupInfo>,
+    /// `backup.info` files that cannot be read (`<id>: <why>`).
+    pub unreadable: Vec<String>,
+    /// Every stored WAL file by name.
+    pub wals: verify::WalIndex,
+    /// verify's verdict on every backup (no deep reads).
+    pub verdicts: Vec<verify::BackupCheck>,
+    /// WAL names stored in several variants with different content.
+    pub differing: Vec<DifferingVariants>,
+    /// For the newest segment of each timeline (read only when the newest DONE
+    /// backup records a system identifier): its key and the identifier its first
+    /// page header records (`None` when it has no long header).
+    pub segment_systems: Vec<(SegmentName, String, Result<Option<u64>, StorageError>)>,
+    /// Every timeline history file: its name, key and text.
+    pub histories: Vec<(WalName, String, Result<String, StorageError>)>,
+    /// When the facts were gathered (the age of STARTED backups).
+    pub now: DateTime<FixedOffset>,
 }
 
 /// Examines the archive, and the server's archiving when `server` is given. An
@@ -46,38 +86,121 @@ pub struct ServerToCheck<'a> {
 pub async fn examine(
     archive: &Archive,
     server: Option<ServerToCheck<'_>>,
-) -> Result<Vec<Finding>, StorageError> {
-    let mut out = Vec::new();
+) -> Result<Vec<Finding>, CheckError> {
     if let Err(e) = archive.probe().await {
-        let fix = match &e {
-            StorageError::Unreachable { .. } => "check the endpoint URL (endpointURL / --endpoint-url), DNS and the network path",
-            StorageError::AccessDenied { denial, .. } => denial.fix(),
-            StorageError::NoCredentials { .. } => {
-                "give the ObjectStore s3Credentials (or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), or an IAM role"
-            }
-            StorageError::BucketMissing { .. } => "create the bucket, or fix the bucket name in destinationPath",
-            _ => "check the store settings",
-        };
-        let problem = match &e {
-            // The error's own sentence ends with the fix, shown on its own line here.
-            StorageError::AccessDenied { location, denial } => {
-                format!("access to {location} was denied: {}", denial.cause())
-            }
-            _ => e.to_string(),
-        };
-        out.push(finding(problem, fix));
-        return Ok(out);
+        return Ok(vec![access_finding(&e)]);
     }
+    let facts = gather(archive).await?;
+    let mut out = judge_archive(&facts);
+    // 5. The server's side: is it archiving here at all?
+    if let Some(server) = server {
+        let segments = segments(&facts.wals);
+        let view = ArchiveView {
+            location: &facts.location,
+            destination_url: server.destination_url,
+            server_name: server.server_name,
+            segments: &segments,
+            backups_systemid: newest_done(&facts.backups).and_then(|b| b.systemid.as_deref()),
+        };
+        out.extend(examine_server(server.facts, &view));
+    }
+    Ok(out)
+}
+
+/// The finding for an archive that cannot be reached or read at all: the error,
+/// and its hint as the fix. An access denial is split: its cause as the problem,
+/// its fix on the fix line.
+pub fn access_finding(e: &StorageError) -> Finding {
+    let problem = match e {
+        StorageError::AccessDenied { location, denial } => {
+            format!("access to {location} was denied: {}", denial.cause())
+        }
+        _ => e.to_string(),
+    };
+    Finding {
+        problem,
+        fix: e
+            .hint()
+            .unwrap_or(Cow::Borrowed("check the store settings"))
+            .into_owned(),
+    }
+}
+
+/// Gathers [`ArchiveFacts`]: one catalog read, one WAL listing, verify's shallow
+/// checks, and the small reads the judgement needs.
+pub async fn gather(archive: &Archive) -> Result<ArchiveFacts, CheckError> {
     let (backups, unreadable) = catalog::load(archive).await?;
-    for u in &unreadable {
+    let wals = verify::wal_index(archive).await?;
+    let verdicts = verify::verify_loaded(archive, &backups, &unreadable, &wals, None, false)
+        .await?
+        .backups;
+    let differing = archive.differing_variants().await?;
+    let mut segment_systems = Vec::new();
+    if newest_done(&backups).is_some_and(|b| b.systemid.is_some()) {
+        let mut by_tli: BTreeMap<u32, SegmentName> = BTreeMap::new();
+        for s in segments(&wals) {
+            let e = by_tli.entry(s.timeline).or_insert(s);
+            if s > *e {
+                *e = s;
+            }
+        }
+        for seg in by_tli.into_values() {
+            let verify::IndexedWal {
+                key,
+                compression: c,
+                ..
+            } = wals[&seg.to_string()].clone();
+            let sysid = segment_sysid(archive, &key, c).await?;
+            segment_systems.push((seg, key, sysid));
+        }
+    }
+    let mut histories = Vec::new();
+    for (name, w) in &wals {
+        let Ok(name) = WalName::parse(name) else {
+            continue;
+        };
+        if name.kind() == WalKind::History {
+            let text = read_small(archive, &w.key, w.compression).await?;
+            histories.push((name, w.key.clone(), text));
+        }
+    }
+    Ok(ArchiveFacts {
+        location: archive.location(),
+        backups,
+        unreadable,
+        wals,
+        verdicts,
+        differing,
+        segment_systems,
+        histories,
+        now: chrono::Local::now().fixed_offset(),
+    })
+}
+
+fn newest_done(backups: &[BackupInfo]) -> Option<&BackupInfo> {
+    backups.iter().rfind(|b| b.status == BackupStatus::Done)
+}
+
+fn segments(wals: &verify::WalIndex) -> Vec<SegmentName> {
+    wals.keys().filter_map(|n| SegmentName::parse(n)).collect()
+}
+
+/// Judges the archive's facts: unreadable or abandoned catalog entries, WAL
+/// archiving that does not reach the archive, backups that cannot be restored, WAL
+/// stored with two contents, WAL of another database system, and a timeline whose
+/// parent kept archiving after the branch.
+pub fn judge_archive(facts: &ArchiveFacts) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for u in &facts.unreadable {
         out.push(finding(
             format!("unreadable backup.info: {u}"),
             "remove or repair that backup's backup.info",
         ));
     }
     // STARTED backups a crash or a kill left behind: nothing ever ends them.
-    let now = chrono::Local::now().fixed_offset();
-    for b in backups
+    let now = facts.now;
+    for b in facts
+        .backups
         .iter()
         .filter(|b| retention::is_stale_started(b, now))
     {
@@ -99,18 +222,19 @@ pub async fn examine(
             "delete it with `barrelman delete --backup ID` (retention also removes it once it is older than the oldest backup kept)",
         ));
     }
-    let wals = verify::wal_index(archive).await?;
-    let done: Vec<_> = backups
+    let wals = &facts.wals;
+    let done: Vec<_> = facts
+        .backups
         .iter()
         .filter(|b| b.status == BackupStatus::Done)
         .collect();
-    let segments: Vec<SegmentName> = wals.keys().filter_map(|n| SegmentName::parse(n)).collect();
+    let segments = segments(wals);
 
     // 1. WAL archiving not reaching this archive.
     if let Some(newest) = done.last() {
         if segments.is_empty() {
             out.push(finding(
-                format!("there are {} backups but the WAL archive {} is empty", done.len(), archive.location()),
+                format!("there are {} backups but the WAL archive {} is empty", done.len(), facts.location),
                 "WAL archiving is not reaching this archive: point archive_command at it (in CloudNativePG set isWALArchiver: true on the barman-cloud plugin)",
             ));
         } else if let Some(end) = newest.end_wal.as_deref() {
@@ -132,9 +256,9 @@ pub async fn examine(
     }
 
     // 3. Backups whose WAL range is incomplete.
-    let report = verify::verify_loaded(archive, &backups, &unreadable, &wals, None, false).await?;
-    for c in report.backups.iter().filter(|c| !c.problems.is_empty()) {
-        if backups
+    for c in facts.verdicts.iter().filter(|c| !c.problems.is_empty()) {
+        if facts
+            .backups
             .iter()
             .any(|b| b.backup_id == c.backup_id && b.status != BackupStatus::Done)
         {
@@ -147,7 +271,7 @@ pub async fn examine(
     }
 
     // 2c. One WAL name stored with two different contents.
-    for d in archive.differing_variants().await? {
+    for d in &facts.differing {
         out.push(finding(
             format!(
                 "WAL file {} is stored in {} variants with different content: {} (restore serves {})",
@@ -161,21 +285,9 @@ pub async fn examine(
     }
 
     // 2a. WAL of another database system.
-    if let Some(sysid) = done.last().and_then(|b| b.systemid.clone()) {
-        let mut by_tli: BTreeMap<u32, SegmentName> = BTreeMap::new();
-        for s in &segments {
-            let e = by_tli.entry(s.timeline).or_insert(*s);
-            if *s > *e {
-                *e = *s;
-            }
-        }
-        for seg in by_tli.values() {
-            let verify::IndexedWal {
-                key,
-                compression: c,
-                ..
-            } = wals[&seg.to_string()].clone();
-            match segment_sysid(archive, &key, c).await {
+    if let Some(sysid) = done.last().and_then(|b| b.systemid.as_deref()) {
+        for (seg, key, found) in &facts.segment_systems {
+            match found {
                 Ok(Some(found)) if found.to_string() != sysid => out.push(finding(
                     format!(
                         "WAL segment {seg} ({key}) belongs to database system {found}, but the backups are of system {sysid}"
@@ -189,22 +301,12 @@ pub async fn examine(
     }
 
     // 2b. A timeline branched while its parent kept archiving: two clusters here.
-    for (
-        name,
-        verify::IndexedWal {
-            key,
-            compression: c,
-            ..
-        },
-    ) in &wals
-    {
-        let Ok(w) = barrelman_core::wal::WalName::parse(name) else {
-            continue;
-        };
-        if w.kind() != WalKind::History {
-            continue;
-        }
-        let text = match read_small(archive, key, *c).await {
+    let seg_size = done
+        .last()
+        .and_then(|b| b.xlog_segment_size)
+        .unwrap_or(DEFAULT_XLOG_SEGMENT_SIZE);
+    for (w, key, text) in &facts.histories {
+        let text = match text {
             Ok(t) => t,
             Err(e) => {
                 out.push(finding(
@@ -214,28 +316,9 @@ pub async fn examine(
                 continue;
             }
         };
-        // The last line names the parent timeline and the switch point.
-        let Some(line) = text
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        else {
+        let Some((parent, lsn)) = branch_point(text) else {
             continue;
         };
-        let mut parts = line.split_whitespace();
-        let (Some(parent), Some(lsn)) = (
-            parts.next().and_then(|p| p.parse::<u32>().ok()),
-            parts.next(),
-        ) else {
-            continue;
-        };
-        let Ok(lsn) = lsn.parse::<Lsn>() else {
-            continue;
-        };
-        let seg_size = done
-            .last()
-            .and_then(|b| b.xlog_segment_size)
-            .unwrap_or(16 << 20);
         let switch = lsn.segment(parent, seg_size);
         if let Some(after) = segments
             .iter()
@@ -252,33 +335,36 @@ pub async fn examine(
             ));
         }
     }
+    out
+}
 
-    // 5. The server's side: is it archiving here at all?
-    if let Some(server) = server {
-        let location = archive.location();
-        let view = ArchiveView {
-            location: &location,
-            destination_url: server.destination_url,
-            server_name: server.server_name,
-            segments: &segments,
-            backups_systemid: done.last().and_then(|b| b.systemid.as_deref()),
-        };
-        out.extend(examine_server(server.facts, &view));
-    }
-    Ok(out)
+/// The parent timeline and switch point a history file's last entry names.
+fn branch_point(text: &str) -> Option<(u32, Lsn)> {
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty() && !l.starts_with('#'))?;
+    let mut parts = line.split_whitespace();
+    let parent = parts.next()?.parse::<u32>().ok()?;
+    let lsn = parts.next()?.parse::<Lsn>().ok()?;
+    Some((parent, lsn))
 }
 
 fn history_name(key: &str) -> &str {
     key.rsplit('/').next().unwrap_or(key)
 }
 
-/// The system identifier in a WAL segment's first (long) page header.
+/// The system identifier in a WAL segment's first (long) page header. The inner
+/// result is the read's (a finding when it fails), the outer one a worker's panic.
 async fn segment_sysid(
     archive: &Archive,
     key: &str,
     c: Compression,
-) -> Result<Option<u64>, StorageError> {
-    let reader = archive.object_reader(key).await?;
+) -> Result<Result<Option<u64>, StorageError>, CheckError> {
+    let reader = match archive.object_reader(key).await {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
+    };
     let k = key.to_string();
     tokio::task::spawn_blocking(move || {
         let mut r =
@@ -286,28 +372,29 @@ async fn segment_sysid(
                 key: k.clone(),
                 source,
             })?;
-        let mut head = [0u8; 40];
+        let mut head = [0u8; LONG_HEADER_LEN];
         r.read_exact(&mut head)
             .map_err(|source| StorageError::Corrupt {
                 key: k.clone(),
                 source,
             })?;
-        // XLogLongPageHeaderData: magic, info (XLP_LONG_HEADER = 2), tli, pageaddr,
-        // rem_len, padding, then xlp_sysid at byte 24.
-        let info = u16::from_le_bytes([head[2], head[3]]);
-        if info & 0x0002 == 0 {
-            return Ok(None);
-        }
-        Ok(Some(u64::from_le_bytes(
-            head[24..32].try_into().expect("8 bytes"),
-        )))
+        Ok(LongPageHeader::parse(&head).map(|h| h.system_identifier))
     })
     .await
-    .map_err(|e| StorageError::Config(format!("internal: {e}")))?
+    .map_err(CheckError::Task)
 }
 
-async fn read_small(archive: &Archive, key: &str, c: Compression) -> Result<String, StorageError> {
-    let reader = archive.object_reader(key).await?;
+/// The text of a small object (at most 1 MiB of it), outer and inner results as
+/// in [`segment_sysid`].
+async fn read_small(
+    archive: &Archive,
+    key: &str,
+    c: Compression,
+) -> Result<Result<String, StorageError>, CheckError> {
+    let reader = match archive.object_reader(key).await {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
+    };
     let k = key.to_string();
     tokio::task::spawn_blocking(move || {
         let r = codec::decompress_reader(c, reader).map_err(|source| StorageError::Corrupt {
@@ -321,7 +408,7 @@ async fn read_small(archive: &Archive, key: &str, c: Compression) -> Result<Stri
         Ok(s)
     })
     .await
-    .map_err(|e| StorageError::Config(format!("internal: {e}")))?
+    .map_err(CheckError::Task)
 }
 
 /// What the archive looks like, for checking a server against it.
@@ -331,6 +418,7 @@ pub struct ArchiveView<'a> {
     pub location: &'a str,
     /// The destination URL and server name as a command line would name them.
     pub destination_url: &'a str,
+    /// The server name as a command line names it.
     pub server_name: &'a str,
     /// Every WAL segment stored, by name.
     pub segments: &'a [SegmentName],
@@ -579,5 +667,266 @@ mod server_tests {
         let mut f = healthy();
         f.wal_level = "minimal".into();
         assert!(check(&f, STORED)[0].contains("wal_level is minimal"));
+    }
+}
+
+#[cfg(test)]
+mod archive_tests {
+    use super::*;
+    use barrelman_storage::Denial;
+
+    const W4: &str = "000000010000000000000004";
+    const W5: &str = "000000010000000000000005";
+    const W6: &str = "000000010000000000000006";
+
+    fn at(text: &str) -> DateTime<FixedOffset> {
+        DateTime::parse_from_rfc3339(text).unwrap()
+    }
+
+    fn done(id: &str, end: &str) -> BackupInfo {
+        let mut b = BackupInfo::new(id);
+        b.status = BackupStatus::Done;
+        b.begin_wal = Some(W4.into());
+        b.end_wal = Some(end.into());
+        b.systemid = Some("7".into());
+        b.xlog_segment_size = Some(16 << 20);
+        b
+    }
+
+    fn wals(names: &[&str]) -> verify::WalIndex {
+        names
+            .iter()
+            .map(|n| {
+                let dir = if n.len() == 24 { &n[..16] } else { "" };
+                (
+                    n.to_string(),
+                    verify::IndexedWal {
+                        key: format!("p/s/wals/{dir}/{n}").replace("//", "/"),
+                        compression: Compression::None,
+                        archived_at: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// A healthy archive: one DONE backup, its WAL, nothing else.
+    fn healthy() -> ArchiveFacts {
+        ArchiveFacts {
+            location: "s3://b/p/s".into(),
+            backups: vec![done("20260101T000000", W5)],
+            unreadable: vec![],
+            wals: wals(&[W4, W5, W6]),
+            verdicts: vec![verify::BackupCheck {
+                backup_id: "20260101T000000".into(),
+                problems: vec![],
+            }],
+            differing: vec![],
+            segment_systems: vec![(
+                SegmentName::parse(W6).unwrap(),
+                format!("p/s/wals/0000000100000000/{W6}"),
+                Ok(Some(7)),
+            )],
+            histories: vec![],
+            now: at("2026-01-02T00:00:00+00:00"),
+        }
+    }
+
+    fn problems(facts: &ArchiveFacts) -> Vec<String> {
+        judge_archive(facts)
+            .into_iter()
+            .map(|f| f.problem)
+            .collect()
+    }
+
+    #[test]
+    fn a_healthy_archive_has_no_findings() {
+        assert_eq!(problems(&healthy()), Vec::<String>::new());
+        // An empty archive is not a problem either.
+        let mut f = healthy();
+        f.backups.clear();
+        f.verdicts.clear();
+        f.wals.clear();
+        f.segment_systems.clear();
+        assert_eq!(problems(&f), Vec::<String>::new());
+    }
+
+    #[test]
+    fn each_problem_of_an_archive_is_named_with_its_fix() {
+        type Change = fn(&mut ArchiveFacts);
+        // (what changes, the problem expected, a word of the fix expected)
+        let cases: &[(Change, &str, &str)] = &[
+            (
+                |f| f.unreadable.push("20260103T000000: line 2 is not key=value".into()),
+                "unreadable backup.info: 20260103T000000: line 2 is not key=value",
+                "remove or repair",
+            ),
+            (
+                |f| {
+                    let mut b = BackupInfo::new("20251230T000000");
+                    b.status = BackupStatus::Started;
+                    b.begin_time = Some(at("2025-12-30T00:00:00+00:00"));
+                    f.backups.insert(0, b);
+                },
+                "backup 20251230T000000 is STARTED since 2025-12-30 00:00:00 +00:00 (72 hours ago): a backup that crashed or was killed left it, and it will never end",
+                "barrelman delete --backup ID",
+            ),
+            (
+                |f| {
+                    f.wals.clear();
+                    f.segment_systems.clear();
+                },
+                "there are 1 backups but the WAL archive s3://b/p/s is empty",
+                "isWALArchiver: true",
+            ),
+            (
+                |f| f.backups[0].end_wal = Some("000000010000000000000009".into()),
+                "the newest backup 20260101T000000 ends in WAL segment 000000010000000000000009, which is not archived (the archive stops at 000000010000000000000006)",
+                "point archive_command at it",
+            ),
+            (
+                |f| f.verdicts[0].problems.push("missing WAL segment X".into()),
+                "backup 20260101T000000 cannot be restored: missing WAL segment X",
+                "take a new backup",
+            ),
+            (
+                |f| {
+                    f.differing.push(DifferingVariants {
+                        name: W5.into(),
+                        keys: vec!["k.gz".into(), "k.zst".into()],
+                    })
+                },
+                "WAL file 000000010000000000000005 is stored in 2 variants with different content: k.gz, k.zst (restore serves k.gz)",
+                "keep the copy it wrote",
+            ),
+            (
+                |f| f.segment_systems[0].2 = Ok(Some(8)),
+                "WAL segment 000000010000000000000006 (p/s/wals/0000000100000000/000000010000000000000006) belongs to database system 8, but the backups are of system 7",
+                "its own server name",
+            ),
+            (
+                |f| f.segment_systems[0].2 = Err(StorageError::Config("cut".into())),
+                "cannot read WAL segment p/s/wals/0000000100000000/000000010000000000000006: cut",
+                "verify --deep",
+            ),
+            (
+                |f| {
+                    f.histories.push((
+                        WalName::parse("00000002.history").unwrap(),
+                        "p/s/wals/00000002.history".into(),
+                        Ok("1\t0/5000000\tno recovery target specified\n".into()),
+                    ))
+                },
+                "timeline 2 branched from timeline 1 at 0/5000000 (00000002.history), yet timeline 1 kept archiving up to 000000010000000000000006: two clusters archive into this folder (a cluster restored from this one uses the same server name)",
+                "different server name",
+            ),
+            (
+                |f| {
+                    f.histories.push((
+                        WalName::parse("00000002.history").unwrap(),
+                        "p/s/wals/00000002.history".into(),
+                        Err(StorageError::Config("cut".into())),
+                    ))
+                },
+                "cannot read history file p/s/wals/00000002.history: cut",
+                "verify --deep",
+            ),
+        ];
+        for (change, problem, fix) in cases {
+            let mut f = healthy();
+            change(&mut f);
+            let found = judge_archive(&f);
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert_eq!(found[0].problem, *problem);
+            assert!(found[0].fix.contains(fix), "{}", found[0].fix);
+        }
+    }
+
+    #[test]
+    fn branches_that_the_parent_did_not_outlive_and_unjudgeable_files_pass() {
+        let mut f = healthy();
+        // Timeline 1 stops at the switch point: a clean promotion.
+        f.histories.push((
+            WalName::parse("00000002.history").unwrap(),
+            "p/s/wals/00000002.history".into(),
+            Ok("1\t0/7000000\tno recovery target specified\n".into()),
+        ));
+        // A history without an entry, and one with a comment only.
+        for text in ["", "# comment\n"] {
+            f.histories.push((
+                WalName::parse("00000003.history").unwrap(),
+                "p/s/wals/00000003.history".into(),
+                Ok(text.into()),
+            ));
+        }
+        // A segment without a long page header has nothing to compare.
+        f.segment_systems[0].2 = Ok(None);
+        // A FAILED backup's problems are not a finding: it is not meant to restore.
+        let mut failed = BackupInfo::new("20260101T120000");
+        failed.status = BackupStatus::Failed;
+        f.backups.push(failed);
+        f.verdicts.push(verify::BackupCheck {
+            backup_id: "20260101T120000".into(),
+            problems: vec!["status is FAILED, not DONE".into()],
+        });
+        // A young STARTED backup is a backup running now.
+        let mut running = BackupInfo::new("20260101T230000");
+        running.status = BackupStatus::Started;
+        running.begin_time = Some(at("2026-01-01T23:00:00+00:00"));
+        f.backups.push(running);
+        assert_eq!(problems(&f), Vec::<String>::new());
+    }
+
+    #[test]
+    fn an_unusable_store_is_one_finding_whose_fix_is_the_errors_hint() {
+        // (error, the fix doctor has always printed for it)
+        let cases = [
+            (
+                StorageError::Unreachable {
+                    endpoint: "http://x".into(),
+                    detail: "connection refused".into(),
+                },
+                "check the endpoint URL (endpointURL / --endpoint-url), DNS and the network path",
+            ),
+            (
+                StorageError::NoCredentials {
+                    detail: "none".into(),
+                },
+                "give the ObjectStore s3Credentials (or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), or an IAM role",
+            ),
+            (
+                StorageError::BucketMissing {
+                    bucket: "b".into(),
+                    endpoint: "http://x".into(),
+                },
+                "create the bucket, or fix the bucket name in destinationPath",
+            ),
+            (
+                StorageError::AccessDenied {
+                    location: "s3://b/p".into(),
+                    denial: Denial::WrongSecret,
+                },
+                Denial::WrongSecret.fix(),
+            ),
+            (StorageError::Config("bad CA".into()), "check the store settings"),
+            (
+                StorageError::InvalidKey {
+                    key: "k".into(),
+                    reason: "no",
+                },
+                "check the store settings",
+            ),
+        ];
+        for (e, fix) in cases {
+            let f = access_finding(&e);
+            assert_eq!(f.fix, fix, "{e}");
+            match &e {
+                StorageError::AccessDenied { denial, .. } => assert_eq!(
+                    f.problem,
+                    format!("access to s3://b/p was denied: {}", denial.cause())
+                ),
+                _ => assert_eq!(f.problem, e.to_string()),
+            }
+        }
     }
 }

@@ -1,29 +1,29 @@
 //! The set of tar parts a backup consists of, and the check that every one of them
 //! is stored. barrelman's backups list their parts with sizes in `backup.info`
-//! ([`PartsManifest`]); for backups barman wrote, each item's part numbers must run
+//! ([`PartsManifest`](barrelman_core::backup_info::PartsManifest)); for backups barman wrote, each item's part numbers must run
 //! without a gap from 0 (the part holding `backup_label`, the last one, is checked
 //! by reading: `verify --deep` and `restore`).
 
-use crate::plan;
 use barrelman_core::backup_info::BackupInfo;
-use barrelman_core::Compression;
+use barrelman_core::layout::{TarPart, BACKUP_INFO, DATA_ITEM};
 use barrelman_storage::ObjectInfo;
 use std::collections::BTreeMap;
 
 /// One stored tar part.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredPart {
+    /// The part's key.
     pub key: String,
-    /// `data` or a tablespace oid.
-    pub item: String,
-    pub index: usize,
-    pub compression: Compression,
+    /// What its name says: item, part number, codec.
+    pub part: TarPart,
+    /// Its stored size.
     pub size: u64,
 }
 
 /// The parts a restore reads (item by item, by part number) and what is wrong.
 #[derive(Debug, Clone, Default)]
 pub struct PartsCheck {
+    /// The parts found, sorted by item and part number.
     pub parts: Vec<StoredPart>,
     /// Empty when the backup's parts are complete; each names the object.
     pub problems: Vec<String>,
@@ -35,26 +35,25 @@ pub fn check(info: &BackupInfo, prefix: &str, objects: &[ObjectInfo]) -> PartsCh
     let mut found: BTreeMap<String, StoredPart> = BTreeMap::new();
     for o in objects {
         let file = o.key.rsplit('/').next().unwrap_or_default();
-        if let Some((item, index, compression)) = plan::parse_part_name(file) {
+        if let Some(part) = TarPart::parse(file) {
             found.insert(
                 file.to_string(),
                 StoredPart {
                     key: o.key.clone(),
-                    item,
-                    index,
-                    compression,
+                    part,
                     size: o.size,
                 },
             );
         }
     }
-    let mut needed = vec!["data".to_string()];
+    let mut needed = vec![DATA_ITEM.to_string()];
     needed.extend(info.tablespaces.iter().flatten().map(|t| t.oid.to_string()));
     let mut out = PartsCheck::default();
-    let missing_main = |item: &str| format!("missing tar part {prefix}/{item}.tar*");
+    let missing =
+        |item: &str, n: usize| format!("missing tar part {prefix}/{}.tar*", TarPart::stem(item, n));
     match &info.parts {
         Some(m) if m.damaged => out.problems.push(format!(
-            "the part list in {prefix}/backup.info is damaged (a barrelman-part line was lost or edited), so the backup cannot be proven complete"
+            "the part list in {prefix}/{BACKUP_INFO} is damaged (a barrelman-part line was lost or edited), so the backup cannot be proven complete"
         )),
         Some(m) => {
             for (file, size) in &m.parts {
@@ -69,10 +68,10 @@ pub fn check(info: &BackupInfo, prefix: &str, objects: &[ObjectInfo]) -> PartsCh
             }
             for item in &needed {
                 let listed = m.parts.iter().any(|(f, _)| {
-                    plan::parse_part_name(f).is_some_and(|(i, n, _)| i == *item && n == 0)
+                    TarPart::parse(f).is_some_and(|p| p.item == *item && p.index == 0)
                 });
                 if !listed {
-                    out.problems.push(missing_main(item));
+                    out.problems.push(missing(item, 0));
                 }
             }
             for p in found.values() {
@@ -86,19 +85,18 @@ pub fn check(info: &BackupInfo, prefix: &str, objects: &[ObjectInfo]) -> PartsCh
             for item in &needed {
                 let mut indices: Vec<usize> = found
                     .values()
-                    .filter(|p| p.item == *item)
-                    .map(|p| p.index)
+                    .filter(|p| p.part.item == *item)
+                    .map(|p| p.part.index)
                     .collect();
                 indices.sort_unstable();
                 indices.dedup();
                 if indices.first() != Some(&0) {
-                    out.problems.push(missing_main(item));
+                    out.problems.push(missing(item, 0));
                 }
                 let last = indices.last().copied().unwrap_or(0);
                 for n in 1..last {
                     if indices.binary_search(&n).is_err() {
-                        out.problems
-                            .push(format!("missing tar part {prefix}/{item}_{n:04}.tar*"));
+                        out.problems.push(missing(item, n));
                     }
                 }
             }
@@ -106,7 +104,7 @@ pub fn check(info: &BackupInfo, prefix: &str, objects: &[ObjectInfo]) -> PartsCh
         }
     }
     out.parts
-        .sort_by(|a, b| (&a.item, a.index).cmp(&(&b.item, b.index)));
+        .sort_by(|a, b| (&a.part.item, a.part.index).cmp(&(&b.part.item, b.part.index)));
     out
 }
 

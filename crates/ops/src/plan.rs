@@ -1,48 +1,7 @@
-//! Pure decisions of a base backup: ids, part names and sizes, how files are split
-//! between parallel workers, and barman's size arguments.
-
-use barrelman_core::Compression;
-
-/// Base-backup compressions barman-cloud reads (`.tar<sfx>`): no xz or zstd here.
-pub fn tar_suffix(c: Compression) -> Option<&'static str> {
-    match c {
-        Compression::None => Some(".tar"),
-        Compression::Gzip => Some(".tar.gz"),
-        Compression::Bzip2 => Some(".tar.bz2"),
-        Compression::Snappy => Some(".tar.snappy"),
-        Compression::Lz4 => Some(".tar.lz4"),
-        Compression::Xz | Compression::Zstd => None,
-    }
-}
-
-/// Reads a tar part's name: `data.tar.gz` -> ("data", 0, Gzip), `16391_0002.tar` ->
-/// ("16391", 2, None). `None` for anything else (unknown extensions are skipped).
-pub fn parse_part_name(file: &str) -> Option<(String, usize, Compression)> {
-    let (stem, ext) = file.split_once(".tar")?;
-    let compression = match ext {
-        "" => Compression::None,
-        ".gz" => Compression::Gzip,
-        ".bz2" => Compression::Bzip2,
-        ".snappy" => Compression::Snappy,
-        ".lz4" => Compression::Lz4,
-        _ => return None,
-    };
-    match stem.rsplit_once('_') {
-        Some((item, n)) if n.len() == 4 && n.bytes().all(|b| b.is_ascii_digit()) => {
-            Some((item.to_string(), n.parse().ok()?, compression))
-        }
-        _ => Some((stem.to_string(), 0, compression)),
-    }
-}
-
-/// `data.tar.gz`, `data_0001.tar.gz`, `16391_0002.tar`.
-pub fn part_file_name(item: &str, index: usize, suffix: &str) -> String {
-    if index == 0 {
-        format!("{item}{suffix}")
-    } else {
-        format!("{item}_{index:04}{suffix}")
-    }
-}
+//! Pure decisions of a base backup: ids, part sizes, how files are split between
+//! parallel workers, and barman's size arguments. Part names and the codecs a
+//! backup may use are bucket-format facts: [`barrelman_core::layout::TarPart`] and
+//! [`barrelman_core::Compression::tar_suffix`].
 
 /// Splits files (given by size, in walk order) into at most `groups` contiguous runs
 /// of about equal bytes. Contiguous runs keep a directory's files together and each
@@ -166,26 +125,6 @@ pub fn check_backup_name(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn part_names_round_trip() {
-        assert_eq!(part_file_name("data", 0, ".tar.gz"), "data.tar.gz");
-        assert_eq!(part_file_name("16391", 2, ".tar"), "16391_0002.tar");
-        assert_eq!(
-            parse_part_name("data.tar.gz"),
-            Some(("data".into(), 0, Compression::Gzip))
-        );
-        assert_eq!(
-            parse_part_name("data_0001.tar.lz4"),
-            Some(("data".into(), 1, Compression::Lz4))
-        );
-        assert_eq!(
-            parse_part_name("16391_0002.tar"),
-            Some(("16391".into(), 2, Compression::None))
-        );
-        assert_eq!(parse_part_name("data.tar.zst"), None);
-        assert_eq!(parse_part_name("backup.info"), None);
-    }
 
     #[test]
     fn splits_by_bytes_in_order() {

@@ -678,9 +678,7 @@ impl Archive {
         if let Some((key, stored)) = self.find_variants(name).await?.into_iter().next() {
             return Ok((key, stored.compression));
         }
-        if allow_partial && name.kind() == barrelman_core::wal::WalKind::Segment {
-            let partial = WalName::parse(&format!("{name}.partial"))
-                .expect("segment + .partial is a WAL name");
+        if let Some(partial) = name.partial().filter(|_| allow_partial) {
             if let Some((key, stored)) = self.find_variants(&partial).await?.into_iter().next() {
                 return Ok((key, stored.compression));
             }

@@ -5,47 +5,11 @@
 //! counted and compared with the segment size that the segment's own first page
 //! header records (`XLogLongPageHeaderData.xlp_seg_size`, set by `initdb
 //! --wal-segsize`). `.partial`, `.history` and `.backup` files are shorter by nature
-//! and are not checked.
+//! and are not checked. The header itself is read by [`barrelman_core::walpage`];
+//! this module only counts the bytes flowing past.
 
+use barrelman_core::walpage::{segment_size_from_header, LONG_HEADER_LEN as LONG_HEADER};
 use std::io::{self, Read};
-
-/// Bytes of `XLogLongPageHeaderData` up to and including `xlp_xlog_blcksz`.
-const LONG_HEADER: usize = 40;
-/// `XLP_LONG_HEADER` in `xlp_info`: the first page of a segment carries it.
-const XLP_LONG_HEADER: u16 = 0x0002;
-
-/// The segment size a WAL segment's first page header records, or `None` when the
-/// bytes are not such a header (not PostgreSQL WAL, or another byte order: then
-/// there is nothing to check against).
-pub fn segment_size_from_header(head: &[u8]) -> Option<u64> {
-    let head = head.get(..LONG_HEADER)?;
-    let u16_at = |i: usize| u16::from_le_bytes([head[i], head[i + 1]]);
-    let u32_at = |i: usize| u32::from_le_bytes(head[i..i + 4].try_into().expect("4 bytes"));
-    let u64_at = |i: usize| u64::from_le_bytes(head[i..i + 8].try_into().expect("8 bytes"));
-    // Layout: magic u16, info u16, tli u32, pageaddr u64, rem_len u32, padding,
-    // sysid u64 at 24, seg_size u32 at 32, xlog_blcksz u32 at 36.
-    let magic = u16_at(0);
-    let info = u16_at(2);
-    let tli = u32_at(4);
-    let pageaddr = u64_at(8);
-    let seg_size = u32_at(32);
-    let blcksz = u32_at(36);
-    let plausible = magic >> 8 == 0xD0 || magic >> 8 == 0xD1;
-    let sizes = seg_size.is_power_of_two()
-        && (1 << 20..=1 << 30).contains(&seg_size)
-        && blcksz.is_power_of_two()
-        && (1 << 10..=1 << 16).contains(&blcksz);
-    if plausible
-        && info & XLP_LONG_HEADER != 0
-        && tli != 0
-        && sizes
-        && pageaddr % u64::from(seg_size) == 0
-    {
-        Some(u64::from(seg_size))
-    } else {
-        None
-    }
-}
 
 /// A decoded segment whose length is not the one its header records.
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +17,9 @@ pub fn segment_size_from_header(head: &[u8]) -> Option<u64> {
     "the WAL segment holds {actual} bytes, but its header records segments of {expected} bytes"
 )]
 pub struct SegmentSizeMismatch {
+    /// The decoded length.
     pub actual: u64,
+    /// The segment size the header records.
     pub expected: u64,
 }
 
@@ -102,7 +68,7 @@ impl<R: Read> Read for SegmentSizeCheck<R> {
     }
 }
 
-/// The mismatch inside an error from [`SegmentSizeCheck`], if that is what it is.
+/// The mismatch inside an error from the size-checking reader, if that is what it is.
 pub fn size_mismatch(err: &io::Error) -> Option<&SegmentSizeMismatch> {
     err.get_ref()?.downcast_ref::<SegmentSizeMismatch>()
 }
@@ -110,6 +76,7 @@ pub fn size_mismatch(err: &io::Error) -> Option<&SegmentSizeMismatch> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use barrelman_core::walpage::XLP_LONG_HEADER;
 
     /// The first page header of segment `segno` of a cluster with `seg_size`.
     fn header(seg_size: u32, segno: u64) -> Vec<u8> {
@@ -156,10 +123,7 @@ mod tests {
         assert_eq!(read_all(&noise).unwrap(), noise);
         let mut odd = header(16 << 20, 1);
         odd[8] = 1;
-        assert_eq!(segment_size_from_header(&odd), None);
-        assert_eq!(
-            segment_size_from_header(&header(16 << 20, 1)),
-            Some(16 << 20)
-        );
+        odd.resize(16 << 20, 0);
+        assert_eq!(read_all(&odd[..8192]).unwrap(), &odd[..8192]);
     }
 }

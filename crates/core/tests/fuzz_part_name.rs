@@ -7,7 +7,7 @@
 mod support;
 
 use barrelman_core::compression::ALL_COMPRESSIONS;
-use barrelman_ops::plan::{parse_part_name, part_file_name, tar_suffix};
+use barrelman_core::layout::TarPart;
 use proptest::prelude::*;
 
 const TOKENS: &[&str] = &[
@@ -18,16 +18,15 @@ const TOKENS: &[&str] = &[
 /// Any name: recognised or not, never a panic; a recognised name is rebuilt
 /// from its parts to a name that reads back the same.
 fn check(name: &str) {
-    let Some((item, index, compression)) = parse_part_name(name) else {
+    let Some(part) = TarPart::parse(name) else {
         return;
     };
-    let suffix = tar_suffix(compression).expect("recognised compressions are tar suffixes");
-    let rebuilt = part_file_name(&item, index, suffix);
-    assert_eq!(
-        parse_part_name(&rebuilt),
-        Some((item, index, compression)),
-        "{name} -> {rebuilt}"
+    assert!(
+        part.compression.tar_suffix().is_some(),
+        "recognised compressions are tar suffixes"
     );
+    let rebuilt = part.file_name();
+    assert_eq!(TarPart::parse(&rebuilt), Some(part), "{name} -> {rebuilt}");
 }
 
 #[test]
@@ -50,8 +49,11 @@ proptest! {
         index in 0usize..10_000,
         c in prop::sample::select(ALL_COMPRESSIONS.to_vec()),
     ) {
-        let Some(suffix) = tar_suffix(c) else { return Ok(()) };
-        let name = part_file_name(&item, index, suffix);
-        prop_assert_eq!(parse_part_name(&name), Some((item, index, c)), "{}", name);
+        if c.tar_suffix().is_none() {
+            return Ok(());
+        }
+        let part = TarPart { item, index, compression: c };
+        let name = part.file_name();
+        prop_assert_eq!(TarPart::parse(&name), Some(part), "{}", name);
     }
 }
