@@ -6,9 +6,9 @@
 use crate::argtypes;
 use crate::exit::{self, InputError};
 use crate::target::{CloudFlags, Target};
-use crate::walops::{self, ArchiveRequest, RestoreRequest};
 use anyhow::Result;
 use barrelman_core::{Compression, LevelRequest};
+use barrelman_ops::wal::{ArchiveRequest, RestoreRequest};
 use barrelman_storage::{StorageError, UploadOptions};
 use clap::{ArgAction, ArgGroup, Args, Parser};
 use std::ffi::OsString;
@@ -620,12 +620,10 @@ where
     match rt.block_on(f()) {
         Ok(code) => code,
         Err(e) => {
-            let code = exit::code_for(&e);
+            let failure = exit::failure(&e);
+            let code = exit::exit_code(failure.class, failure.step);
             let msg = exit::one_line(&e);
-            if matches!(
-                e.downcast_ref::<StorageError>(),
-                Some(StorageError::WalNotFound { .. })
-            ) {
+            if failure.expected {
                 // The normal end of recovery: PostgreSQL probes names that do not exist.
                 tracing::info!("{msg}");
             } else {
@@ -732,8 +730,9 @@ async fn wal_archive(cli: WalArchiveCli) -> Result<i32> {
         pgdata: None,
         max_parallel: 1,
         spool_dir: None,
+        must_be_empty: None,
     };
-    walops::archive(&archive, &req).await?;
+    crate::walcmd::archive(&archive, req).await?;
     Ok(exit::SUCCESS)
 }
 
@@ -769,7 +768,7 @@ async fn wal_restore(cli: WalRestoreCli) -> Result<i32> {
         parallel,
         spool_dir: (parallel > 1).then_some(cli.spool_dir),
     };
-    walops::restore(&archive, &req).await?;
+    barrelman_ops::wal::restore(&archive, &req).await?;
     Ok(exit::SUCCESS)
 }
 
@@ -792,7 +791,7 @@ async fn check_wal_archive(cli: CheckWalArchiveCli) -> Result<i32> {
     if cli.common.test {
         return Ok(exit::SUCCESS);
     }
-    target.open()?.check_empty(timeline).await?;
+    barrelman_ops::wal::check_empty(&target.open()?, timeline).await?;
     Ok(exit::SUCCESS)
 }
 
@@ -842,11 +841,10 @@ async fn backup(cli: BackupCli) -> Result<i32> {
     // connect (exit 1), not a usage error.
     let port = match cli.port.as_deref().map(str::trim) {
         None => None,
-        Some(p) => Some(p.parse::<u16>().map_err(|_| {
-            crate::basebackup::OperationFailed(format!(
-                "cannot connect to PostgreSQL: the port '{p}' given with -p/--port is not a port number"
-            ))
-        })?),
+        Some(p) => Some(
+            p.parse::<u16>()
+                .map_err(|_| crate::basebackup::BaseBackupError::BadPort(p.to_string()))?,
+        ),
     };
     let connect = barrelman_postgres::session::ConnectOptions {
         host: cli.host,

@@ -3,12 +3,14 @@
 
 use anyhow::{Context, Result};
 use barrelman_core::backup_info::BackupInfo;
-use barrelman_ops::backup::{take_backup, BackupOptions};
+use barrelman_core::error::{Classified, ErrorClass};
+use barrelman_ops::backup::{take_backup, BackupError, BackupOptions};
 use barrelman_ops::catalog::TargetChoice;
 use barrelman_ops::progress::Progress;
-use barrelman_ops::restore::{restore_backup, RestoreOptions};
+use barrelman_ops::restore::{restore_backup, RestoreError, RestoreOptions};
 use barrelman_postgres::recovery::{write_recovery_config, RecoveryTarget};
-use barrelman_postgres::session::{ConnectOptions, Session};
+use barrelman_postgres::session::{ConnectOptions, PgError, Session};
+use std::borrow::Cow;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
@@ -16,10 +18,50 @@ use crate::exit::InputError;
 use crate::output::outln;
 use crate::target::Target;
 
-/// A backup failed after it started (FAILED is written): barman exits 1.
+/// A base backup or restore that did not complete. barman-cloud-backup and
+/// -restore fail the operation (exit 1) whatever the cause, once the archive is open.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct OperationFailed(pub String);
+pub enum BaseBackupError {
+    /// PostgreSQL could not be reached for the backup.
+    #[error("{0}")]
+    Connect(#[source] PgError),
+    /// `-p/--port` is not a port number: barman hands it to libpq, which cannot
+    /// connect with it.
+    #[error(
+        "cannot connect to PostgreSQL: the port '{0}' given with -p/--port is not a port number"
+    )]
+    BadPort(String),
+    /// The backup stopped after it started: its `backup.info` says FAILED.
+    #[error("backup {id} FAILED: {source}")]
+    Failed {
+        /// The backup's id.
+        id: String,
+        /// Why it stopped.
+        #[source]
+        source: BackupError,
+    },
+    /// The backup stopped before it started.
+    #[error("backup failed: {0}")]
+    NotStarted(#[source] BackupError),
+    /// The restore of a backup stopped.
+    #[error("{0}")]
+    Restore(#[source] RestoreError),
+}
+
+impl Classified for BaseBackupError {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Failed
+    }
+
+    fn hint(&self) -> Option<Cow<'static, str>> {
+        match self {
+            Self::Connect(e) => e.hint(),
+            Self::BadPort(_) => Some(Cow::Borrowed("give -p/--port a port number")),
+            Self::Failed { source, .. } | Self::NotStarted(source) => source.hint(),
+            Self::Restore(_) => None,
+        }
+    }
+}
 
 /// Shows progress while `fut` runs: a bar with bytes, rate and ETA on a terminal,
 /// a line every 10 s in logs otherwise.
@@ -99,7 +141,7 @@ pub async fn backup(
         .get_or_insert_with(|| "barman_cloud_backup".into());
     let session = Session::connect(&connect)
         .await
-        .map_err(|e| OperationFailed(e.to_string()))?;
+        .map_err(BaseBackupError::Connect)?;
     let progress = Progress::new();
     let result = with_progress(
         "backup",
@@ -119,14 +161,10 @@ pub async fn backup(
             }
             Ok(info)
         }
-        Err(e) => {
-            let id = e.info.as_ref().map(|i| i.backup_id.clone());
-            let msg = match id {
-                Some(id) => format!("backup {id} FAILED: {}", e.message),
-                None => format!("backup failed: {}", e.message),
-            };
-            Err(OperationFailed(msg).into())
-        }
+        Err(e) => match e.info.as_ref().map(|i| i.backup_id.clone()) {
+            Some(id) => Err(BaseBackupError::Failed { id, source: e }.into()),
+            None => Err(BaseBackupError::NotStarted(e).into()),
+        },
     }
 }
 
@@ -144,7 +182,7 @@ pub async fn restore(
         restore_backup(&archive, opts, &progress),
     )
     .await
-    .map_err(|e| OperationFailed(e.to_string()))?;
+    .map_err(BaseBackupError::Restore)?;
     if let Some((cmd, rt)) = recovery {
         write_recovery_config(&opts.destination, &cmd, &rt).with_context(|| {
             format!(

@@ -8,9 +8,72 @@ use barrelman_ops::catalog::{self, ChooseError, TargetChoice};
 use barrelman_storage::Archive;
 use bytes::Bytes;
 
-use crate::basebackup::OperationFailed;
 use crate::output::outln;
 use crate::target::Target;
+use barrelman_core::error::{Classified, ErrorClass};
+use std::borrow::Cow;
+
+/// A catalog command that ran and found a problem: barman fails the operation (exit 1).
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// No backup has the id asked for.
+    #[error("backup {id} for server {server} does not exist")]
+    NoSuchBackup {
+        /// The id asked for.
+        id: String,
+        /// The server name of the archive.
+        server: String,
+    },
+    /// Only DONE backups can be kept.
+    #[error("cannot keep backup {id}: its status is {status}, and only DONE backups can be kept")]
+    NotKeepable {
+        /// The backup's id.
+        id: String,
+        /// Its status.
+        status: String,
+    },
+    /// The backup cannot be deleted as asked (kept, running, minimum redundancy, an
+    /// unreadable catalog).
+    #[error("{0}")]
+    Delete(#[source] barrelman_ops::delete::DeleteError),
+    /// `verify` found a backup that cannot be restored, or WAL stored twice.
+    #[error("{0}")]
+    NotRestorable(String),
+    /// `doctor` found problems (each printed with its fix).
+    #[error("{count} problem(s) found in {location}")]
+    Problems {
+        /// How many.
+        count: usize,
+        /// The archive.
+        location: String,
+    },
+    /// `doctor --postgres` could not ask the server.
+    #[error("{0}")]
+    Server(#[source] barrelman_postgres::session::PgError),
+}
+
+impl Classified for CatalogError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Self::NoSuchBackup { .. } => ErrorClass::NotFound,
+            Self::NotKeepable { .. } => ErrorClass::Conflict,
+            Self::Delete(_) | Self::NotRestorable(_) | Self::Problems { .. } | Self::Server(_) => {
+                ErrorClass::Failed
+            }
+        }
+    }
+
+    fn hint(&self) -> Option<Cow<'static, str>> {
+        match self {
+            Self::NoSuchBackup { .. } => Some(Cow::Borrowed(
+                "list the backups with `barrelman list` or barman-cloud-backup-list",
+            )),
+            Self::Delete(e) => e.hint(),
+            Self::Server(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
 
 /// Reads the catalog; unreadable `backup.info` files are warned about and skipped.
 async fn load(archive: &Archive) -> Result<Vec<BackupInfo>> {
@@ -26,10 +89,10 @@ async fn load(archive: &Archive) -> Result<Vec<BackupInfo>> {
 fn pick<'a>(backups: &'a [BackupInfo], wanted: &str, target: &Target) -> Result<&'a BackupInfo> {
     match catalog::choose(backups, wanted, &TargetChoice::default()) {
         Ok(b) => Ok(b),
-        Err(ChooseError::UnknownId(id)) => Err(OperationFailed(format!(
-            "backup {id} for server {} does not exist",
-            target.server_name
-        ))
+        Err(ChooseError::UnknownId(id)) => Err(CatalogError::NoSuchBackup {
+            id,
+            server: target.server_name.clone(),
+        }
         .into()),
         Err(e) => Err(e.into()),
     }
@@ -252,11 +315,10 @@ pub async fn keep(target: &Target, wanted: &str, action: KeepAction) -> Result<(
         KeepAction::Release => archive.delete_object(&key).await?,
         KeepAction::Set(word) => {
             if b.status != BackupStatus::Done {
-                return Err(OperationFailed(format!(
-                    "cannot keep backup {}: its status is {}, and only DONE backups can be kept",
-                    b.backup_id,
-                    b.status.as_str()
-                ))
+                return Err(CatalogError::NotKeepable {
+                    id: b.backup_id.clone(),
+                    status: b.status.as_str().to_string(),
+                }
                 .into());
             }
             archive.put_small(&key, Bytes::from(word), &[]).await?;
@@ -300,7 +362,7 @@ pub async fn delete(
             | DeleteError::MinimumRedundancy { .. }
             | DeleteError::Running { .. }
             | DeleteError::Unreadable(_)),
-        ) => return Err(OperationFailed(e.to_string()).into()),
+        ) => return Err(CatalogError::Delete(e).into()),
         Err(e) => return Err(e.into()),
     };
     for (id, d) in &report.decisions {
@@ -410,7 +472,7 @@ pub async fn verify(target: &Target, which: Option<&str>, deep: bool) -> Result<
         });
     }
     match first_problem {
-        Some(p) => Err(OperationFailed(p).into()),
+        Some(p) => Err(CatalogError::NotRestorable(p).into()),
         None => Ok(()),
     }
 }
@@ -428,12 +490,12 @@ pub async fn doctor(
         Some(connect) => {
             let session = barrelman_postgres::session::Session::connect(&connect)
                 .await
-                .map_err(|e| OperationFailed(e.to_string()))?;
+                .map_err(CatalogError::Server)?;
             Some(
                 session
                     .archiving_facts()
                     .await
-                    .map_err(|e| OperationFailed(e.to_string()))?,
+                    .map_err(CatalogError::Server)?,
             )
         }
         None => None,
@@ -454,10 +516,9 @@ pub async fn doctor(
         outln!("{}. {}", i + 1, f.problem);
         outln!("   fix: {}", f.fix);
     }
-    Err(OperationFailed(format!(
-        "{} problem(s) found in {}",
-        findings.len(),
-        target.location()
-    ))
+    Err(CatalogError::Problems {
+        count: findings.len(),
+        location: target.location(),
+    }
     .into())
 }

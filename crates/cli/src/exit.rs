@@ -1,10 +1,11 @@
-//! Exit codes, as barman-cloud's: 0 success, 1 operation failed, 2 connectivity (only
-//! from connectivity tests), 3 invalid input, 4 any other error.
+//! Exit codes, as barman-cloud's: 0 success, 1 operation failed, 2 connectivity, 3
+//! invalid input, 4 any other error. A failure's code comes from its class
+//! ([`ErrorClass`]) in one mapping, [`exit_code`]; the few places where barman-cloud's
+//! code depends on the step that failed rather than on the kind of failure are
+//! named there too ([`Step`]).
 
-use crate::target::ConfigConflict;
-use crate::walops::SpoolError;
-use barrelman_core::wal::InvalidWalName;
-use barrelman_storage::StorageError;
+use barrelman_core::error::{Classified, ErrorClass};
+use std::borrow::Cow;
 
 pub const SUCCESS: i32 = 0;
 pub const FAILURE: i32 = 1;
@@ -12,41 +13,139 @@ pub const CONNECTIVITY: i32 = 2;
 pub const INPUT_ERROR: i32 = 3;
 pub const GENERAL_ERROR: i32 = 4;
 
-/// Input the user must fix (barman's argparse-level errors).
+/// A command-line argument (or combination of them) the user must fix: barman's
+/// argparse-level errors.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct InputError(pub String);
 
-/// The exit code barman would give for `err`.
-pub fn code_for(err: &anyhow::Error) -> i32 {
+impl Classified for InputError {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Input
+    }
+}
+
+/// The steps whose failures barman-cloud reports with another code than their class's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Any step: the class decides.
+    Any,
+    /// The prefetch spool of a WAL restore could not be used: barman-cloud-wal-restore
+    /// exits 2 for it, whatever the cause.
+    RestoreSpool,
+    /// A backup name or shortcut matched no backup: barman raises while parsing the
+    /// backup id (exit 4), while an unknown backup id fails the operation (exit 1).
+    BackupNameLookup,
+}
+
+/// The one mapping from a failure to barman-cloud's exit code.
+pub(crate) fn exit_code(class: ErrorClass, step: Step) -> i32 {
+    match (step, class) {
+        (Step::RestoreSpool, _) => CONNECTIVITY,
+        (Step::BackupNameLookup, _) => GENERAL_ERROR,
+        (Step::Any, ErrorClass::Input) => INPUT_ERROR,
+        (Step::Any, ErrorClass::NotFound | ErrorClass::Conflict | ErrorClass::Failed) => FAILURE,
+        (Step::Any, ErrorClass::Denied | ErrorClass::Unavailable | ErrorClass::Internal) => {
+            GENERAL_ERROR
+        }
+    }
+}
+
+/// What the exit code of a failure depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    /// The class of the first classified error of the chain; `Internal` if none is.
+    pub class: ErrorClass,
+    /// The step that failed, where barman's code depends on it.
+    pub step: Step,
+    /// The fix, when the error knows it.
+    pub hint: Option<Cow<'static, str>>,
+    /// A normal answer rather than a problem: a WAL restore of a file the archive does
+    /// not hold (PostgreSQL probes such names at the end of recovery). Logged as INFO.
+    pub expected: bool,
+}
+
+/// Classifies `err` by the first error of its chain that knows its class.
+pub(crate) fn failure(err: &anyhow::Error) -> Failure {
     for cause in err.chain() {
-        if cause.is::<InvalidWalName>()
-            || cause.is::<InputError>()
-            || cause.is::<barrelman_core::layout::InvalidName>()
-        {
-            return INPUT_ERROR;
-        }
-        if cause.is::<crate::basebackup::OperationFailed>() {
-            return FAILURE;
-        }
-        if cause.is::<SpoolError>() {
-            return CONNECTIVITY;
-        }
-        if cause.is::<ConfigConflict>() {
-            return GENERAL_ERROR;
-        }
-        if let Some(s) = cause.downcast_ref::<StorageError>() {
-            return match s {
-                StorageError::WalNotFound { .. }
-                | StorageError::NotEmpty { .. }
-                | StorageError::Conflict { .. }
-                | StorageError::ConcurrentConflict { .. } => FAILURE,
-                StorageError::InvalidName(_) | StorageError::InvalidKey { .. } => INPUT_ERROR,
-                _ => GENERAL_ERROR,
+        if let Some(found) = classified(cause) {
+            return Failure {
+                class: found.class(),
+                step: step_of(cause),
+                hint: found.hint(),
+                expected: cause
+                    .downcast_ref::<barrelman_ops::wal::RestoreError>()
+                    .is_some_and(|e| e.is_not_archived())
+                    || matches!(
+                        cause.downcast_ref::<barrelman_storage::StorageError>(),
+                        Some(barrelman_storage::StorageError::WalNotFound { .. })
+                    ),
             };
         }
     }
-    GENERAL_ERROR
+    Failure {
+        class: ErrorClass::Internal,
+        step: Step::Any,
+        hint: None,
+        expected: false,
+    }
+}
+
+/// The step of a classified error, for the failures barman reports by step.
+fn step_of(cause: &(dyn std::error::Error + 'static)) -> Step {
+    use barrelman_ops::catalog::ChooseError;
+    if cause
+        .downcast_ref::<barrelman_ops::wal::RestoreError>()
+        .is_some_and(|e| e.is_spool_failure())
+    {
+        return Step::RestoreSpool;
+    }
+    let lookup = cause.downcast_ref::<ChooseError>().or_else(|| {
+        match cause.downcast_ref::<barrelman_ops::delete::DeleteError>() {
+            Some(barrelman_ops::delete::DeleteError::Choose(e)) => Some(e),
+            _ => None,
+        }
+    });
+    match lookup {
+        Some(ChooseError::UnknownName(_) | ChooseError::NoCandidate(_)) => Step::BackupNameLookup,
+        _ => Step::Any,
+    }
+}
+
+/// The error as the library that raised it classifies it: every library error type
+/// that can reach a command, and the command line's own.
+fn classified<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn Classified> {
+    macro_rules! first_of {
+        ($($t:ty),* $(,)?) => {
+            $(if let Some(e) = cause.downcast_ref::<$t>() {
+                return Some(e);
+            })*
+        };
+    }
+    first_of!(
+        InputError,
+        crate::basebackup::BaseBackupError,
+        crate::catalogcmd::CatalogError,
+        barrelman_ops::wal::ArchiveError,
+        barrelman_ops::wal::RestoreError,
+        barrelman_ops::backup::BackupError,
+        barrelman_ops::delete::DeleteError,
+        barrelman_ops::catalog::ChooseError,
+        barrelman_storage::StorageError,
+        barrelman_postgres::session::PgError,
+        barrelman_postgres::recovery::InvalidTarget,
+        barrelman_postgres::extract::ExtractError,
+        barrelman_core::wal::InvalidWalName,
+        barrelman_core::layout::InvalidName,
+        barrelman_core::layout::InvalidDestination,
+        barrelman_core::lsn::InvalidLsn,
+        barrelman_core::retention::InvalidPolicy,
+        barrelman_core::compression::UnknownCompression,
+        barrelman_core::compression::InvalidLevel,
+        barrelman_core::backup_info::BackupInfoError,
+        barrelman_core::pyliteral::PyLiteralError,
+    );
+    None
 }
 
 /// The whole error on one line: what failed, then why.

@@ -10,7 +10,7 @@ mod logging;
 mod native;
 mod output;
 mod target;
-mod walops;
+mod walcmd;
 
 /// The corpus and mutation helpers shared by the fuzz tests of every crate.
 #[cfg(test)]

@@ -5,9 +5,9 @@
 use crate::exit::{self, InputError};
 use crate::output::outln;
 use crate::target::{CloudFlags, Target};
-use crate::walops::{self, ArchiveRequest, RestoreRequest};
 use anyhow::{Context, Result};
 use barrelman_core::Compression;
+use barrelman_ops::wal::{ArchiveRequest, RestoreRequest};
 use barrelman_storage::UploadOptions;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use std::ffi::OsString;
@@ -531,9 +531,10 @@ pub fn run(args: Vec<OsString>) -> i32 {
     match result {
         Ok(()) => exit::SUCCESS,
         Err(e) => {
-            let code = exit::code_for(&e);
+            let failure = exit::failure(&e);
+            let code = exit::exit_code(failure.class, failure.step);
             let msg = exit::one_line(&e);
-            if code == exit::FAILURE && msg.contains("does not exist in") {
+            if failure.expected {
                 tracing::info!("{msg}");
             } else {
                 // Plain stderr too: native users may run with -q or without a log reader.
@@ -613,8 +614,9 @@ async fn wal_archive(a: WalArchiveArgs) -> Result<()> {
         pgdata: a.pgdata,
         max_parallel,
         spool_dir: Some(default_spool(a.spool_dir)),
+        must_be_empty: None,
     };
-    walops::archive(&archive, &req).await
+    Ok(crate::walcmd::archive(&archive, req).await?)
 }
 
 async fn wal_restore(a: WalRestoreArgs) -> Result<()> {
@@ -640,7 +642,8 @@ async fn wal_restore(a: WalRestoreArgs) -> Result<()> {
         parallel,
         spool_dir: Some(default_spool(a.spool_dir)),
     };
-    walops::restore(&archive, &req).await
+    barrelman_ops::wal::restore(&archive, &req).await?;
+    Ok(())
 }
 
 async fn check_empty(a: CheckEmptyArgs) -> Result<()> {
@@ -650,7 +653,7 @@ async fn check_empty(a: CheckEmptyArgs) -> Result<()> {
         "barrelman check-empty [DEST SERVER | --config F --server-name N]",
     )?;
     let archive = target.open()?;
-    archive.check_empty(a.timeline).await?;
+    barrelman_ops::wal::check_empty(&archive, a.timeline).await?;
     outln!("the WAL archive {} is empty", target.location());
     Ok(())
 }
@@ -697,7 +700,7 @@ async fn backup(a: BackupArgs) -> Result<()> {
         .into());
     }
     if let Some(n) = &a.name {
-        barrelman_ops::plan::check_backup_name(n).map_err(InputError)?;
+        barrelman_ops::plan::check_backup_name(n)?;
     }
     let tags = manifest_tags(&target, &a.tag)?;
     let opts = barrelman_ops::backup::BackupOptions {

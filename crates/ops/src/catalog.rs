@@ -112,6 +112,18 @@ pub enum ChooseError {
     NoCandidate(String),
 }
 
+impl barrelman_core::Classified for ChooseError {
+    fn class(&self) -> barrelman_core::ErrorClass {
+        barrelman_core::ErrorClass::NotFound
+    }
+
+    fn hint(&self) -> Option<std::borrow::Cow<'static, str>> {
+        Some(std::borrow::Cow::Borrowed(
+            "list the backups with `barrelman list` or barman-cloud-backup-list",
+        ))
+    }
+}
+
 fn usable(b: &BackupInfo) -> bool {
     b.status == BackupStatus::Done
 }

@@ -57,6 +57,36 @@ pub enum DeleteError {
     Choose(#[from] ChooseError),
 }
 
+impl barrelman_core::Classified for DeleteError {
+    fn class(&self) -> barrelman_core::ErrorClass {
+        use barrelman_core::ErrorClass;
+        match self {
+            Self::Storage(e) => e.class(),
+            Self::Choose(e) => e.class(),
+            // The catalog must be readable before a policy decides anything.
+            Self::Unreadable(_) => ErrorClass::Failed,
+            Self::Kept { .. } | Self::MinimumRedundancy { .. } | Self::Running { .. } => {
+                ErrorClass::Conflict
+            }
+        }
+    }
+
+    fn hint(&self) -> Option<std::borrow::Cow<'static, str>> {
+        use std::borrow::Cow;
+        match self {
+            Self::Storage(e) => e.hint(),
+            Self::Choose(e) => e.hint(),
+            Self::Kept { .. } => Some(Cow::Borrowed(
+                "release the keep mark first (`barrelman keep --release` or barman-cloud-backup-keep -r)",
+            )),
+            Self::Running { .. } => Some(Cow::Borrowed(
+                "wait until the backup ends, or delete it with `barrelman delete --force`",
+            )),
+            Self::MinimumRedundancy { .. } | Self::Unreadable(_) => None,
+        }
+    }
+}
+
 fn human_age(d: chrono::Duration) -> String {
     let s = d.num_seconds().max(0);
     match s {

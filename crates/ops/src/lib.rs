@@ -10,3 +10,4 @@ pub mod plan;
 pub mod progress;
 pub mod restore;
 pub mod verify;
+pub mod wal;

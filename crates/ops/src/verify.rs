@@ -179,7 +179,7 @@ async fn check_backup(
                     }
                 }
             }
-            Err(e) => problems.push(e),
+            Err(e) => problems.push(e.to_string()),
         },
         _ => problems.push("backup.info has no begin_wal/end_wal".into()),
     }
