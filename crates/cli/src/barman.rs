@@ -4,7 +4,8 @@
 //! abbreviations, greedy `--tags`) and exits with their codes.
 
 use crate::argtypes;
-use crate::exit::{self, InputError};
+use crate::argtypes::InputError;
+use crate::exit;
 use crate::target::{CloudFlags, Target};
 use anyhow::Result;
 use barrelman_core::{Compression, LevelRequest};
@@ -538,11 +539,9 @@ pub fn run(prog: &str, args: Vec<OsString>) -> i32 {
                         use barrelman_ops::delete::Selection;
                         let selection = match (cli.backup_id, cli.retention_policy) {
                             (Some(id), _) => Selection::Backup(id),
-                            (None, Some(p)) => Selection::Policy(p.parse().map_err(
-                                |e: barrelman_core::retention::InvalidPolicy| {
-                                    InputError(e.to_string())
-                                },
-                            )?),
+                            (None, Some(p)) => {
+                                Selection::Policy(p.parse::<barrelman_core::retention::Policy>()?)
+                            }
                             (None, None) => {
                                 return Err(InputError("one of -b or -r is required".into()).into())
                             }

@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use crate::exit::InputError;
+use crate::argtypes::InputError;
 use crate::output::outln;
 use crate::target::Target;
 
@@ -209,7 +209,7 @@ pub fn target_choice(
         })
         .transpose()?;
     let lsn = lsn
-        .map(|l| l.parse().map_err(|e| InputError(format!("{e}"))))
+        .map(|l| l.parse::<barrelman_core::lsn::Lsn>())
         .transpose()?;
     let tli = match tli {
         None | Some("current") | Some("latest") => None,

@@ -13,18 +13,6 @@ pub const CONNECTIVITY: i32 = 2;
 pub const INPUT_ERROR: i32 = 3;
 pub const GENERAL_ERROR: i32 = 4;
 
-/// A command-line argument (or combination of them) the user must fix: barman's
-/// argparse-level errors.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct InputError(pub String);
-
-impl Classified for InputError {
-    fn class(&self) -> ErrorClass {
-        ErrorClass::Input
-    }
-}
-
 /// The steps whose failures barman-cloud reports with another code than their class's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Step {
@@ -123,7 +111,7 @@ fn classified<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a dy
         };
     }
     first_of!(
-        InputError,
+        crate::argtypes::InputError,
         crate::basebackup::BaseBackupError,
         crate::catalogcmd::CatalogError,
         barrelman_ops::wal::ArchiveError,
@@ -158,4 +146,154 @@ pub fn one_line(err: &anyhow::Error) -> String {
         }
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use barrelman_storage::{Denial, StorageError};
+
+    /// One error of each class, of the library types the commands meet, each with the
+    /// fix it knows.
+    fn example(class: ErrorClass) -> anyhow::Error {
+        match class {
+            ErrorClass::Input => barrelman_core::wal::InvalidWalName("RECOVERYXLOG".into()).into(),
+            ErrorClass::NotFound => crate::catalogcmd::CatalogError::NoSuchBackup {
+                id: "20260101T000000".into(),
+                server: "srv".into(),
+            }
+            .into(),
+            ErrorClass::Conflict => StorageError::Conflict {
+                key: "srv/wals/0000000100000000/000000010000000000000001".into(),
+            }
+            .into(),
+            ErrorClass::Denied => StorageError::AccessDenied {
+                location: "bucket 'b' at http://127.0.0.1:9".into(),
+                denial: Denial::WrongSecret,
+            }
+            .into(),
+            ErrorClass::Unavailable => StorageError::Unreachable {
+                endpoint: "http://127.0.0.1:9".into(),
+                detail: "Connection refused".into(),
+            }
+            .into(),
+            ErrorClass::Failed => barrelman_ops::backup::BackupError {
+                failure: barrelman_ops::backup::BackupFailure::WalMissing {
+                    first: barrelman_core::wal::WalName::parse("000000010000000000000003").unwrap(),
+                    location: "s3://b/p/srv".into(),
+                    waited: 120,
+                },
+                info: None,
+            }
+            .into(),
+            ErrorClass::Internal => barrelman_ops::wal::ArchiveError::StaleMarkers {
+                dir: "/var/tmp/walrestore/archive".into(),
+                source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+            }
+            .into(),
+        }
+    }
+
+    #[test]
+    fn every_class_exits_with_barmans_code() {
+        for class in ErrorClass::ALL {
+            let want = match class {
+                ErrorClass::Input => 3,
+                ErrorClass::NotFound | ErrorClass::Conflict | ErrorClass::Failed => 1,
+                ErrorClass::Denied | ErrorClass::Unavailable | ErrorClass::Internal => 4,
+            };
+            assert_eq!(exit_code(class, Step::Any), want, "{}", class.name());
+            // Found below the context a command adds, as in a real chain.
+            let err = example(class).context("while running the command");
+            let failure = failure(&err);
+            assert_eq!(failure.class, class, "{err:#}");
+            assert_eq!(exit_code(failure.class, failure.step), want, "{err:#}");
+            assert!(!failure.expected, "{err:#}");
+        }
+    }
+
+    #[test]
+    fn every_class_carries_the_fix_its_error_knows() {
+        for class in ErrorClass::ALL {
+            let want = match class {
+                ErrorClass::Input => {
+                    "pass a WAL file name such as 000000010000000000000001 (or a path ending in one)"
+                }
+                ErrorClass::NotFound => {
+                    "list the backups with `barrelman list` or barman-cloud-backup-list"
+                }
+                ErrorClass::Conflict => "give each cluster its own server name (serverName)",
+                ErrorClass::Denied => {
+                    "check AWS_SECRET_ACCESS_KEY (the secretAccessKey entry of the ObjectStore's s3Credentials)"
+                }
+                ErrorClass::Unavailable => {
+                    "check the endpoint URL (endpointURL / --endpoint-url), DNS and the network path"
+                }
+                ErrorClass::Failed => {
+                    "check archive_command (in CloudNativePG: set isWALArchiver: true on the barman-cloud plugin)"
+                }
+                ErrorClass::Internal => {
+                    "make the spool directory writable for the PostgreSQL user, or remove its files"
+                }
+            };
+            let failure = failure(&example(class));
+            assert_eq!(failure.hint.as_deref(), Some(want), "{}", class.name());
+        }
+    }
+
+    #[test]
+    fn barmans_step_dependent_codes_override_the_class() {
+        use barrelman_ops::catalog::ChooseError;
+        let spool: anyhow::Error = barrelman_ops::wal::RestoreError::SpoolDir {
+            dir: "/var/tmp/walrestore/x".into(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        }
+        .into();
+        let f = failure(&spool);
+        assert_eq!(
+            (f.class, f.step),
+            (ErrorClass::Internal, Step::RestoreSpool)
+        );
+        assert_eq!(exit_code(f.class, f.step), CONNECTIVITY);
+
+        let by_name: anyhow::Error = ChooseError::UnknownName("nightly".into()).into();
+        let f = failure(&by_name);
+        assert_eq!(
+            (f.class, f.step),
+            (ErrorClass::NotFound, Step::BackupNameLookup)
+        );
+        assert_eq!(exit_code(f.class, f.step), GENERAL_ERROR);
+        let in_delete: anyhow::Error =
+            barrelman_ops::delete::DeleteError::Choose(ChooseError::NoCandidate("last".into()))
+                .into();
+        assert_eq!(code(&in_delete), GENERAL_ERROR);
+        let by_id: anyhow::Error = ChooseError::UnknownId("20260101T000000".into()).into();
+        assert_eq!(code(&by_id), FAILURE);
+    }
+
+    #[test]
+    fn a_missing_wal_is_an_expected_answer_and_anything_unclassified_is_internal() {
+        let missing: anyhow::Error =
+            barrelman_ops::wal::RestoreError::from(StorageError::WalNotFound {
+                name: "000000010000000000000009".into(),
+                location: "s3://b/p/srv".into(),
+            })
+            .into();
+        let f = failure(&missing);
+        assert!(f.expected);
+        assert_eq!(exit_code(f.class, f.step), FAILURE);
+
+        let plain = anyhow::anyhow!("cannot find the path of this binary");
+        let f = failure(&plain);
+        assert_eq!(
+            (f.class, f.step, f.expected),
+            (ErrorClass::Internal, Step::Any, false)
+        );
+        assert_eq!(exit_code(f.class, f.step), GENERAL_ERROR);
+    }
+
+    fn code(err: &anyhow::Error) -> i32 {
+        let f = failure(err);
+        exit_code(f.class, f.step)
+    }
 }

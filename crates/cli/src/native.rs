@@ -2,7 +2,8 @@
 //! barman's `DEST SERVER` positionals with the same cloud flags, or as
 //! `--config OBJECTSTORE.yaml --server-name NAME [--secrets-dir DIR]`.
 
-use crate::exit::{self, InputError};
+use crate::argtypes::InputError;
+use crate::exit;
 use crate::output::outln;
 use crate::target::{CloudFlags, Target};
 use anyhow::{Context, Result};
@@ -478,10 +479,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
                                 InputError("give --backup ID or --retention-policy (or a retentionPolicy in the manifest)".into())
                             })?,
                     };
-                    Selection::Policy(
-                        text.parse()
-                            .map_err(|e: barrelman_core::retention::InvalidPolicy| InputError(e.to_string()))?,
-                    )
+                    Selection::Policy(text.parse::<barrelman_core::retention::Policy>()?)
                 };
                 let flags = crate::catalogcmd::DeleteFlags {
                     minimum_redundancy: a.minimum_redundancy,
@@ -549,9 +547,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
 fn compression_choice(flag: Option<&str>, manifest: Option<&str>) -> Result<Compression> {
     match flag.or(manifest) {
         None => Ok(Compression::None),
-        Some(c) => Ok(c
-            .parse::<Compression>()
-            .map_err(|e| InputError(e.to_string()))?),
+        Some(c) => Ok(c.parse::<Compression>()?),
     }
 }
 
@@ -796,9 +792,7 @@ async fn restore(a: RestoreArgs) -> Result<()> {
     };
     // Before any request: a target PostgreSQL would refuse at start-up must not
     // cost a whole restore first.
-    recovery_target
-        .validate()
-        .map_err(|e| InputError(e.to_string()))?;
+    recovery_target.validate()?;
     let choice =
         crate::basebackup::target_choice(a.target_time.as_deref(), a.target_lsn.as_deref(), None)?;
     let (target, rest) = a.store.resolve(
