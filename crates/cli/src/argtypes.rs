@@ -2,22 +2,8 @@
 //! refuses while parsing its command line is refused here while parsing too, so it
 //! exits 3 before any connection is made, `-t` included, as barman does.
 
-use barrelman_core::error::{Classified, ErrorClass};
 use barrelman_core::LevelRequest;
 use barrelman_ops::plan::{parse_size, python_int};
-
-/// A command-line argument (or a combination of them) the user must fix, found by
-/// the command line's own checks: barman's argparse-level errors (exit 3). Values a
-/// library parses carry that library's error instead.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct InputError(pub String);
-
-impl Classified for InputError {
-    fn class(&self) -> ErrorClass {
-        ErrorClass::Input
-    }
-}
 
 /// `check_positive`: an integer of at least 1.
 pub fn positive(s: &str) -> Result<u32, String> {

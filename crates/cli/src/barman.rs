@@ -4,7 +4,7 @@
 //! abbreviations, greedy `--tags`) and exits with their codes.
 
 use crate::argtypes;
-use crate::argtypes::InputError;
+use crate::errors::InputError;
 use crate::exit;
 use crate::target::{CloudFlags, Target};
 use anyhow::Result;
@@ -842,7 +842,7 @@ async fn backup(cli: BackupCli) -> Result<i32> {
         None => None,
         Some(p) => Some(
             p.parse::<u16>()
-                .map_err(|_| crate::basebackup::BaseBackupError::BadPort(p.to_string()))?,
+                .map_err(|_| crate::errors::BaseBackupError::BadPort(p.to_string()))?,
         ),
     };
     let connect = barrelman_postgres::session::ConnectOptions {

@@ -3,65 +3,18 @@
 
 use anyhow::{Context, Result};
 use barrelman_core::backup_info::BackupInfo;
-use barrelman_core::error::{Classified, ErrorClass};
-use barrelman_ops::backup::{take_backup, BackupError, BackupOptions};
+use barrelman_ops::backup::{take_backup, BackupOptions};
 use barrelman_ops::catalog::TargetChoice;
 use barrelman_ops::progress::Progress;
-use barrelman_ops::restore::{restore_backup, RestoreError, RestoreOptions};
+use barrelman_ops::restore::{restore_backup, RestoreOptions};
 use barrelman_postgres::recovery::{write_recovery_config, RecoveryTarget};
-use barrelman_postgres::session::{ConnectOptions, PgError, Session};
-use std::borrow::Cow;
+use barrelman_postgres::session::{ConnectOptions, Session};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use crate::argtypes::InputError;
+use crate::errors::{BaseBackupError, InputError};
 use crate::output::outln;
 use crate::target::Target;
-
-/// A base backup or restore that did not complete. barman-cloud-backup and
-/// -restore fail the operation (exit 1) whatever the cause, once the archive is open.
-#[derive(Debug, thiserror::Error)]
-pub enum BaseBackupError {
-    /// PostgreSQL could not be reached for the backup.
-    #[error("{0}")]
-    Connect(#[source] PgError),
-    /// `-p/--port` is not a port number: barman hands it to libpq, which cannot
-    /// connect with it.
-    #[error(
-        "cannot connect to PostgreSQL: the port '{0}' given with -p/--port is not a port number"
-    )]
-    BadPort(String),
-    /// The backup stopped after it started: its `backup.info` says FAILED.
-    #[error("backup {id} FAILED: {source}")]
-    Failed {
-        /// The backup's id.
-        id: String,
-        /// Why it stopped.
-        #[source]
-        source: BackupError,
-    },
-    /// The backup stopped before it started.
-    #[error("backup failed: {0}")]
-    NotStarted(#[source] BackupError),
-    /// The restore of a backup stopped.
-    #[error("{0}")]
-    Restore(#[source] RestoreError),
-}
-
-impl Classified for BaseBackupError {
-    fn class(&self) -> ErrorClass {
-        ErrorClass::Failed
-    }
-
-    fn hint(&self) -> Option<Cow<'static, str>> {
-        match self {
-            Self::Connect(e) => e.hint(),
-            Self::BadPort(_) => Some(Cow::Borrowed("give -p/--port a port number")),
-            Self::Failed { source, .. } | Self::NotStarted(source) => source.hint(),
-            Self::Restore(_) => None,
-        }
-    }
-}
 
 /// Shows progress while `fut` runs: a bar with bytes, rate and ETA on a terminal,
 /// a line every 10 s in logs otherwise.

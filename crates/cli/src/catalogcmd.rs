@@ -8,72 +8,9 @@ use barrelman_ops::catalog::{self, ChooseError, TargetChoice};
 use barrelman_storage::Archive;
 use bytes::Bytes;
 
+use crate::errors::CatalogError;
 use crate::output::outln;
 use crate::target::Target;
-use barrelman_core::error::{Classified, ErrorClass};
-use std::borrow::Cow;
-
-/// A catalog command that ran and found a problem: barman fails the operation (exit 1).
-#[derive(Debug, thiserror::Error)]
-pub enum CatalogError {
-    /// No backup has the id asked for.
-    #[error("backup {id} for server {server} does not exist")]
-    NoSuchBackup {
-        /// The id asked for.
-        id: String,
-        /// The server name of the archive.
-        server: String,
-    },
-    /// Only DONE backups can be kept.
-    #[error("cannot keep backup {id}: its status is {status}, and only DONE backups can be kept")]
-    NotKeepable {
-        /// The backup's id.
-        id: String,
-        /// Its status.
-        status: String,
-    },
-    /// The backup cannot be deleted as asked (kept, running, minimum redundancy, an
-    /// unreadable catalog).
-    #[error("{0}")]
-    Delete(#[source] barrelman_ops::delete::DeleteError),
-    /// `verify` found a backup that cannot be restored, or WAL stored twice.
-    #[error("{0}")]
-    NotRestorable(String),
-    /// `doctor` found problems (each printed with its fix).
-    #[error("{count} problem(s) found in {location}")]
-    Problems {
-        /// How many.
-        count: usize,
-        /// The archive.
-        location: String,
-    },
-    /// `doctor --postgres` could not ask the server.
-    #[error("{0}")]
-    Server(#[source] barrelman_postgres::session::PgError),
-}
-
-impl Classified for CatalogError {
-    fn class(&self) -> ErrorClass {
-        match self {
-            Self::NoSuchBackup { .. } => ErrorClass::NotFound,
-            Self::NotKeepable { .. } => ErrorClass::Conflict,
-            Self::Delete(_) | Self::NotRestorable(_) | Self::Problems { .. } | Self::Server(_) => {
-                ErrorClass::Failed
-            }
-        }
-    }
-
-    fn hint(&self) -> Option<Cow<'static, str>> {
-        match self {
-            Self::NoSuchBackup { .. } => Some(Cow::Borrowed(
-                "list the backups with `barrelman list` or barman-cloud-backup-list",
-            )),
-            Self::Delete(e) => e.hint(),
-            Self::Server(e) => e.hint(),
-            _ => None,
-        }
-    }
-}
 
 /// Reads the catalog; unreadable `backup.info` files are warned about and skipped.
 async fn load(archive: &Archive) -> Result<Vec<BackupInfo>> {

@@ -111,9 +111,9 @@ fn classified<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a dy
         };
     }
     first_of!(
-        crate::argtypes::InputError,
-        crate::basebackup::BaseBackupError,
-        crate::catalogcmd::CatalogError,
+        crate::errors::InputError,
+        crate::errors::BaseBackupError,
+        crate::errors::CatalogError,
         barrelman_ops::wal::ArchiveError,
         barrelman_ops::wal::RestoreError,
         barrelman_ops::backup::BackupError,
@@ -158,7 +158,7 @@ mod tests {
     fn example(class: ErrorClass) -> anyhow::Error {
         match class {
             ErrorClass::Input => barrelman_core::wal::InvalidWalName("RECOVERYXLOG".into()).into(),
-            ErrorClass::NotFound => crate::catalogcmd::CatalogError::NoSuchBackup {
+            ErrorClass::NotFound => crate::errors::CatalogError::NoSuchBackup {
                 id: "20260101T000000".into(),
                 server: "srv".into(),
             }

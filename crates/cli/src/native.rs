@@ -2,7 +2,7 @@
 //! barman's `DEST SERVER` positionals with the same cloud flags, or as
 //! `--config OBJECTSTORE.yaml --server-name NAME [--secrets-dir DIR]`.
 
-use crate::argtypes::InputError;
+use crate::errors::InputError;
 use crate::exit;
 use crate::output::outln;
 use crate::target::{CloudFlags, Target};
