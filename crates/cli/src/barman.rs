@@ -8,7 +8,7 @@ use crate::errors::InputError;
 use crate::exit;
 use crate::target::{CloudFlags, Target};
 use anyhow::Result;
-use barrelman_core::{Compression, LevelRequest};
+use barrelman_core::{Classified, Compression, LevelRequest};
 use barrelman_ops::wal::{ArchiveRequest, RestoreRequest};
 use barrelman_storage::{StorageError, UploadOptions};
 use clap::{ArgAction, ArgGroup, Args, Parser};
@@ -659,7 +659,7 @@ async fn connectivity_test(target: &Target) -> Result<i32> {
         }
         Err(e) => {
             tracing::error!("connectivity test failed: {e}");
-            Ok(exit::CONNECTIVITY)
+            Ok(exit::exit_code(e.class(), exit::Step::ConnectivityTest))
         }
     }
 }
@@ -784,7 +784,7 @@ async fn check_wal_archive(cli: CheckWalArchiveCli) -> Result<i32> {
         Err(StorageError::BucketMissing { .. }) => return Ok(exit::SUCCESS),
         Err(e) => {
             tracing::error!("connectivity test failed: {e}");
-            return Ok(exit::CONNECTIVITY);
+            return Ok(exit::exit_code(e.class(), exit::Step::ConnectivityTest));
         }
     }
     if cli.common.test {

@@ -24,6 +24,10 @@ pub(crate) enum Step {
     /// A backup name or shortcut matched no backup: barman raises while parsing the
     /// backup id (exit 4), while an unknown backup id fails the operation (exit 1).
     BackupNameLookup,
+    /// The connectivity test (`-t`, and the probe barman-cloud-check-wal-archive
+    /// starts with): any failure to use the store exits 2. A missing bucket is an
+    /// answer of the test rather than a failure, which each tool gives itself.
+    ConnectivityTest,
 }
 
 /// The one mapping from a failure to barman-cloud's exit code.
@@ -31,6 +35,7 @@ pub(crate) fn exit_code(class: ErrorClass, step: Step) -> i32 {
     match (step, class) {
         (Step::RestoreSpool, _) => CONNECTIVITY,
         (Step::BackupNameLookup, _) => GENERAL_ERROR,
+        (Step::ConnectivityTest, _) => CONNECTIVITY,
         (Step::Any, ErrorClass::Input) => INPUT_ERROR,
         (Step::Any, ErrorClass::NotFound | ErrorClass::Conflict | ErrorClass::Failed) => FAILURE,
         (Step::Any, ErrorClass::Denied | ErrorClass::Unavailable | ErrorClass::Internal) => {
@@ -244,6 +249,11 @@ mod tests {
     #[test]
     fn barmans_step_dependent_codes_override_the_class() {
         use barrelman_ops::catalog::ChooseError;
+        for class in ErrorClass::ALL {
+            assert_eq!(exit_code(class, Step::ConnectivityTest), CONNECTIVITY);
+            assert_eq!(exit_code(class, Step::RestoreSpool), CONNECTIVITY);
+            assert_eq!(exit_code(class, Step::BackupNameLookup), GENERAL_ERROR);
+        }
         let spool: anyhow::Error = barrelman_ops::wal::RestoreError::SpoolDir {
             dir: "/var/tmp/walrestore/x".into(),
             source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
