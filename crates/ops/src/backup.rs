@@ -34,14 +34,17 @@ pub struct BackupOptions {
     pub compression: Compression,
     /// Codec level; `None` is the default (gzip 6, bzip2 9, lz4 fast).
     pub level: Option<i32>,
+    /// Ask PostgreSQL for an immediate checkpoint instead of a spread one.
     pub immediate_checkpoint: bool,
     /// Parallel tar workers (each compresses and uploads its own parts).
     pub jobs: usize,
     /// A part is closed once its compressed size passes this (`-S`).
     pub max_archive_size: u64,
+    /// The smallest multipart upload chunk (`--min-chunk-size`); `None` for the default.
     pub min_chunk_size: Option<u64>,
     /// `-n/--name`.
     pub name: Option<String>,
+    /// Tags of every uploaded object.
     pub tags: Vec<(String, String)>,
     /// How long to wait for the backup's WAL to reach the archive.
     pub wal_wait: Duration,
