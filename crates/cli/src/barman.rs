@@ -618,18 +618,7 @@ where
     };
     match rt.block_on(f()) {
         Ok(code) => code,
-        Err(e) => {
-            let failure = exit::failure(&e);
-            let code = exit::exit_code(failure.class, failure.step);
-            let msg = exit::one_line(&e);
-            if failure.expected {
-                // The normal end of recovery: PostgreSQL probes names that do not exist.
-                tracing::info!("{msg}");
-            } else {
-                tracing::error!("{msg}");
-            }
-            code
-        }
+        Err(e) => exit::report(&e),
     }
 }
 

@@ -84,6 +84,20 @@ pub(crate) fn failure(err: &anyhow::Error) -> Failure {
     }
 }
 
+/// Logs a command's failure as one line and returns its exit code: ERROR, or INFO
+/// for an expected answer (PostgreSQL probes WAL names that do not exist at the end
+/// of recovery).
+pub(crate) fn report(err: &anyhow::Error) -> i32 {
+    let failure = failure(err);
+    let msg = one_line(err);
+    if failure.expected {
+        tracing::info!("{msg}");
+    } else {
+        tracing::error!("{msg}");
+    }
+    exit_code(failure.class, failure.step)
+}
+
 /// The step of a classified error, for the failures barman reports by step.
 fn step_of(cause: &(dyn std::error::Error + 'static)) -> Step {
     use barrelman_ops::catalog::ChooseError;

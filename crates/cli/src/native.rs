@@ -528,18 +528,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
     });
     match result {
         Ok(()) => exit::SUCCESS,
-        Err(e) => {
-            let failure = exit::failure(&e);
-            let code = exit::exit_code(failure.class, failure.step);
-            let msg = exit::one_line(&e);
-            if failure.expected {
-                tracing::info!("{msg}");
-            } else {
-                // Plain stderr too: native users may run with -q or without a log reader.
-                tracing::error!("{msg}");
-            }
-            code
-        }
+        Err(e) => exit::report(&e),
     }
 }
 
