@@ -37,7 +37,9 @@ pub fn timeline(s: &str) -> Result<String, String> {
 
 /// `check_backup_name`: not a backup id and not a reserved word.
 pub fn backup_name(s: &str) -> Result<String, String> {
-    barrelman_ops::plan::check_backup_name(s).map(|()| s.to_string())
+    barrelman_ops::plan::check_backup_name(s)
+        .map(|()| s.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// `check_size`: bytes, or a number with a unit (see [`parse_size`]).

@@ -4,11 +4,12 @@
 //! abbreviations, greedy `--tags`) and exits with their codes.
 
 use crate::argtypes;
-use crate::exit::{self, InputError};
+use crate::errors::InputError;
+use crate::exit;
 use crate::target::{self, CloudFlags, Target};
-use crate::walops::{self, ArchiveRequest, RestoreRequest};
 use anyhow::Result;
-use barrelman_core::{Compression, LevelRequest};
+use barrelman_core::{Classified, Compression, LevelRequest};
+use barrelman_ops::wal::{ArchiveRequest, RestoreRequest};
 use barrelman_storage::{StorageError, UploadOptions};
 use clap::{ArgAction, ArgGroup, Args, Parser};
 use std::ffi::OsString;
@@ -538,11 +539,9 @@ pub fn run(prog: &str, args: Vec<OsString>) -> i32 {
                         use barrelman_ops::delete::Selection;
                         let selection = match (cli.backup_id, cli.retention_policy) {
                             (Some(id), _) => Selection::Backup(id),
-                            (None, Some(p)) => Selection::Policy(p.parse().map_err(
-                                |e: barrelman_core::retention::InvalidPolicy| {
-                                    InputError(e.to_string())
-                                },
-                            )?),
+                            (None, Some(p)) => {
+                                Selection::Policy(p.parse::<barrelman_core::retention::Policy>()?)
+                            }
                             (None, None) => {
                                 return Err(InputError("one of -b or -r is required".into()).into())
                             }
@@ -619,20 +618,7 @@ where
     };
     match rt.block_on(f()) {
         Ok(code) => code,
-        Err(e) => {
-            let code = exit::code_for(&e);
-            let msg = exit::one_line(&e);
-            if matches!(
-                e.downcast_ref::<StorageError>(),
-                Some(StorageError::WalNotFound { .. })
-            ) {
-                // The normal end of recovery: PostgreSQL probes names that do not exist.
-                tracing::info!("{msg}");
-            } else {
-                tracing::error!("{msg}");
-            }
-            code
-        }
+        Err(e) => exit::report(&e),
     }
 }
 
@@ -662,7 +648,7 @@ async fn connectivity_test(target: &Target) -> Result<i32> {
         }
         Err(e) => {
             tracing::error!("connectivity test failed: {e}");
-            Ok(exit::CONNECTIVITY)
+            Ok(exit::exit_code(e.class(), exit::Step::ConnectivityTest))
         }
     }
 }
@@ -732,8 +718,9 @@ async fn wal_archive(cli: WalArchiveCli) -> Result<i32> {
         pgdata: None,
         max_parallel: 1,
         spool_dir: None,
+        must_be_empty: None,
     };
-    walops::archive(&archive, &req).await?;
+    crate::walcmd::archive(&archive, req).await?;
     Ok(exit::SUCCESS)
 }
 
@@ -769,7 +756,7 @@ async fn wal_restore(cli: WalRestoreCli) -> Result<i32> {
         parallel,
         spool_dir: (parallel > 1).then_some(cli.spool_dir),
     };
-    walops::restore(&archive, &req).await?;
+    barrelman_ops::wal::restore(&archive, &req).await?;
     Ok(exit::SUCCESS)
 }
 
@@ -786,13 +773,13 @@ async fn check_wal_archive(cli: CheckWalArchiveCli) -> Result<i32> {
         Err(StorageError::BucketMissing { .. }) => return Ok(exit::SUCCESS),
         Err(e) => {
             tracing::error!("connectivity test failed: {e}");
-            return Ok(exit::CONNECTIVITY);
+            return Ok(exit::exit_code(e.class(), exit::Step::ConnectivityTest));
         }
     }
     if cli.common.test {
         return Ok(exit::SUCCESS);
     }
-    target.open()?.check_empty(timeline).await?;
+    barrelman_ops::wal::check_empty(&target.open()?, timeline).await?;
     Ok(exit::SUCCESS)
 }
 
@@ -842,11 +829,10 @@ async fn backup(cli: BackupCli) -> Result<i32> {
     // connect (exit 1), not a usage error.
     let port = match cli.port.as_deref().map(str::trim) {
         None => None,
-        Some(p) => Some(p.parse::<u16>().map_err(|_| {
-            crate::basebackup::OperationFailed(format!(
-                "cannot connect to PostgreSQL: the port '{p}' given with -p/--port is not a port number"
-            ))
-        })?),
+        Some(p) => Some(
+            p.parse::<u16>()
+                .map_err(|_| crate::errors::BaseBackupError::BadPort(p.to_string()))?,
+        ),
     };
     let connect = barrelman_postgres::session::ConnectOptions {
         host: cli.host,

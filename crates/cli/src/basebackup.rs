@@ -12,14 +12,9 @@ use barrelman_postgres::session::{ConnectOptions, Session};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use crate::exit::InputError;
+use crate::errors::{BaseBackupError, InputError};
 use crate::output::outln;
 use crate::target::Target;
-
-/// A backup failed after it started (FAILED is written): barman exits 1.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct OperationFailed(pub String);
 
 /// Shows progress while `fut` runs: a bar with bytes, rate and ETA on a terminal,
 /// a line every 10 s in logs otherwise.
@@ -99,7 +94,7 @@ pub async fn backup(
         .get_or_insert_with(|| "barman_cloud_backup".into());
     let session = Session::connect(&connect)
         .await
-        .map_err(|e| OperationFailed(e.to_string()))?;
+        .map_err(BaseBackupError::Connect)?;
     let progress = Progress::new();
     let result = with_progress(
         "backup",
@@ -119,14 +114,10 @@ pub async fn backup(
             }
             Ok(info)
         }
-        Err(e) => {
-            let id = e.info.as_ref().map(|i| i.backup_id.clone());
-            let msg = match id {
-                Some(id) => format!("backup {id} FAILED: {}", e.message),
-                None => format!("backup failed: {}", e.message),
-            };
-            Err(OperationFailed(msg).into())
-        }
+        Err(e) => match e.info.as_ref().map(|i| i.backup_id.clone()) {
+            Some(id) => Err(BaseBackupError::Failed { id, source: e }.into()),
+            None => Err(BaseBackupError::NotStarted(e).into()),
+        },
     }
 }
 
@@ -144,7 +135,7 @@ pub async fn restore(
         restore_backup(&archive, opts, &progress),
     )
     .await
-    .map_err(|e| OperationFailed(e.to_string()))?;
+    .map_err(BaseBackupError::Restore)?;
     if let Some((cmd, rt)) = recovery {
         write_recovery_config(&opts.destination, &cmd, &rt).with_context(|| {
             format!(
@@ -171,7 +162,7 @@ pub fn target_choice(
         })
         .transpose()?;
     let lsn = lsn
-        .map(|l| l.parse().map_err(|e| InputError(format!("{e}"))))
+        .map(|l| l.parse::<barrelman_core::lsn::Lsn>())
         .transpose()?;
     let tli = match tli {
         None | Some("current") | Some("latest") => None,

@@ -8,7 +8,7 @@ use barrelman_ops::catalog::{self, ChooseError, TargetChoice};
 use barrelman_storage::Archive;
 use bytes::Bytes;
 
-use crate::basebackup::OperationFailed;
+use crate::errors::CatalogError;
 use crate::output::outln;
 use crate::target::Target;
 
@@ -26,10 +26,10 @@ async fn load(archive: &Archive) -> Result<Vec<BackupInfo>> {
 fn pick<'a>(backups: &'a [BackupInfo], wanted: &str, target: &Target) -> Result<&'a BackupInfo> {
     match catalog::choose(backups, wanted, &TargetChoice::default()) {
         Ok(b) => Ok(b),
-        Err(ChooseError::UnknownId(id)) => Err(OperationFailed(format!(
-            "backup {id} for server {} does not exist",
-            target.server_name
-        ))
+        Err(ChooseError::UnknownId(id)) => Err(CatalogError::NoSuchBackup {
+            id,
+            server: target.server_name.clone(),
+        }
         .into()),
         Err(e) => Err(e.into()),
     }
@@ -252,11 +252,10 @@ pub async fn keep(target: &Target, wanted: &str, action: KeepAction) -> Result<(
         KeepAction::Release => archive.delete_object(&key).await?,
         KeepAction::Set(word) => {
             if b.status != BackupStatus::Done {
-                return Err(OperationFailed(format!(
-                    "cannot keep backup {}: its status is {}, and only DONE backups can be kept",
-                    b.backup_id,
-                    b.status.as_str()
-                ))
+                return Err(CatalogError::NotKeepable {
+                    id: b.backup_id.clone(),
+                    status: b.status.as_str().to_string(),
+                }
                 .into());
             }
             archive.put_small(&key, Bytes::from(word), &[]).await?;
@@ -300,7 +299,7 @@ pub async fn delete(
             | DeleteError::MinimumRedundancy { .. }
             | DeleteError::Running { .. }
             | DeleteError::Unreadable(_)),
-        ) => return Err(OperationFailed(e.to_string()).into()),
+        ) => return Err(CatalogError::Delete(e).into()),
         Err(e) => return Err(e.into()),
     };
     for (id, d) in &report.decisions {
@@ -410,7 +409,7 @@ pub async fn verify(target: &Target, which: Option<&str>, deep: bool) -> Result<
         });
     }
     match first_problem {
-        Some(p) => Err(OperationFailed(p).into()),
+        Some(p) => Err(CatalogError::NotRestorable(p).into()),
         None => Ok(()),
     }
 }
@@ -428,12 +427,12 @@ pub async fn doctor(
         Some(connect) => {
             let session = barrelman_postgres::session::Session::connect(&connect)
                 .await
-                .map_err(|e| OperationFailed(e.to_string()))?;
+                .map_err(CatalogError::Server)?;
             Some(
                 session
                     .archiving_facts()
                     .await
-                    .map_err(|e| OperationFailed(e.to_string()))?,
+                    .map_err(CatalogError::Server)?,
             )
         }
         None => None,
@@ -454,10 +453,9 @@ pub async fn doctor(
         outln!("{}. {}", i + 1, f.problem);
         outln!("   fix: {}", f.fix);
     }
-    Err(OperationFailed(format!(
-        "{} problem(s) found in {}",
-        findings.len(),
-        target.location()
-    ))
+    Err(CatalogError::Problems {
+        count: findings.len(),
+        location: target.location(),
+    }
     .into())
 }

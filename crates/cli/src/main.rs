@@ -6,12 +6,13 @@ mod barman;
 mod basebackup;
 mod catalogcmd;
 mod environment;
+mod errors;
 mod exit;
 mod logging;
 mod native;
 mod output;
 mod target;
-mod walops;
+mod walcmd;
 
 /// The corpus and mutation helpers shared by the fuzz tests of every crate.
 #[cfg(test)]

@@ -2,12 +2,13 @@
 //! barman's `DEST SERVER` positionals with the same cloud flags, or as
 //! `--config OBJECTSTORE.yaml --server-name NAME [--secrets-dir DIR]`.
 
-use crate::exit::{self, InputError};
+use crate::errors::InputError;
+use crate::exit;
 use crate::output::outln;
 use crate::target::{CloudFlags, Target};
-use crate::walops::{self, ArchiveRequest, RestoreRequest};
 use anyhow::{Context, Result};
 use barrelman_core::Compression;
+use barrelman_ops::wal::{ArchiveRequest, RestoreRequest};
 use barrelman_storage::UploadOptions;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use std::ffi::OsString;
@@ -479,10 +480,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
                                 InputError("give --backup ID or --retention-policy (or a retentionPolicy in the manifest)".into())
                             })?,
                     };
-                    Selection::Policy(
-                        text.parse()
-                            .map_err(|e: barrelman_core::retention::InvalidPolicy| InputError(e.to_string()))?,
-                    )
+                    Selection::Policy(text.parse::<barrelman_core::retention::Policy>()?)
                 };
                 let flags = crate::catalogcmd::DeleteFlags {
                     minimum_redundancy: a.minimum_redundancy,
@@ -531,17 +529,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
     });
     match result {
         Ok(()) => exit::SUCCESS,
-        Err(e) => {
-            let code = exit::code_for(&e);
-            let msg = exit::one_line(&e);
-            if code == exit::FAILURE && msg.contains("does not exist in") {
-                tracing::info!("{msg}");
-            } else {
-                // Plain stderr too: native users may run with -q or without a log reader.
-                tracing::error!("{msg}");
-            }
-            code
-        }
+        Err(e) => exit::report(&e),
     }
 }
 
@@ -549,9 +537,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
 fn compression_choice(flag: Option<&str>, manifest: Option<&str>) -> Result<Compression> {
     match flag.or(manifest) {
         None => Ok(Compression::None),
-        Some(c) => Ok(c
-            .parse::<Compression>()
-            .map_err(|e| InputError(e.to_string()))?),
+        Some(c) => Ok(c.parse::<Compression>()?),
     }
 }
 
@@ -614,8 +600,9 @@ async fn wal_archive(a: WalArchiveArgs) -> Result<()> {
         pgdata: a.pgdata,
         max_parallel,
         spool_dir: Some(default_spool(a.spool_dir)),
+        must_be_empty: None,
     };
-    walops::archive(&archive, &req).await
+    Ok(crate::walcmd::archive(&archive, req).await?)
 }
 
 async fn wal_restore(a: WalRestoreArgs) -> Result<()> {
@@ -641,7 +628,8 @@ async fn wal_restore(a: WalRestoreArgs) -> Result<()> {
         parallel,
         spool_dir: Some(default_spool(a.spool_dir)),
     };
-    walops::restore(&archive, &req).await
+    barrelman_ops::wal::restore(&archive, &req).await?;
+    Ok(())
 }
 
 async fn check_empty(a: CheckEmptyArgs) -> Result<()> {
@@ -651,7 +639,7 @@ async fn check_empty(a: CheckEmptyArgs) -> Result<()> {
         "barrelman check-empty [DEST SERVER | --config F --server-name N]",
     )?;
     let archive = target.open()?;
-    archive.check_empty(a.timeline).await?;
+    barrelman_ops::wal::check_empty(&archive, a.timeline).await?;
     outln!("the WAL archive {} is empty", target.location());
     Ok(())
 }
@@ -695,7 +683,7 @@ async fn backup(a: BackupArgs) -> Result<()> {
         .for_backups()
         .map_err(|e| InputError(e.to_string()))?;
     if let Some(n) = &a.name {
-        barrelman_ops::plan::check_backup_name(n).map_err(InputError)?;
+        barrelman_ops::plan::check_backup_name(n)?;
     }
     let tags = manifest_tags(&target, &a.tag)?;
     let opts = barrelman_ops::backup::BackupOptions {
@@ -791,9 +779,7 @@ async fn restore(a: RestoreArgs) -> Result<()> {
     };
     // Before any request: a target PostgreSQL would refuse at start-up must not
     // cost a whole restore first.
-    recovery_target
-        .validate()
-        .map_err(|e| InputError(e.to_string()))?;
+    recovery_target.validate()?;
     let choice =
         crate::basebackup::target_choice(a.target_time.as_deref(), a.target_lsn.as_deref(), None)?;
     let (target, rest) = a.store.resolve(

@@ -70,6 +70,94 @@ pub trait Classified: std::error::Error {
     }
 }
 
+/// The classes of core's own errors: all of them are about values a caller passed
+/// in, except the stored formats, which are damaged data.
+mod core_errors {
+    use super::{Classified, ErrorClass};
+    use std::borrow::Cow;
+
+    impl Classified for crate::wal::InvalidWalName {
+        fn class(&self) -> ErrorClass {
+            ErrorClass::Input
+        }
+
+        fn hint(&self) -> Option<Cow<'static, str>> {
+            Some(Cow::Borrowed(
+                "pass a WAL file name such as 000000010000000000000001 (or a path ending in one)",
+            ))
+        }
+    }
+
+    impl Classified for crate::layout::InvalidName {
+        fn class(&self) -> ErrorClass {
+            ErrorClass::Input
+        }
+    }
+
+    /// A destination URL is a store setting: the store cannot be used as configured.
+    impl Classified for crate::layout::InvalidDestination {
+        fn class(&self) -> ErrorClass {
+            ErrorClass::Denied
+        }
+
+        fn hint(&self) -> Option<Cow<'static, str>> {
+            Some(Cow::Borrowed(
+                "give the destination as s3://BUCKET/PATH, gs://BUCKET/PATH, https://ACCOUNT.blob.core.windows.net/CONTAINER/PATH or file:///DIR",
+            ))
+        }
+    }
+
+    impl Classified for crate::lsn::InvalidLsn {
+        fn class(&self) -> ErrorClass {
+            ErrorClass::Input
+        }
+    }
+
+    impl Classified for crate::retention::InvalidPolicy {
+        fn class(&self) -> ErrorClass {
+            ErrorClass::Input
+        }
+    }
+
+    impl Classified for crate::compression::UnknownCompression {
+        fn class(&self) -> ErrorClass {
+            ErrorClass::Input
+        }
+    }
+
+    impl Classified for crate::compression::NotForBackups {
+        fn class(&self) -> ErrorClass {
+            ErrorClass::Input
+        }
+    }
+
+    /// An unusable ObjectStore manifest: the store cannot be used as configured
+    /// (barman's general error, exit 4, as the manifest's other refusals).
+    impl Classified for crate::objectstore::ObjectStoreError {
+        fn class(&self) -> ErrorClass {
+            ErrorClass::Denied
+        }
+    }
+
+    impl Classified for crate::compression::InvalidLevel {
+        fn class(&self) -> ErrorClass {
+            ErrorClass::Input
+        }
+    }
+
+    impl Classified for crate::backup_info::BackupInfoError {
+        fn class(&self) -> ErrorClass {
+            ErrorClass::Internal
+        }
+    }
+
+    impl Classified for crate::pyliteral::PyLiteralError {
+        fn class(&self) -> ErrorClass {
+            ErrorClass::Internal
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,17 +9,19 @@
 use crate::plan;
 use crate::progress::Progress;
 use barrelman_core::backup_info::{BackupInfo, BackupStatus, PartsManifest, Tablespace};
+use barrelman_core::error::{Classified, ErrorClass};
 use barrelman_core::layout::{TarPart, DATA_ITEM};
 use barrelman_core::lsn::Lsn;
 use barrelman_core::pyliteral::PyValue;
-use barrelman_core::wal::WalName;
+use barrelman_core::wal::{InvalidWalName, WalName};
 use barrelman_core::Compression;
-use barrelman_postgres::session::{BackupStart, ServerInfo, Session};
+use barrelman_postgres::session::{BackupStart, PgError, ServerInfo, Session};
 use barrelman_postgres::tarball::TarWriter;
 use barrelman_postgres::walk::{self, EntryKind, WalkEntry};
 use barrelman_storage::codec::CompressWriter;
-use barrelman_storage::{Archive, UploadHandle};
+use barrelman_storage::{Archive, StorageError, UploadHandle};
 use bytes::Bytes;
+use std::borrow::Cow;
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,14 +35,17 @@ pub struct BackupOptions {
     pub compression: Compression,
     /// Codec level; `None` is the default (gzip 6, bzip2 9, lz4 fast).
     pub level: Option<i32>,
+    /// Ask PostgreSQL for an immediate checkpoint instead of a spread one.
     pub immediate_checkpoint: bool,
     /// Parallel tar workers (each compresses and uploads its own parts).
     pub jobs: usize,
     /// A part is closed once its compressed size passes this (`-S`).
     pub max_archive_size: u64,
+    /// The smallest multipart upload chunk (`--min-chunk-size`); `None` for the default.
     pub min_chunk_size: Option<u64>,
     /// `-n/--name`.
     pub name: Option<String>,
+    /// Tags of every uploaded object.
     pub tags: Vec<(String, String)>,
     /// How long to wait for the backup's WAL to reach the archive.
     pub wal_wait: Duration,
@@ -65,21 +70,264 @@ impl Default for BackupOptions {
     }
 }
 
-/// A backup that did not end DONE. `info` is what was written (FAILED) when the
-/// failure came after the backup started.
+/// A backup that did not end DONE.
 #[derive(Debug, thiserror::Error)]
-#[error("{message}")]
+#[error("{failure}")]
 pub struct BackupError {
-    pub message: String,
+    /// What stopped it; its text is the `error` of the FAILED `backup.info`.
+    #[source]
+    pub failure: BackupFailure,
+    /// What was written (FAILED) when the failure came after the backup started.
     pub info: Option<Box<BackupInfo>>,
 }
 
 impl BackupError {
-    fn early(message: impl Into<String>) -> Self {
+    fn early(failure: impl Into<BackupFailure>) -> Self {
         Self {
-            message: message.into(),
+            failure: failure.into(),
             info: None,
         }
+    }
+}
+
+impl Classified for BackupError {
+    /// A backup that started and did not complete has failed, whatever stopped it;
+    /// before it starts, the cause's class says what to change.
+    fn class(&self) -> ErrorClass {
+        match self.info {
+            Some(_) => ErrorClass::Failed,
+            None => self.failure.class(),
+        }
+    }
+
+    fn hint(&self) -> Option<Cow<'static, str>> {
+        self.failure.hint()
+    }
+}
+
+/// What stopped a backup.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupFailure {
+    /// Base backups are tar files, which barman reads with a few codecs only.
+    #[error(transparent)]
+    UnsupportedCompression(#[from] barrelman_core::compression::NotForBackups),
+    /// The backup name is reserved or looks like an id.
+    #[error(transparent)]
+    InvalidName(#[from] plan::InvalidBackupName),
+    /// PostgreSQL refused or failed a step (server facts, `pg_backup_start`/`stop`).
+    #[error("{0}")]
+    Server(#[source] PgError),
+    /// The directory of a candidate backup id cannot be listed.
+    #[error("cannot list {dir}: {source}")]
+    ListIds {
+        /// The backup directory.
+        dir: String,
+        /// The store's error.
+        #[source]
+        source: StorageError,
+    },
+    /// `backup.info` (STARTED or DONE) cannot be written.
+    #[error("failure uploading backup.info file ({0})")]
+    WriteInfo(#[source] StorageError),
+    /// Every backup id of the next minutes is taken.
+    #[error(
+        "no free backup id in {attempts} seconds from now under {base}: another backup claims every second; retry later"
+    )]
+    NoFreeId {
+        /// How many ids were tried.
+        attempts: u32,
+        /// The base backup prefix.
+        base: String,
+    },
+    /// Reading the files or uploading the tar parts failed.
+    #[error("failure uploading data ({0})")]
+    Copy(#[source] CopyError),
+    /// The backup's `backup.info` has no WAL range.
+    #[error("the backup has no WAL range")]
+    NoWalRange,
+    /// The backup's WAL range cannot be enumerated.
+    #[error(transparent)]
+    WalRange(#[from] InvalidWalRange),
+    /// The archive cannot be asked for the backup's WAL.
+    #[error("cannot check the WAL archive: {0}")]
+    CheckWal(#[source] StorageError),
+    /// A WAL segment the backup needs did not arrive in time.
+    #[error(
+        "WAL segment {first} needed by this backup is not in the archive {location} after waiting {waited}s: \
+         WAL archiving is not reaching this archive, so the backup could never be restored. \
+         Check archive_command (in CloudNativePG: set isWALArchiver: true on the barman-cloud plugin)"
+    )]
+    WalMissing {
+        /// The first missing segment.
+        first: WalName,
+        /// The archive.
+        location: String,
+        /// Seconds waited.
+        waited: u64,
+    },
+    /// The uploaded parts cannot be listed for the final check.
+    #[error("cannot list {dir} to check the uploaded parts: {source}")]
+    ListParts {
+        /// The backup directory.
+        dir: String,
+        /// The store's error.
+        #[source]
+        source: StorageError,
+    },
+    /// The STARTED `backup.info` cannot be read back for the final check.
+    #[error("cannot read {key} back: {source}")]
+    ReadInfoBack {
+        /// Its key.
+        key: String,
+        /// The store's error.
+        #[source]
+        source: StorageError,
+    },
+    /// The backup was deleted (or taken over) while it ran.
+    #[error(
+        "{key} was deleted or changed while the backup ran (was it deleted with `delete --force`?): the backup is not complete"
+    )]
+    Deleted {
+        /// The `backup.info` key.
+        key: String,
+    },
+    /// A tar part is stored at another size than was uploaded.
+    #[error("tar part {key} holds {stored} bytes after the upload of {written}: the backup is not complete")]
+    PartSize {
+        /// The part's key.
+        key: String,
+        /// Its stored size.
+        stored: u64,
+        /// The size uploaded.
+        written: u64,
+    },
+    /// A tar part is gone from the archive.
+    #[error(
+        "tar part {key} was uploaded but is no longer in the archive (deleted while the backup ran?): the backup is not complete"
+    )]
+    PartMissing {
+        /// The part's key.
+        key: String,
+    },
+}
+
+impl Classified for BackupFailure {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Self::UnsupportedCompression(_) => ErrorClass::Input,
+            Self::InvalidName(e) => e.class(),
+            Self::Server(e) => e.class(),
+            Self::ListIds { source, .. }
+            | Self::WriteInfo(source)
+            | Self::CheckWal(source)
+            | Self::ListParts { source, .. }
+            | Self::ReadInfoBack { source, .. } => source.class(),
+            Self::Copy(e) => e.class(),
+            Self::NoFreeId { .. }
+            | Self::Deleted { .. }
+            | Self::PartSize { .. }
+            | Self::PartMissing { .. } => ErrorClass::Conflict,
+            Self::NoWalRange | Self::WalRange(_) => ErrorClass::Internal,
+            Self::WalMissing { .. } => ErrorClass::Failed,
+        }
+    }
+
+    fn hint(&self) -> Option<Cow<'static, str>> {
+        match self {
+            Self::Server(e) => e.hint(),
+            Self::ListIds { source, .. }
+            | Self::WriteInfo(source)
+            | Self::CheckWal(source)
+            | Self::ListParts { source, .. }
+            | Self::ReadInfoBack { source, .. } => source.hint(),
+            Self::Copy(CopyError::Upload(source)) => source.hint(),
+            Self::WalMissing { .. } => Some(Cow::Borrowed(
+                "check archive_command (in CloudNativePG: set isWALArchiver: true on the barman-cloud plugin)",
+            )),
+            Self::Deleted { .. } | Self::PartSize { .. } | Self::PartMissing { .. } => Some(
+                Cow::Borrowed("do not delete a backup while it runs; take the backup again"),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// Why copying the server's files into uploaded tar parts failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    /// A tablespace directory cannot be read.
+    #[error("cannot read tablespace {name} at {}: {source}", path.display())]
+    ReadTablespace {
+        /// The tablespace's name.
+        name: String,
+        /// Its location.
+        path: PathBuf,
+        /// The file system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// PGDATA cannot be read.
+    #[error("cannot read PGDATA {}: {source}", path.display())]
+    ReadPgdata {
+        /// PGDATA.
+        path: PathBuf,
+        /// The file system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// `global/pg_control` cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    ReadControl {
+        /// Its path.
+        path: PathBuf,
+        /// The file system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// Writing a tar part failed (a file read, the compressor, the upload stream).
+    #[error("{0}")]
+    Tar(#[source] io::Error),
+    /// A tar worker stopped without an answer (a panic or a cancelled task).
+    #[error("internal: tar worker failed: {0}")]
+    Worker(#[source] tokio::task::JoinError),
+    /// The worker writing the last part stopped without an answer.
+    #[error("internal: {0}")]
+    LastPart(#[source] tokio::task::JoinError),
+    /// The upload of a tar part failed.
+    #[error("{0}")]
+    Upload(#[source] StorageError),
+}
+
+impl Classified for CopyError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Self::Upload(e) => e.class(),
+            _ => ErrorClass::Internal,
+        }
+    }
+}
+
+/// A backup's WAL range that cannot be enumerated.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidWalRange {
+    /// `begin_wal` is not a segment name.
+    #[error("invalid begin_wal {0}")]
+    Begin(String),
+    /// `end_wal` is not a segment name.
+    #[error("invalid end_wal {0}")]
+    End(String),
+    /// A segment of the range has no valid name.
+    #[error(transparent)]
+    Name(#[from] InvalidWalName),
+    /// More than a million segments.
+    #[error("the backup's WAL range is implausibly long")]
+    TooLong,
+}
+
+impl Classified for InvalidWalRange {
+    /// The range comes from a stored `backup.info`: damaged data.
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Internal
     }
 }
 
@@ -96,19 +344,19 @@ pub async fn take_backup(
 ) -> Result<BackupInfo, BackupError> {
     opts.compression
         .for_backups()
-        .map_err(|e| BackupError::early(e.to_string()))?;
+        .map_err(|e| BackupError::early(BackupFailure::UnsupportedCompression(e)))?;
     if let Some(n) = &opts.name {
         plan::check_backup_name(n).map_err(BackupError::early)?;
     }
     let server = session
         .server_info()
         .await
-        .map_err(|e| BackupError::early(e.to_string()))?;
+        .map_err(|e| BackupError::early(BackupFailure::Server(e)))?;
     if server.version_num >= 140000 {
         session
             .execute("SET idle_session_timeout TO 0", "idle_session_timeout")
             .await
-            .map_err(|e| BackupError::early(e.to_string()))?;
+            .map_err(|e| BackupError::early(BackupFailure::Server(e)))?;
     }
     let first_choice = chrono::Local::now().naive_local();
     // The label names the id tried first; on a collision the backup gets a later id
@@ -120,7 +368,7 @@ pub async fn take_backup(
     let start = session
         .backup_start(&label, opts.immediate_checkpoint)
         .await
-        .map_err(|e| BackupError::early(e.to_string()))?;
+        .map_err(|e| BackupError::early(BackupFailure::Server(e)))?;
     let mut info = started_info(&server, &start, opts.name.as_deref());
     // STARTED is written once, create-only, and not again until FAILED or DONE: a
     // rewrite could bring back a backup.info that a `delete --force` just removed.
@@ -136,7 +384,7 @@ pub async fn take_backup(
     let copied = copy_and_stop(archive, session, opts, progress, &server, &backup_id).await;
     let done = match copied {
         Ok(done) => done,
-        Err(message) => return Err(fail(archive, &info_key, info, message, &opts.tags).await),
+        Err(failure) => return Err(fail(archive, &info_key, info, failure, &opts.tags).await),
     };
     info.backup_label = Some(done.label.clone());
     let seg = server.wal_segment_size;
@@ -146,12 +394,12 @@ pub async fn take_backup(
     info.end_wal = Some(end_wal);
     info.end_xlog = Some(done.stop_lsn.to_string());
     info.copy_stats = Some(copy_stats(began.elapsed(), opts.jobs, &done.item_times));
-    if let Err(message) = wait_for_wal(archive, &info, seg, opts.wal_wait).await {
-        return Err(fail(archive, &info_key, info, message, &opts.tags).await);
+    if let Err(failure) = wait_for_wal(archive, &info, seg, opts.wal_wait).await {
+        return Err(fail(archive, &info_key, info, failure, &opts.tags).await);
     }
     match check_stored(archive, &info_key, &done.parts).await {
         Ok(()) => {}
-        Err(StoredCheck::Gone(message)) => {
+        Err(StoredCheck::Gone(failure)) => {
             // Someone deleted the backup while it ran: writing FAILED would bring
             // back a directory they removed, and the parts uploaded after the delete
             // would stay behind without a backup.info.
@@ -160,12 +408,12 @@ pub async fn take_backup(
                 tracing::error!("cannot remove the parts of the deleted backup: {e}");
             }
             return Err(BackupError {
-                message,
+                failure,
                 info: Some(Box::new(info)),
             });
         }
-        Err(StoredCheck::Incomplete(message)) => {
-            return Err(fail(archive, &info_key, info, message, &opts.tags).await)
+        Err(StoredCheck::Incomplete(failure)) => {
+            return Err(fail(archive, &info_key, info, failure, &opts.tags).await)
         }
     }
     info.parts = Some(PartsManifest {
@@ -180,7 +428,7 @@ pub async fn take_backup(
     archive
         .put_small(&info_key, Bytes::from(info.to_file_text()), &opts.tags)
         .await
-        .map_err(|e| BackupError::early(format!("failure uploading backup.info file ({e})")))?;
+        .map_err(|e| BackupError::early(BackupFailure::WriteInfo(e)))?;
     Ok(info)
 }
 
@@ -211,7 +459,12 @@ async fn claim_backup_id(
         let occupied = !archive
             .list_objects(&dir)
             .await
-            .map_err(|e| BackupError::early(format!("cannot list {dir}: {e}")))?
+            .map_err(|source| {
+                BackupError::early(BackupFailure::ListIds {
+                    dir: dir.clone(),
+                    source,
+                })
+            })?
             .is_empty();
         if occupied {
             tracing::info!(
@@ -224,7 +477,7 @@ async fn claim_backup_id(
         let created = archive
             .put_small_create(&key, Bytes::from(info.to_file_text()), tags)
             .await
-            .map_err(|e| BackupError::early(format!("failure uploading backup.info file ({e})")))?;
+            .map_err(|e| BackupError::early(BackupFailure::WriteInfo(e)))?;
         if created {
             return Ok(id);
         }
@@ -232,18 +485,19 @@ async fn claim_backup_id(
             "backup id {id} is taken (another backup claimed it at the same moment); trying the next second"
         );
     }
-    Err(BackupError::early(format!(
-        "no free backup id in {ID_ATTEMPTS} seconds from now under {base}: another backup claims every second; retry later"
-    )))
+    Err(BackupError::early(BackupFailure::NoFreeId {
+        attempts: ID_ATTEMPTS,
+        base,
+    }))
 }
 
 /// Why the uploaded parts cannot be declared DONE.
 enum StoredCheck {
     /// `backup.info` is gone or no longer STARTED: the backup was deleted or taken
     /// over while it ran.
-    Gone(String),
+    Gone(BackupFailure),
     /// A part is missing or of another size.
-    Incomplete(String),
+    Incomplete(BackupFailure),
 }
 
 /// Checks, with one listing, that every part this backup uploaded is stored at the
@@ -258,10 +512,11 @@ async fn check_stored(
     let dir = info_key
         .strip_suffix(barrelman_core::layout::BACKUP_INFO)
         .map_or(info_key, |d| d.trim_end_matches('/'));
-    let listed = archive.list_objects(dir).await.map_err(|e| {
-        StoredCheck::Incomplete(format!(
-            "cannot list {dir} to check the uploaded parts: {e}"
-        ))
+    let listed = archive.list_objects(dir).await.map_err(|source| {
+        StoredCheck::Incomplete(BackupFailure::ListParts {
+            dir: dir.to_string(),
+            source,
+        })
     })?;
     let sizes: std::collections::HashMap<&str, u64> =
         listed.iter().map(|o| (o.key.as_str(), o.size)).collect();
@@ -271,29 +526,32 @@ async fn check_stored(
             .and_then(|t| BackupInfo::parse("-", t).ok())
             .is_some_and(|i| i.status == BackupStatus::Started),
         Ok(None) => false,
-        Err(e) => {
-            return Err(StoredCheck::Incomplete(format!(
-                "cannot read {info_key} back: {e}"
-            )))
+        Err(source) => {
+            return Err(StoredCheck::Incomplete(BackupFailure::ReadInfoBack {
+                key: info_key.to_string(),
+                source,
+            }))
         }
     };
     if !still_started {
-        return Err(StoredCheck::Gone(format!(
-            "{info_key} was deleted or changed while the backup ran (was it deleted with `delete --force`?): the backup is not complete"
-        )));
+        return Err(StoredCheck::Gone(BackupFailure::Deleted {
+            key: info_key.to_string(),
+        }));
     }
     for (key, size) in parts {
         match sizes.get(key.as_str()) {
             Some(s) if s == size => {}
             Some(s) => {
-                return Err(StoredCheck::Incomplete(format!(
-                    "tar part {key} holds {s} bytes after the upload of {size}: the backup is not complete"
-                )))
+                return Err(StoredCheck::Incomplete(BackupFailure::PartSize {
+                    key: key.clone(),
+                    stored: *s,
+                    written: *size,
+                }))
             }
             None => {
-                return Err(StoredCheck::Incomplete(format!(
-                    "tar part {key} was uploaded but is no longer in the archive (deleted while the backup ran?): the backup is not complete"
-                )))
+                return Err(StoredCheck::Incomplete(BackupFailure::PartMissing {
+                    key: key.clone(),
+                }))
             }
         }
     }
@@ -304,11 +562,11 @@ async fn fail(
     archive: &Archive,
     key: &str,
     mut info: BackupInfo,
-    message: String,
+    failure: BackupFailure,
     tags: &[(String, String)],
 ) -> BackupError {
     info.status = BackupStatus::Failed;
-    info.error = Some(message.replace('\n', " "));
+    info.error = Some(failure.to_string().replace('\n', " "));
     // A backup deleted while it ran (`delete --force`) stays deleted.
     if let Ok(None) = archive.get_small(key).await {
         tracing::warn!("{key} was deleted while the backup ran: not writing it back as FAILED");
@@ -319,7 +577,7 @@ async fn fail(
         tracing::error!("cannot write the FAILED backup.info: {e}");
     }
     BackupError {
-        message,
+        failure,
         info: Some(Box::new(info)),
     }
 }
@@ -402,13 +660,12 @@ async fn copy_and_stop(
     progress: &Progress,
     server: &ServerInfo,
     backup_id: &str,
-) -> Result<Copied, String> {
+) -> Result<Copied, BackupFailure> {
     let pgdata = PathBuf::from(&server.data_directory);
     let major = (server.version_num / 10000).to_string();
     let prefix = walk::tablespace_version_prefix(&major);
     let mut item_times = Vec::new();
     let mut parts = Vec::new();
-    let upload_err = |e: String| format!("failure uploading data ({e})");
 
     // Tablespaces first, as barman does.
     let mut inside = Vec::new();
@@ -418,30 +675,39 @@ async fn copy_and_stop(
             inside.push(loc.clone());
         }
         let t0 = Instant::now();
-        let entries = walk::walk_tablespace(&loc, &prefix).map_err(|e| {
-            upload_err(format!(
-                "cannot read tablespace {} at {}: {e}",
-                ts.name,
-                loc.display()
-            ))
+        let entries = walk::walk_tablespace(&loc, &prefix).map_err(|source| {
+            BackupFailure::Copy(CopyError::ReadTablespace {
+                name: ts.name.clone(),
+                path: loc.clone(),
+                source,
+            })
         })?;
         let mut item = Item::new(archive, opts, backup_id, ts.oid.to_string(), progress);
-        parts.extend(item.copy(entries).await.map_err(upload_err)?);
+        parts.extend(item.copy(entries).await.map_err(BackupFailure::Copy)?);
         item_times.push((ts.oid.to_string(), t0.elapsed().as_secs_f64()));
     }
 
     let t0 = Instant::now();
-    let entries = walk::walk_pgdata(&pgdata, &inside)
-        .map_err(|e| upload_err(format!("cannot read PGDATA {}: {e}", pgdata.display())))?;
+    let entries = walk::walk_pgdata(&pgdata, &inside).map_err(|source| {
+        BackupFailure::Copy(CopyError::ReadPgdata {
+            path: pgdata.clone(),
+            source,
+        })
+    })?;
     let mut data = Item::new(archive, opts, backup_id, DATA_ITEM.into(), progress);
-    parts.extend(data.copy(entries).await.map_err(upload_err)?);
+    parts.extend(data.copy(entries).await.map_err(BackupFailure::Copy)?);
 
     // pg_control is read after every data file (as pg_basebackup does) and before
     // the backup stops; config files outside PGDATA are stored by base name.
     let control_path = pgdata.join(walk::PG_CONTROL);
-    let control = std::fs::read(&control_path)
-        .map_err(|e| upload_err(format!("cannot read {}: {e}", control_path.display())))?;
-    let control_meta = std::fs::metadata(&control_path).map_err(|e| upload_err(e.to_string()))?;
+    let control = std::fs::read(&control_path).map_err(|source| {
+        BackupFailure::Copy(CopyError::ReadControl {
+            path: control_path.clone(),
+            source,
+        })
+    })?;
+    let control_meta =
+        std::fs::metadata(&control_path).map_err(|e| BackupFailure::Copy(CopyError::Tar(e)))?;
     let outside: Vec<PathBuf> = [&server.config_file, &server.hba_file, &server.ident_file]
         .into_iter()
         .flatten()
@@ -452,7 +718,7 @@ async fn copy_and_stop(
     let stop = session
         .backup_stop(false)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(BackupFailure::Server)?;
     if !server.in_recovery {
         session
             .switch_and_mark(&format!("barman_{backup_id}"))
@@ -483,7 +749,7 @@ async fn copy_and_stop(
             Ok(())
         })
         .await
-        .map_err(upload_err)?;
+        .map_err(BackupFailure::Copy)?;
     parts.push(last);
     item_times.push((DATA_ITEM.into(), t0.elapsed().as_secs_f64()));
     Ok(Copied {
@@ -529,7 +795,7 @@ impl<'a> Item<'a> {
     /// Copies `entries` with up to `jobs` workers. Worker 0 writes the main part
     /// (index 0) with every directory first, so any extraction order works.
     /// Returns each part's key and stored size.
-    async fn copy(&mut self, entries: Vec<WalkEntry>) -> Result<Vec<(String, u64)>, String> {
+    async fn copy(&mut self, entries: Vec<WalkEntry>) -> Result<Vec<(String, u64)>, CopyError> {
         let (mut head, files): (Vec<WalkEntry>, Vec<WalkEntry>) = entries
             .into_iter()
             .partition(|e| !matches!(e.kind, EntryKind::File { .. }));
@@ -577,10 +843,10 @@ impl<'a> Item<'a> {
             match t.await {
                 Ok(Ok(h)) => handles.extend(h),
                 Ok(Err(e)) => {
-                    first_err.get_or_insert(e.to_string());
+                    first_err.get_or_insert(CopyError::Tar(e));
                 }
                 Err(e) => {
-                    first_err.get_or_insert(format!("internal: tar worker failed: {e}"));
+                    first_err.get_or_insert(CopyError::Worker(e));
                 }
             }
         }
@@ -589,7 +855,7 @@ impl<'a> Item<'a> {
             match h.wait().await {
                 Ok(size) => parts.push((key, size)),
                 Err(e) => {
-                    first_err.get_or_insert(e.to_string());
+                    first_err.get_or_insert(CopyError::Upload(e));
                 }
             }
         }
@@ -604,7 +870,7 @@ impl<'a> Item<'a> {
     async fn finish_with(
         &mut self,
         fill: impl FnOnce(&mut Tar) -> io::Result<()> + Send + 'static,
-    ) -> Result<(String, u64), String> {
+    ) -> Result<(String, u64), CopyError> {
         let ctx = self.worker_ctx(5 << 20);
         let index = self.next_index.fetch_add(1, Ordering::SeqCst);
         let (key, handle) =
@@ -615,9 +881,9 @@ impl<'a> Item<'a> {
                 Ok((key, handle))
             })
             .await
-            .map_err(|e| format!("internal: {e}"))?
-            .map_err(|e| e.to_string())?;
-        let size = handle.wait().await.map_err(|e| e.to_string())?;
+            .map_err(CopyError::LastPart)?
+            .map_err(CopyError::Tar)?;
+        let size = handle.wait().await.map_err(CopyError::Upload)?;
         Ok((key, size))
     }
 
@@ -720,9 +986,9 @@ async fn wait_for_wal(
     info: &BackupInfo,
     segment_size: u64,
     wait: Duration,
-) -> Result<(), String> {
+) -> Result<(), BackupFailure> {
     let (Some(begin), Some(end)) = (info.begin_wal.as_deref(), info.end_wal.as_deref()) else {
-        return Err("the backup has no WAL range".into());
+        return Err(BackupFailure::NoWalRange);
     };
     let mut missing: Vec<WalName> = wal_range(begin, end, segment_size)?;
     let deadline = Instant::now() + wait;
@@ -732,7 +998,7 @@ async fn wait_for_wal(
             match archive.find_variants(&name).await {
                 Ok(v) if !v.is_empty() => {}
                 Ok(_) => still.push(name),
-                Err(e) => return Err(format!("cannot check the WAL archive: {e}")),
+                Err(e) => return Err(BackupFailure::CheckWal(e)),
             }
         }
         missing = still;
@@ -740,13 +1006,11 @@ async fn wait_for_wal(
             return Ok(());
         };
         if Instant::now() >= deadline {
-            return Err(format!(
-                "WAL segment {first} needed by this backup is not in the archive {} after waiting {}s: \
-                 WAL archiving is not reaching this archive, so the backup could never be restored. \
-                 Check archive_command (in CloudNativePG: set isWALArchiver: true on the barman-cloud plugin)",
-                archive.location(),
-                wait.as_secs()
-            ));
+            return Err(BackupFailure::WalMissing {
+                first: first.clone(),
+                location: archive.location(),
+                waited: wait.as_secs(),
+            });
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -754,10 +1018,14 @@ async fn wait_for_wal(
 
 /// Segment names from `begin` to `end` inclusive (same timeline as `end` for the
 /// part after a switch is impossible inside one backup).
-pub fn wal_range(begin: &str, end: &str, segment_size: u64) -> Result<Vec<WalName>, String> {
+pub fn wal_range(
+    begin: &str,
+    end: &str,
+    segment_size: u64,
+) -> Result<Vec<WalName>, InvalidWalRange> {
     use barrelman_core::wal::SegmentName;
-    let b = SegmentName::parse(begin).ok_or_else(|| format!("invalid begin_wal {begin}"))?;
-    let e = SegmentName::parse(end).ok_or_else(|| format!("invalid end_wal {end}"))?;
+    let b = SegmentName::parse(begin).ok_or_else(|| InvalidWalRange::Begin(begin.to_string()))?;
+    let e = SegmentName::parse(end).ok_or_else(|| InvalidWalRange::End(end.to_string()))?;
     let mut out = Vec::new();
     let mut s = b;
     while (s.log, s.seg) <= (e.log, e.seg) {
@@ -765,9 +1033,9 @@ pub fn wal_range(begin: &str, end: &str, segment_size: u64) -> Result<Vec<WalNam
             timeline: e.timeline,
             ..s
         };
-        out.push(WalName::parse(&name.to_string()).map_err(|x| x.to_string())?);
+        out.push(WalName::parse(&name.to_string())?);
         if out.len() > 1_000_000 {
-            return Err("the backup's WAL range is implausibly long".into());
+            return Err(InvalidWalRange::TooLong);
         }
         s = s.next(segment_size);
     }

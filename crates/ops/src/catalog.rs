@@ -91,7 +91,9 @@ pub fn stored_sizes(objects: &BaseObjects) -> std::collections::BTreeMap<String,
 /// How to pick a backup for `auto`.
 #[derive(Debug, Clone, Default)]
 pub struct TargetChoice {
+    /// The recovery target time: the backup must end before it.
     pub time: Option<DateTime<FixedOffset>>,
+    /// The recovery target LSN: the backup must end at or before it.
     pub lsn: Option<Lsn>,
     /// A timeline number; `None` for any (`current`/`latest`).
     pub tli: Option<u32>,
@@ -100,12 +102,27 @@ pub struct TargetChoice {
 /// Why no backup could be chosen.
 #[derive(Debug, thiserror::Error)]
 pub enum ChooseError {
+    /// No backup has this id.
     #[error("no backup '{0}' in the catalog; list them with `barrelman list` or barman-cloud-backup-list")]
     UnknownId(String),
+    /// No backup has this name.
     #[error("no backup named '{0}' in the catalog; list the names with `barrelman list` or barman-cloud-backup-list")]
     UnknownName(String),
+    /// No DONE backup fits the shortcut or the target (described in words).
     #[error("no backup in the catalog matches {0}")]
     NoCandidate(String),
+}
+
+impl barrelman_core::Classified for ChooseError {
+    fn class(&self) -> barrelman_core::ErrorClass {
+        barrelman_core::ErrorClass::NotFound
+    }
+
+    fn hint(&self) -> Option<std::borrow::Cow<'static, str>> {
+        Some(std::borrow::Cow::Borrowed(
+            "list the backups with `barrelman list` or barman-cloud-backup-list",
+        ))
+    }
 }
 
 fn usable(b: &BackupInfo) -> bool {

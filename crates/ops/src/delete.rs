@@ -18,11 +18,16 @@ pub enum Selection {
     Policy(Policy),
 }
 
+/// One deletion: what to delete and under which rules.
 #[derive(Debug, Clone)]
 pub struct DeleteRequest {
+    /// One backup, or a retention policy.
     pub selection: Selection,
+    /// Never leave fewer backups than this (`--minimum-redundancy`).
     pub minimum_redundancy: u32,
+    /// Report what would be deleted, delete nothing.
     pub dry_run: bool,
+    /// The time retention windows and the age of STARTED backups count from.
     pub now: DateTime<FixedOffset>,
     /// Delete a STARTED backup younger than [`retention::STALE_STARTED`] too (it may
     /// be running: its parts vanish under it and it ends FAILED).
@@ -35,26 +40,85 @@ pub struct DeleteRequest {
 /// What was (or, with `dry_run`, would be) deleted and why.
 #[derive(Debug, Clone, Default)]
 pub struct DeleteReport {
+    /// The decision on each backup considered, by id.
     pub decisions: BTreeMap<String, Decision>,
+    /// The backups deleted, with the WAL that goes with each.
     pub deletions: Vec<Deletion>,
     /// Object keys of each deleted backup, in deletion order.
     pub backup_objects: BTreeMap<String, Vec<String>>,
 }
 
+/// Why nothing (more) was deleted.
 #[derive(Debug, thiserror::Error)]
 pub enum DeleteError {
+    /// Listing, reading or deleting objects failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// A policy cannot decide over a catalog it cannot read whole (the `id: error`
+    /// texts of the unreadable `backup.info` files).
     #[error("the catalog has unreadable backup.info files, so nothing is deleted: {0}")]
     Unreadable(String),
+    /// The backup carries a keep mark.
     #[error("backup {id} is kept ({keep}): release it first with `barrelman keep --release` or barman-cloud-backup-keep -r")]
-    Kept { id: String, keep: String },
+    Kept {
+        /// The backup's id.
+        id: String,
+        /// Its keep target (`full`, `standalone`).
+        keep: String,
+    },
+    /// Deleting the backup would leave fewer than `--minimum-redundancy` backups.
     #[error("cannot delete backup {id}: --minimum-redundancy {min} would not be met with {count} backups")]
-    MinimumRedundancy { id: String, min: u32, count: usize },
+    MinimumRedundancy {
+        /// The backup's id.
+        id: String,
+        /// The minimum asked for.
+        min: u32,
+        /// The backups there are.
+        count: usize,
+    },
+    /// The backup is STARTED and young: it may be running.
     #[error("backup {id} is STARTED and began {age} ago: it may still be running, and deleting it would leave it without its parts. Wait until it ends, or until it is {stale} hours old (then it counts as left by a crash), or delete it now with `barrelman delete --force`")]
-    Running { id: String, age: String, stale: i64 },
+    Running {
+        /// The backup's id.
+        id: String,
+        /// How long ago it began, in words.
+        age: String,
+        /// Hours after which a STARTED backup counts as left by a crash.
+        stale: i64,
+    },
+    /// The backup asked for is not in the catalog.
     #[error(transparent)]
     Choose(#[from] ChooseError),
+}
+
+impl barrelman_core::Classified for DeleteError {
+    fn class(&self) -> barrelman_core::ErrorClass {
+        use barrelman_core::ErrorClass;
+        match self {
+            Self::Storage(e) => e.class(),
+            Self::Choose(e) => e.class(),
+            // The catalog must be readable before a policy decides anything.
+            Self::Unreadable(_) => ErrorClass::Failed,
+            Self::Kept { .. } | Self::MinimumRedundancy { .. } | Self::Running { .. } => {
+                ErrorClass::Conflict
+            }
+        }
+    }
+
+    fn hint(&self) -> Option<std::borrow::Cow<'static, str>> {
+        use std::borrow::Cow;
+        match self {
+            Self::Storage(e) => e.hint(),
+            Self::Choose(e) => e.hint(),
+            Self::Kept { .. } => Some(Cow::Borrowed(
+                "release the keep mark first (`barrelman keep --release` or barman-cloud-backup-keep -r)",
+            )),
+            Self::Running { .. } => Some(Cow::Borrowed(
+                "wait until the backup ends, or delete it with `barrelman delete --force`",
+            )),
+            Self::MinimumRedundancy { .. } | Self::Unreadable(_) => None,
+        }
+    }
 }
 
 fn human_age(d: chrono::Duration) -> String {

@@ -1,5 +1,5 @@
-//! Operations on a barman-cloud archive: base backups and their restore, catalog,
-//! retention, verification and diagnosis.
+//! Operations on a barman-cloud archive: WAL archive and restore (`wal`), base
+//! backups and their restore, catalog, retention, verification and diagnosis.
 
 pub mod backup;
 pub mod catalog;
@@ -10,3 +10,4 @@ pub mod plan;
 pub mod progress;
 pub mod restore;
 pub mod verify;
+pub mod wal;

@@ -101,8 +101,21 @@ pub fn is_backup_id(s: &str) -> bool {
             .all(|(i, b)| i == 8 || b.is_ascii_digit())
 }
 
+/// A backup name that is reserved or looks like a backup id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid backup name '{0}': it must not look like a backup id or be one of latest, last, oldest, first, last-failed, latest-full, last-full, auto"
+)]
+pub struct InvalidBackupName(pub String);
+
+impl barrelman_core::Classified for InvalidBackupName {
+    fn class(&self) -> barrelman_core::ErrorClass {
+        barrelman_core::ErrorClass::Input
+    }
+}
+
 /// Names a backup may not have: ids and barman's shortcuts.
-pub fn check_backup_name(name: &str) -> Result<(), String> {
+pub fn check_backup_name(name: &str) -> Result<(), InvalidBackupName> {
     const RESERVED: [&str; 9] = [
         "latest",
         "last",
@@ -115,9 +128,7 @@ pub fn check_backup_name(name: &str) -> Result<(), String> {
         "",
     ];
     if is_backup_id(name) || RESERVED.contains(&name) {
-        return Err(format!(
-            "invalid backup name '{name}': it must not look like a backup id or be one of latest, last, oldest, first, last-failed, latest-full, last-full, auto"
-        ));
+        return Err(InvalidBackupName(name.to_string()));
     }
     Ok(())
 }

@@ -12,12 +12,15 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// Nothing done, nothing expected yet.
     pub fn new() -> Self {
         Self::default()
     }
+    /// `n` more bytes are expected.
     pub fn add_total(&self, n: u64) {
         self.total.fetch_add(n, Ordering::Relaxed);
     }
+    /// `n` more bytes are done.
     pub fn add_done(&self, n: u64) {
         self.done.fetch_add(n, Ordering::Relaxed);
     }

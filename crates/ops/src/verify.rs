@@ -184,7 +184,7 @@ pub fn judge_backup(
                     }
                 }
             }
-            Err(e) => problems.push(e),
+            Err(e) => problems.push(e.to_string()),
         },
         _ => problems.push("backup.info has no begin_wal/end_wal".into()),
     }

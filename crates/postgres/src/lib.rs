@@ -1,5 +1,6 @@
 //! The PostgreSQL side of barrelman: what a data directory tells the archiver.
 
+mod error;
 pub mod extract;
 pub mod pgdata;
 pub mod recovery;

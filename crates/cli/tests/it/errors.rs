@@ -358,3 +358,147 @@ fn aws_profiles_are_read_as_barman_reads_them() {
         }
     }
 }
+
+/// One failure of each error class through the real binary, with the exact exit code
+/// barman gives it: input 3; not found, conflict and failed 1; denied, unavailable
+/// and internal 4; and 2 for a wal-restore whose spool cannot be used.
+#[test]
+fn every_error_class_exits_with_its_code() {
+    let s3 = S3Server::start();
+    s3.create_bucket("classes");
+    let links = links_dir();
+    let ep = s3.endpoint.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let file_url = format!("file://{}", store.display());
+    let wal = dir.path().join("000000010000000000000001");
+    std::fs::write(&wal, wal_like(1 << 20, 1)).unwrap();
+    let wal_s = wal.to_str().unwrap();
+    let dest = dir.path().join("RECOVERYXLOG");
+    let dest_s = dest.to_str().unwrap();
+    let wal_archive = links.join("barman-cloud-wal-archive");
+    let wal_restore = links.join("barman-cloud-wal-restore");
+    for url in ["s3://classes/p", file_url.as_str()] {
+        let out = run(
+            &wal_archive,
+            &["--endpoint-url", &ep, url, "srv", wal_s],
+            &s3,
+        );
+        assert_eq!(out.status.code(), Some(0), "{url}: {}", text(&out));
+    }
+    let expect = |what: &str, out: &Output, code: i32, says: &str| {
+        assert_eq!(out.status.code(), Some(code), "{what}: {}", text(out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{what}: no '{says}' in {}",
+            text(out)
+        );
+    };
+
+    // Input: a name that is no WAL file name.
+    let out = run(
+        &wal_restore,
+        &[&file_url, "srv", "RECOVERYXLOG", dest_s],
+        &s3,
+    );
+    expect(
+        "input",
+        &out,
+        3,
+        "'RECOVERYXLOG' is an invalid name for a WAL file",
+    );
+
+    // Not found: a segment that was never archived (logged, not as an error).
+    let out = run(
+        &barrelman(),
+        &[
+            "-v",
+            "wal-restore",
+            &file_url,
+            "srv",
+            "000000010000000000000002",
+            dest_s,
+        ],
+        &s3,
+    );
+    expect(
+        "not found",
+        &out,
+        1,
+        "INFO: WAL file 000000010000000000000002 does not exist in",
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains(" ERROR: "),
+        "{}",
+        text(&out)
+    );
+
+    // Conflict: the same name with other content.
+    std::fs::write(&wal, wal_like(1 << 20, 2)).unwrap();
+    let out = run(&wal_archive, &[&file_url, "srv", wal_s], &s3);
+    expect("conflict", &out, 1, "refusing to overwrite");
+
+    // Denied: a wrong secret key.
+    let out = Command::new(&wal_restore)
+        .args(["--endpoint-url", &ep, "s3://classes/p", "srv"])
+        .args(["000000010000000000000001", dest_s])
+        .envs(s3.env())
+        .env("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+        .output()
+        .unwrap();
+    expect("denied", &out, 4, "AWS_SECRET_ACCESS_KEY");
+
+    // Unavailable: nothing listens at the endpoint.
+    let dead = format!("http://127.0.0.1:{}", barrelman_testkit::free_port());
+    let out = run(
+        &wal_restore,
+        &["--endpoint-url", &dead, "s3://classes/p", "srv"]
+            .into_iter()
+            .chain(["000000010000000000000001", dest_s])
+            .collect::<Vec<_>>(),
+        &s3,
+    );
+    expect("unavailable", &out, 4, "cannot reach the object store");
+
+    // The spool of a parallel wal-restore cannot be created (its path is a file):
+    // barman's 2.
+    let spool = dir.path().join("spool");
+    std::fs::write(&spool, b"a file where the spool should be").unwrap();
+    let out = run(
+        &wal_restore,
+        &["--parallel", "2", "--spool-dir", spool.to_str().unwrap()]
+            .into_iter()
+            .chain([file_url.as_str(), "srv", "000000010000000000000001", dest_s])
+            .collect::<Vec<_>>(),
+        &s3,
+    );
+    expect("spool", &out, 2, "cannot create the spool directory");
+
+    // Failed: verify finds a DONE backup with nothing stored but its backup.info.
+    let id = "20260101T000000";
+    let mut info = barrelman_core::backup_info::BackupInfo::new(id);
+    info.status = barrelman_core::backup_info::BackupStatus::Done;
+    let base = store.join("srv/base").join(id);
+    std::fs::create_dir_all(&base).unwrap();
+    std::fs::write(base.join("backup.info"), info.to_file_text()).unwrap();
+    let out = run(&barrelman(), &["verify", &file_url, "srv", id], &s3);
+    expect("failed", &out, 1, &format!("backup {id}: "));
+
+    // Internal: a stored object that does not decompress.
+    let gz = dir.path().join("000000010000000000000003");
+    std::fs::write(&gz, wal_like(1 << 20, 3)).unwrap();
+    let out = run(
+        &wal_archive,
+        &["--gzip", &file_url, "srv", gz.to_str().unwrap()],
+        &s3,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stored = store.join("srv/wals/0000000100000000/000000010000000000000003.gz");
+    std::fs::write(&stored, b"this is not a gzip stream").unwrap();
+    let out = run(
+        &wal_restore,
+        &[&file_url, "srv", "000000010000000000000003", dest_s],
+        &s3,
+    );
+    expect("internal", &out, 4, "cannot decompress");
+}
