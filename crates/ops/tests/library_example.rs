@@ -1,14 +1,15 @@
-//! The storage library used the way the CloudNativePG plugin will use it: an
-//! ObjectStore value and its Secret values in memory, no environment variable and no
-//! command line. Archive one WAL file, restore it, bytes equal.
+//! The libraries used the way the CloudNativePG plugin uses them: an ObjectStore
+//! value and its Secret values in memory, no environment variable and no command
+//! line. `ops::wal` archives the first WAL file of a new cluster (the archive must be
+//! empty) and restores it, bytes equal.
 //!
 //! This file holds one test, so clearing this process's `AWS_*` variables affects
 //! nothing else.
 
 use barrelman_core::objectstore::ObjectStore;
-use barrelman_core::wal::WalName;
+use barrelman_ops::wal::{self, ArchiveRequest, RequestedWal, RestoreOutcome, RestoreRequest};
 use barrelman_storage::config::{Environment, MemorySecrets, Target};
-use barrelman_storage::{ArchiveOutcome, UploadOptions};
+use barrelman_storage::UploadOptions;
 use barrelman_testkit::S3Server;
 
 #[test]
@@ -50,7 +51,6 @@ spec:
     let wal_path = dir.path().join("000000010000000000000001");
     let content: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
     std::fs::write(&wal_path, &content).unwrap();
-    let name = WalName::parse("000000010000000000000001").unwrap();
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -72,28 +72,40 @@ spec:
             .and_then(|m| m.spec.configuration.wal.as_ref())
             .and_then(|w| w.compression.as_deref())
             .map(|c| c.parse().unwrap());
-        let outcome = archive
-            .archive_wal(
-                &wal_path,
-                &name,
-                &UploadOptions {
-                    compression,
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        match outcome {
-            ArchiveOutcome::Uploaded { key, .. } => assert_eq!(
+        let request = ArchiveRequest {
+            wal_path: wal_path.clone(),
+            upload: UploadOptions {
+                compression,
+                ..Default::default()
+            },
+            history_tags: None,
+            pgdata: None,
+            max_parallel: 1,
+            spool_dir: None,
+            must_be_empty: Some("the cluster is new".into()),
+        };
+        let outcome = wal::archive(&archive, &request).await.unwrap();
+        match &outcome.requested {
+            RequestedWal::Uploaded { key, .. } => assert_eq!(
                 key,
                 "pg/cluster-example/wals/0000000100000000/000000010000000000000001.zst"
             ),
             other => panic!("{other:?}"),
         }
+        assert!(outcome.ends_empty_requirement());
 
         let restored = dir.path().join("RECOVERYXLOG");
-        let key = archive.restore_wal(&name, &restored, false).await.unwrap();
-        assert!(key.ends_with(".zst"), "{key}");
+        let request = RestoreRequest {
+            wal_name: "000000010000000000000001".into(),
+            dest: restored.clone(),
+            allow_partial: false,
+            parallel: 2,
+            spool_dir: Some(dir.path().join("spool")),
+        };
+        match wal::restore(&archive, &request).await.unwrap() {
+            RestoreOutcome::Downloaded { key } => assert!(key.ends_with(".zst"), "{key}"),
+            other => panic!("{other:?}"),
+        }
         assert!(std::fs::read(&restored).unwrap() == content, "bytes differ");
     });
 }
