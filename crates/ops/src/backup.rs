@@ -17,7 +17,7 @@ use barrelman_postgres::session::{BackupStart, ServerInfo, Session};
 use barrelman_postgres::tarball::TarWriter;
 use barrelman_postgres::walk::{self, EntryKind, WalkEntry};
 use barrelman_storage::codec::CompressWriter;
-use barrelman_storage::{Archive, UploadHandle};
+use barrelman_storage::{Archive, UploadHandle, UploadPlan};
 use bytes::Bytes;
 use std::io;
 use std::path::PathBuf;
@@ -682,7 +682,9 @@ impl WorkerCtx {
             self.base,
             plan::part_file_name(&self.name, index, self.suffix)
         );
-        let (writer, handle) = self.archive.object_writer(&key, self.part_size, &self.tags);
+        let (writer, handle) = self
+            .archive
+            .object_writer(&key, UploadPlan::backup_part(self.part_size, &self.tags));
         let cw = CompressWriter::new(self.compression, self.level, writer)?;
         Ok((key, TarWriter::new(cw), handle))
     }
@@ -710,15 +712,15 @@ impl WorkerCtx {
             self.progress.add_done(added.content_bytes());
             if let Some(rate) = self.bandwidth {
                 // Sleep until the bytes handed to the uploader fit the rate.
-                let sent = sent_before + counter.load(Ordering::Relaxed);
+                let sent = sent_before + counter.get();
                 let due = Duration::from_secs_f64(sent as f64 / rate as f64);
                 if let Some(wait) = due.checked_sub(started.elapsed()) {
                     std::thread::sleep(wait);
                 }
             }
-            if counter.load(Ordering::Relaxed) >= self.max_archive_size {
+            if counter.get() >= self.max_archive_size {
                 self.close_part(tar)?;
-                sent_before += counter.load(Ordering::Relaxed);
+                sent_before += counter.get();
                 handles.push((key, handle));
                 let index = self.next_index.fetch_add(1, Ordering::SeqCst);
                 (key, tar, handle) = self.open_part(index)?;

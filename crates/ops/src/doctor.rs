@@ -15,7 +15,7 @@ use barrelman_core::lsn::Lsn;
 use barrelman_core::retention;
 use barrelman_core::wal::{SegmentName, WalKind};
 use barrelman_core::Compression;
-use barrelman_storage::{codec, Archive, StorageError};
+use barrelman_storage::{Archive, StorageError};
 use std::collections::BTreeMap;
 use std::io::Read;
 
@@ -278,50 +278,34 @@ async fn segment_sysid(
     key: &str,
     c: Compression,
 ) -> Result<Option<u64>, StorageError> {
-    let reader = archive.object_reader(key).await?;
-    let k = key.to_string();
-    tokio::task::spawn_blocking(move || {
-        let mut r =
-            codec::decompress_reader(c, reader).map_err(|source| StorageError::Corrupt {
-                key: k.clone(),
-                source,
-            })?;
-        let mut head = [0u8; 40];
-        r.read_exact(&mut head)
-            .map_err(|source| StorageError::Corrupt {
-                key: k.clone(),
-                source,
-            })?;
-        // XLogLongPageHeaderData: magic, info (XLP_LONG_HEADER = 2), tli, pageaddr,
-        // rem_len, padding, then xlp_sysid at byte 24.
-        let info = u16::from_le_bytes([head[2], head[3]]);
-        if info & 0x0002 == 0 {
-            return Ok(None);
-        }
-        Ok(Some(u64::from_le_bytes(
-            head[24..32].try_into().expect("8 bytes"),
-        )))
-    })
-    .await
-    .map_err(|e| StorageError::Config(format!("internal: {e}")))?
+    archive
+        .read_decoded(key, c, |decoded| {
+            let mut head = [0u8; 40];
+            decoded
+                .read_exact(&mut head)
+                .map_err(|e| decoded.corrupt(e))?;
+            // XLogLongPageHeaderData: magic, info (XLP_LONG_HEADER = 2), tli, pageaddr,
+            // rem_len, padding, then xlp_sysid at byte 24.
+            let info = u16::from_le_bytes([head[2], head[3]]);
+            if info & 0x0002 == 0 {
+                return Ok(None);
+            }
+            Ok(Some(u64::from_le_bytes(
+                head[24..32].try_into().expect("8 bytes"),
+            )))
+        })
+        .await
 }
 
 async fn read_small(archive: &Archive, key: &str, c: Compression) -> Result<String, StorageError> {
-    let reader = archive.object_reader(key).await?;
-    let k = key.to_string();
-    tokio::task::spawn_blocking(move || {
-        let r = codec::decompress_reader(c, reader).map_err(|source| StorageError::Corrupt {
-            key: k.clone(),
-            source,
-        })?;
-        let mut s = String::new();
-        r.take(1 << 20)
-            .read_to_string(&mut s)
-            .map_err(|source| StorageError::Corrupt { key: k, source })?;
-        Ok(s)
-    })
-    .await
-    .map_err(|e| StorageError::Config(format!("internal: {e}")))?
+    archive
+        .read_decoded(key, c, |decoded| {
+            let mut s = String::new();
+            let read = decoded.by_ref().take(1 << 20).read_to_string(&mut s);
+            read.map_err(|e| decoded.corrupt(e))?;
+            Ok(s)
+        })
+        .await
 }
 
 /// What the archive looks like, for checking a server against it.

@@ -10,7 +10,7 @@ use crate::progress::Progress;
 use barrelman_core::backup_info::{BackupInfo, BackupStatus};
 use barrelman_core::Compression;
 use barrelman_postgres::extract;
-use barrelman_storage::{codec, Archive, StorageError};
+use barrelman_storage::{Archive, StorageError};
 use futures::stream::{self, StreamExt};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -190,40 +190,17 @@ async fn fetch_part(
     part: Part,
     progress: &Progress,
 ) -> Result<(), RestoreError> {
-    let reader = archive.object_reader(&part.key).await?;
     let key = part.key.clone();
-    let counter = progress.clone();
-    tokio::task::spawn_blocking(move || {
-        let counted = CountingReader {
-            inner: reader,
-            progress: counter,
-        };
-        let r = codec::decompress_reader(part.compression, counted).map_err(|e| {
-            RestoreError::Extract {
-                key: key.clone(),
-                source: extract::ExtractError::Stream {
-                    member: None,
-                    source: e,
-                },
-            }
-        })?;
-        extract::extract_tar(r, &part.target)
-            .map_err(|source| RestoreError::Extract { key, source })?;
-        Ok(())
-    })
-    .await
-    .map_err(|e| RestoreError::Local(format!("internal: extraction task failed: {e}")))?
-}
-
-struct CountingReader<R> {
-    inner: R,
-    progress: Progress,
-}
-
-impl<R: std::io::Read> std::io::Read for CountingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.progress.add_done(n as u64);
-        Ok(n)
-    }
+    archive
+        .read_decoded_counted(
+            &part.key,
+            part.compression,
+            progress.done_counter(),
+            move |decoded| {
+                extract::extract_tar(decoded, &part.target)
+                    .map_err(|source| RestoreError::Extract { key, source })?;
+                Ok(())
+            },
+        )
+        .await
 }

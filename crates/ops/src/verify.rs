@@ -10,7 +10,7 @@ use crate::parts;
 use barrelman_core::backup_info::{BackupInfo, BackupStatus};
 use barrelman_core::wal::SegmentName;
 use barrelman_postgres::extract;
-use barrelman_storage::{codec, Archive, StorageError};
+use barrelman_storage::{Archive, StorageError};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The verdict on one backup.
@@ -186,14 +186,11 @@ async fn check_backup(
     if deep && problems.is_empty() {
         let mut has_label = false;
         for part in parts.parts {
-            let reader = archive.object_reader(&part.key).await?;
-            let c = part.compression;
-            let r = tokio::task::spawn_blocking(move || {
-                let r = codec::decompress_reader(c, reader)?;
-                extract::scan_tar(r)
-            })
-            .await
-            .map_err(|e| StorageError::Config(format!("internal: {e}")))?;
+            let r = archive
+                .read_decoded(&part.key, part.compression, |decoded| {
+                    Ok::<_, StorageError>(extract::scan_tar(decoded))
+                })
+                .await?;
             match r {
                 Ok(scan) => has_label |= part.item == "data" && scan.has_backup_label,
                 Err(e) => problems.push(format!("cannot read tar part {}: {e}", part.key)),
@@ -219,13 +216,11 @@ async fn check_backup(
             else {
                 continue;
             };
-            let reader = archive.object_reader(&key).await?;
-            let r = tokio::task::spawn_blocking(move || {
-                let mut r = codec::decompress_reader(c, reader)?;
-                std::io::copy(&mut r, &mut std::io::sink())
-            })
-            .await
-            .map_err(|e| StorageError::Config(format!("internal: {e}")))?;
+            let r = archive
+                .read_decoded(&key, c, |decoded| {
+                    Ok::<_, StorageError>(std::io::copy(decoded, &mut std::io::sink()))
+                })
+                .await?;
             match r {
                 Ok(n) if n == seg_size => {}
                 Ok(n) => problems.push(format!(

@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod codec;
+pub mod download;
 mod error;
 mod keys;
 pub mod localfs;
@@ -10,8 +11,11 @@ pub mod objects;
 pub mod segment;
 pub mod spool;
 pub mod store;
+pub mod upload;
 
 pub use archive::{Archive, ArchiveOutcome, DifferingVariants, UploadOptions};
+pub use download::Decoded;
 pub use error::{Denial, StorageError};
-pub use objects::{ObjectInfo, ObjectWriter, UploadHandle};
+pub use objects::ObjectInfo;
 pub use store::{AddressingStyle, S3Keys, StoreOptions};
+pub use upload::{ObjectWriter, Stored, UploadHandle, UploadPlan, WriteMode};
