@@ -174,3 +174,89 @@ impl Read for Decoded {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use barrelman_core::layout::Destination;
+    use bytes::Bytes;
+
+    fn local_archive(dir: &std::path::Path) -> Archive {
+        let dest = Destination::parse(&format!("file://{}", dir.display()), false).unwrap();
+        Archive::open(&dest, "srv", &Default::default()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_stored_object_reads_back_decoded_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = local_archive(dir.path());
+        let mut packed = Vec::new();
+        codec::compress(
+            Compression::Gzip,
+            6,
+            &mut &b"hello, archive"[..],
+            &mut packed,
+        )
+        .unwrap();
+        let stored_len = packed.len() as u64;
+        archive
+            .put_small("srv/x.gz", Bytes::from(packed), &[])
+            .await
+            .unwrap();
+        let counter = ByteCounter::new();
+        let text = archive
+            .read_decoded_counted("srv/x.gz", Compression::Gzip, counter.clone(), |d| {
+                let mut s = String::new();
+                d.read_to_string(&mut s).map_err(|e| d.corrupt(e))?;
+                Ok::<_, StorageError>(s)
+            })
+            .await
+            .unwrap();
+        assert_eq!(text, "hello, archive");
+        assert_eq!(counter.get(), stored_len);
+    }
+
+    #[tokio::test]
+    async fn bytes_the_codec_refuses_are_corruption_of_that_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = local_archive(dir.path());
+        archive
+            .put_small("srv/bad.gz", Bytes::from_static(b"not gzip at all"), &[])
+            .await
+            .unwrap();
+        let err = archive
+            .read_decoded("srv/bad.gz", Compression::Gzip, |d| {
+                std::io::copy(d, &mut std::io::sink()).map_err(|e| d.corrupt(e))
+            })
+            .await
+            .unwrap_err();
+        match &err {
+            StorageError::Corrupt { key, source } => {
+                assert_eq!(key, "srv/bad.gz");
+                assert_eq!(source.kind(), io::ErrorKind::InvalidData);
+            }
+            other => panic!("expected corruption, got {other:?}"),
+        }
+        assert!(!err.is_transient());
+        assert!(
+            err.to_string().starts_with("cannot decompress srv/bad.gz"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_object_is_the_store_error_not_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = local_archive(dir.path());
+        let err = archive
+            .read_decoded("srv/none", Compression::None, |_| Ok::<_, StorageError>(()))
+            .await
+            .unwrap_err();
+        assert!(!matches!(err, StorageError::Corrupt { .. }), "{err:?}");
+        assert!(archive
+            .object_reader_if_present("srv/none")
+            .await
+            .unwrap()
+            .is_none());
+    }
+}

@@ -400,3 +400,181 @@ impl UploadHandle {
             .map_err(|e| StorageError::Config(format!("internal: upload task failed: {e}")))?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use barrelman_core::layout::Destination;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    fn local_archive(dir: &std::path::Path) -> Archive {
+        let dest = Destination::parse(&format!("file://{}", dir.display()), false).unwrap();
+        Archive::open(&dest, "srv", &Default::default()).unwrap()
+    }
+
+    /// A plan small enough to reach multipart with a few MiB.
+    fn small_plan(mode: WriteMode) -> UploadPlan {
+        UploadPlan {
+            mode,
+            single_put_max: 2 << 20,
+            part_size: 1 << 20,
+            parts_in_flight: 2,
+            queue_chunks: 2,
+            tags: Vec::new(),
+        }
+    }
+
+    fn content(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    /// Writes `data` through the sink on a blocking thread and runs the upload,
+    /// recording whether the check before a multipart completion ran.
+    async fn upload(
+        archive: &Archive,
+        key: &str,
+        plan: UploadPlan,
+        data: Vec<u8>,
+        finish: bool,
+    ) -> (Result<Stored, UploadError>, bool) {
+        let (mut writer, upload) = archive.upload_sink(key, plan);
+        let producer = tokio::task::spawn_blocking(move || {
+            writer.write_all(&data)?;
+            if finish {
+                writer.finish()?;
+            }
+            io::Result::Ok(())
+        });
+        let checked = AtomicBool::new(false);
+        let result = upload
+            .run_checked(|| async {
+                checked.store(true, Ordering::SeqCst);
+                Ok(())
+            })
+            .await;
+        let _ = producer.await;
+        (result, checked.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn up_to_the_single_put_limit_one_put_above_it_parts_and_both_arrive_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = local_archive(dir.path());
+        for (len, multipart) in [(0, false), (2 << 20, false), ((5 << 20) + 3, true)] {
+            let key = format!("srv/obj-{len}");
+            let data = content(len);
+            let (result, checked) = upload(
+                &archive,
+                &key,
+                small_plan(WriteMode::CreateOnly),
+                data.clone(),
+                true,
+            )
+            .await;
+            let stored = result.unwrap_or_else(|e| panic!("{len} bytes: {e:?}"));
+            assert_eq!(stored.size, len as u64);
+            assert_eq!(checked, multipart, "{len} bytes");
+            assert_eq!(std::fs::read(dir.path().join(&key)).unwrap(), data);
+        }
+    }
+
+    #[tokio::test]
+    async fn create_only_never_replaces_and_overwrite_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = local_archive(dir.path());
+        let key = "srv/taken";
+        archive
+            .put_small(key, Bytes::from_static(b"first"), &[])
+            .await
+            .unwrap();
+        let (result, _) = upload(
+            &archive,
+            key,
+            small_plan(WriteMode::CreateOnly),
+            b"second".to_vec(),
+            true,
+        )
+        .await;
+        assert!(
+            matches!(result, Err(UploadError::AlreadyExists)),
+            "{result:?}"
+        );
+        assert_eq!(std::fs::read(dir.path().join(key)).unwrap(), b"first");
+        let (result, _) = upload(
+            &archive,
+            key,
+            small_plan(WriteMode::Overwrite),
+            b"second".to_vec(),
+            true,
+        )
+        .await;
+        assert_eq!(result.unwrap().size, 6);
+        assert_eq!(std::fs::read(dir.path().join(key)).unwrap(), b"second");
+    }
+
+    #[tokio::test]
+    async fn a_writer_dropped_before_its_end_leaves_no_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = local_archive(dir.path());
+        for len in [100, 5 << 20] {
+            let key = format!("srv/cut-{len}");
+            let (result, checked) = upload(
+                &archive,
+                &key,
+                small_plan(WriteMode::Overwrite),
+                content(len),
+                false,
+            )
+            .await;
+            assert!(matches!(result, Err(UploadError::Abandoned)), "{result:?}");
+            assert!(!checked);
+            assert!(!dir.path().join(&key).exists(), "{key} was committed");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_check_before_the_multipart_completion_commits_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = local_archive(dir.path());
+        let key = "srv/refused";
+        let (mut writer, upload) = archive.upload_sink(key, small_plan(WriteMode::CreateOnly));
+        let data = content(5 << 20);
+        let producer = tokio::task::spawn_blocking(move || {
+            writer.write_all(&data)?;
+            writer.finish()
+        });
+        let result = upload
+            .run_checked(|| async { Err(UploadError::AlreadyExists) })
+            .await;
+        assert!(
+            matches!(result, Err(UploadError::AlreadyExists)),
+            "{result:?}"
+        );
+        producer.await.unwrap().unwrap();
+        assert!(!dir.path().join(key).exists());
+    }
+
+    #[tokio::test]
+    async fn the_spawned_upload_counts_what_it_received_and_gives_the_stored_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = local_archive(dir.path());
+        let (mut writer, handle) =
+            archive.object_writer("srv/part", UploadPlan::backup_part(1 << 20, &[]));
+        let counter = handle.counter();
+        let data = content(3 << 20);
+        let expected = data.clone();
+        tokio::task::spawn_blocking(move || {
+            writer.write_all(&data)?;
+            writer.finish()
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(handle.wait().await.unwrap(), 3 << 20);
+        assert_eq!(counter.get(), 3 << 20);
+        assert_eq!(
+            std::fs::read(dir.path().join("srv/part")).unwrap(),
+            expected
+        );
+    }
+}
