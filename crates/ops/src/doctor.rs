@@ -279,7 +279,8 @@ async fn segment_sysid(
     c: Compression,
 ) -> Result<Option<u64>, StorageError> {
     archive
-        .read_decoded(key, c, |decoded| {
+        .decoded(key, c)
+        .read(|decoded| {
             let mut head = [0u8; 40];
             decoded
                 .read_exact(&mut head)
@@ -299,7 +300,8 @@ async fn segment_sysid(
 
 async fn read_small(archive: &Archive, key: &str, c: Compression) -> Result<String, StorageError> {
     archive
-        .read_decoded(key, c, |decoded| {
+        .decoded(key, c)
+        .read(|decoded| {
             let mut s = String::new();
             let read = decoded.by_ref().take(1 << 20).read_to_string(&mut s);
             read.map_err(|e| decoded.corrupt(e))?;

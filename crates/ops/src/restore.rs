@@ -192,15 +192,12 @@ async fn fetch_part(
 ) -> Result<(), RestoreError> {
     let key = part.key.clone();
     archive
-        .read_decoded_counted(
-            &part.key,
-            part.compression,
-            progress.done_counter(),
-            move |decoded| {
-                extract::extract_tar(decoded, &part.target)
-                    .map_err(|source| RestoreError::Extract { key, source })?;
-                Ok(())
-            },
-        )
+        .decoded(&part.key, part.compression)
+        .counting(progress.done_counter())
+        .read(move |decoded| {
+            extract::extract_tar(decoded, &part.target)
+                .map_err(|source| RestoreError::Extract { key, source })?;
+            Ok(())
+        })
         .await
 }

@@ -187,9 +187,8 @@ async fn check_backup(
         let mut has_label = false;
         for part in parts.parts {
             let r = archive
-                .read_decoded(&part.key, part.compression, |decoded| {
-                    Ok::<_, StorageError>(extract::scan_tar(decoded))
-                })
+                .decoded(&part.key, part.compression)
+                .read(|decoded| Ok::<_, StorageError>(extract::scan_tar(decoded)))
                 .await?;
             match r {
                 Ok(scan) => has_label |= part.item == "data" && scan.has_backup_label,
@@ -217,9 +216,8 @@ async fn check_backup(
                 continue;
             };
             let r = archive
-                .read_decoded(&key, c, |decoded| {
-                    Ok::<_, StorageError>(std::io::copy(decoded, &mut std::io::sink()))
-                })
+                .decoded(&key, c)
+                .read(|decoded| Ok::<_, StorageError>(std::io::copy(decoded, &mut std::io::sink())))
                 .await?;
             match r {
                 Ok(n) if n == seg_size => {}

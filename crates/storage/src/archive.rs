@@ -508,35 +508,38 @@ impl Archive {
         // decodes without error); partial, history and backup files are shorter.
         let whole_segment = StoredWal::from_key(key)
             .is_some_and(|s| s.name.kind() == barrelman_core::wal::WalKind::Segment);
-        self.read_decoded(key, compression, move |decoded| {
-            write_atomically(&dest, |out| {
-                if whole_segment {
-                    copy_large(&mut SegmentSizeCheck::new(&mut *decoded), out)
-                } else {
-                    copy_large(decoded, out)
-                }
-            })
-            .map_err(|e| match e {
-                WriteError::Local(source) if is_disk_full(&source) => StorageError::LocalDiskFull {
-                    path: dest.display().to_string(),
-                    source,
-                },
-                WriteError::Local(source) => StorageError::LocalIo {
-                    what: "cannot write",
-                    path: dest.display().to_string(),
-                    source,
-                },
-                WriteError::Content(source) => match size_mismatch(&source) {
-                    Some(m) => StorageError::WrongSize {
-                        key: decoded.key().to_string(),
-                        actual: m.actual,
-                        expected: m.expected,
+        self.decoded(key, compression)
+            .read(move |decoded| {
+                write_atomically(&dest, |out| {
+                    if whole_segment {
+                        copy_large(&mut SegmentSizeCheck::new(&mut *decoded), out)
+                    } else {
+                        copy_large(decoded, out)
+                    }
+                })
+                .map_err(|e| match e {
+                    WriteError::Local(source) if is_disk_full(&source) => {
+                        StorageError::LocalDiskFull {
+                            path: dest.display().to_string(),
+                            source,
+                        }
+                    }
+                    WriteError::Local(source) => StorageError::LocalIo {
+                        what: "cannot write",
+                        path: dest.display().to_string(),
+                        source,
                     },
-                    None => decoded.corrupt(source),
-                },
+                    WriteError::Content(source) => match size_mismatch(&source) {
+                        Some(m) => StorageError::WrongSize {
+                            key: decoded.key().to_string(),
+                            actual: m.actual,
+                            expected: m.expected,
+                        },
+                        None => decoded.corrupt(source),
+                    },
+                })
             })
-        })
-        .await
+            .await
     }
 
     /// Every WAL-type object under `wals/`, unordered.

@@ -80,41 +80,50 @@ impl Archive {
         ))
     }
 
-    /// Reads `key` decoded with `compression`: `consume` runs on a blocking thread
-    /// with the decoded content and its result comes back. `consume` maps the read
-    /// failures it cares about ([`Decoded::corrupt`] makes the storage error of
-    /// one); failing to open the object is the `StorageError` it is.
-    pub async fn read_decoded<T, E, F>(
-        &self,
-        key: &str,
-        compression: Compression,
-        consume: F,
-    ) -> Result<T, E>
-    where
-        F: FnOnce(&mut Decoded) -> Result<T, E> + Send + 'static,
-        T: Send + 'static,
-        E: From<StorageError> + Send + 'static,
-    {
-        self.read_decoded_counted(key, compression, ByteCounter::new(), consume)
-            .await
+    /// A read of `key` decoded with `compression`; [`DecodedRead::read`] runs it.
+    pub fn decoded(&self, key: &str, compression: Compression) -> DecodedRead<'_> {
+        DecodedRead {
+            archive: self,
+            key: key.to_string(),
+            compression,
+            counter: ByteCounter::new(),
+        }
+    }
+}
+
+/// One read of a stored object through its codec, from [`Archive::decoded`].
+#[must_use = "nothing is read until `read` runs"]
+pub struct DecodedRead<'a> {
+    archive: &'a Archive,
+    key: String,
+    compression: Compression,
+    counter: ByteCounter,
+}
+
+impl DecodedRead<'_> {
+    /// Adds the stored (compressed) bytes read to `counter` as they arrive (the
+    /// progress of a restore).
+    pub fn counting(self, counter: ByteCounter) -> Self {
+        Self { counter, ..self }
     }
 
-    /// [`Archive::read_decoded`], adding the stored (compressed) bytes read to
-    /// `counter` as they arrive (progress of a restore).
-    pub async fn read_decoded_counted<T, E, F>(
-        &self,
-        key: &str,
-        compression: Compression,
-        counter: ByteCounter,
-        consume: F,
-    ) -> Result<T, E>
+    /// Runs `consume` on a blocking thread with the decoded content and gives its
+    /// result. `consume` maps the read failures it cares about
+    /// ([`Decoded::corrupt`] makes the storage error of one); failing to open the
+    /// object is the `StorageError` it is.
+    pub async fn read<T, E, F>(self, consume: F) -> Result<T, E>
     where
         F: FnOnce(&mut Decoded) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<StorageError> + Send + 'static,
     {
-        let stored = self.object_reader(key).await?;
-        let key = key.to_string();
+        let Self {
+            archive,
+            key,
+            compression,
+            counter,
+        } = self;
+        let stored = archive.object_reader(&key).await?;
         on_blocking_thread(move || {
             let counted = CountingReader::with_counter(stored, counter);
             consume(&mut Decoded::new(key, compression, counted))
@@ -205,7 +214,9 @@ mod tests {
             .unwrap();
         let counter = ByteCounter::new();
         let text = archive
-            .read_decoded_counted("srv/x.gz", Compression::Gzip, counter.clone(), |d| {
+            .decoded("srv/x.gz", Compression::Gzip)
+            .counting(counter.clone())
+            .read(|d| {
                 let mut s = String::new();
                 d.read_to_string(&mut s).map_err(|e| d.corrupt(e))?;
                 Ok::<_, StorageError>(s)
@@ -225,9 +236,8 @@ mod tests {
             .await
             .unwrap();
         let err = archive
-            .read_decoded("srv/bad.gz", Compression::Gzip, |d| {
-                std::io::copy(d, &mut std::io::sink()).map_err(|e| d.corrupt(e))
-            })
+            .decoded("srv/bad.gz", Compression::Gzip)
+            .read(|d| std::io::copy(d, &mut std::io::sink()).map_err(|e| d.corrupt(e)))
             .await
             .unwrap_err();
         match &err {
@@ -249,7 +259,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let archive = local_archive(dir.path());
         let err = archive
-            .read_decoded("srv/none", Compression::None, |_| Ok::<_, StorageError>(()))
+            .decoded("srv/none", Compression::None)
+            .read(|_| Ok::<_, StorageError>(()))
             .await
             .unwrap_err();
         assert!(!matches!(err, StorageError::Corrupt { .. }), "{err:?}");

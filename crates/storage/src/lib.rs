@@ -14,7 +14,7 @@ pub mod store;
 pub mod upload;
 
 pub use archive::{Archive, ArchiveOutcome, DifferingVariants, UploadOptions};
-pub use download::Decoded;
+pub use download::{Decoded, DecodedRead};
 pub use error::{Denial, StorageError};
 pub use objects::ObjectInfo;
 pub use store::{AddressingStyle, S3Keys, StoreOptions};

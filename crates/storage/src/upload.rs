@@ -487,29 +487,23 @@ mod tests {
             .put_small(key, Bytes::from_static(b"first"), &[])
             .await
             .unwrap();
-        let (result, _) = upload(
-            &archive,
-            key,
-            small_plan(WriteMode::CreateOnly),
-            b"second".to_vec(),
-            true,
-        )
-        .await;
-        assert!(
-            matches!(result, Err(UploadError::AlreadyExists)),
-            "{result:?}"
-        );
-        assert_eq!(std::fs::read(dir.path().join(key)).unwrap(), b"first");
-        let (result, _) = upload(
-            &archive,
-            key,
-            small_plan(WriteMode::Overwrite),
-            b"second".to_vec(),
-            true,
-        )
-        .await;
-        assert_eq!(result.unwrap().size, 6);
-        assert_eq!(std::fs::read(dir.path().join(key)).unwrap(), b"second");
+        for (mode, stays) in [
+            (WriteMode::CreateOnly, &b"first"[..]),
+            (WriteMode::Overwrite, &b"second"[..]),
+        ] {
+            let (result, _) =
+                upload(&archive, key, small_plan(mode), b"second".to_vec(), true).await;
+            match mode {
+                WriteMode::CreateOnly => {
+                    assert!(
+                        matches!(result, Err(UploadError::AlreadyExists)),
+                        "{result:?}"
+                    )
+                }
+                WriteMode::Overwrite => assert_eq!(result.unwrap().size, 6),
+            }
+            assert_eq!(std::fs::read(dir.path().join(key)).unwrap(), stays);
+        }
     }
 
     #[tokio::test]
