@@ -102,22 +102,19 @@ pub struct Stored {
 }
 
 /// Why an upload did not complete.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum UploadError {
     /// Create-only: the key (or, by the check before a multipart completion, the
     /// name) is taken already. Nothing was written.
+    #[error("the object exists already")]
     AlreadyExists,
     /// The writer was dropped without [`ObjectWriter::finish`]: its producer
     /// stopped, and its own error says why. Nothing was written.
+    #[error("the writer stopped before the end of the object")]
     Abandoned,
     /// The store failed.
-    Storage(StorageError),
-}
-
-impl From<StorageError> for UploadError {
-    fn from(e: StorageError) -> Self {
-        Self::Storage(e)
-    }
+    #[error(transparent)]
+    Storage(#[from] StorageError),
 }
 
 enum Msg {
@@ -212,9 +209,8 @@ impl Upload {
         // recorded before the channel closes so that it can say what happened.
         if let Err(e) = &result {
             let text = match e {
-                UploadError::Storage(e) => e.to_string(),
                 UploadError::AlreadyExists => format!("{} exists already", self.key),
-                UploadError::Abandoned => "the producer stopped".to_string(),
+                other => other.to_string(),
             };
             let _ = self.failure.set(text);
         }
