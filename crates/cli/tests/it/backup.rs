@@ -180,10 +180,8 @@ fn backups_restore_both_ways_with_barman() {
     // barman and barrelman print the same list and show output for the same archive;
     // a keep mark set by one is read by the other.
     let both = |name: &str, args: &[&str]| {
-        let mut full = vec!["--endpoint-url", s3.endpoint.as_str()];
-        full.extend_from_slice(args);
-        let theirs = run(&barman_tool(name), &full, &s3);
-        let ours = run(&links.join(name), &full, &s3);
+        let theirs = CloudCmd::new(&barman_tool(name), &s3).run(args);
+        let ours = CloudCmd::new(&links.join(name), &s3).run(args);
         assert_eq!(theirs.status.code(), Some(0), "{}", text(&theirs));
         assert_eq!(ours.status.code(), Some(0), "{}", text(&ours));
         (
@@ -476,7 +474,6 @@ fn verify_names_the_first_missing_object() {
     s3.create_bucket("ver");
     start(&pg, &s3);
     pg.pgbench(&["-i", "-s", "1", "-q"]);
-    let ep = s3.endpoint.as_str();
     let out = native_backup(
         &pg,
         &s3,
@@ -492,9 +489,9 @@ fn verify_names_the_first_missing_object() {
         .unwrap()
         .to_string();
     let verify = |extra: &[&str]| {
-        let mut args = vec!["verify", "--endpoint-url", ep, "s3://ver/p", "srv"];
+        let mut args = vec!["s3://ver/p", "srv"];
         args.extend_from_slice(extra);
-        run(&barrelman(), &args, &s3)
+        CloudCmd::native("verify", &s3).run(&args)
     };
     let ok = verify(&["--deep"]);
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));

@@ -31,16 +31,12 @@ fn done_id(out: &Output) -> String {
 
 /// Runs barrelman with `args` (the endpoint is added) and returns its output.
 fn bm(s3: &S3Server, args: &[&str]) -> Output {
-    let mut full = vec![args[0], "--endpoint-url", s3.endpoint.as_str()];
-    full.extend_from_slice(&args[1..]);
-    run(&barrelman(), &full, s3)
+    CloudCmd::native(args[0], s3).run(&args[1..])
 }
 
 /// Runs a barman-cloud tool name through barrelman's links.
 fn link(s3: &S3Server, tool: &str, args: &[&str]) -> Output {
-    let mut full = vec!["--endpoint-url", s3.endpoint.as_str()];
-    full.extend_from_slice(args);
-    run(&links_dir().join(tool), &full, s3)
+    CloudCmd::new(&links_dir().join(tool), s3).run(args)
 }
 
 fn both_outputs(out: &Output) -> String {
