@@ -21,11 +21,8 @@ pub(crate) type ObjectReader = Box<dyn Read + Send + 'static>;
 
 impl Archive {
     /// A synchronous reader of the stored bytes of `key` (not decompressed). Read it
-    /// only from a blocking thread.
-    pub async fn object_reader(
-        &self,
-        key: &str,
-    ) -> Result<impl Read + Send + 'static, StorageError> {
+    /// only from a blocking thread; outside this crate, [`Archive::decoded`] does.
+    pub(crate) async fn object_reader(&self, key: &str) -> Result<ObjectReader, StorageError> {
         let got = self
             .store()
             .get(&object_path(key)?)
@@ -151,7 +148,7 @@ pub struct Decoded {
 
 impl Decoded {
     /// Decodes `stored`, the bytes of object `key`, with `compression`.
-    pub fn new(key: String, compression: Compression, stored: impl Read + 'static) -> Self {
+    pub(crate) fn new(key: String, compression: Compression, stored: impl Read + 'static) -> Self {
         Self {
             key,
             decoder: codec::decompress_reader(compression, stored).map_err(Some),
