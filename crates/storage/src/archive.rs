@@ -36,15 +36,24 @@ const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 /// How an archive call ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ArchiveOutcome {
-    /// Uploaded as `key`, `stored` bytes after compression.
-    Uploaded { key: String, stored: u64 },
-    /// The same content was already archived (as `key`); nothing was written.
-    AlreadyArchived { key: String },
+    /// Uploaded.
+    Uploaded {
+        /// The object written.
+        key: String,
+        /// Its size after compression.
+        stored: u64,
+    },
+    /// The same content was already archived; nothing was written.
+    AlreadyArchived {
+        /// The object holding it.
+        key: String,
+    },
 }
 
 /// One WAL name stored in several variants with different content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DifferingVariants {
+    /// The WAL name.
     pub name: String,
     /// Every stored key of that name; restore serves the first.
     pub keys: Vec<String>,
@@ -53,6 +62,7 @@ pub struct DifferingVariants {
 /// Options of one WAL upload.
 #[derive(Debug, Clone, Default)]
 pub struct UploadOptions {
+    /// The codec; `None` stores the file as it is.
     pub compression: Option<Compression>,
     /// Level for the codec; `None` is barman's default for it.
     pub level: Option<i32>,

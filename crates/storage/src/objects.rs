@@ -19,7 +19,9 @@ pub const MAX_DELETE_BATCH: usize = 1000;
 /// One object in a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
+    /// Its key.
     pub key: String,
+    /// Its size in bytes.
     pub size: u64,
 }
 
