@@ -4,6 +4,7 @@
 pub mod awsprofile;
 pub mod backup_info;
 pub mod compression;
+pub mod counting;
 pub mod error;
 pub mod layout;
 pub mod lsn;

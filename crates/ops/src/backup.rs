@@ -19,7 +19,7 @@ use barrelman_postgres::session::{BackupStart, PgError, ServerInfo, Session};
 use barrelman_postgres::tarball::TarWriter;
 use barrelman_postgres::walk::{self, EntryKind, WalkEntry};
 use barrelman_storage::codec::CompressWriter;
-use barrelman_storage::{Archive, StorageError, UploadHandle};
+use barrelman_storage::{Archive, StorageError, UploadHandle, UploadPlan};
 use bytes::Bytes;
 use std::borrow::Cow;
 use std::io;
@@ -931,7 +931,9 @@ impl WorkerCtx {
             compression: self.compression,
         };
         let key = self.archive.layout().tar_part_key(&self.backup_id, &part);
-        let (writer, handle) = self.archive.object_writer(&key, self.part_size, &self.tags);
+        let (writer, handle) = self
+            .archive
+            .object_writer(&key, UploadPlan::backup_part(self.part_size, &self.tags));
         let cw = CompressWriter::new(self.compression, self.level, writer)?;
         Ok((key, TarWriter::new(cw), handle))
     }
@@ -959,15 +961,15 @@ impl WorkerCtx {
             self.progress.add_done(added.content_bytes());
             if let Some(rate) = self.bandwidth {
                 // Sleep until the bytes handed to the uploader fit the rate.
-                let sent = sent_before + counter.load(Ordering::Relaxed);
+                let sent = sent_before + counter.get();
                 let due = Duration::from_secs_f64(sent as f64 / rate as f64);
                 if let Some(wait) = due.checked_sub(started.elapsed()) {
                     std::thread::sleep(wait);
                 }
             }
-            if counter.load(Ordering::Relaxed) >= self.max_archive_size {
+            if counter.get() >= self.max_archive_size {
                 self.close_part(tar)?;
-                sent_before += counter.load(Ordering::Relaxed);
+                sent_before += counter.get();
                 handles.push((key, handle));
                 let index = self.next_index.fetch_add(1, Ordering::SeqCst);
                 (key, tar, handle) = self.open_part(index)?;

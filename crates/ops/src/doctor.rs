@@ -22,7 +22,7 @@ use barrelman_core::retention;
 use barrelman_core::wal::{SegmentName, WalKind, WalName};
 use barrelman_core::walpage::{LongPageHeader, LONG_HEADER_LEN};
 use barrelman_core::{Classified, Compression};
-use barrelman_storage::{codec, Archive, DifferingVariants, StorageError};
+use barrelman_storage::{Archive, DifferingVariants, StorageError};
 use chrono::{DateTime, FixedOffset};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -150,7 +150,7 @@ pub async fn gather(archive: &Archive) -> Result<ArchiveFacts, CheckError> {
                 compression: c,
                 ..
             } = wals[&seg.to_string()].clone();
-            let sysid = segment_sysid(archive, &key, c).await?;
+            let sysid = segment_sysid(archive, &key, c).await;
             segment_systems.push((seg, key, sysid));
         }
     }
@@ -160,7 +160,7 @@ pub async fn gather(archive: &Archive) -> Result<ArchiveFacts, CheckError> {
             continue;
         };
         if name.kind() == WalKind::History {
-            let text = read_small(archive, &w.key, w.compression).await?;
+            let text = read_small(archive, &w.key, w.compression).await;
             histories.push((name, w.key.clone(), text));
         }
     }
@@ -354,61 +354,36 @@ fn history_name(key: &str) -> &str {
     key.rsplit('/').next().unwrap_or(key)
 }
 
-/// The system identifier in a WAL segment's first (long) page header. The inner
-/// result is the read's (a finding when it fails), the outer one a worker's panic.
+/// The system identifier in a WAL segment's first (long) page header; `None` when
+/// the first page has no long header. A failed read is a finding, not an error.
 async fn segment_sysid(
     archive: &Archive,
     key: &str,
     c: Compression,
-) -> Result<Result<Option<u64>, StorageError>, CheckError> {
-    let reader = match archive.object_reader(key).await {
-        Ok(r) => r,
-        Err(e) => return Ok(Err(e)),
-    };
-    let k = key.to_string();
-    tokio::task::spawn_blocking(move || {
-        let mut r =
-            codec::decompress_reader(c, reader).map_err(|source| StorageError::Corrupt {
-                key: k.clone(),
-                source,
-            })?;
-        let mut head = [0u8; LONG_HEADER_LEN];
-        r.read_exact(&mut head)
-            .map_err(|source| StorageError::Corrupt {
-                key: k.clone(),
-                source,
-            })?;
-        Ok(LongPageHeader::parse(&head).map(|h| h.system_identifier))
-    })
-    .await
-    .map_err(CheckError::Task)
+) -> Result<Option<u64>, StorageError> {
+    archive
+        .decoded(key, c)
+        .read(|decoded| {
+            let mut head = [0u8; LONG_HEADER_LEN];
+            decoded
+                .read_exact(&mut head)
+                .map_err(|e| decoded.corrupt(e))?;
+            Ok(LongPageHeader::parse(&head).map(|h| h.system_identifier))
+        })
+        .await
 }
 
-/// The text of a small object (at most 1 MiB of it), outer and inner results as
-/// in [`segment_sysid`].
-async fn read_small(
-    archive: &Archive,
-    key: &str,
-    c: Compression,
-) -> Result<Result<String, StorageError>, CheckError> {
-    let reader = match archive.object_reader(key).await {
-        Ok(r) => r,
-        Err(e) => return Ok(Err(e)),
-    };
-    let k = key.to_string();
-    tokio::task::spawn_blocking(move || {
-        let r = codec::decompress_reader(c, reader).map_err(|source| StorageError::Corrupt {
-            key: k.clone(),
-            source,
-        })?;
-        let mut s = String::new();
-        r.take(1 << 20)
-            .read_to_string(&mut s)
-            .map_err(|source| StorageError::Corrupt { key: k, source })?;
-        Ok(s)
-    })
-    .await
-    .map_err(CheckError::Task)
+/// The text of a small object (at most 1 MiB of it); a failed read is a finding.
+async fn read_small(archive: &Archive, key: &str, c: Compression) -> Result<String, StorageError> {
+    archive
+        .decoded(key, c)
+        .read(|decoded| {
+            let mut s = String::new();
+            let read = decoded.by_ref().take(1 << 20).read_to_string(&mut s);
+            read.map_err(|e| decoded.corrupt(e))?;
+            Ok(s)
+        })
+        .await
 }
 
 /// What the archive looks like, for checking a server against it.

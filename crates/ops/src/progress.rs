@@ -1,14 +1,13 @@
 //! Counters a long transfer updates and a front-end renders (a bar on a terminal,
 //! periodic log lines otherwise).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use barrelman_core::counting::ByteCounter;
 
 /// Bytes done out of an estimated total.
 #[derive(Debug, Clone, Default)]
 pub struct Progress {
-    done: Arc<AtomicU64>,
-    total: Arc<AtomicU64>,
+    done: ByteCounter,
+    total: ByteCounter,
 }
 
 impl Progress {
@@ -18,17 +17,18 @@ impl Progress {
     }
     /// `n` more bytes are expected.
     pub fn add_total(&self, n: u64) {
-        self.total.fetch_add(n, Ordering::Relaxed);
+        self.total.add(n);
     }
     /// `n` more bytes are done.
     pub fn add_done(&self, n: u64) {
-        self.done.fetch_add(n, Ordering::Relaxed);
+        self.done.add(n);
+    }
+    /// The count of bytes done, for a counting reader or writer to add to.
+    pub fn done_counter(&self) -> ByteCounter {
+        self.done.clone()
     }
     /// (done, total).
     pub fn get(&self) -> (u64, u64) {
-        (
-            self.done.load(Ordering::Relaxed),
-            self.total.load(Ordering::Relaxed),
-        )
+        (self.done.get(), self.total.get())
     }
 }

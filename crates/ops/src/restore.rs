@@ -11,7 +11,7 @@ use barrelman_core::backup_info::{BackupInfo, BackupStatus};
 use barrelman_core::layout::DATA_ITEM;
 use barrelman_core::{Classified, Compression, ErrorClass};
 use barrelman_postgres::extract;
-use barrelman_storage::{codec, Archive, ObjectInfo, StorageError};
+use barrelman_storage::{Archive, ObjectInfo, StorageError};
 use futures::stream::{self, StreamExt};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -385,42 +385,16 @@ async fn fetch_part(
     part: PartToFetch,
     progress: &Progress,
 ) -> Result<(), RestoreError> {
-    let reader = archive.object_reader(&part.key).await?;
     let key = part.key.clone();
-    let counter = progress.clone();
-    tokio::task::spawn_blocking(move || {
-        let counted = CountingReader {
-            inner: reader,
-            progress: counter,
-        };
-        let r = codec::decompress_reader(part.compression, counted).map_err(|e| {
-            RestoreError::Extract {
-                key: key.clone(),
-                source: extract::ExtractError::Stream {
-                    member: None,
-                    source: e,
-                },
-            }
-        })?;
-        extract::extract_tar(r, &part.target)
-            .map_err(|source| RestoreError::Extract { key, source })?;
-        Ok(())
-    })
-    .await
-    .map_err(RestoreError::Task)?
-}
-
-struct CountingReader<R> {
-    inner: R,
-    progress: Progress,
-}
-
-impl<R: std::io::Read> std::io::Read for CountingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.progress.add_done(n as u64);
-        Ok(n)
-    }
+    archive
+        .decoded(&part.key, part.compression)
+        .counting(progress.done_counter())
+        .read(move |decoded| {
+            extract::extract_tar(decoded, &part.target)
+                .map_err(|source| RestoreError::Extract { key, source })?;
+            Ok(())
+        })
+        .await
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use barrelman_core::layout::{ServerLayout, DATA_ITEM};
 use barrelman_core::wal::SegmentName;
 use barrelman_core::{Classified, ErrorClass};
 use barrelman_postgres::extract;
-use barrelman_storage::{codec, Archive, ObjectInfo, StorageError};
+use barrelman_storage::{Archive, ObjectInfo, StorageError};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -322,14 +322,10 @@ async fn read_deep(
 ) -> Result<DeepReads, CheckError> {
     let mut reads = DeepReads::default();
     for part in parts {
-        let reader = archive.object_reader(&part.key).await?;
-        let c = part.part.compression;
-        let r = tokio::task::spawn_blocking(move || {
-            let r = codec::decompress_reader(c, reader)?;
-            extract::scan_tar(r)
-        })
-        .await
-        .map_err(CheckError::Task)?;
+        let r = archive
+            .decoded(&part.key, part.part.compression)
+            .read(|decoded| Ok::<_, StorageError>(extract::scan_tar(decoded)))
+            .await?;
         reads.parts.push((
             part.key,
             part.part.item,
@@ -352,13 +348,10 @@ async fn read_deep(
         else {
             continue;
         };
-        let reader = archive.object_reader(&key).await?;
-        let r = tokio::task::spawn_blocking(move || {
-            let mut r = codec::decompress_reader(c, reader)?;
-            std::io::copy(&mut r, &mut std::io::sink())
-        })
-        .await
-        .map_err(CheckError::Task)?;
+        let r = archive
+            .decoded(&key, c)
+            .read(|decoded| Ok::<_, StorageError>(std::io::copy(decoded, &mut std::io::sink())))
+            .await?;
         reads.segments.push((key, r.map_err(|e| e.to_string())));
     }
     Ok(reads)

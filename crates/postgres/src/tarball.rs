@@ -28,6 +28,7 @@
 //! stores the content of its target (Python would store the link itself).
 
 use crate::walk::WalkEntry;
+use barrelman_core::counting::CountingWriter;
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Read, Write};
@@ -73,24 +74,24 @@ impl Appended {
 /// A tar stream in barman's format over any writer. Each part of a barman backup is a
 /// complete tar: use one `TarWriter` per part and [`finish`](TarWriter::finish) it.
 pub struct TarWriter<W: Write> {
-    builder: tar::Builder<Counter<W>>,
+    builder: tar::Builder<CountingWriter<W>>,
 }
 
 impl<W: Write> TarWriter<W> {
     pub fn new(w: W) -> Self {
         TarWriter {
-            builder: tar::Builder::new(Counter { inner: w, count: 0 }),
+            builder: tar::Builder::new(CountingWriter::new(w)),
         }
     }
 
     /// Uncompressed tar bytes written so far.
     pub fn bytes_written(&self) -> u64 {
-        self.builder.get_ref().count
+        self.builder.get_ref().count()
     }
 
     /// The underlying writer (e.g. to look at the compressed size so far).
     pub fn get_ref(&self) -> &W {
-        &self.builder.get_ref().inner
+        self.builder.get_ref().get_ref()
     }
 
     /// Adds a walked entry, reading its metadata now (as barman does when it adds a
@@ -225,12 +226,12 @@ impl<W: Write> TarWriter<W> {
     /// (not flushed).
     pub fn finish(self) -> io::Result<W> {
         let mut out = self.builder.into_inner()?;
-        let rem = out.count % RECORD;
+        let rem = out.count() % RECORD;
         if rem != 0 {
             let zeros = [0u8; (RECORD - BLOCK) as usize];
             out.write_all(&zeros[..(RECORD - rem) as usize])?;
         }
-        Ok(out.inner)
+        Ok(out.into_inner())
     }
 
     /// Writes the pax header (if needed), the ustar header and exactly `m.size` bytes
@@ -267,23 +268,6 @@ fn dir_name(name: &str) -> String {
 
 fn file_name(name: &str) -> String {
     name.trim_end_matches('/').to_owned()
-}
-
-/// Counts the bytes written through it.
-struct Counter<W> {
-    inner: W,
-    count: u64,
-}
-
-impl<W: Write> Write for Counter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.count += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// Yields exactly `remaining` bytes: those of `inner`, then zeros if it ends early.

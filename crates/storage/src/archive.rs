@@ -5,63 +5,55 @@
 //! flow the other way through a synchronous bridge into the decompressor.
 
 use crate::codec;
+use crate::download::{on_blocking_thread, Decoded};
 use crate::keys::object_path;
 use crate::localfs::{is_disk_full, write_atomically, WriteError};
 use crate::segment::{size_mismatch, SegmentSizeCheck};
 use crate::store::s3::RequestContext;
 use crate::store::{open_single_delete_store, open_store, StoreSettings};
+use crate::upload::{bare_tag, ObjectWriter, UploadError, UploadPlan};
 use crate::StorageError;
 use barrelman_core::layout::{Destination, ServerLayout, StoredWal};
 use barrelman_core::wal::WalName;
 use barrelman_core::Compression;
-use bytes::{Bytes, BytesMut};
-use futures::{StreamExt, TryStreamExt};
-use object_store::{
-    ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, TagSet,
-    WriteMultipart,
-};
+use futures::StreamExt;
+use object_store::{ObjectStore, ObjectStoreExt};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::sync::mpsc;
-use tokio_util::io::{StreamReader, SyncIoBridge};
 use tokio_util::sync::CancellationToken;
 
 tokio::task_local! {
     /// Cancelled when the deadline of the call running in this task passes; readers
     /// handed to blocking threads watch it.
-    static CALL_CANCELLED: CancellationToken;
+    pub(crate) static CALL_CANCELLED: CancellationToken;
 }
 
 /// How long a call whose deadline passed waits for its attempt in flight to stop.
 const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Compressed objects up to this size go up in one PUT, which is create-only;
-/// larger ones (WAL segments over 16 MiB, e.g. `--wal-segsize 1024`) use multipart,
-/// whose completion object_store cannot make create-only. A 16 MiB segment of
-/// incompressible content grows by a fraction of a percent under every codec: the
-/// extra MiB keeps every default-sized segment in one create-only PUT.
-pub const SINGLE_PUT_MAX: usize = 17 << 20;
-/// Multipart part size; with [`PARTS_IN_FLIGHT`] this bounds upload memory.
-pub const PART_SIZE: usize = 8 << 20;
-/// Parts uploaded concurrently in a multipart upload.
-pub const PARTS_IN_FLIGHT: usize = 2;
-/// Size of the chunks passed from the compressor to the uploader.
-const CHUNK: usize = 1 << 20;
-
 /// How an archive call ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ArchiveOutcome {
-    /// Uploaded as `key`, `stored` bytes after compression.
-    Uploaded { key: String, stored: u64 },
-    /// The same content was already archived (as `key`); nothing was written.
-    AlreadyArchived { key: String },
+    /// Uploaded.
+    Uploaded {
+        /// The object written.
+        key: String,
+        /// Its size after compression.
+        stored: u64,
+    },
+    /// The same content was already archived; nothing was written.
+    AlreadyArchived {
+        /// The object holding it.
+        key: String,
+    },
 }
 
 /// One WAL name stored in several variants with different content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DifferingVariants {
+    /// The WAL name.
     pub name: String,
     /// Every stored key of that name; restore serves the first.
     pub keys: Vec<String>,
@@ -70,6 +62,7 @@ pub struct DifferingVariants {
 /// Options of one WAL upload.
 #[derive(Debug, Clone, Default)]
 pub struct UploadOptions {
+    /// The codec; `None` stores the file as it is.
     pub compression: Option<Compression>,
     /// Level for the codec; `None` is barman's default for it.
     pub level: Option<i32>,
@@ -255,31 +248,41 @@ impl Archive {
         let level = opts.level.unwrap_or_else(|| compression.default_level());
         let key = self.layout.wal_key(name, compression);
         // Compression starts at once and overlaps the existence check (and the
-        // connection set-up it pays for); its output waits in a bounded channel.
-        let (tx, rx) = mpsc::channel::<Bytes>(8);
+        // connection set-up it pays for); its output waits in a bounded queue.
+        let (writer, upload) = self.upload_sink(&key, UploadPlan::wal(&opts.tags));
         let src = path.to_path_buf();
         let producer =
-            tokio::task::spawn_blocking(move || compress_file(&src, compression, level, tx));
+            tokio::task::spawn_blocking(move || compress_file(&src, compression, level, writer));
         let existing = match self.find_variants(name).await {
             Ok(v) => v,
             Err(e) => {
-                drop(rx);
+                drop(upload);
                 let _ = producer.await;
                 return Err(e);
             }
         };
         if !existing.is_empty() {
-            // Dropping the receiver stops the compressor.
-            drop(rx);
+            // Dropping the upload stops the compressor.
+            drop(upload);
             let _ = producer.await;
             return self.settle_existing(path, existing).await;
         }
-        match self
-            .upload_stream(path, name, &key, rx, producer, &opts.tags)
-            .await
-        {
-            Ok((stored, e_tag)) => {
-                self.settle_after_upload(path, name, key, compression, stored, e_tag)
+        // Completing a multipart upload cannot be made create-only, so look once
+        // more just before it: a copy stored meanwhile by another writer is settled
+        // like one found at the start, never replaced. (A completion racing this
+        // look is caught by the check after.)
+        let no_copy_yet = || async {
+            match self.find_variants(name).await {
+                Ok(found) if found.is_empty() => Ok(()),
+                Ok(_) => Err(UploadError::AlreadyExists),
+                Err(e) => Err(UploadError::Storage(e)),
+            }
+        };
+        match upload.run_checked(no_copy_yet).await {
+            Ok(stored) => {
+                // The compressor sent its end, so it has read the whole file.
+                let _ = producer.await;
+                self.settle_after_upload(path, name, key, compression, stored.size, stored.e_tag)
                     .await
             }
             // Someone else wrote the name between our check and our PUT.
@@ -287,6 +290,18 @@ impl Archive {
                 let existing = self.find_variants(name).await?;
                 self.settle_existing(path, existing).await
             }
+            // The compressor stopped before the end: its error says why.
+            Err(UploadError::Abandoned) => Err(match producer.await {
+                Ok(Err(source)) => StorageError::LocalIo {
+                    what: "cannot read WAL file",
+                    path: path.display().to_string(),
+                    source,
+                },
+                Ok(Ok(_)) => StorageError::Config(
+                    "internal: the compressor ended without finishing its output".into(),
+                ),
+                Err(e) => StorageError::Config(format!("internal: compression task failed: {e}")),
+            }),
             Err(UploadError::Storage(e)) => Err(e),
         }
     }
@@ -412,244 +427,42 @@ impl Archive {
         }
     }
 
-    /// Streams `path` through the codec into `key`. Returns the stored size.
-    /// Uploads what the compressor sends on `rx` as `key`; the compressor must have
-    /// read the whole file before the object is committed.
-    async fn upload_stream(
-        &self,
-        path: &Path,
-        name: &WalName,
-        key: &str,
-        mut rx: mpsc::Receiver<Bytes>,
-        producer: tokio::task::JoinHandle<io::Result<u64>>,
-        tags: &[(String, String)],
-    ) -> Result<(u64, Option<String>), UploadError> {
-        let mut tagset = TagSet::default();
-        for (k, v) in tags {
-            tagset.push(k, v);
-        }
-        let obj = object_path(key).map_err(UploadError::Storage)?;
-        let mut buffered: Vec<Bytes> = Vec::new();
-        let mut total = 0usize;
-        let mut multipart: Option<WriteMultipart> = None;
-        while let Some(chunk) = rx.recv().await {
-            total += chunk.len();
-            if let Some(mp) = multipart.as_mut() {
-                if let Err(e) = mp.wait_for_capacity(PARTS_IN_FLIGHT).await {
-                    return Err(self.abort(multipart, producer, e, key).await);
-                }
-                mp.put(chunk);
-                continue;
-            }
-            buffered.push(chunk);
-            if total > SINGLE_PUT_MAX {
-                let upload = self
-                    .store
-                    .put_multipart_opts(
-                        &obj,
-                        PutMultipartOptions {
-                            tags: tagset.clone(),
-                            ..Default::default()
-                        },
-                    )
-                    .await
-                    .map_err(|e| UploadError::Storage(self.err(e, key)))?;
-                let mut mp = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-                for b in buffered.drain(..) {
-                    mp.put(b);
-                }
-                multipart = Some(mp);
-            }
-        }
-        // The producer must have read the whole file before anything is committed.
-        let read = producer.await.map_err(|e| {
-            UploadError::Storage(StorageError::Config(format!(
-                "internal: compression task failed: {e}"
-            )))
-        })?;
-        if let Err(source) = read {
-            if let Some(mp) = multipart {
-                let _ = mp.abort().await;
-            }
-            return Err(UploadError::Storage(StorageError::LocalIo {
-                what: "cannot read WAL file",
-                path: path.display().to_string(),
-                source,
-            }));
-        }
-        let put = match multipart {
-            Some(mp) => {
-                // Completing a multipart upload cannot be made create-only here, so
-                // look once more just before it: a copy stored meanwhile by another
-                // writer is settled like one found at the start, never replaced.
-                // (A completion racing this look is caught by the check after.)
-                match self.find_variants(name).await {
-                    Ok(found) if found.is_empty() => {}
-                    Ok(_) => {
-                        let _ = mp.abort().await;
-                        return Err(UploadError::AlreadyExists);
-                    }
-                    Err(e) => {
-                        let _ = mp.abort().await;
-                        return Err(UploadError::Storage(e));
-                    }
-                }
-                mp.finish()
-                    .await
-                    .map_err(|e| UploadError::Storage(self.err(e, key)))?
-            }
-            None => {
-                let payload: PutPayload = buffered.into_iter().collect();
-                let put = PutOptions {
-                    mode: PutMode::Create,
-                    tags: tagset,
-                    ..Default::default()
-                };
-                match self.store.put_opts(&obj, payload, put).await {
-                    Ok(put) => put,
-                    Err(object_store::Error::AlreadyExists { .. })
-                    | Err(object_store::Error::Precondition { .. }) => {
-                        return Err(UploadError::AlreadyExists)
-                    }
-                    Err(e) => return Err(UploadError::Storage(self.err(e, key))),
-                }
-            }
-        };
-        Ok((total as u64, put.e_tag.as_deref().map(bare_tag)))
-    }
-
-    async fn abort(
-        &self,
-        multipart: Option<WriteMultipart>,
-        producer: tokio::task::JoinHandle<io::Result<u64>>,
-        e: object_store::Error,
-        key: &str,
-    ) -> UploadError {
-        producer.abort();
-        if let Some(mp) = multipart {
-            let _ = mp.abort().await;
-        }
-        UploadError::Storage(self.err(e, key))
-    }
-
-    /// A synchronous reader of the stored bytes of `key` (not decompressed). Read it
-    /// only from a blocking thread.
-    pub async fn object_reader(
-        &self,
-        key: &str,
-    ) -> Result<impl Read + Send + 'static, StorageError> {
-        let got = self
-            .store
-            .get(&object_path(key)?)
-            .await
-            .map_err(|e| self.err(e, key))?;
-        // A failure mid-body (a reset, a read timeout) keeps its classification, so
-        // that it is retried and reported as what it is, not as bad content.
-        let archive = self.clone();
-        let key_owned = key.to_string();
-        let mut body = got.into_stream().map_err(move |e| {
-            let failure = archive.err(e, &key_owned);
-            io::Error::new(failure.io_kind(), failure)
-        });
-        // The reader runs on a blocking thread that a passed deadline cannot drop:
-        // it ends with an error as soon as the call is cancelled, before the body
-        // is polled again (so its caller removes its temporary file, and nothing
-        // polls the runtime's timers after the runtime has stopped).
-        let mut cancelled = Box::pin(
-            CALL_CANCELLED
-                .try_with(CancellationToken::clone)
-                .unwrap_or_default()
-                .cancelled_owned(),
-        );
-        let stream = futures::stream::poll_fn(move |cx| {
-            if std::future::Future::poll(cancelled.as_mut(), cx).is_ready() {
-                return std::task::Poll::Ready(Some(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "the deadline of the call passed",
-                ))));
-            }
-            body.poll_next_unpin(cx)
-        });
-        let reader = StreamReader::new(stream);
-        Ok(SyncIoBridge::new_with_handle(
-            reader,
-            tokio::runtime::Handle::current(),
-        ))
-    }
-
-    /// Whether `key` holds the local file's content, or `None` when `key` no longer exists (a racing
-    /// writer removed its own copy).
+    /// Whether `key` holds the local file's content (compared streaming), or `None`
+    /// when `key` no longer exists (a racing writer removed its own copy).
     async fn compare_if_present(
         &self,
         key: &str,
         compression: Compression,
         path: &Path,
     ) -> Result<Option<bool>, StorageError> {
-        match self.store.get(&object_path(key)?).await {
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(self.err(e, key)),
-            Ok(got) => {
-                let stream = got
-                    .into_stream()
-                    .map_err(|e| io::Error::other(e.to_string()));
-                let reader = SyncIoBridge::new_with_handle(
-                    StreamReader::new(stream),
-                    tokio::runtime::Handle::current(),
-                );
-                self.same_content_of(reader, key, compression, path)
-                    .await
-                    .map(Some)
-            }
-        }
-    }
-
-    /// Compares the decompressed content of `reader` (object `key`) with the local
-    /// file, streaming.
-    async fn same_content_of(
-        &self,
-        reader: impl Read + Send + 'static,
-        key: &str,
-        compression: Compression,
-        path: &Path,
-    ) -> Result<bool, StorageError> {
+        let Some(stored) = self.object_reader_if_present(key).await? else {
+            return Ok(None);
+        };
         let local = path.to_path_buf();
-        let k = key.to_string();
-        tokio::task::spawn_blocking(move || -> Result<bool, StorageError> {
-            let mut remote = codec::decompress_reader(compression, reader).map_err(|source| {
-                StorageError::Corrupt {
-                    key: k.clone(),
-                    source,
-                }
-            })?;
-            let mut file = File::open(&local).map_err(|source| StorageError::LocalIo {
+        let key = key.to_string();
+        on_blocking_thread(move || -> Result<Option<bool>, StorageError> {
+            let mut remote = Decoded::new(key, compression, stored);
+            let local_failure = |source| StorageError::LocalIo {
                 what: "cannot read WAL file",
                 path: local.display().to_string(),
                 source,
-            })?;
+            };
+            let mut file = File::open(&local).map_err(&local_failure)?;
             let mut a = vec![0u8; 256 << 10];
             let mut b = vec![0u8; 256 << 10];
             loop {
-                let n = read_full(&mut file, &mut a).map_err(|source| StorageError::LocalIo {
-                    what: "cannot read WAL file",
-                    path: local.display().to_string(),
-                    source,
-                })?;
-                let m = read_full(&mut remote, &mut b[..n.max(1)]).map_err(|source| {
-                    StorageError::Corrupt {
-                        key: k.clone(),
-                        source,
-                    }
-                })?;
+                let n = read_full(&mut file, &mut a).map_err(&local_failure)?;
+                let m =
+                    read_full(&mut remote, &mut b[..n.max(1)]).map_err(|e| remote.corrupt(e))?;
                 if n == 0 {
-                    return Ok(m == 0);
+                    return Ok(Some(m == 0));
                 }
                 if n != m || a[..n] != b[..m] {
-                    return Ok(false);
+                    return Ok(Some(false));
                 }
             }
         })
-        .await
-        .map_err(|e| StorageError::Config(format!("internal: compare task failed: {e}")))?
+        .await?
     }
 
     /// Fetches WAL `name` into `dest` (temporary name, fsync, rename). Without an
@@ -696,43 +509,43 @@ impl Archive {
         compression: Compression,
         dest: &Path,
     ) -> Result<u64, StorageError> {
-        let reader = self.object_reader(key).await?;
         let dest = dest.to_path_buf();
-        let k = key.to_string();
         // Whole segments must be as long as their header says (a truncated object
         // decodes without error); partial, history and backup files are shorter.
         let whole_segment = StoredWal::from_key(key)
             .is_some_and(|s| s.name.kind() == barrelman_core::wal::WalKind::Segment);
-        tokio::task::spawn_blocking(move || {
-            write_atomically(&dest, |out| {
-                let mut r = codec::decompress_reader(compression, reader)?;
-                if whole_segment {
-                    r = Box::new(SegmentSizeCheck::new(r));
-                }
-                copy_large(&mut r, out)
-            })
-            .map_err(|e| match e {
-                WriteError::Local(source) if is_disk_full(&source) => StorageError::LocalDiskFull {
-                    path: dest.display().to_string(),
-                    source,
-                },
-                WriteError::Local(source) => StorageError::LocalIo {
-                    what: "cannot write",
-                    path: dest.display().to_string(),
-                    source,
-                },
-                WriteError::Content(source) => match size_mismatch(&source) {
-                    Some(m) => StorageError::WrongSize {
-                        key: k,
-                        actual: m.actual,
-                        expected: m.expected,
+        self.decoded(key, compression)
+            .read(move |decoded| {
+                write_atomically(&dest, |out| {
+                    if whole_segment {
+                        copy_large(&mut SegmentSizeCheck::new(&mut *decoded), out)
+                    } else {
+                        copy_large(decoded, out)
+                    }
+                })
+                .map_err(|e| match e {
+                    WriteError::Local(source) if is_disk_full(&source) => {
+                        StorageError::LocalDiskFull {
+                            path: dest.display().to_string(),
+                            source,
+                        }
+                    }
+                    WriteError::Local(source) => StorageError::LocalIo {
+                        what: "cannot write",
+                        path: dest.display().to_string(),
+                        source,
                     },
-                    None => StorageError::Corrupt { key: k, source },
-                },
+                    WriteError::Content(source) => match size_mismatch(&source) {
+                        Some(m) => StorageError::WrongSize {
+                            key: decoded.key().to_string(),
+                            actual: m.actual,
+                            expected: m.expected,
+                        },
+                        None => decoded.corrupt(source),
+                    },
+                })
             })
-        })
-        .await
-        .map_err(|e| StorageError::Config(format!("internal: download task failed: {e}")))?
+            .await
     }
 
     /// Every WAL-type object under `wals/`, unordered.
@@ -811,21 +624,17 @@ impl Archive {
         b: &str,
         b_codec: Compression,
     ) -> Result<bool, StorageError> {
-        let reader_a = self.object_reader(a).await?;
-        let reader_b = self.object_reader(b).await?;
+        let stored_a = self.object_reader(a).await?;
+        let stored_b = self.object_reader(b).await?;
         let (a, b) = (a.to_string(), b.to_string());
-        tokio::task::spawn_blocking(move || -> Result<bool, StorageError> {
-            let corrupt = |key: &str| {
-                let key = key.to_string();
-                move |source| StorageError::Corrupt { key, source }
-            };
-            let mut ra = codec::decompress_reader(a_codec, reader_a).map_err(corrupt(&a))?;
-            let mut rb = codec::decompress_reader(b_codec, reader_b).map_err(corrupt(&b))?;
+        on_blocking_thread(move || -> Result<bool, StorageError> {
+            let mut ra = Decoded::new(a, a_codec, stored_a);
+            let mut rb = Decoded::new(b, b_codec, stored_b);
             let mut buf_a = vec![0u8; 256 << 10];
             let mut buf_b = vec![0u8; 256 << 10];
             loop {
-                let n = read_full(&mut ra, &mut buf_a).map_err(corrupt(&a))?;
-                let m = read_full(&mut rb, &mut buf_b).map_err(corrupt(&b))?;
+                let n = read_full(&mut ra, &mut buf_a).map_err(|e| ra.corrupt(e))?;
+                let m = read_full(&mut rb, &mut buf_b).map_err(|e| rb.corrupt(e))?;
                 if n != m || buf_a[..n] != buf_b[..m] {
                     return Ok(false);
                 }
@@ -834,8 +643,7 @@ impl Archive {
                 }
             }
         })
-        .await
-        .map_err(|e| StorageError::Config(format!("internal: compare task failed: {e}")))?
+        .await?
     }
 
     /// barman-cloud-check-wal-archive: fails when the archive holds any WAL file
@@ -948,11 +756,6 @@ impl Archive {
     }
 }
 
-enum UploadError {
-    AlreadyExists,
-    Storage(StorageError),
-}
-
 /// What the look after an upload found.
 enum AfterUpload {
     /// Every variant holds our content.
@@ -972,62 +775,21 @@ struct Variant {
     e_tag: Option<String>,
 }
 
-fn bare_tag(tag: &str) -> String {
-    tag.trim_matches('"').to_string()
-}
-
-/// Reads `path`, compresses it and sends the output in chunks of about [`CHUNK`].
+/// Reads `path` and compresses it into `sink`, which it finishes (so the object is
+/// committed only once the whole file was read).
 fn compress_file(
     path: &Path,
     compression: Compression,
     level: i32,
-    tx: mpsc::Sender<Bytes>,
+    sink: ObjectWriter,
 ) -> io::Result<u64> {
     let mut file = File::open(path)?;
     let size = file.metadata()?.len();
-    let sink = ChunkSender {
-        tx,
-        buf: BytesMut::with_capacity(CHUNK),
-    };
     // The size goes into the lz4/zstd frame headers, as barman writes them.
     let mut w = codec::CompressWriter::with_size(compression, level, size, sink)?;
     let n = copy_large(&mut file, &mut w)?;
-    let mut sink = w.finish()?;
-    sink.send_buffered()?;
+    w.finish()?.finish()?;
     Ok(n)
-}
-
-/// A `Write` that hands full chunks to the async uploader, blocking when it lags.
-struct ChunkSender {
-    tx: mpsc::Sender<Bytes>,
-    buf: BytesMut,
-}
-
-impl ChunkSender {
-    fn send_buffered(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = std::mem::replace(&mut self.buf, BytesMut::with_capacity(CHUNK)).freeze();
-        self.tx
-            .blocking_send(chunk)
-            .map_err(|_| io::Error::other("upload stopped"))
-    }
-}
-
-impl Write for ChunkSender {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let room = CHUNK - self.buf.len();
-        let n = data.len().min(room);
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() >= CHUNK {
-            self.send_buffered()?;
-        }
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 /// `io::copy` with a larger buffer: codecs work better on big writes.

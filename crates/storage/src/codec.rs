@@ -25,6 +25,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::io::{self, BufReader, ErrorKind, Read, Write};
 
+use barrelman_core::counting::CountingWriter;
 use barrelman_core::Compression;
 
 /// Size of the copy buffers and of the read buffers put under decoders.
@@ -268,23 +269,6 @@ impl<W: Write> fmt::Debug for CompressWriter<W> {
     }
 }
 
-/// Counts the bytes that go through to `inner`.
-struct CountingWriter<W> {
-    inner: W,
-    count: u64,
-}
-
-impl<W: Write> Write for CountingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.count += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// Copies `input` to `output` through one [`BUFFER_SIZE`] buffer; returns bytes copied.
 fn copy(input: &mut dyn Read, output: &mut dyn Write) -> io::Result<u64> {
     let mut buf = vec![0u8; BUFFER_SIZE];
@@ -324,17 +308,14 @@ pub fn compress_sized(
     input: &mut dyn Read,
     output: &mut dyn Write,
 ) -> io::Result<(u64, u64)> {
-    let mut counter = CountingWriter {
-        inner: output,
-        count: 0,
-    };
+    let mut counter = CountingWriter::new(output);
     let mut w = match size {
         Some(size) => CompressWriter::with_size(kind, level, size, &mut counter)?,
         None => CompressWriter::new(kind, level, &mut counter)?,
     };
     let read = copy(input, &mut w)?;
     w.finish()?;
-    Ok((read, counter.count))
+    Ok((read, counter.count()))
 }
 
 // ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod codec;
 pub mod config;
+pub mod download;
 mod error;
 mod keys;
 pub mod localfs;
@@ -11,11 +12,14 @@ pub mod objects;
 pub mod segment;
 pub mod spool;
 pub mod store;
+pub mod upload;
 
 pub use archive::{Archive, ArchiveOutcome, DifferingVariants, UploadOptions};
+pub use download::{Decoded, DecodedRead};
 pub use error::{Denial, StorageError};
-pub use objects::{ObjectInfo, ObjectWriter, UploadHandle};
+pub use objects::ObjectInfo;
 pub use store::{
     AddressingStyle, AwsEnvironment, CommonSettings, LocalSettings, ProviderSettings, S3Keys,
     S3Settings, StoreSettings,
 };
+pub use upload::{ObjectWriter, Stored, UploadHandle, UploadPlan, WriteMode};

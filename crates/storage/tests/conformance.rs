@@ -13,7 +13,7 @@ use barrelman_core::compression::ALL_COMPRESSIONS;
 use barrelman_core::layout::Destination;
 use barrelman_core::wal::WalName;
 use barrelman_core::Compression;
-use barrelman_storage::archive::SINGLE_PUT_MAX;
+use barrelman_storage::upload::SINGLE_PUT_MAX;
 use barrelman_storage::{
     Archive, ArchiveOutcome, CommonSettings, S3Keys, S3Settings, StorageError, StoreSettings,
     UploadOptions,

@@ -67,24 +67,17 @@ fn backup_then_point_in_time_restore_with_one_command() {
     phase("archived after target");
     let dest = pg.make_dir("restored");
     let new_ts = pg.make_dir("ts1-restored");
-    let out = run_as_pg(
-        &barrelman(),
-        &[
-            "restore",
-            "--endpoint-url",
-            &s3.endpoint,
-            "s3://bkt/p",
-            "srv",
-            dest.to_str().unwrap(),
-            "--tablespace",
-            &format!("ts1:{}", new_ts.display()),
-            "--target-time",
-            &target,
-            "--target-action",
-            "promote",
-        ],
-        &s3,
-    );
+    let out = CloudCmd::native("restore", &s3).run_as_pg(&[
+        "s3://bkt/p",
+        "srv",
+        dest.to_str().unwrap(),
+        "--tablespace",
+        &format!("ts1:{}", new_ts.display()),
+        "--target-time",
+        &target,
+        "--target-action",
+        "promote",
+    ]);
     assert_eq!(out.status.code(), Some(0), "restore: {}", text(&out));
     phase("restored");
     let restored = PgCluster::from_datadir(dest.clone(), &["archive_mode = off"]);
@@ -112,18 +105,8 @@ fn backup_then_point_in_time_restore_with_one_command() {
 
     // A second restore into the same, now non-empty directory is refused (exit 1).
     restored.stop();
-    let out = run_as_pg(
-        &barrelman(),
-        &[
-            "restore",
-            "--endpoint-url",
-            &s3.endpoint,
-            "s3://bkt/p",
-            "srv",
-            dest.to_str().unwrap(),
-        ],
-        &s3,
-    );
+    let out =
+        CloudCmd::native("restore", &s3).run_as_pg(&["s3://bkt/p", "srv", dest.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("is not empty"),
@@ -141,43 +124,20 @@ fn a_backup_without_its_wal_in_the_archive_is_failed() {
     s3.create_bucket("bkt");
     start(&pg, &s3);
     pg.psql("create table x as select 1 as a");
-    let sock = pg.socket_dir.to_str().unwrap().to_string();
-    let port = pg.port.to_string();
     let links = links_dir();
-    let out = run_as_pg_env(
-        &links.join("barman-cloud-backup"),
-        &[
-            "--endpoint-url",
-            &s3.endpoint,
-            "-h",
-            &sock,
-            "-p",
-            &port,
-            "-U",
-            "postgres",
-            "s3://bkt/p",
-            "srv",
-        ],
-        &with_env(&s3, "BARRELMAN_WAL_WAIT", "3"),
-    );
+    let out = CloudCmd::new(&links.join("barman-cloud-backup"), &s3)
+        .pg(&pg)
+        .env("BARRELMAN_WAL_WAIT", "3")
+        .run_as_pg(&["s3://bkt/p", "srv"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("WAL segment 0000000100000000000000") && err.contains("is not in the archive"),
         "{err}"
     );
-    let list = run(
-        &barman_tool("barman-cloud-backup-list"),
-        &[
-            "--format",
-            "json",
-            "--endpoint-url",
-            &s3.endpoint,
-            "s3://bkt/p",
-            "srv",
-        ],
-        &s3,
-    );
+    let list = CloudCmd::new(&barman_tool("barman-cloud-backup-list"), &s3)
+        .opts(&["--format", "json"])
+        .run(&["s3://bkt/p", "srv"]);
     assert_eq!(list.status.code(), Some(0), "{}", text(&list));
     let json = String::from_utf8_lossy(&list.stdout);
     assert!(
@@ -206,18 +166,9 @@ fn backups_restore_both_ways_with_barman() {
     let last = switch_wal(&pg);
     wait_archived(&pg, &last, Duration::from_secs(60));
 
-    let list = run(
-        &barman_tool("barman-cloud-backup-list"),
-        &[
-            "--format",
-            "json",
-            "--endpoint-url",
-            &s3.endpoint,
-            "s3://xbk/p",
-            "srv",
-        ],
-        &s3,
-    );
+    let list = CloudCmd::new(&barman_tool("barman-cloud-backup-list"), &s3)
+        .opts(&["--format", "json"])
+        .run(&["s3://xbk/p", "srv"]);
     assert_eq!(list.status.code(), Some(0), "{}", text(&list));
     let json = String::from_utf8_lossy(&list.stdout);
     assert!(
@@ -229,10 +180,8 @@ fn backups_restore_both_ways_with_barman() {
     // barman and barrelman print the same list and show output for the same archive;
     // a keep mark set by one is read by the other.
     let both = |name: &str, args: &[&str]| {
-        let mut full = vec!["--endpoint-url", s3.endpoint.as_str()];
-        full.extend_from_slice(args);
-        let theirs = run(&barman_tool(name), &full, &s3);
-        let ours = run(&links.join(name), &full, &s3);
+        let theirs = CloudCmd::new(&barman_tool(name), &s3).run(args);
+        let ours = CloudCmd::new(&links.join(name), &s3).run(args);
         assert_eq!(theirs.status.code(), Some(0), "{}", text(&theirs));
         assert_eq!(ours.status.code(), Some(0), "{}", text(&ours));
         (
@@ -251,19 +200,13 @@ fn backups_restore_both_ways_with_barman() {
     );
     assert_eq!(o, t, "backup-show JSON differs");
     assert!(o.starts_with("{\"cloud\": {"), "{o}");
-    let keep = run(
-        &links.join("barman-cloud-backup-keep"),
-        &[
-            "--endpoint-url",
-            &s3.endpoint,
-            "--target",
-            "standalone",
-            "s3://xbk/p",
-            "srv",
-            "ours",
-        ],
-        &s3,
-    );
+    let keep = CloudCmd::new(&links.join("barman-cloud-backup-keep"), &s3).run(&[
+        "--target",
+        "standalone",
+        "s3://xbk/p",
+        "srv",
+        "ours",
+    ]);
     assert_eq!(keep.status.code(), Some(0), "{}", text(&keep));
     let (t, o) = both(
         "barman-cloud-backup-keep",
@@ -276,29 +219,17 @@ fn backups_restore_both_ways_with_barman() {
     let (t, o) = both("barman-cloud-backup-list", &["s3://xbk/p", "srv"]);
     assert_eq!(o, t, "backup-list console output differs");
     assert!(o.contains("KEEP:STANDALONE"), "{o}");
-    let missing = run(
-        &links.join("barman-cloud-backup-show"),
-        &[
-            "--endpoint-url",
-            &s3.endpoint,
-            "s3://xbk/p",
-            "srv",
-            "20000101T000000",
-        ],
-        &s3,
-    );
+    let missing = CloudCmd::new(&links.join("barman-cloud-backup-show"), &s3).run(&[
+        "s3://xbk/p",
+        "srv",
+        "20000101T000000",
+    ]);
     assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
-    let unnamed = run(
-        &links.join("barman-cloud-backup-show"),
-        &[
-            "--endpoint-url",
-            &s3.endpoint,
-            "s3://xbk/p",
-            "srv",
-            "no-such-name",
-        ],
-        &s3,
-    );
+    let unnamed = CloudCmd::new(&links.join("barman-cloud-backup-show"), &s3).run(&[
+        "s3://xbk/p",
+        "srv",
+        "no-such-name",
+    ]);
     assert_eq!(unnamed.status.code(), Some(4), "{}", text(&unnamed));
 
     // Each tool restores the other's backup by name; replay to the end of the WAL.
@@ -307,18 +238,12 @@ fn backups_restore_both_ways_with_barman() {
         (links.join("barman-cloud-restore"), "theirs"),
     ] {
         let dest = pg.make_dir(&format!("restore-{name}"));
-        let out = run_as_pg(
-            &tool,
-            &[
-                "--endpoint-url",
-                &s3.endpoint,
-                "s3://xbk/p",
-                "srv",
-                name,
-                dest.to_str().unwrap(),
-            ],
-            &s3,
-        );
+        let out = CloudCmd::new(&tool, &s3).run_as_pg(&[
+            "s3://xbk/p",
+            "srv",
+            name,
+            dest.to_str().unwrap(),
+        ]);
         assert_eq!(
             out.status.code(),
             Some(0),
@@ -459,36 +384,18 @@ fn retention_deletes_exactly_what_no_kept_backup_needs() {
     }
     let last = switch_wal(&pg);
     wait_archived(&pg, &last, Duration::from_secs(60));
-    let ep = s3.endpoint.as_str();
-    let keep = run(
-        &links.join("barman-cloud-backup-keep"),
-        &[
-            "--endpoint-url",
-            ep,
-            "--target",
-            "standalone",
-            "s3://ret/p",
-            "srv",
-            &ids[0],
-        ],
-        &s3,
-    );
+    let keep = CloudCmd::new(&links.join("barman-cloud-backup-keep"), &s3).run(&[
+        "--target",
+        "standalone",
+        "s3://ret/p",
+        "srv",
+        &ids[0],
+    ]);
     assert_eq!(keep.status.code(), Some(0), "{}", text(&keep));
     let show = |id: &str| {
-        let out = run(
-            &barrelman(),
-            &[
-                "show",
-                "--format",
-                "json",
-                "--endpoint-url",
-                ep,
-                "s3://ret/p",
-                "srv",
-                id,
-            ],
-            &s3,
-        );
+        let out = CloudCmd::native("show", &s3)
+            .opts(&["--format", "json"])
+            .run(&["s3://ret/p", "srv", id]);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         let j = String::from_utf8_lossy(&out.stdout).to_string();
         (json_str(&j, "begin_wal"), json_str(&j, "end_wal"))
@@ -506,19 +413,8 @@ fn retention_deletes_exactly_what_no_kept_backup_needs() {
 
     // A dry run deletes nothing and says what it would do.
     let delete = links.join("barman-cloud-backup-delete");
-    let dry = run(
-        &delete,
-        &[
-            "--endpoint-url",
-            ep,
-            "--dry-run",
-            "-r",
-            "REDUNDANCY 1",
-            "s3://ret/p",
-            "srv",
-        ],
-        &s3,
-    );
+    let dry =
+        CloudCmd::new(&delete, &s3).run(&["--dry-run", "-r", "REDUNDANCY 1", "s3://ret/p", "srv"]);
     assert_eq!(dry.status.code(), Some(0), "{}", text(&dry));
     let out = String::from_utf8_lossy(&dry.stdout);
     assert!(
@@ -527,44 +423,16 @@ fn retention_deletes_exactly_what_no_kept_backup_needs() {
     );
     assert_eq!(segments(&list_keys(&s3, "ret", "p/srv/wals/")), before);
     // Deleting the kept backup by id is refused.
-    let refused = run(
-        &delete,
-        &["--endpoint-url", ep, "-b", &ids[0], "s3://ret/p", "srv"],
-        &s3,
-    );
+    let refused = CloudCmd::new(&delete, &s3).run(&["-b", &ids[0], "s3://ret/p", "srv"]);
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
-    let bad = run(
-        &delete,
-        &["--endpoint-url", ep, "-r", "KEEP 3", "s3://ret/p", "srv"],
-        &s3,
-    );
+    let bad = CloudCmd::new(&delete, &s3).run(&["-r", "KEEP 3", "s3://ret/p", "srv"]);
     assert_eq!(bad.status.code(), Some(3), "{}", text(&bad));
 
-    let real = run(
-        &delete,
-        &[
-            "--endpoint-url",
-            ep,
-            "-r",
-            "REDUNDANCY 1",
-            "s3://ret/p",
-            "srv",
-        ],
-        &s3,
-    );
+    let real = CloudCmd::new(&delete, &s3).run(&["-r", "REDUNDANCY 1", "s3://ret/p", "srv"]);
     assert_eq!(real.status.code(), Some(0), "{}", text(&real));
-    let list = run(
-        &barman_tool("barman-cloud-backup-list"),
-        &[
-            "--format",
-            "json",
-            "--endpoint-url",
-            ep,
-            "s3://ret/p",
-            "srv",
-        ],
-        &s3,
-    );
+    let list = CloudCmd::new(&barman_tool("barman-cloud-backup-list"), &s3)
+        .opts(&["--format", "json"])
+        .run(&["s3://ret/p", "srv"]);
     assert_eq!(list.status.code(), Some(0), "{}", text(&list));
     let json = String::from_utf8_lossy(&list.stdout);
     assert!(
@@ -578,11 +446,9 @@ fn retention_deletes_exactly_what_no_kept_backup_needs() {
         "backup objects left"
     );
     // Both remaining backups verify (one listing of base/ for all of them).
-    let all = run(
-        &barrelman(),
-        &["verify", "--all", "--endpoint-url", ep, "s3://ret/p", "srv"],
-        &s3,
-    );
+    let all = CloudCmd::native("verify", &s3)
+        .opts(&["--all"])
+        .run(&["s3://ret/p", "srv"]);
     assert_eq!(all.status.code(), Some(0), "{}", text(&all));
     let report = String::from_utf8_lossy(&all.stdout);
     for id in [&ids[0], &ids[2]] {
@@ -608,7 +474,6 @@ fn verify_names_the_first_missing_object() {
     s3.create_bucket("ver");
     start(&pg, &s3);
     pg.pgbench(&["-i", "-s", "1", "-q"]);
-    let ep = s3.endpoint.as_str();
     let out = native_backup(
         &pg,
         &s3,
@@ -624,9 +489,9 @@ fn verify_names_the_first_missing_object() {
         .unwrap()
         .to_string();
     let verify = |extra: &[&str]| {
-        let mut args = vec!["verify", "--endpoint-url", ep, "s3://ver/p", "srv"];
+        let mut args = vec!["s3://ver/p", "srv"];
         args.extend_from_slice(extra);
-        run(&barrelman(), &args, &s3)
+        CloudCmd::native("verify", &s3).run(&args)
     };
     let ok = verify(&["--deep"]);
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
@@ -651,20 +516,9 @@ fn verify_names_the_first_missing_object() {
         "{report}"
     );
 
-    let show = run(
-        &barrelman(),
-        &[
-            "show",
-            "--format",
-            "json",
-            "--endpoint-url",
-            ep,
-            "s3://ver/p",
-            "srv",
-            &id,
-        ],
-        &s3,
-    );
+    let show = CloudCmd::native("show", &s3)
+        .opts(&["--format", "json"])
+        .run(&["s3://ver/p", "srv", &id]);
     let end_wal = json_str(&String::from_utf8_lossy(&show.stdout), "end_wal");
     let wal_key = list_keys(&s3, "ver", "p/srv/wals/")
         .into_iter()
@@ -714,13 +568,7 @@ fn doctor_reports_foreign_wal_and_a_second_cluster() {
     pg.psql("insert into t values (2)");
     let last = switch_wal(&pg);
     wait_archived(&pg, &last, Duration::from_secs(60));
-    let doctor = || {
-        run(
-            &barrelman(),
-            &["doctor", "--endpoint-url", ep, "s3://doc/p", "srv"],
-            &s3,
-        )
-    };
+    let doctor = || CloudCmd::native("doctor", &s3).run(&["s3://doc/p", "srv"]);
     let healthy = doctor();
     assert_eq!(healthy.status.code(), Some(0), "{}", text(&healthy));
     assert!(String::from_utf8_lossy(&healthy.stdout).contains("no problems found"));
@@ -734,32 +582,20 @@ fn doctor_reports_foreign_wal_and_a_second_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let foreign = dir.path().join("0000000100000000000000F0");
     std::fs::copy(other.datadir.join("pg_wal").join(&seg), &foreign).unwrap();
-    let up = run(
-        &barman_tool("barman-cloud-wal-archive"),
-        &[
-            "--endpoint-url",
-            ep,
-            "s3://doc/p",
-            "srv",
-            foreign.to_str().unwrap(),
-        ],
-        &s3,
-    );
+    let up = CloudCmd::new(&barman_tool("barman-cloud-wal-archive"), &s3).run(&[
+        "s3://doc/p",
+        "srv",
+        foreign.to_str().unwrap(),
+    ]);
     assert_eq!(up.status.code(), Some(0), "{}", text(&up));
     // A timeline 2 that branched at 0/2000000 while timeline 1 went on.
     let hist = dir.path().join("00000002.history");
     std::fs::write(&hist, "1\t0/2000000\tno recovery target specified\n").unwrap();
-    let up = run(
-        &barman_tool("barman-cloud-wal-archive"),
-        &[
-            "--endpoint-url",
-            ep,
-            "s3://doc/p",
-            "srv",
-            hist.to_str().unwrap(),
-        ],
-        &s3,
-    );
+    let up = CloudCmd::new(&barman_tool("barman-cloud-wal-archive"), &s3).run(&[
+        "s3://doc/p",
+        "srv",
+        hist.to_str().unwrap(),
+    ]);
     assert_eq!(up.status.code(), Some(0), "{}", text(&up));
 
     let sick = doctor();
@@ -809,23 +645,16 @@ fn doctor_checks_the_servers_archiving_against_the_archive() {
     let sock = pg.socket_dir.display().to_string();
     let port = pg.port.to_string();
     let doctor = |server: &str| {
-        let out = run(
-            &barrelman(),
-            &[
-                "doctor",
-                "--endpoint-url",
-                &s3.endpoint,
-                "--host",
-                &sock,
-                "--port",
-                &port,
-                "--user",
-                "postgres",
-                "s3://srvdoc/p",
-                server,
-            ],
-            &s3,
-        );
+        let out = CloudCmd::native("doctor", &s3).run(&[
+            "--host",
+            &sock,
+            "--port",
+            &port,
+            "--user",
+            "postgres",
+            "s3://srvdoc/p",
+            server,
+        ]);
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -31,16 +31,12 @@ fn done_id(out: &Output) -> String {
 
 /// Runs barrelman with `args` (the endpoint is added) and returns its output.
 fn bm(s3: &S3Server, args: &[&str]) -> Output {
-    let mut full = vec![args[0], "--endpoint-url", s3.endpoint.as_str()];
-    full.extend_from_slice(&args[1..]);
-    run(&barrelman(), &full, s3)
+    CloudCmd::native(args[0], s3).run(&args[1..])
 }
 
 /// Runs a barman-cloud tool name through barrelman's links.
 fn link(s3: &S3Server, tool: &str, args: &[&str]) -> Output {
-    let mut full = vec!["--endpoint-url", s3.endpoint.as_str()];
-    full.extend_from_slice(args);
-    run(&links_dir().join(tool), &full, s3)
+    CloudCmd::new(&links_dir().join(tool), s3).run(args)
 }
 
 fn both_outputs(out: &Output) -> String {
@@ -136,19 +132,13 @@ fn a_backup_missing_any_part_is_refused_by_verify_and_restore() {
         );
     }
     // barman reads the file with the part list as it reads its own.
-    let show = run(
-        &barman_tool("barman-cloud-backup-show"),
-        &[
-            "--endpoint-url",
-            &s3.endpoint,
-            "--format",
-            "json",
-            "s3://parts/p",
-            "srv",
-            &id,
-        ],
-        &s3,
-    );
+    let show = CloudCmd::new(&barman_tool("barman-cloud-backup-show"), &s3).run(&[
+        "--format",
+        "json",
+        "s3://parts/p",
+        "srv",
+        &id,
+    ]);
     assert_eq!(show.status.code(), Some(0), "{}", text(&show));
     assert!(
         String::from_utf8_lossy(&show.stdout).contains("\"status\": \"DONE\""),
@@ -179,18 +169,11 @@ fn a_backup_missing_any_part_is_refused_by_verify_and_restore() {
         );
     }
     let dest = pg.make_dir("restore-incomplete");
-    let bad = run_as_pg(
-        &barrelman(),
-        &[
-            "restore",
-            "--endpoint-url",
-            &s3.endpoint,
-            "s3://parts/p",
-            "srv",
-            dest.to_str().unwrap(),
-        ],
-        &s3,
-    );
+    let bad = CloudCmd::native("restore", &s3).run_as_pg(&[
+        "s3://parts/p",
+        "srv",
+        dest.to_str().unwrap(),
+    ]);
     assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(
@@ -204,41 +187,20 @@ fn a_backup_missing_any_part_is_refused_by_verify_and_restore() {
     );
 
     // barman's delete removes our backup whole: the part list lives in backup.info.
-    let del = run(
-        &barman_tool("barman-cloud-backup-delete"),
-        &[
-            "--endpoint-url",
-            &s3.endpoint,
-            "s3://parts/p",
-            "srv",
-            "-b",
-            &id,
-        ],
-        &s3,
-    );
+    let del = CloudCmd::new(&barman_tool("barman-cloud-backup-delete"), &s3).run(&[
+        "s3://parts/p",
+        "srv",
+        "-b",
+        &id,
+    ]);
     assert_eq!(del.status.code(), Some(0), "{}", text(&del));
     assert_eq!(list_keys(&s3, "parts", &prefix), Vec::<String>::new());
 
     // A barman-written backup in parts: no list, so part numbers and backup_label.
-    let out = run_as_pg(
-        &barman_tool("barman-cloud-backup"),
-        &[
-            "--immediate-checkpoint",
-            "--endpoint-url",
-            &s3.endpoint,
-            "-h",
-            pg.socket_dir.to_str().unwrap(),
-            "-p",
-            &pg.port.to_string(),
-            "-U",
-            "postgres",
-            "-S",
-            "2MB",
-            "s3://parts/p",
-            "srv",
-        ],
-        &s3,
-    );
+    let out = CloudCmd::new(&barman_tool("barman-cloud-backup"), &s3)
+        .opts(&["--immediate-checkpoint"])
+        .pg(&pg)
+        .run_as_pg(&["-S", "2MB", "s3://parts/p", "srv"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let listed = link(
         &s3,
@@ -271,20 +233,13 @@ fn a_backup_missing_any_part_is_refused_by_verify_and_restore() {
         text(&deep)
     );
     let dest = pg.make_dir("restore-no-label");
-    let bad = run_as_pg(
-        &barrelman(),
-        &[
-            "restore",
-            "--endpoint-url",
-            &s3.endpoint,
-            "--backup",
-            &theirs,
-            "s3://parts/p",
-            "srv",
-            dest.to_str().unwrap(),
-        ],
-        &s3,
-    );
+    let bad = CloudCmd::native("restore", &s3).run_as_pg(&[
+        "--backup",
+        &theirs,
+        "s3://parts/p",
+        "srv",
+        dest.to_str().unwrap(),
+    ]);
     assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
     assert!(
         String::from_utf8_lossy(&bad.stderr).contains("holds backup_label"),

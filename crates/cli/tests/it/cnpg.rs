@@ -275,11 +275,11 @@ fn cnpg_check_wal_archive_line() {
     let dir = tempfile::tempdir().unwrap();
     let wal = dir.path().join("000000010000000000000001");
     std::fs::write(&wal, wal_like(1 << 20, 7)).unwrap();
-    let out = run(
-        &links.join("barman-cloud-wal-archive"),
-        &["--endpoint-url", ep, DEST, SERVER, wal.to_str().unwrap()],
-        &s3,
-    );
+    let out = CloudCmd::new(&links.join("barman-cloud-wal-archive"), &s3).run(&[
+        DEST,
+        SERVER,
+        wal.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let (ours, _) = both(&links, "barman-cloud-check-wal-archive", &line, &s3, 1);
     let err = String::from_utf8_lossy(&ours.stderr);
@@ -307,18 +307,12 @@ fn cnpg_wal_archive_line() {
     // The segment comes back identical through barman-cloud-wal-restore.
     let dir = tempfile::tempdir().unwrap();
     let back = dir.path().join("back");
-    let out = run(
-        &barman_tool("barman-cloud-wal-restore"),
-        &[
-            "--endpoint-url",
-            &s3.endpoint,
-            DEST,
-            SERVER,
-            &seg,
-            back.to_str().unwrap(),
-        ],
-        &s3,
-    );
+    let out = CloudCmd::new(&barman_tool("barman-cloud-wal-restore"), &s3).run(&[
+        DEST,
+        SERVER,
+        &seg,
+        back.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(
         std::fs::read(&back).unwrap()
@@ -369,18 +363,9 @@ fn cnpg_wal_restore_line() {
     let seg = "000000010000000000000003";
     let bytes = wal_like(16 << 20, 3);
     std::fs::write(dir.path().join(seg), &bytes).unwrap();
-    let out = run(
-        &links.join("barman-cloud-wal-archive"),
-        &[
-            "--zstd",
-            "--endpoint-url",
-            ep,
-            DEST,
-            SERVER,
-            dir.path().join(seg).to_str().unwrap(),
-        ],
-        &s3,
-    );
+    let out = CloudCmd::new(&links.join("barman-cloud-wal-archive"), &s3)
+        .opts(&["--zstd"])
+        .run(&[DEST, SERVER, dir.path().join(seg).to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
     // CloudNativePG maps 0 restored, 1 not found, 3 invalid name; both tools agree.

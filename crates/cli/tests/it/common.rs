@@ -195,12 +195,6 @@ pub fn run_as_pg_env(program: &std::path::Path, args: &[&str], env: &[(String, S
         .unwrap()
 }
 
-pub fn with_env(s3: &S3Server, k: &str, v: &str) -> Vec<(String, String)> {
-    let mut env = s3.env();
-    env.push((k.into(), v.into()));
-    env
-}
-
 pub fn wait_promoted(pg: &PgCluster) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while pg.psql("select pg_is_in_recovery()") != "f" {
@@ -232,28 +226,10 @@ pub fn barman_backup(
     dest: &str,
     server: &str,
 ) {
-    let sock = pg.socket_dir.display().to_string();
-    let port = pg.port.to_string();
-    let out = run_as_pg(
-        tool,
-        &[
-            codec,
-            "--immediate-checkpoint",
-            "--endpoint-url",
-            &s3.endpoint,
-            "-h",
-            &sock,
-            "-p",
-            &port,
-            "-U",
-            "postgres",
-            "-n",
-            name,
-            dest,
-            server,
-        ],
-        s3,
-    );
+    let out = CloudCmd::new(tool, s3)
+        .opts(&[codec, "--immediate-checkpoint"])
+        .pg(pg)
+        .run_as_pg(&["-n", name, dest, server]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -277,4 +253,97 @@ pub fn native_backup(pg: &PgCluster, s3: &S3Server, dest: &str, extra: &[&str]) 
         .args([dest, "srv"])
         .envs(s3.env());
     cmd
+}
+
+/// A barman-cloud command line against the test S3 server: the program (barman's
+/// tool, a barrelman link, or `barrelman <command>`), `--endpoint-url` of the
+/// server, the options given with [`CloudCmd::opts`], then what `run` is given
+/// (destination, server, the tool's own arguments). The S3 credentials are in the
+/// environment.
+pub struct CloudCmd<'a> {
+    program: PathBuf,
+    command: Option<String>,
+    s3: &'a S3Server,
+    opts: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl<'a> CloudCmd<'a> {
+    /// `program` (barman's tool or a barrelman link).
+    pub fn new(program: &Path, s3: &'a S3Server) -> Self {
+        Self {
+            program: program.to_path_buf(),
+            command: None,
+            s3,
+            opts: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    /// `barrelman <command>`.
+    pub fn native(command: &str, s3: &'a S3Server) -> Self {
+        Self {
+            command: Some(command.to_string()),
+            ..Self::new(&barrelman(), s3)
+        }
+    }
+
+    /// Adds options after `--endpoint-url`.
+    pub fn opts(mut self, opts: &[&str]) -> Self {
+        self.opts.extend(opts.iter().map(|o| o.to_string()));
+        self
+    }
+
+    /// Adds the connection options of `pg`: its socket, its port, user `postgres`.
+    pub fn pg(self, pg: &PgCluster) -> Self {
+        let (sock, port) = (pg.socket_dir.display().to_string(), pg.port.to_string());
+        self.opts(&["-h", &sock, "-p", &port, "-U", "postgres"])
+    }
+
+    /// Adds an environment variable.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    fn args<'s>(&'s self, rest: &[&'s str]) -> Vec<&'s str> {
+        let mut args: Vec<&str> = self.command.iter().map(String::as_str).collect();
+        args.extend(["--endpoint-url", self.s3.endpoint.as_str()]);
+        args.extend(self.opts.iter().map(String::as_str));
+        args.extend_from_slice(rest);
+        args
+    }
+
+    /// Runs it as ourselves with `rest` after the options (as [`run`] does: without
+    /// `AWS_ENDPOINT_URL`).
+    pub fn run(&self, rest: &[&str]) -> Output {
+        Command::new(&self.program)
+            .args(self.args(rest))
+            .envs(self.s3.env())
+            .env_remove("AWS_ENDPOINT_URL")
+            .envs(self.env.iter().cloned())
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", self.program.display()))
+    }
+
+    /// Runs it as the PostgreSQL OS user with `rest` after the options.
+    pub fn run_as_pg(&self, rest: &[&str]) -> Output {
+        let mut env = self.s3.env();
+        env.extend(self.env.iter().cloned());
+        run_as_pg_env(&self.program, &self.args(rest), &env)
+    }
+
+    /// [`CloudCmd::run`], asserting exit 0.
+    pub fn ok(&self, rest: &[&str]) -> Output {
+        let out = self.run(rest);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{} {}: {}",
+            self.program.display(),
+            self.args(rest).join(" "),
+            text(&out)
+        );
+        out
+    }
 }

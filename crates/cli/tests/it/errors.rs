@@ -44,11 +44,11 @@ fn failures_exit_as_barman_and_say_what_to_do() {
     let wal = dir.path().join("000000010000000000000001");
     std::fs::write(&wal, wal_like(1 << 20, 5)).unwrap();
     let wal_s = wal.display().to_string();
-    let out = run(
-        &links.join("barman-cloud-wal-archive"),
-        &["--endpoint-url", &ep, "s3://errs/p", "srv", &wal_s],
-        &s3,
-    );
+    let out = CloudCmd::new(&links.join("barman-cloud-wal-archive"), &s3).run(&[
+        "s3://errs/p",
+        "srv",
+        &wal_s,
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let full = dir.path().join("full");
     std::fs::create_dir(&full).unwrap();

@@ -394,19 +394,9 @@ fn a_store_restart_mid_backup_and_mid_restore_leaves_a_clear_state_and_no_loss()
         "backup killed by a signal: {}",
         text(&out)
     );
-    let list = run(
-        &barrelman(),
-        &[
-            "list",
-            "--format",
-            "json",
-            "--endpoint-url",
-            &s3.endpoint,
-            "s3://bkup/p",
-            "srv",
-        ],
-        &s3,
-    );
+    let list = CloudCmd::native("list", &s3)
+        .opts(&["--format", "json"])
+        .run(&["s3://bkup/p", "srv"]);
     assert_eq!(list.status.code(), Some(0), "{}", text(&list));
     let listing = String::from_utf8_lossy(&list.stdout).to_string();
     assert!(
@@ -480,18 +470,12 @@ fn a_store_restart_mid_backup_and_mid_restore_leaves_a_clear_state_and_no_loss()
 
     // barman-cloud-restore, as barman's: silent on success at the default level.
     let quiet = pg.make_dir("restored-barman");
-    let out = run_as_pg(
-        &links_dir().join("barman-cloud-restore"),
-        &[
-            "--endpoint-url",
-            &s3.endpoint,
-            "s3://bkup/p",
-            "srv",
-            "latest",
-            quiet.to_str().unwrap(),
-        ],
-        &s3,
-    );
+    let out = CloudCmd::new(&links_dir().join("barman-cloud-restore"), &s3).run_as_pg(&[
+        "s3://bkup/p",
+        "srv",
+        "latest",
+        quiet.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(
         out.stdout.is_empty() && out.stderr.is_empty(),
@@ -658,19 +642,9 @@ fn a_backup_whose_postgres_session_is_cut_ends_failed() {
         "{}",
         text(&out)
     );
-    let list = run(
-        &barrelman(),
-        &[
-            "list",
-            "--format",
-            "json",
-            "--endpoint-url",
-            &s3.endpoint,
-            "s3://cut/p",
-            "srv",
-        ],
-        &s3,
-    );
+    let list = CloudCmd::native("list", &s3)
+        .opts(&["--format", "json"])
+        .run(&["s3://cut/p", "srv"]);
     let listing = String::from_utf8_lossy(&list.stdout);
     assert!(
         listing.contains("\"FAILED\"") && !listing.contains("\"STARTED\""),
@@ -690,17 +664,11 @@ fn a_download_stalled_mid_body_is_retried_and_named() {
     let name = "000000010000000000000009";
     let (wal, data) = wal_file(dir.path(), name, 9);
     let links = links_dir();
-    let out = run(
-        &links.join("barman-cloud-wal-archive"),
-        &[
-            "--endpoint-url",
-            &s3.endpoint,
-            "s3://cutdl",
-            "srv",
-            wal.to_str().unwrap(),
-        ],
-        &s3,
-    );
+    let out = CloudCmd::new(&links.join("barman-cloud-wal-archive"), &s3).run(&[
+        "s3://cutdl",
+        "srv",
+        wal.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
     let proxy = FlakyProxy::start(&s3.endpoint, Fault::StallAnswerAfter(1 << 20), 2);
@@ -826,17 +794,8 @@ fn a_backup_through_resets_and_5xx_is_retried_to_done() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(proxy.faulted() >= 2, "faults injected: {}", proxy.faulted());
-    let verify = run(
-        &barrelman(),
-        &[
-            "verify",
-            "--deep",
-            "--endpoint-url",
-            &s3.endpoint,
-            "s3://rst/p",
-            "srv",
-        ],
-        &s3,
-    );
+    let verify = CloudCmd::native("verify", &s3)
+        .opts(&["--deep"])
+        .run(&["s3://rst/p", "srv"]);
     assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
 }

@@ -32,83 +32,40 @@ fn every_codec_round_trips_between_barman_and_barrelman() {
         let src = dir.path().join(&seg);
         let data = wal_like(16 << 20, i as u64 + 1);
         std::fs::write(&src, &data).unwrap();
-        let mut args: Vec<&str> = Vec::new();
-        if !flag.is_empty() {
-            args.push(flag);
-        }
-
-        // barrelman writes, barman reads.
-        let server = format!("ours{i}");
-        let mut a = args.clone();
-        a.extend([
-            "--endpoint-url",
-            ep,
-            "s3://interop/x",
-            &server,
-            src.to_str().unwrap(),
-        ]);
-        let out = run(&ours_archive, &a, &s3);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "barrelman archive {flag}: {}",
-            text(&out)
-        );
-        let dest = dir.path().join(format!("by-barman-{i}"));
-        let out = run(
-            &theirs_restore,
-            &[
-                "--endpoint-url",
-                ep,
+        let codec: &[&str] = if flag.is_empty() { &[] } else { &[flag] };
+        // Each tool writes, the other reads.
+        for (writer, archive, reader, restore) in [
+            ("barrelman", &ours_archive, "barman", &theirs_restore),
+            ("barman", &theirs_archive, "barrelman", &ours_restore),
+        ] {
+            let server = format!(
+                "{}{i}",
+                if writer == "barrelman" {
+                    "ours"
+                } else {
+                    "theirs"
+                }
+            );
+            CloudCmd::new(archive, &s3).opts(codec).ok(&[
+                "s3://interop/x",
+                &server,
+                src.to_str().unwrap(),
+            ]);
+            let dest = dir.path().join(format!("by-{reader}-{i}"));
+            let out = CloudCmd::new(restore, &s3).run(&[
                 "s3://interop/x",
                 &server,
                 &seg,
                 dest.to_str().unwrap(),
-            ],
-            &s3,
-        );
-        if out.status.code() != Some(0) || std::fs::read(&dest).ok().as_deref() != Some(&data[..]) {
-            failures.push(format!(
-                "barman could not restore barrelman's {flag}: {}",
-                text(&out)
-            ));
-        }
-
-        // barman writes, barrelman reads.
-        let server = format!("theirs{i}");
-        let mut a = args.clone();
-        a.extend([
-            "--endpoint-url",
-            ep,
-            "s3://interop/x",
-            &server,
-            src.to_str().unwrap(),
-        ]);
-        let out = run(&theirs_archive, &a, &s3);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "barman archive {flag}: {}",
-            text(&out)
-        );
-        let dest = dir.path().join(format!("by-barrelman-{i}"));
-        let out = run(
-            &ours_restore,
-            &[
-                "--endpoint-url",
-                ep,
-                "s3://interop/x",
-                &server,
-                &seg,
-                dest.to_str().unwrap(),
-            ],
-            &s3,
-        );
-        if out.status.code() != Some(0) || std::fs::read(&dest).ok().as_deref() != Some(&data[..]) {
-            failures.push(format!(
-                "barrelman could not restore barman's {flag}: {}",
-                text(&out)
-            ));
+            ]);
+            if out.status.code() != Some(0)
+                || std::fs::read(&dest).ok().as_deref() != Some(&data[..])
+            {
+                failures.push(format!(
+                    "{reader} could not restore {writer}'s {flag}: {}",
+                    text(&out)
+                ));
+            }
         }
 
         // Same key from both tools: list what each wrote.
@@ -151,37 +108,24 @@ fn history_and_partial_files_follow_barman() {
     let pdata = wal_like(16 << 20, 99);
     std::fs::write(&partial, &pdata).unwrap();
     for f in [&history, &partial] {
-        let out = run(
-            &links.join("barman-cloud-wal-archive"),
-            &[
-                "--xz",
-                "--endpoint-url",
-                ep,
-                "s3://interop",
-                "srv",
-                f.to_str().unwrap(),
-            ],
-            &s3,
-        );
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        CloudCmd::new(&links.join("barman-cloud-wal-archive"), &s3)
+            .opts(&["--xz"])
+            .ok(&["s3://interop", "srv", f.to_str().unwrap()]);
     }
     for tool in [
         links.join("barman-cloud-wal-restore"),
         barman_tool("barman-cloud-wal-restore"),
     ] {
-        let dest = dir.path().join("h");
-        let out = run(
-            &tool,
-            &[
-                "--endpoint-url",
-                ep,
+        let restore = |opts: &[&str], name: &str, dest: &std::path::Path| {
+            CloudCmd::new(&tool, &s3).opts(opts).run(&[
                 "s3://interop",
                 "srv",
-                "00000002.history",
+                name,
                 dest.to_str().unwrap(),
-            ],
-            &s3,
-        );
+            ])
+        };
+        let dest = dir.path().join("h");
+        let out = restore(&[], "00000002.history", &dest);
         assert_eq!(
             out.status.code(),
             Some(0),
@@ -194,18 +138,7 @@ fn history_and_partial_files_follow_barman() {
             std::fs::read(&history).unwrap()
         );
         let dest = dir.path().join("p");
-        let out = run(
-            &tool,
-            &[
-                "--endpoint-url",
-                ep,
-                "s3://interop",
-                "srv",
-                "000000010000000000000009",
-                dest.to_str().unwrap(),
-            ],
-            &s3,
-        );
+        let out = restore(&[], "000000010000000000000009", &dest);
         assert_eq!(
             out.status.code(),
             Some(0),
@@ -214,19 +147,7 @@ fn history_and_partial_files_follow_barman() {
             text(&out)
         );
         assert!(std::fs::read(&dest).unwrap() == pdata);
-        let out = run(
-            &tool,
-            &[
-                "--no-partial",
-                "--endpoint-url",
-                ep,
-                "s3://interop",
-                "srv",
-                "000000010000000000000009",
-                dest.to_str().unwrap(),
-            ],
-            &s3,
-        );
+        let out = restore(&["--no-partial"], "000000010000000000000009", &dest);
         assert_eq!(
             out.status.code(),
             Some(1),

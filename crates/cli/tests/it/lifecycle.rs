@@ -54,14 +54,10 @@ fn life_cycle(writer: &Side, reader: &Side) {
     );
     let (s3, pg) = start_both(&["archive_mode = on", &archive_command]);
     s3.create_bucket(BUCKET);
-    let ep = s3.endpoint.clone();
 
     // A new server: the reader agrees the archive is empty before the first segment.
-    let check = run(
-        &reader.tool("barman-cloud-check-wal-archive"),
-        &["--endpoint-url", &ep, DEST, SERVER],
-        &s3,
-    );
+    let check =
+        CloudCmd::new(&reader.tool("barman-cloud-check-wal-archive"), &s3).run(&[DEST, SERVER]);
     assert_eq!(check.status.code(), Some(0), "{}", text(&check));
     start(&pg, &s3);
     pg.pgbench(&["-i", "-s", "1", "-q"]);
@@ -110,29 +106,24 @@ fn life_cycle(writer: &Side, reader: &Side) {
     same_catalog(&["monday", "tuesday", "wednesday"]);
 
     // The reader keeps the first backup standalone; both tools see the mark.
-    let keep = run(
-        &reader.tool("barman-cloud-backup-keep"),
-        &[
-            "--endpoint-url",
-            &ep,
-            "--target",
-            "standalone",
-            DEST,
-            SERVER,
-            "monday",
-        ],
-        &s3,
-    );
+    let keep = CloudCmd::new(&reader.tool("barman-cloud-backup-keep"), &s3).run(&[
+        "--target",
+        "standalone",
+        DEST,
+        SERVER,
+        "monday",
+    ]);
     assert_eq!(keep.status.code(), Some(0), "{}", text(&keep));
     let status = same_output("barman-cloud-backup-keep", &["-s"], &["monday"], &s3);
     assert_eq!(status.trim(), "Keep: standalone");
 
     // Retention by the reader: REDUNDANCY 1 deletes "tuesday" only ("monday" is kept).
-    let delete = run(
-        &reader.tool("barman-cloud-backup-delete"),
-        &["--endpoint-url", &ep, "-r", "REDUNDANCY 1", DEST, SERVER],
-        &s3,
-    );
+    let delete = CloudCmd::new(&reader.tool("barman-cloud-backup-delete"), &s3).run(&[
+        "-r",
+        "REDUNDANCY 1",
+        DEST,
+        SERVER,
+    ]);
     assert_eq!(delete.status.code(), Some(0), "{}", text(&delete));
     same_catalog(&["monday", "wednesday"]);
 

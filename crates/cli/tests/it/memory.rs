@@ -5,23 +5,21 @@
 
 use super::common::*;
 use barrelman_testkit::{PgCluster, S3Server};
-use std::process::Command;
 use std::time::Duration;
 
 const MIB: u64 = 1 << 20;
 
+/// Runs the barrelman link `name` against the S3 server (`--endpoint-url`, then
+/// `args`); its output and its peak RSS in bytes.
 fn tool(
     links: &std::path::Path,
     name: &str,
     s3: &S3Server,
     args: &[&str],
 ) -> (std::process::Output, u64) {
-    let out = Command::new(links.join(name))
-        .args(args)
-        .envs(s3.env())
+    let out = CloudCmd::new(&links.join(name), s3)
         .env("BARRELMAN_REPORT_PEAK_RSS", "1")
-        .output()
-        .unwrap();
+        .run(args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let kb: u64 = stderr
         .lines()
@@ -84,13 +82,7 @@ fn peak_rss_of_one_call_per_codec_stays_within_its_bound() {
             "", "--gzip", "--bzip2", "--xz", "--snappy", "--zstd", "--lz4",
         ] {
             let server = format!("{content}{flag}");
-            let mut args = vec![
-                "--endpoint-url",
-                s3.endpoint.as_str(),
-                "s3://memcodec",
-                server.as_str(),
-                wal.to_str().unwrap(),
-            ];
+            let mut args = vec!["s3://memcodec", server.as_str(), wal.to_str().unwrap()];
             if !flag.is_empty() {
                 args.insert(0, flag);
             }
@@ -101,14 +93,7 @@ fn peak_rss_of_one_call_per_codec_stays_within_its_bound() {
                 &links,
                 "barman-cloud-wal-restore",
                 &s3,
-                &[
-                    "--endpoint-url",
-                    &s3.endpoint,
-                    "s3://memcodec",
-                    &server,
-                    seg,
-                    dest.to_str().unwrap(),
-                ],
+                &["s3://memcodec", &server, seg, dest.to_str().unwrap()],
             );
             assert_eq!(out.status.code(), Some(0), "{}", text(&out));
             assert!(std::fs::read(&dest).unwrap() == data);
@@ -175,14 +160,7 @@ fn large_wal_segments_stream_through_multipart() {
             &links,
             "barman-cloud-wal-restore",
             &s3,
-            &[
-                "--endpoint-url",
-                &s3.endpoint,
-                "s3://big/p",
-                "pg",
-                seg,
-                dest.to_str().unwrap(),
-            ],
+            &["s3://big/p", "pg", seg, dest.to_str().unwrap()],
         );
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         assert!(
@@ -200,13 +178,7 @@ fn large_wal_segments_stream_through_multipart() {
         &links,
         "barman-cloud-wal-archive",
         &s3,
-        &[
-            "--endpoint-url",
-            &s3.endpoint,
-            "s3://big/p",
-            "measure",
-            src.to_str().unwrap(),
-        ],
+        &["s3://big/p", "measure", src.to_str().unwrap()],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(

@@ -26,7 +26,6 @@ fn odd_server_names_and_paths_round_trip_with_barman_on_s3() {
     let s3 = S3Server::start();
     s3.create_bucket("names");
     let links = links_dir();
-    let ep = s3.endpoint.as_str();
     let dest = format!("s3://names/{ODD_PATH}");
     let dir = tempfile::tempdir().unwrap();
     let by_barman = wal_like(16 << 20, 21);
@@ -36,32 +35,17 @@ fn odd_server_names_and_paths_round_trip_with_barman_on_s3() {
     let wal = |seg: &str| dir.path().join(seg).to_str().unwrap().to_string();
 
     // barman archives, barrelman restores.
-    let out = run(
-        &barman_tool("barman-cloud-wal-archive"),
-        &[
-            "--gzip",
-            "--endpoint-url",
-            ep,
-            &dest,
-            ODD_SERVER,
-            &wal(SEG_BY_BARMAN),
-        ],
-        &s3,
-    );
+    let out = CloudCmd::new(&barman_tool("barman-cloud-wal-archive"), &s3)
+        .opts(&["--gzip"])
+        .run(&[&dest, ODD_SERVER, &wal(SEG_BY_BARMAN)]);
     assert_eq!(out.status.code(), Some(0), "barman archive: {}", text(&out));
     let restored = dir.path().join("restored-by-us");
-    let out = run(
-        &links.join("barman-cloud-wal-restore"),
-        &[
-            "--endpoint-url",
-            ep,
-            &dest,
-            ODD_SERVER,
-            SEG_BY_BARMAN,
-            restored.to_str().unwrap(),
-        ],
-        &s3,
-    );
+    let out = CloudCmd::new(&links.join("barman-cloud-wal-restore"), &s3).run(&[
+        &dest,
+        ODD_SERVER,
+        SEG_BY_BARMAN,
+        restored.to_str().unwrap(),
+    ]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -71,18 +55,9 @@ fn odd_server_names_and_paths_round_trip_with_barman_on_s3() {
     assert!(std::fs::read(&restored).unwrap() == by_barman);
 
     // barrelman archives, barman restores.
-    let out = run(
-        &links.join("barman-cloud-wal-archive"),
-        &[
-            "--zstd",
-            "--endpoint-url",
-            ep,
-            &dest,
-            ODD_SERVER,
-            &wal(SEG_BY_US),
-        ],
-        &s3,
-    );
+    let out = CloudCmd::new(&links.join("barman-cloud-wal-archive"), &s3)
+        .opts(&["--zstd"])
+        .run(&[&dest, ODD_SERVER, &wal(SEG_BY_US)]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -90,18 +65,12 @@ fn odd_server_names_and_paths_round_trip_with_barman_on_s3() {
         text(&out)
     );
     let restored = dir.path().join("restored-by-barman");
-    let out = run(
-        &barman_tool("barman-cloud-wal-restore"),
-        &[
-            "--endpoint-url",
-            ep,
-            &dest,
-            ODD_SERVER,
-            SEG_BY_US,
-            restored.to_str().unwrap(),
-        ],
-        &s3,
-    );
+    let out = CloudCmd::new(&barman_tool("barman-cloud-wal-restore"), &s3).run(&[
+        &dest,
+        ODD_SERVER,
+        SEG_BY_US,
+        restored.to_str().unwrap(),
+    ]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -226,18 +195,9 @@ fn backups_under_odd_names_are_listed_by_barman_and_deleted() {
         &dest,
         ODD_SERVER,
     );
-    let list = run(
-        &barman_tool("barman-cloud-backup-list"),
-        &[
-            "--format",
-            "json",
-            "--endpoint-url",
-            &s3.endpoint,
-            &dest,
-            ODD_SERVER,
-        ],
-        &s3,
-    );
+    let list = CloudCmd::new(&barman_tool("barman-cloud-backup-list"), &s3)
+        .opts(&["--format", "json"])
+        .run(&[&dest, ODD_SERVER]);
     assert_eq!(list.status.code(), Some(0), "{}", text(&list));
     let json = String::from_utf8_lossy(&list.stdout);
     assert!(json.contains("\"backup_name\": \"odd\""), "{json}");
@@ -248,11 +208,8 @@ fn backups_under_odd_names_are_listed_by_barman_and_deleted() {
         keys.contains(&"backup.info".to_string()) && keys.iter().any(|k| k.starts_with("data")),
         "{keys:?}"
     );
-    let out = run(
-        &links.join("barman-cloud-backup-delete"),
-        &["--endpoint-url", &s3.endpoint, "-b", &id, &dest, ODD_SERVER],
-        &s3,
-    );
+    let out = CloudCmd::new(&links.join("barman-cloud-backup-delete"), &s3)
+        .run(&["-b", &id, &dest, ODD_SERVER]);
     assert_eq!(out.status.code(), Some(0), "delete: {}", text(&out));
     assert_eq!(list_keys(&s3, "oddbk", &base), Vec::<String>::new());
 }

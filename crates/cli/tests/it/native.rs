@@ -87,17 +87,13 @@ fn connectivity_tests_and_argparse_behaviour() {
     let archive = links.join("barman-cloud-wal-archive");
     let ep = s3.endpoint.as_str();
     // -t: reachable and bucket present 0, bucket missing 1, endpoint unreachable 2.
-    let ok = run(
-        &archive,
-        &["-t", "--endpoint-url", ep, "s3://conn", "srv"],
-        &s3,
-    );
+    let ok = CloudCmd::new(&archive, &s3)
+        .opts(&["-t"])
+        .run(&["s3://conn", "srv"]);
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
-    let nobucket = run(
-        &archive,
-        &["-t", "--endpoint-url", ep, "s3://nosuchbucket", "srv"],
-        &s3,
-    );
+    let nobucket = CloudCmd::new(&archive, &s3)
+        .opts(&["-t"])
+        .run(&["s3://nosuchbucket", "srv"]);
     assert_eq!(nobucket.status.code(), Some(1), "{}", text(&nobucket));
     let dead = format!("http://127.0.0.1:{}", barrelman_testkit::free_port());
     let unreachable = run(
@@ -158,19 +154,9 @@ fn connectivity_tests_and_argparse_behaviour() {
         &s3,
     );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    let out = run(
-        &archive,
-        &[
-            "--tag",
-            "aws:x,y",
-            "--endpoint-url",
-            ep,
-            "s3://conn",
-            "srv",
-            wal.to_str().unwrap(),
-        ],
-        &s3,
-    );
+    let out = CloudCmd::new(&archive, &s3)
+        .opts(&["--tag", "aws:x,y"])
+        .run(&["s3://conn", "srv", wal.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let out = run(&archive, &["--version"], &s3);
     assert_eq!(out.status.code(), Some(0));

@@ -69,18 +69,12 @@ fn resets_and_slowdowns_are_retried_and_failures_leave_nothing() {
     let out = archive_via(&proxy.endpoint, &s3, "down", &wal, &["--read-timeout", "5"]);
     assert_ne!(out.status.code(), Some(0), "{}", text(&out));
     let dest = dir.path().join("nothing");
-    let out = run(
-        &restore,
-        &[
-            "--endpoint-url",
-            &s3.endpoint,
-            "s3://flaky",
-            "down",
-            "000000010000000000000007",
-            dest.to_str().unwrap(),
-        ],
-        &s3,
-    );
+    let out = CloudCmd::new(&restore, &s3).run(&[
+        "s3://flaky",
+        "down",
+        "000000010000000000000007",
+        dest.to_str().unwrap(),
+    ]);
     assert_eq!(
         out.status.code(),
         Some(1),

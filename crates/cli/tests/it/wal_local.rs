@@ -154,12 +154,9 @@ fn wal_restore_across_file_systems_serves_spooled_and_unspooled_segments() {
     let dest = pg_wal.join("RECOVERYXLOG");
     let links = links_dir();
     let barman_restore = |seg: &str, parallel: &str| {
-        run(
-            &links.join("barman-cloud-wal-restore"),
-            &[
-                "-v",
-                "--endpoint-url",
-                &s3.endpoint,
+        CloudCmd::new(&links.join("barman-cloud-wal-restore"), &s3)
+            .opts(&["-v"])
+            .run(&[
                 "--parallel",
                 parallel,
                 "--spool-dir",
@@ -168,9 +165,7 @@ fn wal_restore_across_file_systems_serves_spooled_and_unspooled_segments() {
                 "srv",
                 seg,
                 dest.to_str().unwrap(),
-            ],
-            &s3,
-        )
+            ])
     };
     let same = |i: usize| std::fs::read(&dest).unwrap() == std::fs::read(&originals[i]).unwrap();
 

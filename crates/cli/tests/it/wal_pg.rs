@@ -35,22 +35,15 @@ fn postgres_archives_through_barman_links_and_segments_restore_identical() {
 
     let restore = links.join("barman-cloud-wal-restore");
     let archive = links.join("barman-cloud-wal-archive");
-    let ep = s3.endpoint.as_str();
     let out_dir = tempfile::tempdir().unwrap();
     for seg in &segs {
         let dest = out_dir.path().join(seg);
-        let out = run(
-            &restore,
-            &[
-                "--endpoint-url",
-                ep,
-                "s3://walbkt/pfx",
-                "pg1",
-                seg,
-                dest.to_str().unwrap(),
-            ],
-            &s3,
-        );
+        let out = CloudCmd::new(&restore, &s3).run(&[
+            "s3://walbkt/pfx",
+            "pg1",
+            seg,
+            dest.to_str().unwrap(),
+        ]);
         assert_eq!(out.status.code(), Some(0), "restore {seg}: {}", text(&out));
         let original = std::fs::read(pg.datadir.join("pg_wal").join(seg)).unwrap();
         assert!(
@@ -61,65 +54,37 @@ fn postgres_archives_through_barman_links_and_segments_restore_identical() {
 
     // A name that was never archived: exit 1. Not a WAL name: exit 3.
     let dest = out_dir.path().join("x");
-    let missing = run(
-        &restore,
-        &[
-            "--endpoint-url",
-            ep,
-            "s3://walbkt/pfx",
-            "pg1",
-            "0000000100000000000000FE",
-            dest.to_str().unwrap(),
-        ],
-        &s3,
-    );
+    let missing = CloudCmd::new(&restore, &s3).run(&[
+        "s3://walbkt/pfx",
+        "pg1",
+        "0000000100000000000000FE",
+        dest.to_str().unwrap(),
+    ]);
     assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
     assert!(!dest.exists());
-    let bad = run(
-        &restore,
-        &[
-            "--endpoint-url",
-            ep,
-            "s3://walbkt/pfx",
-            "pg1",
-            "notawal",
-            dest.to_str().unwrap(),
-        ],
-        &s3,
-    );
+    let bad = CloudCmd::new(&restore, &s3).run(&[
+        "s3://walbkt/pfx",
+        "pg1",
+        "notawal",
+        dest.to_str().unwrap(),
+    ]);
     assert_eq!(bad.status.code(), Some(3), "{}", text(&bad));
 
     // Re-archiving identical bytes succeeds; other bytes under the same name are
     // refused with the key named, and the archived copy is kept.
     let first = &segs[0];
-    let same = run(
-        &archive,
-        &[
-            "-z",
-            "--endpoint-url",
-            ep,
-            "s3://walbkt/pfx",
-            "pg1",
-            pg.datadir.join("pg_wal").join(first).to_str().unwrap(),
-        ],
-        &s3,
-    );
+    let same = CloudCmd::new(&archive, &s3).opts(&["-z"]).run(&[
+        "s3://walbkt/pfx",
+        "pg1",
+        pg.datadir.join("pg_wal").join(first).to_str().unwrap(),
+    ]);
     assert_eq!(same.status.code(), Some(0), "{}", text(&same));
     let forged = out_dir.path().join("forged");
     std::fs::create_dir(&forged).unwrap();
     let forged_seg = forged.join(first);
     std::fs::write(&forged_seg, wal_like(16 << 20, 7)).unwrap();
-    let refused = run(
-        &archive,
-        &[
-            "--endpoint-url",
-            ep,
-            "s3://walbkt/pfx",
-            "pg1",
-            forged_seg.to_str().unwrap(),
-        ],
-        &s3,
-    );
+    let refused =
+        CloudCmd::new(&archive, &s3).run(&["s3://walbkt/pfx", "pg1", forged_seg.to_str().unwrap()]);
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
     let msg = String::from_utf8_lossy(&refused.stderr);
     assert!(
@@ -127,18 +92,12 @@ fn postgres_archives_through_barman_links_and_segments_restore_identical() {
         "{msg}"
     );
     let back = out_dir.path().join("back");
-    let out = run(
-        &restore,
-        &[
-            "--endpoint-url",
-            ep,
-            "s3://walbkt/pfx",
-            "pg1",
-            first,
-            back.to_str().unwrap(),
-        ],
-        &s3,
-    );
+    let out = CloudCmd::new(&restore, &s3).run(&[
+        "s3://walbkt/pfx",
+        "pg1",
+        first,
+        back.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(
         std::fs::read(&back).unwrap()
@@ -148,42 +107,13 @@ fn postgres_archives_through_barman_links_and_segments_restore_identical() {
     // check-wal-archive: this server's archive is in use, a new name is empty, and
     // --timeline 2 ignores timeline 1.
     let check = links.join("barman-cloud-check-wal-archive");
-    let used = run(
-        &check,
-        &["--endpoint-url", ep, "s3://walbkt/pfx", "pg1"],
-        &s3,
-    );
+    let used = CloudCmd::new(&check, &s3).run(&["s3://walbkt/pfx", "pg1"]);
     assert_eq!(used.status.code(), Some(1), "{}", text(&used));
-    let fresh = run(
-        &check,
-        &["--endpoint-url", ep, "s3://walbkt/pfx", "pg2"],
-        &s3,
-    );
+    let fresh = CloudCmd::new(&check, &s3).run(&["s3://walbkt/pfx", "pg2"]);
     assert_eq!(fresh.status.code(), Some(0), "{}", text(&fresh));
-    let tl2 = run(
-        &check,
-        &[
-            "--endpoint-url",
-            ep,
-            "--timeline",
-            "2",
-            "s3://walbkt/pfx",
-            "pg1",
-        ],
-        &s3,
-    );
+    let tl2 = CloudCmd::new(&check, &s3).run(&["--timeline", "2", "s3://walbkt/pfx", "pg1"]);
     assert_eq!(tl2.status.code(), Some(0), "{}", text(&tl2));
-    let tl1 = run(
-        &check,
-        &[
-            "--endpoint-url",
-            ep,
-            "--timeline=1",
-            "s3://walbkt/pfx",
-            "pg1",
-        ],
-        &s3,
-    );
+    let tl1 = CloudCmd::new(&check, &s3).run(&["--timeline=1", "s3://walbkt/pfx", "pg1"]);
     assert_eq!(tl1.status.code(), Some(1), "{}", text(&tl1));
 }
 

@@ -31,18 +31,12 @@ fn truncated_wal_segments_are_refused_on_restore() {
     let restore_tool = links.join("barman-cloud-wal-restore");
     let dir = tempfile::tempdir().unwrap();
     let restore = |server: &str, name: &str, dest_dir: &std::path::Path| {
-        run(
-            &restore_tool,
-            &[
-                "--endpoint-url",
-                &s3.endpoint,
-                "s3://segsz/p",
-                server,
-                name,
-                dest_dir.join("RECOVERYXLOG").to_str().unwrap(),
-            ],
-            &s3,
-        )
+        CloudCmd::new(&restore_tool, &s3).run(&[
+            "s3://segsz/p",
+            server,
+            name,
+            dest_dir.join("RECOVERYXLOG").to_str().unwrap(),
+        ])
     };
     let empty = |d: &std::path::Path| std::fs::read_dir(d).unwrap().count() == 0;
 
@@ -73,18 +67,9 @@ fn truncated_wal_segments_are_refused_on_restore() {
     let src_dir = dir.path().join("src");
     std::fs::create_dir(&src_dir).unwrap();
     std::fs::write(src_dir.join(&seg), &original[..(16 << 20) - 8192]).unwrap();
-    let out = run(
-        &links.join("barman-cloud-wal-archive"),
-        &[
-            "--gzip",
-            "--endpoint-url",
-            &s3.endpoint,
-            "s3://segsz/p",
-            "gz",
-            src_dir.join(&seg).to_str().unwrap(),
-        ],
-        &s3,
-    );
+    let out = CloudCmd::new(&links.join("barman-cloud-wal-archive"), &s3)
+        .opts(&["--gzip"])
+        .run(&["s3://segsz/p", "gz", src_dir.join(&seg).to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let dest = dir.path().join("gz");
     std::fs::create_dir(&dest).unwrap();
@@ -97,17 +82,11 @@ fn truncated_wal_segments_are_refused_on_restore() {
     // A .partial file is short by nature and restores as stored.
     let partial = format!("{seg}.partial");
     std::fs::write(src_dir.join(&partial), &original[..8 << 20]).unwrap();
-    let out = run(
-        &links.join("barman-cloud-wal-archive"),
-        &[
-            "--endpoint-url",
-            &s3.endpoint,
-            "s3://segsz/p",
-            "part",
-            src_dir.join(&partial).to_str().unwrap(),
-        ],
-        &s3,
-    );
+    let out = CloudCmd::new(&links.join("barman-cloud-wal-archive"), &s3).run(&[
+        "s3://segsz/p",
+        "part",
+        src_dir.join(&partial).to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let dest = dir.path().join("part");
     std::fs::create_dir(&dest).unwrap();
