@@ -5,13 +5,20 @@
 
 use std::collections::BTreeMap;
 
-/// What one profile sets. `None` fields are not set by the profile.
+/// What one profile sets. `None` fields are not set by the profile. Each key is
+/// taken from the credentials file's section when it is there and not empty, else
+/// from the config file's.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct ProfileSettings {
+    /// `aws_access_key_id`: the access key id.
     pub access_key_id: Option<String>,
+    /// `aws_secret_access_key`: the secret access key.
     pub secret_access_key: Option<String>,
+    /// `aws_session_token`: the session token of temporary credentials.
     pub session_token: Option<String>,
+    /// `region`: the region requests are signed for.
     pub region: Option<String>,
+    /// `endpoint_url`: the endpoint to use instead of AWS's.
     pub endpoint_url: Option<String>,
 }
 

@@ -24,17 +24,28 @@ pub const DEFAULT_XLOG_SEGMENT_SIZE: u64 = 16 * 1024 * 1024;
 /// `status` of a backup, with barman's spellings.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum BackupStatus {
+    /// `EMPTY`: barman's value for a backup.info that has no `status` key; no
+    /// barman-cloud tool writes it.
     Empty,
+    /// `STARTED`: the backup is under way (barman 3.19+ uploads a backup.info
+    /// with this status right after `pg_backup_start`), or it died before its end.
     Started,
+    /// `WAITING_FOR_WALS`: a barman-server state (copied, WALs still expected);
+    /// never written by barman-cloud.
     WaitingForWals,
+    /// `DONE`: complete; the only status a restore or retention counts on.
     Done,
+    /// `SYNCING`: a barman-server state for passive nodes; never written by
+    /// barman-cloud.
     Syncing,
+    /// `FAILED`: the backup ended with an error, saved in the `error` key.
     Failed,
     /// A value barman does not define; kept verbatim.
     Other(String),
 }
 
 impl BackupStatus {
+    /// barman's spelling, as written after `status=`.
     pub fn as_str(&self) -> &str {
         match self {
             BackupStatus::Empty => "EMPTY",
@@ -70,62 +81,115 @@ impl fmt::Display for BackupStatus {
 /// One tablespace: `('name', oid, 'location')` in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tablespace {
+    /// The tablespace's name (`pg_tablespace.spcname`).
     pub name: String,
+    /// The tablespace's OID: its link in `pg_tblspc/` and the name of its tar part
+    /// (`<oid>.tar`).
     pub oid: u32,
+    /// The directory the tablespace lives in on the backed-up server (the target
+    /// of its `pg_tblspc/<oid>` link).
     pub location: String,
 }
 
 /// The content of a `backup.info` file: one field per key of barman 3.19.1.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackupInfo {
-    /// Not a key: the name of the backup's directory.
+    /// Not a key: the name of the backup's directory under `base/`
+    /// (`YYYYMMDDTHHMMSS`).
     pub backup_id: String,
-    /// The decoded label text (the file holds its Python literal).
+    /// `backup_label`: the label text `pg_backup_stop` returned, decoded (the file
+    /// holds its Python literal); `None` while the backup is `STARTED`.
     pub backup_label: Option<String>,
-    /// Omitted from the file when `None`.
+    /// `backup_name`: the name given with `-n/--name`; omitted from the file when
+    /// `None`.
     pub backup_name: Option<String>,
+    /// `begin_offset`: the byte offset of `begin_xlog` inside the `begin_wal`
+    /// segment.
     pub begin_offset: Option<u64>,
+    /// `begin_time`: the server's `now()` when `pg_backup_start` returned, in the
+    /// session's time zone.
     pub begin_time: Option<DateTime<FixedOffset>>,
+    /// `begin_wal`: the name of the WAL segment holding `begin_xlog` (24
+    /// upper-case hex digits); the oldest WAL a restore of this backup needs.
     pub begin_wal: Option<String>,
-    /// LSN, `%X/%X`.
+    /// `begin_xlog`: the backup's start LSN (`backup_label`'s START WAL LOCATION),
+    /// `%X/%X` upper-case hex.
     pub begin_xlog: Option<String>,
-    /// Written comma-separated.
+    /// `children_backup_ids`: the incremental backups built on this one, written
+    /// comma-separated; always `None` for barman-cloud backups.
     pub children_backup_ids: Option<Vec<String>>,
+    /// `cluster_size`: bytes, the sum of `pg_tablespace_size` over all
+    /// tablespaces at backup start; `None` when the role may not read it.
     pub cluster_size: Option<u64>,
+    /// `compression`: always `None` for barman-cloud backups, whatever the codec
+    /// (the codec shows only in the tar parts' suffixes).
     pub compression: Option<String>,
+    /// `config_file`: the absolute path of `postgresql.conf` on the server
+    /// (`pg_settings`).
     pub config_file: Option<String>,
-    /// Python dict literal.
+    /// `copy_stats`: the upload's timings as a Python dict literal (`total_time`,
+    /// `number_of_workers`, `copy_time`… in seconds).
     pub copy_stats: Option<PyValue>,
+    /// `data_checksums`: `on` or `off`, as `SHOW data_checksums` answered.
     pub data_checksums: Option<String>,
+    /// `deduplicated_size`: bytes; always `None` for barman-cloud backups.
     pub deduplicated_size: Option<u64>,
+    /// `encryption`: client-side encryption; always `None` for barman-cloud
+    /// backups (server-side encryption is not recorded).
     pub encryption: Option<String>,
+    /// `end_offset`: the byte offset of `end_xlog` inside the `end_wal` segment.
     pub end_offset: Option<u64>,
+    /// `end_time`: the server's `now()` when `pg_backup_stop` returned.
     pub end_time: Option<DateTime<FixedOffset>>,
+    /// `end_wal`: the name of the WAL segment holding `end_xlog`; the newest WAL a
+    /// restore of this backup needs to reach consistency.
     pub end_wal: Option<String>,
-    /// LSN, `%X/%X`.
+    /// `end_xlog`: the LSN `pg_backup_stop` returned, `%X/%X` upper-case hex;
+    /// recovery must replay up to it before the cluster is consistent.
     pub end_xlog: Option<String>,
+    /// `error`: why the backup failed (`failure uploading data (…)`); `None`
+    /// unless `status` is `FAILED`.
     pub error: Option<String>,
+    /// `hba_file`: the absolute path of `pg_hba.conf` on the server.
     pub hba_file: Option<String>,
+    /// `ident_file`: the absolute path of `pg_ident.conf` on the server.
     pub ident_file: Option<String>,
+    /// `included_files`: the configuration files `postgresql.conf` includes, as a
     /// Python list literal.
     pub included_files: Option<PyValue>,
+    /// `mode`: barman's backup method; always `None` for barman-cloud-backup.
     pub mode: Option<String>,
+    /// `parent_backup_id`: the backup an incremental backup builds on; always
+    /// `None` for barman-cloud backups.
     pub parent_backup_id: Option<String>,
+    /// `pgdata`: the server's `data_directory` setting.
     pub pgdata: Option<String>,
+    /// `server_name`: the literal `cloud` for backups barman-cloud-backup takes
+    /// (not the server name given on the command line).
     pub server_name: Option<String>,
+    /// `size`: bytes; always `None` for barman-cloud backups.
     pub size: Option<u64>,
-    /// Python dict literal; omitted from the file when `None`.
+    /// `snapshots_info`: the disk snapshots of a snapshot backup, as a Python dict
+    /// literal; omitted from the file when `None`.
     pub snapshots_info: Option<PyValue>,
-    /// barman's default when the key is absent: `EMPTY`. A `status=None` line (never
+    /// `status`: where the backup stands. barman's default when the key is absent:
+    /// `EMPTY`. A `status=None` line (never
     /// written by barman) also reads as `EMPTY`.
     pub status: BackupStatus,
+    /// `summarize_wal`: `on` or `off` on PostgreSQL 17 and later, `None` before.
     pub summarize_wal: Option<String>,
-    /// Decimal digits, kept as text like barman does.
+    /// `systemid`: the cluster's system identifier (`pg_control_system()`), decimal
+    /// digits kept as text like barman does.
     pub systemid: Option<String>,
+    /// `tablespaces`: the server's tablespaces other than `pg_default` and
+    /// `pg_global`; `None` when there are none.
     pub tablespaces: Option<Vec<Tablespace>>,
+    /// `timeline`: the timeline of the checkpoint the backup starts from.
     pub timeline: Option<u32>,
+    /// `version`: the server's `server_version_num` (`150018` for 15.18).
     pub version: Option<u32>,
-    /// barman's default when the key is absent: 16 MiB.
+    /// `xlog_segment_size`: bytes per WAL segment (`wal_segment_size`). barman's
+    /// default when the key is absent: 16 MiB.
     pub xlog_segment_size: Option<u64>,
     /// Keys unknown to barman 3.19.1 met when reading (trimmed key, trimmed raw
     /// value). Never written nor rendered.
@@ -162,17 +226,27 @@ impl PartsManifest {
 /// A `backup.info` that cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BackupInfoError {
+    /// A line that is neither blank, a `#` comment nor `key=value`.
     #[error("backup.info of {backup_id}: line {line} is not key=value: {text:?}")]
     InvalidLine {
+        /// The backup whose file it is.
         backup_id: String,
+        /// The line's number, counted from 1.
         line: usize,
+        /// The line, trimmed.
         text: String,
     },
+    /// A known key whose value does not have the key's type (a number, a
+    /// timestamp, a Python literal).
     #[error("backup.info of {backup_id}: invalid value for '{key}': {value:?} ({reason})")]
     InvalidValue {
+        /// The backup whose file it is.
         backup_id: String,
+        /// The key, trimmed.
         key: String,
+        /// The value after `=`, trimmed.
         value: String,
+        /// What is wrong with it.
         reason: String,
     },
 }

@@ -1,6 +1,8 @@
 //! The pure model of barrelman: no I/O here, only names, formats and rules that the
 //! other crates apply at their edges.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod awsprofile;
 pub mod backup_info;
 pub mod compression;

@@ -11,131 +11,219 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectStore {
+    /// The manifest's `apiVersion`; [`ObjectStore::from_yaml`] accepts only
+    /// `barmancloud.cnpg.io/v1`.
     pub api_version: String,
+    /// The manifest's `kind`; [`ObjectStore::from_yaml`] accepts only `ObjectStore`.
     pub kind: String,
+    /// The manifest's `metadata` (only the name and namespace are kept).
     #[serde(default)]
     pub metadata: Metadata,
+    /// The manifest's `spec`: where the archive is and how to reach it.
     pub spec: ObjectStoreSpec,
 }
 
+/// The part of a Kubernetes object's `metadata` that identifies the ObjectStore.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 pub struct Metadata {
+    /// `metadata.name`: the ObjectStore's name, as a Cluster's plugin parameter
+    /// `barmanObjectName` refers to it; absent in a hand-written manifest that
+    /// leaves it out.
     #[serde(default)]
     pub name: Option<String>,
+    /// `metadata.namespace`: the namespace the ObjectStore and its Secrets live in.
     #[serde(default)]
     pub namespace: Option<String>,
 }
 
+/// The ObjectStore's `spec` (CRD section `spec`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectStoreSpec {
+    /// `spec.configuration`: the archive's location, credentials and WAL and base
+    /// backup options (required by the CRD).
     pub configuration: BarmanObjectStoreConfiguration,
+    /// `spec.retentionPolicy`: the recovery window to keep, as the CRD writes it
+    /// (`30d`, `4w`, `6m`: a number followed by days, weeks or months).
     #[serde(default)]
     pub retention_policy: Option<String>,
 }
 
-/// A reference to one key of a Kubernetes Secret.
+/// A reference to one key of a Kubernetes Secret (`{name, key}` in the CRD).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct SecretKeySelector {
+    /// The Secret's name, in the ObjectStore's namespace.
     pub name: String,
+    /// The key inside the Secret's `data` whose value is wanted.
     pub key: String,
 }
 
+/// `spec.configuration` of an ObjectStore: barman-cloud's own description of an
+/// archive (the type is named after the CRD's `BarmanObjectStoreConfiguration`).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct BarmanObjectStoreConfiguration {
+    /// `destinationPath`: the archive's URL (`s3://bucket/path`,
+    /// `https://account.blob.core.windows.net/container/path`, `gs://bucket/path`);
+    /// each server's WALs and base backups live under `<destinationPath>/<server>/`.
     pub destination_path: String,
+    /// `endpointURL`: the endpoint to use instead of the provider's default
+    /// (MinIO, Ceph, SeaweedFS…).
     #[serde(default, rename = "endpointURL")]
     pub endpoint_url: Option<String>,
+    /// `endpointCA`: the Secret key holding the PEM CA bundle the endpoint's TLS
+    /// certificate is checked against.
     #[serde(default, rename = "endpointCA")]
     pub endpoint_ca: Option<SecretKeySelector>,
+    /// `serverName`: forbidden by the CRD's validation (the server name is the
+    /// Cluster's plugin parameter); kept so that such a manifest still parses.
     #[serde(default)]
     pub server_name: Option<String>,
+    /// `s3Credentials`: how to authenticate to S3 or an S3-compatible store.
     #[serde(default)]
     pub s3_credentials: Option<S3Credentials>,
+    /// `azureCredentials`: how to authenticate to Azure Blob Storage.
     #[serde(default)]
     pub azure_credentials: Option<AzureCredentials>,
+    /// `googleCredentials`: how to authenticate to Google Cloud Storage.
     #[serde(default)]
     pub google_credentials: Option<GoogleCredentials>,
+    /// `wal`: options for archiving and restoring WAL files.
     #[serde(default)]
     pub wal: Option<WalConfiguration>,
+    /// `data`: options for base backups and their restore.
     #[serde(default)]
     pub data: Option<DataConfiguration>,
+    /// `tags`: object tags (key → value) put on every uploaded WAL and base backup
+    /// object (barman-cloud's `--tags`).
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// `historyTags`: object tags put on timeline `.history` files instead of
+    /// `tags` (barman-cloud-wal-archive's `--history-tags`).
     #[serde(default)]
     pub history_tags: BTreeMap<String, String>,
 }
 
+/// `spec.configuration.s3Credentials`: each value comes from a Secret key, and
+/// reaches barman as the `AWS_*` variable named on the field.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct S3Credentials {
+    /// `accessKeyId`: the access key id (`AWS_ACCESS_KEY_ID`).
     #[serde(default)]
     pub access_key_id: Option<SecretKeySelector>,
+    /// `secretAccessKey`: the secret access key (`AWS_SECRET_ACCESS_KEY`).
     #[serde(default)]
     pub secret_access_key: Option<SecretKeySelector>,
+    /// `region`: the bucket's region (`AWS_DEFAULT_REGION`).
     #[serde(default)]
     pub region: Option<SecretKeySelector>,
+    /// `sessionToken`: the session token of temporary credentials
+    /// (`AWS_SESSION_TOKEN`).
     #[serde(default)]
     pub session_token: Option<SecretKeySelector>,
+    /// `inheritFromIAMRole`: take the credentials from the pod's IAM role
+    /// (IRSA) instead of a Secret; no variable is set.
     #[serde(default, rename = "inheritFromIAMRole")]
     pub inherit_from_iam_role: bool,
 }
 
+/// `spec.configuration.azureCredentials`: either `connectionString` alone, or a
+/// `storageAccount` with one of key, SAS token, Azure AD or default credentials.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AzureCredentials {
+    /// `connectionString`: a full storage connection string
+    /// (`AZURE_STORAGE_CONNECTION_STRING`); also how the Azurite emulator is
+    /// reached.
     #[serde(default)]
     pub connection_string: Option<SecretKeySelector>,
+    /// `storageAccount`: the storage account name (`AZURE_STORAGE_ACCOUNT`).
     #[serde(default)]
     pub storage_account: Option<SecretKeySelector>,
+    /// `storageKey`: the storage account's access key (`AZURE_STORAGE_KEY`).
     #[serde(default)]
     pub storage_key: Option<SecretKeySelector>,
+    /// `storageSasToken`: a shared access signature (`AZURE_STORAGE_SAS_TOKEN`).
     #[serde(default)]
     pub storage_sas_token: Option<SecretKeySelector>,
+    /// `inheritFromAzureAD`: authenticate as the pod's managed identity
+    /// (barman-cloud's `--credential managed-identity`).
     #[serde(default, rename = "inheritFromAzureAD")]
     pub inherit_from_azure_ad: bool,
+    /// `useDefaultAzureCredentials`: use the Azure SDK's default credential chain
+    /// (barman-cloud's `--credential default`).
     #[serde(default)]
     pub use_default_azure_credentials: bool,
 }
 
+/// `spec.configuration.googleCredentials`: exactly one of its two fields is set.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct GoogleCredentials {
+    /// `applicationCredentials`: the service account key file's JSON content
+    /// (what `GOOGLE_APPLICATION_CREDENTIALS` points to).
     #[serde(default)]
     pub application_credentials: Option<SecretKeySelector>,
+    /// `gkeEnvironment`: use the GKE workload identity (application default
+    /// credentials) instead of a key.
     #[serde(default)]
     pub gke_environment: bool,
 }
 
+/// `spec.configuration.wal`: options for WAL archive and restore.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct WalConfiguration {
+    /// `compression`: the codec WAL files are compressed with before upload
+    /// (`bzip2`, `gzip`, `lz4`, `snappy`, `xz`, `zstd`; none when absent);
+    /// checked by [`ObjectStore::from_yaml`].
     #[serde(default)]
     pub compression: Option<String>,
+    /// `encryption`: the server-side encryption asked of S3 for WAL objects
+    /// (`AES256` or `aws:kms`).
     #[serde(default)]
     pub encryption: Option<String>,
+    /// `maxParallel`: how many WAL files one archive call uploads at once, and how
+    /// many one restore call fetches ahead into the spool (1 or more).
     #[serde(default)]
     pub max_parallel: Option<u32>,
+    /// `archiveAdditionalCommandArgs`: extra arguments the plugin appends to
+    /// barman-cloud-wal-archive.
     #[serde(default)]
     pub archive_additional_command_args: Vec<String>,
+    /// `restoreAdditionalCommandArgs`: extra arguments the plugin appends to
+    /// barman-cloud-wal-restore.
     #[serde(default)]
     pub restore_additional_command_args: Vec<String>,
 }
 
+/// `spec.configuration.data`: options for base backups and their restore.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct DataConfiguration {
+    /// `compression`: the codec base backup tar files are compressed with
+    /// (`bzip2`, `gzip`, `lz4`, `snappy`; none when absent).
     #[serde(default)]
     pub compression: Option<String>,
+    /// `encryption`: the server-side encryption asked of S3 for base backup
+    /// objects (`AES256` or `aws:kms`).
     #[serde(default)]
     pub encryption: Option<String>,
+    /// `jobs`: how many uploads a base backup runs in parallel
+    /// (barman-cloud-backup's `--jobs`, 2 when absent).
     #[serde(default)]
     pub jobs: Option<u32>,
+    /// `immediateCheckpoint`: ask PostgreSQL for an immediate checkpoint when the
+    /// backup starts instead of waiting for a spread one.
     #[serde(default)]
     pub immediate_checkpoint: Option<bool>,
+    /// `additionalCommandArgs`: extra arguments the plugin appends to
+    /// barman-cloud-backup.
     #[serde(default)]
     pub additional_command_args: Vec<String>,
+    /// `restoreAdditionalCommandArgs`: extra arguments the plugin appends to
+    /// barman-cloud-restore.
     #[serde(default)]
     pub restore_additional_command_args: Vec<String>,
 }
@@ -143,16 +231,29 @@ pub struct DataConfiguration {
 /// A manifest that cannot be used, in words a user can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ObjectStoreError {
+    /// The text is not YAML of the ObjectStore's shape; carries the parser's
+    /// message.
     #[error("cannot read the ObjectStore manifest: {0}")]
     Yaml(String),
+    /// The manifest describes another kind of resource.
     #[error("the manifest is apiVersion '{api_version}', kind '{kind}'; expected apiVersion barmancloud.cnpg.io/v1, kind ObjectStore")]
-    WrongKind { api_version: String, kind: String },
+    WrongKind {
+        /// The manifest's `apiVersion`.
+        api_version: String,
+        /// The manifest's `kind`.
+        kind: String,
+    },
+    /// `spec.configuration.destinationPath` is empty or blank.
     #[error("spec.configuration.destinationPath is empty; set it to the archive URL, e.g. s3://bucket/path")]
     NoDestination,
+    /// A field holds a value barrelman cannot use.
     #[error("{field} is '{value}': {hint}")]
     BadValue {
+        /// The field's path in the manifest (`spec.configuration.wal.compression`).
         field: &'static str,
+        /// The value found there.
         value: String,
+        /// What to write instead.
         hint: &'static str,
     },
 }

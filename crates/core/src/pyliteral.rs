@@ -12,13 +12,21 @@ use std::fmt::Write as _;
 /// A Python literal value. Dicts keep their insertion order, like Python's.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PyValue {
+    /// `None` (JSON `null`).
     None,
+    /// `True` or `False`.
     Bool(bool),
+    /// An integer; Python's are unbounded, barman's fit in `i64`.
     Int(i64),
+    /// A float, rendered with Python's shortest round-trip `repr()`.
     Float(f64),
+    /// A text string (not bytes).
     Str(String),
+    /// `[a, b]`.
     List(Vec<PyValue>),
+    /// `(a, b)`; a JSON array when rendered as JSON.
     Tuple(Vec<PyValue>),
+    /// `{k: v}`, as (key, value) pairs in insertion order.
     Dict(Vec<(PyValue, PyValue)>),
 }
 
@@ -28,6 +36,7 @@ pub enum PyValue {
 pub struct PyLiteralError {
     /// Byte offset in the parsed text.
     pub pos: usize,
+    /// What was expected there or what is wrong.
     pub msg: String,
 }
 
@@ -216,6 +225,7 @@ impl PyValue {
         }
     }
 
+    /// The text of a [`PyValue::Str`]; `None` for any other kind.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             PyValue::Str(s) => Some(s),
@@ -223,6 +233,8 @@ impl PyValue {
         }
     }
 
+    /// The number of a [`PyValue::Int`]; `None` for any other kind (floats
+    /// included).
     pub fn as_int(&self) -> Option<i64> {
         match self {
             PyValue::Int(i) => Some(*i),

@@ -29,7 +29,11 @@ pub enum Policy {
     /// Keep the newest `n` DONE backups.
     Redundancy(u32),
     /// Keep what is needed to recover to any point in the last `days` days.
-    RecoveryWindow { days: u32 },
+    RecoveryWindow {
+        /// The window's length in days (weeks count 7, months 31, as barman
+        /// counts them).
+        days: u32,
+    },
 }
 
 /// A policy string barman does not accept (exit 3).
@@ -92,6 +96,7 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// True for [`Decision::Obsolete`]: the backup is to be deleted.
     pub fn deletes(&self) -> bool {
         matches!(self, Decision::Obsolete(_))
     }
@@ -110,6 +115,7 @@ impl Decision {
 /// A backup as retention sees it.
 #[derive(Debug, Clone)]
 pub struct Entry<'a> {
+    /// The backup's `backup.info`.
     pub info: &'a BackupInfo,
     /// `full`, `standalone`, or none.
     pub keep: Option<&'a str>,
@@ -209,6 +215,7 @@ pub fn decide(
 /// One obsolete backup's deletion: the backup and the WAL that goes with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deletion {
+    /// The backup to delete (its directory name under `base/`).
     pub backup_id: String,
     /// WAL objects to delete after the backup (keys as given).
     pub wal_keys: Vec<String>,

@@ -1,6 +1,8 @@
 //! Operations on a barman-cloud archive: WAL archive and restore (`wal`), base
 //! backups and their restore, catalog, retention, verification and diagnosis.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod backup;
 pub mod catalog;
 pub mod delete;

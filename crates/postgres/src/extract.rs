@@ -42,59 +42,108 @@ const COPY_BUFFER: usize = 256 * 1024;
 /// What an extraction created.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ExtractStats {
+    /// Regular files written.
     pub files: u64,
+    /// Directory members met (the target's own `./` included), whether the
+    /// directory was created or already there.
     pub dirs: u64,
+    /// Symbolic links created.
     pub symlinks: u64,
+    /// Hard links created (to regular files already in the target).
     pub hard_links: u64,
     /// Content bytes of the regular files.
     pub bytes: u64,
 }
 
+/// Why an extraction stopped. Every variant but [`ExtractError::Target`] names the
+/// tar member (its path inside the archive, as stored) it stopped at.
 #[derive(Debug, thiserror::Error)]
 pub enum ExtractError {
+    /// The tar stream itself could not be read: a damaged header, or the reader
+    /// underneath (download, decompression) failed.
     #[error("reading the tar stream{}: {source}", at_member(.member))]
     Stream {
+        /// The member whose content was being read, if any.
         member: Option<String>,
+        /// The reader's error.
         #[source]
         source: io::Error,
     },
+    /// A member name that is absolute, contains `..`, or is otherwise not a plain
+    /// relative path.
     #[error("tar member {member:?} refused: {reason}")]
     UnsafePath {
+        /// The member's name.
         member: String,
+        /// What is wrong with the name.
         reason: &'static str,
     },
+    /// A member whose path goes through a symbolic link (existing, or created
+    /// earlier from the same stream).
     #[error("tar member {member:?} refused: it would be written through the symbolic link {}", .link.display())]
-    ThroughSymlink { member: String, link: PathBuf },
+    ThroughSymlink {
+        /// The member's name.
+        member: String,
+        /// The link on its way, under the target directory.
+        link: PathBuf,
+    },
+    /// A symbolic link pointing outside the target directory, or a hard link to
+    /// something other than a regular file already in the target.
     #[error("tar member {member:?} refused: link target {target:?} {reason}")]
     EscapingLink {
+        /// The link member's name.
         member: String,
+        /// The link's target as stored in the tar header.
         target: String,
+        /// Why it is refused.
         reason: &'static str,
     },
+    /// A device file, FIFO, sparse file or other special entry.
     #[error("tar member {member:?} refused: {kind} entries are not extracted")]
-    Unsupported { member: String, kind: String },
+    Unsupported {
+        /// The member's name.
+        member: String,
+        /// The kind of entry, in words (`character device`, `FIFO`…).
+        kind: String,
+    },
+    /// A member that would replace a directory with a non-directory, or go
+    /// through a non-directory as if it were one.
     #[error("tar member {member:?}: {} already exists and is {what}", .path.display())]
     Conflict {
+        /// The member's name.
         member: String,
+        /// The path in the way, under the target directory.
         path: PathBuf,
+        /// What that path is (`a directory`, `not a directory`).
         what: &'static str,
     },
+    /// The stream ended inside a member's content.
     #[error("tar member {member:?} is truncated: {got} of {expected} bytes")]
     Truncated {
+        /// The member's name.
         member: String,
+        /// The content size its header announces, in bytes.
         expected: u64,
+        /// The bytes the stream delivered before its end.
         got: u64,
     },
+    /// Writing a member into the target failed (disk full, permissions…).
     #[error("tar member {member:?}: {}: {source}", .path.display())]
     Io {
+        /// The member's name.
         member: String,
+        /// The file or directory being written.
         path: PathBuf,
+        /// The file system's error.
         #[source]
         source: io::Error,
     },
+    /// The target directory could not be created.
     #[error("extraction directory {}: {source}", .path.display())]
     Target {
+        /// The target directory.
         path: PathBuf,
+        /// The file system's error.
         #[source]
         source: io::Error,
     },
@@ -519,6 +568,7 @@ fn entry_type_name(t: tar::EntryType) -> String {
 /// What [`scan_tar`] saw in a tar stream.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TarScan {
+    /// Tar entries read, of every type.
     pub members: u64,
     /// Content bytes of every member.
     pub bytes: u64,

@@ -5,15 +5,20 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::path::Path;
 
-/// What to do when the target is reached.
+/// What to do when the target is reached (`recovery_target_action`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TargetAction {
+    /// `pause`: stay in recovery, read-only, until `pg_wal_replay_resume()`
+    /// (PostgreSQL's default).
     Pause,
+    /// `promote`: end recovery and start accepting writes on a new timeline.
     Promote,
+    /// `shutdown`: stop the server, leaving it to recover again on next start.
     Shutdown,
 }
 
 impl TargetAction {
+    /// The setting's value as PostgreSQL spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pause => "pause",
@@ -28,8 +33,12 @@ impl TargetAction {
 pub struct RecoveryTarget {
     /// `recovery_target_time`, e.g. `2026-11-24 20:16:25+00`.
     pub time: Option<String>,
+    /// `recovery_target_lsn`, `%X/%X` (e.g. `0/4000100`).
     pub lsn: Option<String>,
+    /// `recovery_target_xid`: the transaction id whose commit recovery stops at.
     pub xid: Option<String>,
+    /// `recovery_target_name`: a restore point created with
+    /// `pg_create_restore_point()`.
     pub name: Option<String>,
     /// `recovery_target = 'immediate'`: stop as soon as the backup is consistent.
     pub immediate: bool,
@@ -37,6 +46,8 @@ pub struct RecoveryTarget {
     pub timeline: Option<String>,
     /// Stop just before the target instead of just after.
     pub exclusive: bool,
+    /// `recovery_target_action`; left out (PostgreSQL's default, `pause`) when
+    /// `None`.
     pub action: Option<TargetAction>,
 }
 

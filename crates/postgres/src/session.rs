@@ -86,18 +86,33 @@ impl PgEnvironment {
 /// The server's WAL archiving as it reports it (`barrelman doctor` reads these).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ArchivingFacts {
+    /// The cluster's system identifier (`pg_control_system()`), decimal digits.
     pub system_identifier: String,
+    /// `pg_is_in_recovery()`: the server is a standby (or still recovering).
     pub in_recovery: bool,
+    /// The `wal_level` setting (`minimal`, `replica`, `logical`).
     pub wal_level: String,
+    /// The `archive_mode` setting (`off`, `on`, `always`).
     pub archive_mode: String,
+    /// The `archive_command` setting, empty when unset.
     pub archive_command: String,
+    /// The `archive_library` setting (PostgreSQL 15+), empty when unset or on
+    /// older servers.
     pub archive_library: String,
     /// The segment being written (none on a standby).
     pub current_wal: Option<String>,
+    /// `pg_stat_archiver.last_archived_wal`: the last WAL file archived
+    /// successfully.
     pub last_archived_wal: Option<String>,
+    /// `pg_stat_archiver.last_archived_time`, as PostgreSQL prints a
+    /// `timestamptz`.
     pub last_archived_time: Option<String>,
+    /// `pg_stat_archiver.last_failed_wal`: the WAL file of the last failed attempt.
     pub last_failed_wal: Option<String>,
+    /// `pg_stat_archiver.last_failed_time`, as PostgreSQL prints a `timestamptz`.
     pub last_failed_time: Option<String>,
+    /// `pg_stat_archiver.failed_count`: failed attempts since the statistics were
+    /// last reset.
     pub failed_count: i64,
     /// The last archiving attempt failed (no success since).
     pub failing_now: bool,
@@ -108,12 +123,28 @@ pub struct ArchivingFacts {
 /// A failure talking to PostgreSQL.
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
+    /// The connection could not be opened or authenticated.
     #[error("cannot connect to PostgreSQL at {target}: {detail}; check -h/-p/-U or PGHOST/PGPORT/PGUSER and that the server is running")]
-    Connect { target: String, detail: String },
+    Connect {
+        /// Where it tried, as `hosts port P as USER` (never the password).
+        target: String,
+        /// The server's message, or the innermost cause of the failure.
+        detail: String,
+    },
+    /// A query failed or returned something unusable.
     #[error("PostgreSQL query for {what} failed: {detail}")]
-    Query { what: &'static str, detail: String },
+    Query {
+        /// What the query was for (`pg_backup_start`, `tablespaces`…).
+        what: &'static str,
+        /// The server's message, or what was wrong with the answer.
+        detail: String,
+    },
+    /// The server is older than PostgreSQL 10.
     #[error("PostgreSQL {version} is not supported: barrelman needs PostgreSQL 10 or newer")]
-    TooOld { version: i32 },
+    TooOld {
+        /// Its `server_version_num` (`90624` for 9.6.24).
+        version: i32,
+    },
 }
 
 impl ConnectOptions {
@@ -195,41 +226,67 @@ impl ConnectOptions {
 /// Facts about the server that go into `backup.info`.
 #[derive(Debug, Clone)]
 pub struct ServerInfo {
+    /// `server_version_num` (`150018` for 15.18): backup.info's `version`.
     pub version_num: i32,
+    /// The `data_directory` setting: backup.info's `pgdata`.
     pub data_directory: String,
+    /// The `config_file` setting (path of `postgresql.conf`), when visible.
     pub config_file: Option<String>,
+    /// The `hba_file` setting (path of `pg_hba.conf`), when visible.
     pub hba_file: Option<String>,
+    /// The `ident_file` setting (path of `pg_ident.conf`), when visible.
     pub ident_file: Option<String>,
+    /// The `wal_segment_size` setting, in bytes (16 MiB when not visible).
     pub wal_segment_size: u64,
+    /// `SHOW data_checksums`: `on` or `off`.
     pub data_checksums: Option<String>,
+    /// `SHOW summarize_wal` on PostgreSQL 17+, `None` before.
     pub summarize_wal: Option<String>,
+    /// The system identifier (`pg_control_system()`), decimal digits.
     pub systemid: String,
+    /// Bytes: the sum of `pg_tablespace_size` over every tablespace; `None` when
+    /// the role may not read it.
     pub cluster_size: Option<i64>,
+    /// The tablespaces other than `pg_default` and `pg_global`, by OID.
     pub tablespaces: Vec<TablespaceInfo>,
+    /// `pg_is_in_recovery()`: the server is a standby.
     pub in_recovery: bool,
 }
 
+/// One user tablespace, from `pg_tablespace`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TablespaceInfo {
+    /// `spcname`.
     pub name: String,
+    /// Its OID: the name of its link in `pg_tblspc/`.
     pub oid: u32,
+    /// `pg_tablespace_location(oid)`: the directory it lives in.
     pub location: String,
 }
 
 /// What `pg_backup_start` returned.
 #[derive(Debug, Clone)]
 pub struct BackupStart {
+    /// The backup's start LSN (`backup_label`'s START WAL LOCATION).
     pub lsn: Lsn,
+    /// The timeline of the server's latest checkpoint (`pg_control_checkpoint()`)
+    /// just after the call.
     pub timeline: u32,
+    /// The server's `now()` just after the call, in the session's time zone.
     pub time: DateTime<FixedOffset>,
 }
 
 /// What `pg_backup_stop` returned.
 #[derive(Debug, Clone)]
 pub struct BackupStop {
+    /// The backup's end LSN: recovery must replay WAL up to it to be consistent.
     pub lsn: Lsn,
+    /// The timeline of the server's latest checkpoint just after the call.
     pub timeline: u32,
+    /// The text of the `backup_label` file, which the backup stores as the
+    /// `backup_label` member of its `data` tar and in backup.info's `backup_label`.
     pub label: String,
+    /// The server's `now()` just after the call, in the session's time zone.
     pub time: DateTime<FixedOffset>,
 }
 

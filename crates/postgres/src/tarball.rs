@@ -54,6 +54,7 @@ pub struct Added {
 /// The outcome of [`TarWriter::append_entry`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Appended {
+    /// The entry was written; its sizes.
     Added(Added),
     /// The entry vanished (or turned into something that cannot be stored) since the
     /// walk; nothing was written. barman skips such files too: WAL replay recreates
@@ -78,6 +79,8 @@ pub struct TarWriter<W: Write> {
 }
 
 impl<W: Write> TarWriter<W> {
+    /// A tar stream written to `w` (usually a compressor over an upload), starting
+    /// empty.
     pub fn new(w: W) -> Self {
         TarWriter {
             builder: tar::Builder::new(CountingWriter::new(w)),

@@ -80,14 +80,17 @@ pub const EXCLUDE_LIST: &[&str] = &[
 /// What a walked entry is, as seen (without following links) during the walk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EntryKind {
+    /// A directory (the walked root included); its member name ends in `/`.
     Dir,
     /// A regular file; `size` as seen by the walk (the tar header uses the size seen
     /// when the file is added).
     File {
+        /// Bytes, from the walk's `lstat`.
         size: u64,
     },
     /// A symbolic link that does not resolve to a directory.
     Symlink {
+        /// The link's target, as `readlink` returns it.
         target: PathBuf,
     },
 }
@@ -99,6 +102,7 @@ pub struct WalkEntry {
     pub path: PathBuf,
     /// Member name in the tar (`./`, `./PG_VERSION`, `base/`, `base/5/2609`).
     pub name: String,
+    /// What the walk found there.
     pub kind: EntryKind,
 }
 
