@@ -552,7 +552,7 @@ impl BackupInfo {
 
     /// One backup as barman's `BackupInfo.to_json()` builds it, in its key order:
     /// the sorted keys, then `backup_id`, `begin_time_iso`, `end_time_iso`.
-    pub fn to_json_value(&self) -> PyValue {
+    fn to_json_value(&self) -> PyValue {
         let opt_str = |v: &Option<String>| v.clone().map(PyValue::Str).unwrap_or(PyValue::None);
         let int = |v: Option<u64>| {
             v.map(|v| PyValue::Int(i64::try_from(v).unwrap_or(i64::MAX)))
@@ -623,8 +623,9 @@ impl BackupInfo {
         PyValue::Dict(pairs)
     }
 
-    /// One backup as `barman-cloud-backup-list/-show --format json` render it (see
-    /// [`BackupInfo::to_json_value`]; `serde_json`'s map may reorder the keys).
+    /// One backup as `barman-cloud-backup-list/-show --format json` render it
+    /// (`serde_json`'s map may reorder the keys; [`BackupInfo::show_json`] and
+    /// [`list_json`] print barman's exact text).
     pub fn to_json(&self) -> serde_json::Value {
         self.to_json_value().to_json()
     }
@@ -734,12 +735,12 @@ fn parse_python_int(text: &str) -> Result<u64, String> {
 
 /// A timestamp as barman writes it into backup.info (Python's `str(datetime)`):
 /// `YYYY-MM-DD HH:MM:SS[.ffffff]+HH:MM`, fraction omitted when zero.
-pub fn format_time(t: &DateTime<FixedOffset>) -> String {
+fn format_time(t: &DateTime<FixedOffset>) -> String {
     python_isoformat(t, ' ')
 }
 
 /// Python's `datetime.isoformat()`: `YYYY-MM-DDTHH:MM:SS[.ffffff]+HH:MM`.
-pub fn format_iso(t: &DateTime<FixedOffset>) -> String {
+fn format_iso(t: &DateTime<FixedOffset>) -> String {
     python_isoformat(t, 'T')
 }
 
@@ -773,7 +774,7 @@ fn python_isoformat(t: &DateTime<FixedOffset>, sep: char) -> String {
 
 /// Python's `datetime.ctime()` in the timestamp's own offset:
 /// `Tue Nov 24 20:16:25 2026` (day of month space-padded).
-pub fn format_ctime(t: &DateTime<FixedOffset>) -> String {
+fn format_ctime(t: &DateTime<FixedOffset>) -> String {
     const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",

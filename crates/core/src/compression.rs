@@ -59,7 +59,7 @@ pub struct NotForBackups(pub Compression);
 
 /// The codecs that compress, in flag order: `gzip, bzip2, xz, snappy, zstd, lz4`.
 /// Every one of them can compress WAL.
-pub fn wal_choices() -> &'static str {
+pub(crate) fn wal_choices() -> &'static str {
     static TEXT: OnceLock<String> = OnceLock::new();
     TEXT.get_or_init(|| {
         compressing()
@@ -71,7 +71,7 @@ pub fn wal_choices() -> &'static str {
 
 /// `use one of bzip2, gzip, lz4, snappy, xz, zstd`: [`wal_choices`] in
 /// alphabetical order, as the ObjectStore check words its hint.
-pub fn sorted_wal_choice_hint() -> &'static str {
+pub(crate) fn sorted_wal_choice_hint() -> &'static str {
     static TEXT: OnceLock<String> = OnceLock::new();
     TEXT.get_or_init(|| {
         let mut names: Vec<&str> = compressing().map(Compression::name).collect();
@@ -81,7 +81,7 @@ pub fn sorted_wal_choice_hint() -> &'static str {
 }
 
 /// The codecs a base backup may use: `gzip, bzip2, snappy, lz4 or none`.
-pub fn backup_choices() -> &'static str {
+pub(crate) fn backup_choices() -> &'static str {
     static TEXT: OnceLock<String> = OnceLock::new();
     TEXT.get_or_init(|| {
         let mut names: Vec<&str> = compressing()

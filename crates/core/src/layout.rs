@@ -326,11 +326,11 @@ impl ServerLayout {
 pub const BACKUP_INFO: &str = "backup.info";
 
 /// The keep marker's path inside a backup's directory.
-pub const KEEP_MARKER: &str = "annotations/keep";
+const KEEP_MARKER: &str = "annotations/keep";
 
 /// The directory of a backup's annotations (the keep marker) inside its directory:
 /// annotations are not part of the backup's data and outlive a tar-part clean-up.
-pub const ANNOTATIONS_DIR: &str = "annotations/";
+const ANNOTATIONS_DIR: &str = "annotations/";
 
 /// True when `key` is a keep marker (`.../annotations/keep`).
 pub fn is_keep_marker(key: &str) -> bool {

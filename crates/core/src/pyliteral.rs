@@ -430,7 +430,7 @@ pub fn float_repr(f: f64) -> String {
 }
 
 /// Python's `repr()` of a str.
-pub fn str_repr(s: &str) -> String {
+pub(crate) fn str_repr(s: &str) -> String {
     let quote = if s.contains('\'') && !s.contains('"') {
         '"'
     } else {

@@ -178,7 +178,7 @@ impl SegmentName {
 }
 
 /// How many segments one log id holds.
-pub fn segments_per_log(segment_size: u64) -> u64 {
+pub(crate) fn segments_per_log(segment_size: u64) -> u64 {
     0x1_0000_0000 / segment_size.max(1)
 }
 

@@ -56,7 +56,7 @@ impl LongPageHeader {
     /// segment (1 MiB to 1 GiB) and block (1 to 64 KiB) sizes, and a page address
     /// at a segment boundary. `None` otherwise: then there is nothing to check a
     /// decoded segment's length against.
-    pub fn plausible_segment_size(&self) -> Option<u64> {
+    fn plausible_segment_size(&self) -> Option<u64> {
         let magic_known = self.magic >> 8 == 0xD0 || self.magic >> 8 == 0xD1;
         let sizes = self.segment_size.is_power_of_two()
             && (1 << 20..=1 << 30).contains(&self.segment_size)
@@ -72,7 +72,9 @@ impl LongPageHeader {
 }
 
 /// The segment size a WAL segment's first page header records, or `None` when the
-/// bytes are not such a header (see [`LongPageHeader::plausible_segment_size`]).
+/// bytes are not such a header: an unknown magic family, timeline 0, a segment size
+/// that is not a power of two from 1 MiB to 1 GiB, a block size that is not one
+/// from 1 to 64 KiB, or a page address off a segment boundary.
 pub fn segment_size_from_header(head: &[u8]) -> Option<u64> {
     LongPageHeader::parse(head)?.plausible_segment_size()
 }

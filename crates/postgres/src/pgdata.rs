@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 /// CloudNativePG's marker: while it exists, the WAL archive must be empty before the
 /// first upload (a new cluster must not archive into another cluster's folder).
-pub const CHECK_EMPTY_MARKER: &str = ".check-empty-wal-archive";
+const CHECK_EMPTY_MARKER: &str = ".check-empty-wal-archive";
 
 /// Path of the empty-archive marker in `pgdata`.
 pub fn check_empty_marker(pgdata: &Path) -> PathBuf {

@@ -53,7 +53,7 @@ pub struct RecoveryTarget {
 
 impl RecoveryTarget {
     /// True when some stop point is set.
-    pub fn has_stop_point(&self) -> bool {
+    fn has_stop_point(&self) -> bool {
         self.time.is_some()
             || self.lsn.is_some()
             || self.xid.is_some()
@@ -124,7 +124,7 @@ impl RecoveryTarget {
 }
 
 /// PostgreSQL's `MAXFNAMELEN - 1`: `pg_create_restore_point` refuses longer names.
-pub const MAX_RESTORE_POINT_NAME: usize = 63;
+const MAX_RESTORE_POINT_NAME: usize = 63;
 
 /// A recovery target PostgreSQL would refuse or misread; the message says which
 /// setting and what to give instead.
@@ -138,7 +138,7 @@ fn quote(v: &str) -> String {
 }
 
 /// The lines added to `postgresql.auto.conf`.
-pub fn recovery_lines(restore_command: &str, target: &RecoveryTarget) -> String {
+fn recovery_lines(restore_command: &str, target: &RecoveryTarget) -> String {
     let mut s = String::from("\n# Added by barrelman restore\n");
     let _ = writeln!(s, "restore_command = {}", quote(restore_command));
     let mut set = |k: &str, v: &str| {

@@ -48,7 +48,7 @@ use std::path::{Component, Path, PathBuf};
 pub const PG_CONTROL: &str = "global/pg_control";
 
 /// barman's `PGDATA_EXCLUDE_LIST`: applied to the PGDATA walk only.
-pub const PGDATA_EXCLUDE_LIST: &[&str] = &[
+const PGDATA_EXCLUDE_LIST: &[&str] = &[
     "/pg_log/*",
     "/log/*",
     "/pg_xlog/*",
@@ -58,7 +58,7 @@ pub const PGDATA_EXCLUDE_LIST: &[&str] = &[
 
 /// barman's `EXCLUDE_LIST`: applied to PGDATA and to tablespaces. `[0-9]` means a
 /// digit here (see the module documentation).
-pub const EXCLUDE_LIST: &[&str] = &[
+const EXCLUDE_LIST: &[&str] = &[
     "pgsql_tmp*",
     "postgresql.auto.conf.tmp",
     "current_logfiles.tmp",
