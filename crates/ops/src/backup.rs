@@ -1020,7 +1020,7 @@ async fn wait_for_wal(
 
 /// Segment names from `begin` to `end` inclusive (same timeline as `end` for the
 /// part after a switch is impossible inside one backup).
-pub fn wal_range(
+pub(crate) fn wal_range(
     begin: &str,
     end: &str,
     segment_size: u64,

@@ -8,9 +8,9 @@
 //! 5. with a connection to the server: archiving off, empty, pointed elsewhere,
 //!    failing or piling up, or a server of another database system on this name.
 //!
-//! Each check is split in two: [`gather`] reads what it needs (listings, small
-//! reads, the server's facts come from the caller) into [`ArchiveFacts`], and the
-//! pure [`judge_archive`] and [`examine_server`] turn facts into findings. A store
+//! Each check is split in two: `gather` reads what it needs (listings, small
+//! reads, the server's facts come from the caller) into `ArchiveFacts`, and the
+//! pure `judge_archive` and `examine_server` turn facts into findings. A store
 //! that cannot be reached is one finding whose fix is the error's
 //! [`Classified::hint`].
 
@@ -58,27 +58,27 @@ pub struct ServerToCheck<'a> {
 /// reads: the catalog, the WAL index, verify's verdicts, differing variants, the
 /// system identifier of each timeline's newest segment and every history file.
 #[derive(Debug)]
-pub struct ArchiveFacts {
+pub(crate) struct ArchiveFacts {
     /// Where the archive is, for messages (`s3://bucket/path/server`).
-    pub location: String,
+    pub(crate) location: String,
     /// The catalog, by id.
-    pub backups: Vec<BackupInfo>,
+    pub(crate) backups: Vec<BackupInfo>,
     /// `backup.info` files that cannot be read (`<id>: <why>`).
-    pub unreadable: Vec<String>,
+    pub(crate) unreadable: Vec<String>,
     /// Every stored WAL file by name.
-    pub wals: verify::WalIndex,
+    pub(crate) wals: verify::WalIndex,
     /// verify's verdict on every backup (no deep reads).
-    pub verdicts: Vec<verify::BackupCheck>,
+    pub(crate) verdicts: Vec<verify::BackupCheck>,
     /// WAL names stored in several variants with different content.
-    pub differing: Vec<DifferingVariants>,
+    pub(crate) differing: Vec<DifferingVariants>,
     /// For the newest segment of each timeline (read only when the newest DONE
     /// backup records a system identifier): its key and the identifier its first
     /// page header records (`None` when it has no long header).
-    pub segment_systems: Vec<(SegmentName, String, Result<Option<u64>, StorageError>)>,
+    pub(crate) segment_systems: Vec<(SegmentName, String, Result<Option<u64>, StorageError>)>,
     /// Every timeline history file: its name, key and text.
-    pub histories: Vec<(WalName, String, Result<String, StorageError>)>,
+    pub(crate) histories: Vec<(WalName, String, Result<String, StorageError>)>,
     /// When the facts were gathered (the age of STARTED backups).
-    pub now: DateTime<FixedOffset>,
+    pub(crate) now: DateTime<FixedOffset>,
 }
 
 /// Examines the archive, and the server's archiving when `server` is given. An
@@ -110,7 +110,7 @@ pub async fn examine(
 /// The finding for an archive that cannot be reached or read at all: the error,
 /// and its hint as the fix. An access denial is split: its cause as the problem,
 /// its fix on the fix line.
-pub fn access_finding(e: &StorageError) -> Finding {
+pub(crate) fn access_finding(e: &StorageError) -> Finding {
     let problem = match e {
         StorageError::AccessDenied { location, denial } => {
             format!("access to {location} was denied: {}", denial.cause())
@@ -128,7 +128,7 @@ pub fn access_finding(e: &StorageError) -> Finding {
 
 /// Gathers [`ArchiveFacts`]: one catalog read, one WAL listing, verify's shallow
 /// checks, and the small reads the judgement needs.
-pub async fn gather(archive: &Archive) -> Result<ArchiveFacts, CheckError> {
+pub(crate) async fn gather(archive: &Archive) -> Result<ArchiveFacts, CheckError> {
     let (backups, unreadable) = catalog::load(archive).await?;
     let wals = verify::wal_index(archive).await?;
     let verdicts = verify::verify_loaded(archive, &backups, &unreadable, &wals, None, false)
@@ -189,7 +189,7 @@ fn segments(wals: &verify::WalIndex) -> Vec<SegmentName> {
 /// archiving that does not reach the archive, backups that cannot be restored, WAL
 /// stored with two contents, WAL of another database system, and a timeline whose
 /// parent kept archiving after the branch.
-pub fn judge_archive(facts: &ArchiveFacts) -> Vec<Finding> {
+pub(crate) fn judge_archive(facts: &ArchiveFacts) -> Vec<Finding> {
     let mut out = Vec::new();
     for u in &facts.unreadable {
         out.push(finding(
@@ -388,23 +388,23 @@ async fn read_small(archive: &Archive, key: &str, c: Compression) -> Result<Stri
 
 /// What the archive looks like, for checking a server against it.
 #[derive(Debug, Clone, Default)]
-pub struct ArchiveView<'a> {
+pub(crate) struct ArchiveView<'a> {
     /// Where it is, for messages (`s3://bucket/path/server`).
-    pub location: &'a str,
+    pub(crate) location: &'a str,
     /// The destination URL and server name as a command line would name them.
-    pub destination_url: &'a str,
+    pub(crate) destination_url: &'a str,
     /// The server name as a command line names it.
-    pub server_name: &'a str,
+    pub(crate) server_name: &'a str,
     /// Every WAL segment stored, by name.
-    pub segments: &'a [SegmentName],
+    pub(crate) segments: &'a [SegmentName],
     /// The database system of the newest DONE backup, if any.
-    pub backups_systemid: Option<&'a str>,
+    pub(crate) backups_systemid: Option<&'a str>,
 }
 
 /// The server's side of archiving, checked against the archive it should reach:
 /// WAL not archived at all, archived somewhere else, failing, piling up, or a server
 /// of another database system using this archive's name.
-pub fn examine_server(
+pub(crate) fn examine_server(
     facts: &barrelman_postgres::session::ArchivingFacts,
     archive: &ArchiveView<'_>,
 ) -> Vec<Finding> {

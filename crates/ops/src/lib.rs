@@ -7,7 +7,7 @@ pub mod backup;
 pub mod catalog;
 pub mod delete;
 pub mod doctor;
-pub mod parts;
+mod parts;
 pub mod plan;
 pub mod progress;
 pub mod restore;

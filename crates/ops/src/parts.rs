@@ -11,27 +11,27 @@ use std::collections::BTreeMap;
 
 /// One stored tar part.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredPart {
+pub(crate) struct StoredPart {
     /// The part's key.
-    pub key: String,
+    pub(crate) key: String,
     /// What its name says: item, part number, codec.
-    pub part: TarPart,
+    pub(crate) part: TarPart,
     /// Its stored size.
-    pub size: u64,
+    pub(crate) size: u64,
 }
 
 /// The parts a restore reads (item by item, by part number) and what is wrong.
 #[derive(Debug, Clone, Default)]
-pub struct PartsCheck {
+pub(crate) struct PartsCheck {
     /// The parts found, sorted by item and part number.
-    pub parts: Vec<StoredPart>,
+    pub(crate) parts: Vec<StoredPart>,
     /// Empty when the backup's parts are complete; each names the object.
-    pub problems: Vec<String>,
+    pub(crate) problems: Vec<String>,
 }
 
 /// Checks the tar parts of `info` against a listing of its directory `prefix`
 /// (`<path>/<server>/base/<id>`).
-pub fn check(info: &BackupInfo, prefix: &str, objects: &[ObjectInfo]) -> PartsCheck {
+pub(crate) fn check(info: &BackupInfo, prefix: &str, objects: &[ObjectInfo]) -> PartsCheck {
     let mut found: BTreeMap<String, StoredPart> = BTreeMap::new();
     for o in objects {
         let file = o.key.rsplit('/').next().unwrap_or_default();

@@ -6,7 +6,7 @@
 /// Splits files (given by size, in walk order) into at most `groups` contiguous runs
 /// of about equal bytes. Contiguous runs keep a directory's files together and each
 /// run in walk order. Returns index ranges.
-pub fn split_contiguous(sizes: &[u64], groups: usize) -> Vec<std::ops::Range<usize>> {
+pub(crate) fn split_contiguous(sizes: &[u64], groups: usize) -> Vec<std::ops::Range<usize>> {
     let groups = groups.max(1);
     let total: u64 = sizes.iter().sum();
     if sizes.is_empty() {
@@ -93,7 +93,7 @@ fn python_float(s: &str) -> Option<f64> {
 }
 
 /// True for a backup id (`%Y%m%dT%H%M%S`).
-pub fn is_backup_id(s: &str) -> bool {
+pub(crate) fn is_backup_id(s: &str) -> bool {
     s.len() == 15
         && s.as_bytes()[8] == b'T'
         && s.bytes()

@@ -16,15 +16,15 @@ impl Progress {
         Self::default()
     }
     /// `n` more bytes are expected.
-    pub fn add_total(&self, n: u64) {
+    pub(crate) fn add_total(&self, n: u64) {
         self.total.add(n);
     }
     /// `n` more bytes are done.
-    pub fn add_done(&self, n: u64) {
+    pub(crate) fn add_done(&self, n: u64) {
         self.done.add(n);
     }
     /// The count of bytes done, for a counting reader or writer to add to.
-    pub fn done_counter(&self) -> ByteCounter {
+    pub(crate) fn done_counter(&self) -> ByteCounter {
         self.done.clone()
     }
     /// (done, total).

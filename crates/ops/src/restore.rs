@@ -2,7 +2,7 @@
 //! downloaded, decompressed and extracted in parallel into empty directories, with
 //! the `pg_tblspc` links and `pg_wal` recreated. Extraction never writes outside its
 //! target. A backup with a missing part is refused before anything is written
-//! ([`crate::parts`]), and one whose parts held no `backup_label` fails after.
+//! (`parts::check`), and one whose parts held no `backup_label` fails after.
 
 use crate::catalog::{self, ChooseError, TargetChoice};
 use crate::parts;
@@ -133,20 +133,20 @@ impl Classified for RestoreError {
 
 /// One part to fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartToFetch {
+pub(crate) struct PartToFetch {
     /// The part's key.
-    pub key: String,
+    pub(crate) key: String,
     /// The codec its name says.
-    pub compression: Compression,
+    pub(crate) compression: Compression,
     /// The directory it is extracted into.
-    pub target: PathBuf,
+    pub(crate) target: PathBuf,
     /// Its stored size (for progress).
-    pub size: u64,
+    pub(crate) size: u64,
 }
 
 /// What a directory to restore into holds, as far as a restore cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DirState {
+pub(crate) enum DirState {
     /// Nothing there: it is created.
     Missing,
     /// An empty directory.
@@ -158,28 +158,28 @@ pub enum DirState {
 /// The facts a restore is decided on before anything is written: the chosen
 /// backup, and what each directory it would write into holds.
 #[derive(Debug, Clone)]
-pub struct TargetFacts {
+pub(crate) struct TargetFacts {
     /// The chosen backup's catalog entry.
-    pub info: BackupInfo,
+    pub(crate) info: BackupInfo,
     /// The PGDATA destination and what it holds.
-    pub destination: (PathBuf, DirState),
+    pub(crate) destination: (PathBuf, DirState),
     /// Each tablespace of the backup (by oid) with its directory: the
     /// `--tablespace` relocation, else the original location, and what it holds.
-    pub tablespaces: Vec<(String, PathBuf, DirState)>,
+    pub(crate) tablespaces: Vec<(String, PathBuf, DirState)>,
     /// `--tablespace` names the backup has no tablespace of.
-    pub unknown_mappings: Vec<String>,
+    pub(crate) unknown_mappings: Vec<String>,
 }
 
 /// Where each item of the backup goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RestorePlan {
+pub(crate) struct RestorePlan {
     /// Every part to download and extract.
-    pub parts: Vec<PartToFetch>,
+    pub(crate) parts: Vec<PartToFetch>,
     /// Tablespace directories by oid (each gets its `pg_tblspc` link).
-    pub tablespace_dirs: BTreeMap<String, PathBuf>,
+    pub(crate) tablespace_dirs: BTreeMap<String, PathBuf>,
     /// Parts of items that are neither PGDATA nor a tablespace of the backup: not
     /// restored (their keys, for a warning).
-    pub skipped: Vec<String>,
+    pub(crate) skipped: Vec<String>,
 }
 
 /// Gathers: what `dir` holds.
@@ -201,7 +201,7 @@ fn dir_state(dir: &Path) -> Result<DirState, RestoreError> {
 
 /// Judges the target: only a DONE backup, only into empty or new directories
 /// (PGDATA first, then each tablespace in the backup's order).
-pub fn judge_target(facts: &TargetFacts) -> Result<(), RestoreError> {
+pub(crate) fn judge_target(facts: &TargetFacts) -> Result<(), RestoreError> {
     if facts.info.status != BackupStatus::Done {
         return Err(RestoreError::NotRestorable {
             id: facts.info.backup_id.clone(),
@@ -221,7 +221,7 @@ pub fn judge_target(facts: &TargetFacts) -> Result<(), RestoreError> {
 /// Judges the parts: a backup with any missing, short or unlisted part is refused
 /// before anything is written (the first problem is named); otherwise each part
 /// goes to PGDATA or its tablespace's directory.
-pub fn plan_parts(
+pub(crate) fn plan_parts(
     facts: &TargetFacts,
     prefix: &str,
     objects: &[ObjectInfo],

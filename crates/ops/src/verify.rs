@@ -1,5 +1,5 @@
 //! `verify`: is a backup restorable? Its `backup.info` is DONE, every tar part it
-//! consists of is present ([`crate::parts`]), and every WAL segment from
+//! consists of is present (`parts::check`), and every WAL segment from
 //! `begin_wal` to `end_wal` (in that order) is in the archive; `deep` also reads
 //! every part and segment through its codec and requires the part with
 //! `backup_label`. Also reports the WAL chain after the newest backup, gaps included.
@@ -104,20 +104,20 @@ pub async fn verify(
 
 /// One stored WAL file: its key, codec and when it was archived.
 #[derive(Debug, Clone)]
-pub struct IndexedWal {
+pub(crate) struct IndexedWal {
     /// Where it is stored.
-    pub key: String,
+    pub(crate) key: String,
     /// The codec its suffix names.
-    pub compression: barrelman_core::Compression,
+    pub(crate) compression: barrelman_core::Compression,
     /// When it was stored (the object's last-modified time).
-    pub archived_at: chrono::DateTime<chrono::Utc>,
+    pub(crate) archived_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Every stored WAL file by bare name, from one listing.
-pub type WalIndex = BTreeMap<String, IndexedWal>;
+pub(crate) type WalIndex = BTreeMap<String, IndexedWal>;
 
 /// Lists `wals/` once into a [`WalIndex`].
-pub async fn wal_index(archive: &Archive) -> Result<WalIndex, StorageError> {
+pub(crate) async fn wal_index(archive: &Archive) -> Result<WalIndex, StorageError> {
     let mut wals = WalIndex::new();
     for (key, w, archived_at) in archive.list_wals_timed().await? {
         wals.entry(w.name.to_string()).or_insert(IndexedWal {
@@ -131,31 +131,31 @@ pub async fn wal_index(archive: &Archive) -> Result<WalIndex, StorageError> {
 
 /// What reading a backup's parts and WAL through their codecs gave (`deep`).
 #[derive(Debug, Clone, Default)]
-pub struct DeepReads {
+pub(crate) struct DeepReads {
     /// Each tar part: its key, its item, and whether it held `backup_label` (or
     /// why it could not be read).
-    pub parts: Vec<(String, String, Result<bool, String>)>,
+    pub(crate) parts: Vec<(String, String, Result<bool, String>)>,
     /// Each stored WAL segment of the backup's range: its key and decoded size (or
     /// why it could not be read).
-    pub segments: Vec<(String, Result<u64, String>)>,
+    pub(crate) segments: Vec<(String, Result<u64, String>)>,
 }
 
 /// The facts one backup is judged on: its catalog entry, the listing of its
 /// directory, and the deep reads when they were made.
 #[derive(Debug, Clone)]
-pub struct BackupFacts<'a> {
+pub(crate) struct BackupFacts<'a> {
     /// Its `backup.info`.
-    pub info: &'a BackupInfo,
+    pub(crate) info: &'a BackupInfo,
     /// `<path>/<server>/base/<id>`.
-    pub prefix: String,
+    pub(crate) prefix: String,
     /// Every object under `prefix`.
-    pub objects: Vec<ObjectInfo>,
+    pub(crate) objects: Vec<ObjectInfo>,
 }
 
 /// Judges a backup without reading its data: DONE, every part present at its size
 /// ([`parts::check`]), every WAL segment of its range stored. Returns the problems
 /// and the parts to read for a deep check.
-pub fn judge_backup(
+pub(crate) fn judge_backup(
     facts: &BackupFacts<'_>,
     layout: &ServerLayout,
     wals: &WalIndex,
@@ -193,7 +193,7 @@ pub fn judge_backup(
 
 /// Judges what reading the data gave: every part decodes and extracts, one `data`
 /// part holds `backup_label`, every segment decodes to the segment size.
-pub fn judge_deep(prefix: &str, segment_size: u64, reads: &DeepReads) -> Vec<String> {
+pub(crate) fn judge_deep(prefix: &str, segment_size: u64, reads: &DeepReads) -> Vec<String> {
     let mut problems = Vec::new();
     let mut has_label = false;
     for (key, item, read) in &reads.parts {
@@ -221,7 +221,7 @@ pub fn judge_deep(prefix: &str, segment_size: u64, reads: &DeepReads) -> Vec<Str
 
 /// The summary over every backup's verdict: the earliest recovery point (the end of
 /// the oldest restorable backup) and the WAL chain after the newest DONE backup.
-pub fn judge_report(
+pub(crate) fn judge_report(
     backups: &[BackupInfo],
     checks: Vec<BackupCheck>,
     wals: &WalIndex,
@@ -248,7 +248,7 @@ pub fn judge_report(
 }
 
 /// [`verify`] over a catalog and WAL index the caller already read.
-pub async fn verify_loaded(
+pub(crate) async fn verify_loaded(
     archive: &Archive,
     backups: &[BackupInfo],
     unreadable: &[String],
