@@ -33,7 +33,7 @@ pub enum BackupStatus {
     /// `WAITING_FOR_WALS`: a barman-server state (copied, WALs still expected);
     /// never written by barman-cloud.
     WaitingForWals,
-    /// `DONE`: complete; the only status a restore or retention counts on.
+    /// `DONE`: complete; restore and verify accept no other status.
     Done,
     /// `SYNCING`: a barman-server state for passive nodes; never written by
     /// barman-cloud.
