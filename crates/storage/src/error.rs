@@ -11,14 +11,22 @@ use std::io;
 pub enum StorageError {
     /// The requested WAL file is in no variant in the archive.
     #[error("WAL file {name} does not exist in {location}")]
-    WalNotFound { name: String, location: String },
+    WalNotFound {
+        /// The WAL file name asked for (`%f`).
+        name: String,
+        /// The archive searched, as `s3://bucket/path/server`.
+        location: String,
+    },
 
     /// Another WAL with the same name but different content is already archived.
     #[error(
         "refusing to overwrite {key}: the archive already holds a WAL file with this name and different \
          content; if this server was restored from another one, archive it under a different server name"
     )]
-    Conflict { key: String },
+    Conflict {
+        /// The stored object holding the other content.
+        key: String,
+    },
 
     /// Another writer stored the same WAL name with different content at the same
     /// time; our copy was removed so that only one content remains.
@@ -27,7 +35,12 @@ pub enum StorageError {
          {ours} was removed so that restore serves one content only. Two clusters archive under \
          this server name: give each its own server name"
     )]
-    ConcurrentConflict { ours: String, other: String },
+    ConcurrentConflict {
+        /// The object this call stored, then removed.
+        ours: String,
+        /// The other writer's object, which stays.
+        other: String,
+    },
 
     /// The archive must be empty (first archive of a new server) and is not.
     #[error(
@@ -35,8 +48,11 @@ pub enum StorageError {
          so another server archives there; use a different server name (serverName) for this cluster"
     )]
     NotEmpty {
+        /// The WAL archive checked.
         location: String,
+        /// How many WAL files it holds (of the timeline checked and later ones).
         count: usize,
+        /// The first of them, for the message.
         first: String,
     },
 
@@ -44,11 +60,21 @@ pub enum StorageError {
     #[error(
         "the bucket '{bucket}' does not exist at {endpoint}; create it or fix the destination path"
     )]
-    BucketMissing { bucket: String, endpoint: String },
+    BucketMissing {
+        /// The bucket name of the destination path.
+        bucket: String,
+        /// The store's endpoint URL.
+        endpoint: String,
+    },
 
     /// Credentials were refused; `denial` says which part of them is wrong.
     #[error("access to {location} was denied: {}; {}", denial.cause(), denial.fix())]
-    AccessDenied { location: String, denial: Denial },
+    AccessDenied {
+        /// The bucket and endpoint refused.
+        location: String,
+        /// Which part of the credentials is wrong, from the store's error code.
+        denial: Denial,
+    },
 
     /// No credentials at all: none in the environment or the ObjectStore, and no
     /// instance role answered.
@@ -56,11 +82,19 @@ pub enum StorageError {
         "no S3 credentials were found ({detail}); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
          (in CloudNativePG, the secret keys named by the ObjectStore's s3Credentials), or run with an IAM role"
     )]
-    NoCredentials { detail: String },
+    NoCredentials {
+        /// What was looked for and not found.
+        detail: String,
+    },
 
     /// The endpoint could not be reached.
     #[error("cannot reach the object store at {endpoint} ({detail}); check the endpoint URL and the network")]
-    Unreachable { endpoint: String, detail: String },
+    Unreachable {
+        /// The endpoint URL tried.
+        endpoint: String,
+        /// The innermost cause (e.g. "Connection refused (os error 111)").
+        detail: String,
+    },
 
     /// The server name or destination path cannot be stored as barman stores it.
     #[error(transparent)]
@@ -68,7 +102,12 @@ pub enum StorageError {
 
     /// A key that no object store can hold unchanged.
     #[error("cannot use the object key '{key}': {reason}")]
-    InvalidKey { key: String, reason: &'static str },
+    InvalidKey {
+        /// The key as it would have been built.
+        key: String,
+        /// Why no store can hold it unchanged.
+        reason: &'static str,
+    },
 
     /// The store's configuration is unusable (URL, CA bundle, options).
     #[error("{0}")]
@@ -77,8 +116,11 @@ pub enum StorageError {
     /// A local file could not be read or written.
     #[error("{what} {path}: {source}")]
     LocalIo {
+        /// What was being done ("cannot read", "cannot write").
         what: &'static str,
+        /// The local file or directory.
         path: String,
+        /// The operating system's error.
         #[source]
         source: io::Error,
     },
@@ -89,7 +131,9 @@ pub enum StorageError {
          (or give it a larger volume) and retry"
     )]
     LocalDiskFull {
+        /// The file being written.
         path: String,
+        /// The operating system's error (ENOSPC or EDQUOT).
         #[source]
         source: io::Error,
     },
@@ -98,7 +142,9 @@ pub enum StorageError {
     /// download was cut (then `source` wraps the store's error).
     #[error("{}", corrupt_text(key, source))]
     Corrupt {
+        /// The stored object.
         key: String,
+        /// The decoder's error, or the store's error wrapped in an I/O error.
         #[source]
         source: io::Error,
     },
@@ -110,8 +156,11 @@ pub enum StorageError {
          re-archive the segment from the server that wrote it"
     )]
     WrongSize {
+        /// The stored segment.
         key: String,
+        /// Bytes it decodes to.
         actual: u64,
+        /// The segment size its long page header records.
         expected: u64,
     },
 
@@ -122,11 +171,15 @@ pub enum StorageError {
         code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default()
     )]
     ServerError {
+        /// The store's endpoint URL.
         endpoint: String,
+        /// The object the request was for.
         key: String,
+        /// The HTTP status of the last answer.
         status: u16,
         /// The S3 error code of the answer (`SlowDown`, `InternalError`), when given.
         code: Option<String>,
+        /// How many times the request was sent.
         tries: usize,
     },
 
@@ -137,8 +190,11 @@ pub enum StorageError {
         read_timeout.as_secs_f64()
     )]
     TimedOut {
+        /// The store's endpoint URL.
         endpoint: String,
+        /// The object the request was for.
         key: String,
+        /// The read timeout that passed (`--read-timeout`).
         read_timeout: std::time::Duration,
     },
 
@@ -146,8 +202,11 @@ pub enum StorageError {
     /// failures (resets, timeouts, 5xx) are worth another attempt of the whole step.
     #[error("object store request for {key} failed: {detail}")]
     Store {
+        /// The object the request was for.
         key: String,
+        /// The store's error on one line, shortened.
         detail: String,
+        /// Whether repeating the whole step may succeed.
         transient: bool,
     },
 }

@@ -1,3 +1,4 @@
+#![warn(missing_docs, unreachable_pub)]
 //! The barman-cloud archive on object storage: providers, streaming codecs, and WAL
 //! upload/download with barman's keys.
 

@@ -96,7 +96,8 @@ pub(crate) fn write_atomically(
     result
 }
 
-/// Copies `src` to `dest` atomically and durably (see [`write_atomically`]).
+/// Copies `src` to `dest` atomically and durably: through a temporary, fsynced,
+/// renamed, its directory fsynced, as every restored file.
 pub fn copy_atomically(src: &Path, dest: &Path) -> io::Result<u64> {
     let mut from = File::open(src)?;
     write_atomically(dest, |w| io::copy(&mut from, w)).map_err(|e| match e {
