@@ -1,4 +1,4 @@
-//! Fuzzing of the barman-cloud front end (a test module of `barman`, to reach its
+//! Fuzzing of the barman-cloud front end (a test module of `face::barman`, to reach its
 //! private parsers): any argv, built from each tool's own options, their unique
 //! prefixes and odd values, parses to a command or to exit 0 (help, version) or 3
 //! (usage error), never a panic. The `type=` checks and the post-parse helpers get
@@ -7,6 +7,7 @@
 
 use super::*;
 use crate::fuzz_support as support;
+use crate::{argtypes, exit, flags};
 use clap::CommandFactory;
 use proptest::prelude::*;
 use std::ffi::OsString;
@@ -165,10 +166,10 @@ proptest! {
         let _ = argtypes::expiration_date(&s);
         let _ = argtypes::lock_duration_days(&s);
         let _ = argtypes::cool_off_hours(&s);
-        let _ = parse_tags(std::slice::from_ref(&s));
-        let _ = size_arg("--max-archive-size", &s);
+        let _ = flags::parse_tags(std::slice::from_ref(&s));
+        let _ = flags::size_arg("--max-archive-size", &s);
         for c in barrelman_core::compression::ALL_COMPRESSIONS {
-            let _ = resolve_level(c, Some(&s));
+            let _ = flags::resolve_level(c, Some(&s));
         }
     }
 }

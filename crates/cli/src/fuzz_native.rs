@@ -1,4 +1,4 @@
-//! Fuzzing of the native `barrelman` command line (a test module of `native`, to
+//! Fuzzing of the native `barrelman` command line (a test module of `face::native`, to
 //! reach its private parser): any argv, built from the subcommands, their options
 //! and odd values, parses or is refused by clap, never a panic. The corpus
 //! `fuzz/corpus/argv/native.txt` is replayed first.

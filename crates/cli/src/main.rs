@@ -2,17 +2,15 @@
 //! `barrelman install-links`), it behaves as that tool; otherwise it is the native CLI.
 
 mod argtypes;
-mod barman;
-mod basebackup;
-mod catalogcmd;
+mod cmd;
 mod environment;
 mod errors;
 mod exit;
+mod face;
+mod flags;
 mod logging;
-mod native;
 mod output;
 mod target;
-mod walcmd;
 
 /// The corpus and mutation helpers shared by the fuzz tests of every crate.
 #[cfg(test)]
@@ -20,22 +18,6 @@ mod walcmd;
 mod fuzz_support;
 
 use std::ffi::OsString;
-
-/// One runtime per process: a current-thread scheduler is enough for one WAL, and
-/// the codecs run on tokio's blocking threads beside it.
-pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-}
-
-/// Backups and restores compress, decompress and move data at once: use both cores.
-pub(crate) fn multi_thread_runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-}
 
 fn main() {
     // SIGPIPE stays ignored, as Rust's runtime sets it: a write to a connection the
@@ -50,9 +32,9 @@ fn main() {
         .unwrap_or_default();
     let rest: Vec<OsString> = args.collect();
     let code = if prog.starts_with("barman-cloud-") {
-        barman::run(&prog, rest)
+        face::barman::run(&prog, rest)
     } else {
-        native::run(rest)
+        face::native::run(rest)
     };
     if std::env::var_os("BARRELMAN_REPORT_PEAK_RSS").is_some() {
         report_peak_rss();
