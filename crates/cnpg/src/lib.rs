@@ -6,6 +6,7 @@
 //! - [`config`]: which ObjectStore and server name each role uses (from the Cluster JSON).
 //! - [`server`]: the instance and restore servers on the plugin socket.
 //! - [`client`]: a channel over a unix socket and the `healthcheck unix` probe.
+//! - [`k8s`]: ObjectStores and Secrets from the Kubernetes API (GET, 10 s cache).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -19,6 +20,7 @@ pub mod backup;
 pub mod client;
 pub mod config;
 pub mod identity;
+pub mod k8s;
 pub mod metrics;
 pub mod proto;
 pub mod restore_job;

@@ -30,6 +30,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+pub mod kubeapi;
 mod proxy;
 pub use proxy::{Fault, FlakyProxy};
 
