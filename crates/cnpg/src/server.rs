@@ -3,6 +3,7 @@
 //! a bounded time) and removes the socket.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::transport::Server;
@@ -12,6 +13,7 @@ use tonic_health::ServingStatus;
 
 use crate::backup::BackupService;
 use crate::identity::IdentityService;
+use crate::k8s::KubeAccess;
 use crate::metrics::MetricsService;
 use crate::proto::backup::backup_server::BackupServer;
 use crate::proto::identity::identity_server::IdentityServer;
@@ -52,6 +54,7 @@ pub struct PluginServer {
     settings: Settings,
     health: HealthReporter,
     drain_timeout: Duration,
+    kube: Option<Arc<KubeAccess>>,
 }
 
 impl PluginServer {
@@ -61,12 +64,19 @@ impl PluginServer {
             settings,
             health: HealthReporter::new(),
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            kube: None,
         }
     }
 
     /// The handle that sets what `grpc.health.v1.Health/Check` answers.
     pub fn health_reporter(&self) -> HealthReporter {
         self.health.clone()
+    }
+
+    /// Gives the services access to the Kubernetes API (ObjectStores, Secrets).
+    pub fn with_kube(mut self, kube: KubeAccess) -> Self {
+        self.kube = Some(Arc::new(kube));
+        self
     }
 
     /// Changes how long in-flight calls may run after the shutdown signal.
@@ -100,7 +110,7 @@ impl PluginServer {
         let router = match role {
             Role::Instance => builder
                 .add_service(BackupServer::new(BackupService::default()))
-                .add_service(MetricsServer::new(MetricsService::default())),
+                .add_service(MetricsServer::new(MetricsService::new(self.kube.clone()))),
             Role::Restore => {
                 builder.add_service(RestoreJobHooksServer::new(RestoreJobService::default()))
             }

@@ -265,6 +265,8 @@ async fn exact_method_paths_are_routed() {
     let status = raw_call(&sock, "/cnpgi.metrics.v1.Metrics/Collect")
         .await
         .unwrap_err();
+    // Without Kubernetes access Collect cannot read the ObjectStore status.
+    assert_eq!(status.code(), Code::FailedPrecondition);
     assert!(status.message().contains("Metrics.Collect"), "{status:?}");
     server.stop().await.0.unwrap();
 }
@@ -472,4 +474,127 @@ async fn healthcheck_other_statuses_exit_125() {
         tx.send(()).unwrap();
         task.await.unwrap().unwrap();
     }
+}
+
+#[tokio::test]
+async fn metrics_collect_reads_the_object_store_status() {
+    let api = barrelman_testkit::kubeapi::KubeApi::start();
+    api.insert(serde_json::json!({
+        "apiVersion": "barmancloud.cnpg.io/v1", "kind": "ObjectStore",
+        "metadata": {"name": "minio", "namespace": "db"},
+        "spec": {"configuration": {"destinationPath": "s3://b/"}},
+        "status": {"serverRecoveryWindow": {"old-name": {
+            "firstRecoverabilityPoint": "2026-01-01T00:00:00Z",
+            "lastSuccessfulBackupTime": "2026-01-02T00:00:00Z"}}},
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let access =
+        barrelman_cnpg::k8s::KubeAccess::for_url(&api.url(), "db", Duration::from_secs(10))
+            .unwrap();
+    let server = PluginServer::new(settings(Role::Instance, dir.path())).with_kube(access);
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(server.run(async {
+        let _ = rx.await;
+    }));
+    let path = dir.path().join(PLUGIN_NAME);
+    wait_for_socket(&path).await;
+
+    let cluster = serde_json::json!({
+        "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+        "metadata": {"name": "pg", "namespace": "db"},
+        "spec": {"plugins": [{"name": PLUGIN_NAME, "isWALArchiver": true,
+            "parameters": {"barmanObjectName": "minio", "serverName": "old-name"}}]},
+    });
+    let mut m = metrics::metrics_client::MetricsClient::new(unix_channel(&path));
+    let got = m
+        .collect(metrics::CollectMetricsRequest {
+            cluster_definition: cluster.to_string().into_bytes(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let values: Vec<(String, f64)> = got
+        .metrics
+        .into_iter()
+        .map(|c| (c.fq_name, c.value))
+        .collect();
+    assert_eq!(
+        values,
+        [
+            (
+                "barman_cloud_cloudnative_pg_io_first_recoverability_point".to_string(),
+                1_767_225_600.0
+            ),
+            (
+                "barman_cloud_cloudnative_pg_io_last_available_backup_timestamp".to_string(),
+                1_767_312_000.0
+            ),
+            (
+                "barman_cloud_cloudnative_pg_io_last_failed_backup_timestamp".to_string(),
+                0.0
+            ),
+        ]
+    );
+    // A Cluster naming no archive store is an invalid argument naming the parameter.
+    let status = m
+        .collect(metrics::CollectMetricsRequest {
+            cluster_definition: br#"{"metadata":{"name":"pg"}}"#.to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("barmanObjectName"), "{status:?}");
+    assert!(api.requests().iter().all(|r| r.method == "GET"));
+
+    tx.send(()).unwrap();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_in_flight_calls_only_so_long() {
+    // A Health.Watch stream never ends by itself: it stands for a call still in flight.
+    let dir = tempfile::tempdir().unwrap();
+    let server = PluginServer::new(settings(Role::Instance, dir.path()))
+        .with_drain_timeout(Duration::from_millis(700));
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(server.run(async {
+        let _ = rx.await;
+    }));
+    let path = dir.path().join(PLUGIN_NAME);
+    wait_for_socket(&path).await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(unix_channel(&path));
+    let mut watch = health
+        .watch(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().status,
+        1,
+        "SERVING first"
+    );
+
+    let started = Instant::now();
+    tx.send(()).unwrap();
+    // The in-flight stream sees NOT_SERVING while the server drains.
+    assert_eq!(watch.message().await.unwrap().unwrap().status, 2);
+    let result = tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .unwrap()
+        .unwrap();
+    result.unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(600),
+        "did not wait for the in-flight call: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(10),
+        "drain not bounded: {waited:?}"
+    );
+    assert!(!path.exists());
+    // New connections are refused once shut down.
+    assert!(tokio::net::UnixStream::connect(&path).await.is_err());
 }
