@@ -5,6 +5,7 @@ mod argtypes;
 mod barman;
 mod basebackup;
 mod catalogcmd;
+mod cnpgcmd;
 mod exit;
 mod logging;
 mod native;

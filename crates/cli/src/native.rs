@@ -58,6 +58,8 @@ enum Command {
     /// cluster, unrestorable backups, access) and, with --postgres, with the server's
     /// archiving; each finding with its fix.
     Doctor(DoctorArgs),
+    /// CloudNativePG plugin sidecar: `cnpg instance`, `cnpg restore`, `cnpg healthcheck unix`.
+    Cnpg(crate::cnpgcmd::CnpgArgs),
     /// Create the barman-cloud-* links to this binary in DIR.
     InstallLinks {
         /// Directory for the links (created if missing).
@@ -438,6 +440,11 @@ pub fn run(args: Vec<OsString>) -> i32 {
             };
         }
     };
+    // The plugin sidecar has its own logging (JSON lines) and exit codes.
+    let cli = match cli.command {
+        Command::Cnpg(a) => return crate::cnpgcmd::run(a),
+        _ => cli,
+    };
     // Backups and restores are long: both threads of the runtime work for them.
     let long = matches!(cli.command, Command::Backup(_) | Command::Restore(_));
     // WARNING by default, as barman: progress lines need -v (a terminal gets a bar).
@@ -526,6 +533,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
             }
             Command::Restore(a) => restore(a).await,
             Command::InstallLinks { dir } => install_links(&dir),
+            Command::Cnpg(_) => unreachable!("cnpg commands return before the runtime starts"),
         }
     });
     match result {
