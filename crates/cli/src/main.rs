@@ -3,6 +3,7 @@
 
 mod argtypes;
 mod cmd;
+mod cnpgcmd;
 mod environment;
 mod errors;
 mod exit;

@@ -19,6 +19,7 @@
 //! assert_eq!(pg.psql("select 1"), "1");
 //! ```
 
+pub mod kubeapi;
 mod pg;
 mod ports;
 mod process;

@@ -30,7 +30,7 @@ pub(crate) enum RuntimeKind {
 }
 
 impl RuntimeKind {
-    fn build(self) -> std::io::Result<tokio::runtime::Runtime> {
+    pub(crate) fn build(self) -> std::io::Result<tokio::runtime::Runtime> {
         match self {
             Self::CurrentThread => tokio::runtime::Builder::new_current_thread()
                 .enable_all()

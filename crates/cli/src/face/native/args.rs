@@ -50,6 +50,8 @@ pub(super) enum Command {
     /// cluster, unrestorable backups, access) and, with --postgres, with the server's
     /// archiving; each finding with its fix.
     Doctor(DoctorArgs),
+    /// CloudNativePG plugin sidecar: `cnpg instance`, `cnpg restore`, `cnpg healthcheck unix`.
+    Cnpg(crate::cnpgcmd::CnpgArgs),
     /// Create the barman-cloud-* links to this binary in DIR.
     InstallLinks {
         /// Directory for the links (created if missing).

@@ -28,6 +28,11 @@ pub(crate) fn run(args: Vec<OsString>) -> i32 {
         Ok(c) => c,
         Err(e) => return super::parse_refusal(e),
     };
+    // The plugin sidecar has its own logging (JSON lines) and exit codes.
+    let cli = match cli.command {
+        Command::Cnpg(a) => return crate::cnpgcmd::run(a),
+        _ => cli,
+    };
     // Backups and restores are long: both threads of the runtime work for them.
     let runtime = match cli.command {
         Command::Backup(_) | Command::Restore(_) => RuntimeKind::MultiThread,
@@ -54,6 +59,7 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Delete(a) => delete(a).await,
         Command::Verify(a) => verify(a).await,
         Command::Doctor(a) => doctor(a).await,
+        Command::Cnpg(_) => unreachable!("cnpg commands return before the runtime starts"),
         Command::InstallLinks { dir } => {
             cmd::links::install_links(&dir, &crate::face::barman::TOOL_NAMES)
         }

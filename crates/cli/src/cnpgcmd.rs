@@ -1,0 +1,186 @@
+//! `barrelman cnpg instance|restore|healthcheck unix`: the CloudNativePG plugin sidecar
+//! (barrelman-cnpg) with the upstream sidecar's environment, `--plugin-path` and
+//! `--log-level`, logging JSON lines on stderr as CloudNativePG's components do.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use barrelman_cnpg::settings::DEFAULT_PLUGIN_DIR;
+use barrelman_cnpg::{Role, Settings};
+use clap::{Args, Subcommand, ValueEnum};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// `barrelman cnpg ...`.
+#[derive(Args, Debug)]
+pub struct CnpgArgs {
+    /// Directory of the plugin socket (the socket is DIR/barman-cloud.cloudnative-pg.io).
+    #[arg(long, global = true, default_value = DEFAULT_PLUGIN_DIR)]
+    plugin_path: PathBuf,
+    /// Log level of the JSON log lines on stderr.
+    #[arg(long, global = true, value_enum, default_value = "info")]
+    log_level: LogLevel,
+    #[command(subcommand)]
+    command: CnpgCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum CnpgCommand {
+    /// Serve the instance sidecar (Identity, WAL, Backup, Metrics, Health) on the socket.
+    Instance,
+    /// Serve the restore Job sidecar (Identity, WAL, RestoreJobHooks, Health).
+    Restore,
+    /// Probe the sidecar: exit 0 SERVING, 2 UNKNOWN, 3 NOT_SERVING, 125 other, 1 error.
+    Healthcheck {
+        #[command(subcommand)]
+        transport: HealthTransport,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum HealthTransport {
+    /// Over the plugin's unix socket.
+    Unix,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum LogLevel {
+    Error,
+    Warning,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    fn filter(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warning => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+/// Collects an event's fields into a JSON object.
+struct JsonFields(serde_json::Map<String, serde_json::Value>);
+
+impl Visit for JsonFields {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0
+            .insert(field.name().to_string(), format!("{value:?}").into());
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_string(), value.into());
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().to_string(), value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().to_string(), value.into());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().to_string(), value.into());
+    }
+}
+
+/// One JSON object per line: level, ts, logger, msg, then the event's fields.
+struct JsonLines;
+
+impl<S, N> FormatEvent<S, N> for JsonLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let level = match *event.metadata().level() {
+            Level::ERROR => "error",
+            Level::WARN => "warning",
+            Level::INFO => "info",
+            Level::DEBUG => "debug",
+            Level::TRACE => "trace",
+        };
+        let mut fields = JsonFields(serde_json::Map::new());
+        event.record(&mut fields);
+        let mut line = serde_json::Map::new();
+        line.insert("level".into(), level.into());
+        line.insert(
+            "ts".into(),
+            chrono::Utc::now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+                .into(),
+        );
+        line.insert("logger".into(), "barrelman-cnpg".into());
+        line.insert("msg".into(), fields.0.remove("message").unwrap_or_default());
+        line.extend(fields.0);
+        writeln!(writer, "{}", serde_json::Value::Object(line))
+    }
+}
+
+fn init_logging(level: LogLevel) {
+    let l = level.filter();
+    let filter = format!("warn,barrelman={l},barrelman_cnpg={l},barrelman_core={l},barrelman_storage={l},barrelman_ops={l}");
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .event_format(JsonLines)
+        .try_init();
+}
+
+/// Runs `barrelman cnpg ...`; returns the exit code.
+pub fn run(args: CnpgArgs) -> i32 {
+    init_logging(args.log_level);
+    let rt = match crate::cmd::RuntimeKind::MultiThread.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return crate::exit::GENERAL_ERROR;
+        }
+    };
+    let role = match args.command {
+        CnpgCommand::Healthcheck {
+            transport: HealthTransport::Unix,
+        } => {
+            return rt.block_on(barrelman_cnpg::healthcheck(&args.plugin_path));
+        }
+        CnpgCommand::Instance => Role::Instance,
+        CnpgCommand::Restore => Role::Restore,
+    };
+    let settings =
+        match Settings::from_vars(role, |name| std::env::var(name).ok(), &args.plugin_path) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("{e}");
+                return crate::exit::FAILURE;
+            }
+        };
+    let result = rt.block_on(async move {
+        let shutdown = barrelman_cnpg::server::termination_signal()
+            .map_err(|e| format!("cannot install the SIGTERM/SIGINT handlers: {e}"))?;
+        let mut server = barrelman_cnpg::PluginServer::new(settings.clone());
+        match barrelman_cnpg::k8s::KubeAccess::infer(settings.namespace.clone()).await {
+            Ok(kube) => server = server.with_kube(kube),
+            // Outside Kubernetes (a developer's machine) the WAL services still work;
+            // what needs the API (metrics collection) says so when called.
+            Err(e) => tracing::warn!("running without the Kubernetes API: {e}"),
+        }
+        server.run(shutdown).await.map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(()) => crate::exit::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            crate::exit::FAILURE
+        }
+    }
+}

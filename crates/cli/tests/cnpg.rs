@@ -1,0 +1,79 @@
+//! `barrelman cnpg`: the sidecar as a process — environment check, healthcheck exit
+//! codes, JSON log lines, SIGTERM exits 0 and leaves no socket.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_barrelman");
+const SOCKET: &str = "barman-cloud.cloudnative-pg.io";
+
+fn healthcheck(dir: &std::path::Path) -> i32 {
+    let out = Command::new(BIN)
+        .args(["cnpg", "healthcheck", "unix", "--plugin-path"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    out.status.code().unwrap()
+}
+
+#[test]
+fn missing_variable_is_one_sentence_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["cnpg", "instance", "--plugin-path"])
+        .arg(dir.path())
+        .env_clear()
+        .env("NAMESPACE", "db")
+        .env("CLUSTER_NAME", "pg")
+        .env("SPOOL_DIRECTORY", "/tmp")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line: serde_json::Value = serde_json::from_str(err.trim()).unwrap();
+    assert_eq!(line["level"], "error");
+    assert!(line["msg"].as_str().unwrap().contains("POD_NAME"), "{err}");
+    assert!(!dir.path().join(SOCKET).exists());
+}
+
+#[test]
+fn instance_serves_until_sigterm_and_removes_its_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(healthcheck(dir.path()), 1, "no socket yet");
+    let child = Command::new(BIN)
+        .args(["cnpg", "instance", "--log-level", "debug", "--plugin-path"])
+        .arg(dir.path())
+        .env("NAMESPACE", "db")
+        .env("CLUSTER_NAME", "pg")
+        .env("POD_NAME", "pg-1")
+        .env("SPOOL_DIRECTORY", dir.path())
+        // No Kubernetes here: the sidecar must still start (and say so).
+        .env("KUBECONFIG", dir.path().join("missing-kubeconfig"))
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while healthcheck(dir.path()) != 0 {
+        assert!(Instant::now() < deadline, "sidecar not serving after 20 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!dir.path().join(SOCKET).exists(), "socket left behind");
+    let log = String::from_utf8_lossy(&out.stderr);
+    let msgs: Vec<String> = log
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{l}: {e}"))
+        })
+        .map(|v| v["msg"].as_str().unwrap().to_string())
+        .collect();
+    assert!(msgs.iter().any(|m| m == "plugin server listening"), "{log}");
+    assert!(msgs.iter().any(|m| m == "plugin server stopped"), "{log}");
+}

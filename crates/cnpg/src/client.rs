@@ -1,0 +1,111 @@
+//! Client side over the plugin socket: a tonic channel to a unix socket, and the
+//! `healthcheck unix` probe with upstream's exit codes.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint, Uri};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+use crate::PLUGIN_NAME;
+
+/// How long the probe may take in all (dial and call): a hung sidecar must fail the probe
+/// rather than hang it.
+pub const HEALTHCHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Exit code: the server answered SERVING.
+pub const EXIT_SERVING: i32 = 0;
+/// Exit code: dial or call failed.
+pub const EXIT_ERROR: i32 = 1;
+/// Exit code: the server answered UNKNOWN.
+pub const EXIT_UNKNOWN: i32 = 2;
+/// Exit code: the server answered NOT_SERVING.
+pub const EXIT_NOT_SERVING: i32 = 3;
+/// Exit code: the server answered another status.
+pub const EXIT_OTHER: i32 = 125;
+
+/// A channel to the gRPC server on the unix socket `path`. The connection is made
+/// lazily on first use, and again after it breaks.
+pub fn unix_channel(path: impl Into<PathBuf>) -> Channel {
+    let path = path.into();
+    // The URI is required by tonic but unused: the connector dials the socket.
+    Endpoint::from_static("http://localhost").connect_with_connector_lazy(tower::service_fn(
+        move |_: Uri| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+            }
+        },
+    ))
+}
+
+/// Why the health check got no status.
+#[derive(Debug, thiserror::Error)]
+pub enum HealthcheckError {
+    /// The call failed (the socket missing or refusing counts here).
+    #[error("health check on {} failed: {}", path.display(), status.message())]
+    Call {
+        /// The socket.
+        path: PathBuf,
+        /// The gRPC status.
+        status: tonic::Status,
+    },
+    /// No answer in time.
+    #[error("health check on {} got no answer within {} s", path.display(), HEALTHCHECK_TIMEOUT.as_secs())]
+    Timeout {
+        /// The socket.
+        path: PathBuf,
+    },
+}
+
+/// Calls `grpc.health.v1.Health/Check` (service "") on the socket `path` and returns
+/// the raw serving status.
+pub async fn check_health(path: &Path) -> Result<i32, HealthcheckError> {
+    let mut client = HealthClient::new(unix_channel(path));
+    let call = client.check(HealthCheckRequest {
+        service: String::new(),
+    });
+    match tokio::time::timeout(HEALTHCHECK_TIMEOUT, call).await {
+        Ok(Ok(answer)) => Ok(answer.into_inner().status),
+        Ok(Err(status)) => Err(HealthcheckError::Call {
+            path: path.to_path_buf(),
+            status,
+        }),
+        Err(_) => Err(HealthcheckError::Timeout {
+            path: path.to_path_buf(),
+        }),
+    }
+}
+
+/// Maps a serving status to upstream's exit code.
+pub fn exit_code_for(status: i32) -> i32 {
+    match ServingStatus::try_from(status) {
+        Ok(ServingStatus::Serving) => EXIT_SERVING,
+        Ok(ServingStatus::Unknown) => EXIT_UNKNOWN,
+        Ok(ServingStatus::NotServing) => EXIT_NOT_SERVING,
+        _ => EXIT_OTHER,
+    }
+}
+
+/// `healthcheck unix`: checks the plugin socket in `dir` and returns the exit code
+/// (0 SERVING, 2 UNKNOWN, 3 NOT_SERVING, 125 other status, 1 dial or call error; the
+/// error is logged).
+pub async fn healthcheck_unix(dir: &Path) -> i32 {
+    let path = dir.join(PLUGIN_NAME);
+    match check_health(&path).await {
+        Ok(status) => {
+            let code = exit_code_for(status);
+            if code != EXIT_SERVING {
+                tracing::error!(socket = %path.display(), status, "plugin is not serving");
+            }
+            code
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            EXIT_ERROR
+        }
+    }
+}
