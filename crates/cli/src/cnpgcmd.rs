@@ -38,6 +38,50 @@ enum CnpgCommand {
         #[command(subcommand)]
         transport: HealthTransport,
     },
+    /// Play CloudNativePG's instance manager against a sidecar's socket (debugging;
+    /// tests use it as archive_command / restore_command).
+    Client(ClientArgs),
+}
+
+/// `barrelman cnpg client --socket PATH ...`.
+#[derive(Args, Debug)]
+struct ClientArgs {
+    /// The plugin's unix socket.
+    #[arg(long)]
+    socket: PathBuf,
+    #[command(subcommand)]
+    call: ClientCall,
+}
+
+#[derive(Subcommand, Debug)]
+enum ClientCall {
+    /// Identity: metadata, capabilities and probe, as JSON on stdout.
+    Identity,
+    /// WAL.Archive of PATH (exit 0 archived, 1 not).
+    WalArchive {
+        /// The Cluster as JSON (what CloudNativePG sends as cluster_definition).
+        #[arg(long)]
+        cluster: PathBuf,
+        /// Send check_empty_wal_archive=true (absent otherwise: the plugin decides from
+        /// the annotation and the PGDATA marker).
+        #[arg(long)]
+        check_empty: bool,
+        /// The WAL file (`%p`).
+        path: String,
+    },
+    /// WAL.Restore of NAME into DEST (exit 0 restored, 1 not: NotFound is "not there").
+    WalRestore {
+        /// The Cluster as JSON.
+        #[arg(long)]
+        cluster: PathBuf,
+        /// pg_rewind's mode (no prefetch).
+        #[arg(long)]
+        rewind: bool,
+        /// The WAL file name (`%f`).
+        name: String,
+        /// Where to write it (`%p`).
+        dest: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -153,6 +197,7 @@ pub fn run(args: CnpgArgs) -> i32 {
         } => {
             return rt.block_on(barrelman_cnpg::healthcheck(&args.plugin_path));
         }
+        CnpgCommand::Client(client) => return rt.block_on(run_client(client)),
         CnpgCommand::Instance => Role::Instance,
         CnpgCommand::Restore => Role::Restore,
     };
@@ -181,6 +226,74 @@ pub fn run(args: CnpgArgs) -> i32 {
         Err(e) => {
             tracing::error!("{e}");
             crate::exit::FAILURE
+        }
+    }
+}
+
+/// One call of `cnpg client`; returns the exit code the instance manager would give.
+async fn run_client(args: ClientArgs) -> i32 {
+    use barrelman_cnpg::client::{self, EXIT_CALL_FAILED};
+    let read_cluster = |p: &PathBuf| {
+        std::fs::read(p).map_err(|e| {
+            tracing::error!("cannot read the Cluster JSON {}: {e}", p.display());
+        })
+    };
+    let result = match &args.call {
+        ClientCall::Identity => match client::identity(&args.socket).await {
+            Ok(answer) => {
+                let capabilities: Vec<i32> = answer
+                    .capabilities
+                    .capabilities
+                    .iter()
+                    .filter_map(|c| {
+                        let barrelman_cnpg::proto::identity::plugin_capability::Type::Service(s) =
+                            c.r#type.as_ref()?;
+                        Some(s.r#type)
+                    })
+                    .collect();
+                let m = &answer.metadata;
+                let json = serde_json::json!({
+                    "name": m.name, "version": m.version, "displayName": m.display_name,
+                    "capabilities": capabilities, "ready": answer.ready,
+                });
+                crate::output::outln!("{json}");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
+        ClientCall::WalArchive {
+            cluster,
+            check_empty,
+            path,
+        } => {
+            let Ok(cluster) = read_cluster(cluster) else {
+                return EXIT_CALL_FAILED;
+            };
+            let check = check_empty.then_some(true);
+            client::wal_archive(&args.socket, cluster, path, check).await
+        }
+        ClientCall::WalRestore {
+            cluster,
+            rewind,
+            name,
+            dest,
+        } => {
+            let Ok(cluster) = read_cluster(cluster) else {
+                return EXIT_CALL_FAILED;
+            };
+            client::wal_restore(&args.socket, cluster, name, dest, *rewind).await
+        }
+    };
+    match result {
+        Ok(()) => crate::exit::SUCCESS,
+        Err(status) => {
+            let code = format!("{:?}", status.code());
+            if status.code() == tonic::Code::NotFound {
+                tracing::info!(code = %code, "{}", status.message());
+            } else {
+                tracing::error!(code = %code, "{}", status.message());
+            }
+            EXIT_CALL_FAILED
         }
     }
 }

@@ -109,3 +109,90 @@ pub async fn healthcheck_unix(dir: &Path) -> i32 {
         }
     }
 }
+
+/// Exit code of `cnpg client wal-archive|wal-restore` after a failed call: any
+/// non-zero code below 125 tells PostgreSQL "not archived, retry" (archive) or "not
+/// there" (restore), as the instance manager's `wal-archive`/`wal-restore` answer.
+pub const EXIT_CALL_FAILED: i32 = 1;
+
+/// The plugin's identity as the instance manager reads it: metadata, capabilities and
+/// the probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdentityAnswer {
+    /// `GetPluginMetadata`.
+    pub metadata: crate::proto::identity::GetPluginMetadataResponse,
+    /// `GetPluginCapabilities`.
+    pub capabilities: crate::proto::identity::GetPluginCapabilitiesResponse,
+    /// `Probe`: ready.
+    pub ready: bool,
+}
+
+/// Asks the plugin on the socket `path` who it is, as the instance manager does at
+/// start.
+pub async fn identity(path: &Path) -> Result<IdentityAnswer, tonic::Status> {
+    use crate::proto::identity::{
+        identity_client::IdentityClient, GetPluginCapabilitiesRequest, GetPluginMetadataRequest,
+        ProbeRequest,
+    };
+    let mut client = IdentityClient::new(unix_channel(path));
+    let metadata = client
+        .get_plugin_metadata(GetPluginMetadataRequest {})
+        .await?
+        .into_inner();
+    let capabilities = client
+        .get_plugin_capabilities(GetPluginCapabilitiesRequest {})
+        .await?
+        .into_inner();
+    let ready = client.probe(ProbeRequest {}).await?.into_inner().ready;
+    Ok(IdentityAnswer {
+        metadata,
+        capabilities,
+        ready,
+    })
+}
+
+/// `WAL.Archive` of `wal_path` for the Cluster `cluster_definition` (its JSON), as
+/// the instance manager's `wal-archive` calls it; `check_empty` is the request's
+/// optional field (absent lets the plugin decide from annotation and marker).
+pub async fn wal_archive(
+    path: &Path,
+    cluster_definition: Vec<u8>,
+    wal_path: &str,
+    check_empty: Option<bool>,
+) -> Result<(), tonic::Status> {
+    use crate::proto::wal::{wal_client::WalClient, WalArchiveRequest};
+    let mut client = WalClient::new(unix_channel(path));
+    client
+        .archive(WalArchiveRequest {
+            cluster_definition,
+            source_file_name: wal_path.to_string(),
+            parameters: Default::default(),
+            check_empty_wal_archive: check_empty,
+        })
+        .await?;
+    Ok(())
+}
+
+/// `WAL.Restore` of `wal_name` into `dest` for the Cluster `cluster_definition`, as the
+/// instance manager's `wal-restore` calls it (`rewind`: pg_rewind's mode).
+pub async fn wal_restore(
+    path: &Path,
+    cluster_definition: Vec<u8>,
+    wal_name: &str,
+    dest: &str,
+    rewind: bool,
+) -> Result<(), tonic::Status> {
+    use crate::proto::wal::wal_restore_request::Mode;
+    use crate::proto::wal::{wal_client::WalClient, WalRestoreRequest};
+    let mut client = WalClient::new(unix_channel(path));
+    client
+        .restore(WalRestoreRequest {
+            cluster_definition,
+            source_wal_name: wal_name.to_string(),
+            destination_file_name: dest.to_string(),
+            parameters: Default::default(),
+            mode: if rewind { Mode::Rewind } else { Mode::Recovery } as i32,
+        })
+        .await?;
+    Ok(())
+}

@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use barrelman_core::objectstore::ObjectStore;
+use barrelman_core::objectstore::{ObjectStore, SecretKeySelector};
+use barrelman_storage::config::{SecretError, SecretSource};
+use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::Client;
@@ -343,4 +345,61 @@ impl KubeAccess {
         self.secrets.put(name, data.clone());
         Ok(data)
     }
+}
+
+/// Secret values straight from the Kubernetes API (through the cache) into the storage
+/// settings: never through the process environment, never into a message. A Secret the
+/// API refuses comes back as [`SecretError::Unreadable`] holding the [`KubeError`], so
+/// callers can answer FailedPrecondition ([`forbidden_secret`]).
+impl SecretSource for KubeAccess {
+    fn read<'a>(
+        &'a self,
+        selector: &'a SecretKeySelector,
+        purpose: &'a str,
+    ) -> BoxFuture<'a, Result<String, SecretError>> {
+        Box::pin(async move {
+            let data = match self.secret(&selector.name).await {
+                Ok(d) => d,
+                Err(KubeError::NotFound { namespace, .. }) => {
+                    return Err(SecretError::SecretMissing {
+                        secret: selector.name.clone(),
+                        purpose: purpose.to_string(),
+                        expected: format!("no such Secret in namespace {namespace:?}"),
+                    })
+                }
+                Err(e) => {
+                    return Err(SecretError::Unreadable {
+                        secret: selector.name.clone(),
+                        key: selector.key.clone(),
+                        source: Box::new(e),
+                    })
+                }
+            };
+            let value = data
+                .get(&selector.key)
+                .ok_or_else(|| SecretError::KeyMissing {
+                    secret: selector.name.clone(),
+                    key: selector.key.clone(),
+                    purpose: purpose.to_string(),
+                    keys: data.keys().map(str::to_string).collect(),
+                })?;
+            String::from_utf8(value.to_vec()).map_err(|_| SecretError::NotText {
+                secret: selector.name.clone(),
+                key: selector.key.clone(),
+            })
+        })
+    }
+}
+
+/// True when `e` (or an error it wraps) is a credentials Secret the API refused: the
+/// RBAC the operator-side plugin grants is not in place yet.
+pub fn forbidden_secret(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(KubeError::SecretForbidden { .. }) = err.downcast_ref::<KubeError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }

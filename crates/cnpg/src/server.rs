@@ -106,7 +106,10 @@ impl PluginServer {
         let builder = Server::builder()
             .add_service(IdentityServer::new(IdentityService::new(role)))
             .add_service(health)
-            .add_service(WalServer::new(WalService::default()));
+            .add_service(WalServer::new(WalService::new(
+                self.settings.clone(),
+                self.kube.clone(),
+            )));
         let router = match role {
             Role::Instance => builder
                 .add_service(BackupServer::new(BackupService::default()))

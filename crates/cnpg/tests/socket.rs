@@ -206,16 +206,17 @@ async fn unimplemented_methods_say_so_and_unserved_services_are_not_routed() {
         status.message().contains("WAL.SetFirstRequired"),
         "{status:?}"
     );
-    // Advertised but not written yet: reported as such, never a fake success.
+    // Archive is served: a request without a Cluster is refused with the reason
+    // (upstream's plain error, UNKNOWN), never a fake success.
     let status = w
         .archive(wal::WalArchiveRequest::default())
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented);
+    assert_eq!(status.code(), Code::Unknown);
     assert!(
         status
             .message()
-            .contains("WAL.Archive is not implemented by barrelman yet"),
+            .starts_with("the cluster_definition sent by CloudNativePG is not a Cluster in JSON"),
         "{status:?}"
     );
 
@@ -257,7 +258,12 @@ async fn exact_method_paths_are_routed() {
     let status = raw_call(&sock, "/cnpgi.wal.v1.WAL/Restore")
         .await
         .unwrap_err();
-    assert!(status.message().contains("WAL.Restore"), "{status:?}");
+    // Routed to Restore: an empty request has no Cluster to read (InvalidArgument).
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("cluster_definition"),
+        "{status:?}"
+    );
     let status = raw_call(&sock, "/cnpgi.backup.v1.Backup/Backup")
         .await
         .unwrap_err();

@@ -61,6 +61,10 @@ pub struct ArchiveOutcome {
     /// Next ready segments uploaded by this call (their failures are only logged:
     /// PostgreSQL asks for them again).
     pub also_uploaded: Vec<WalName>,
+    /// Next ready segments this call tried and failed to upload, with the error's
+    /// sentence (the command-line faces only log them; the CloudNativePG plugin fails
+    /// the call, as upstream's batch does).
+    pub also_failed: Vec<(WalName, String)>,
 }
 
 impl ArchiveOutcome {
@@ -147,6 +151,7 @@ pub async fn archive(
             return Ok(ArchiveOutcome {
                 requested: RequestedWal::UploadedEarlier,
                 also_uploaded: Vec::new(),
+                also_failed: Vec::new(),
             });
         }
     }
@@ -194,6 +199,7 @@ pub async fn archive(
 
     let mut requested = None;
     let mut also_uploaded = Vec::new();
+    let mut also_failed = Vec::new();
     for ((wal, _), (result, identity)) in batch.iter().zip(results) {
         let is_requested = *wal == name;
         match result {
@@ -229,7 +235,8 @@ pub async fn archive(
             }
             Err(e) if is_requested => requested = Some(Err(e)),
             Err(e) => {
-                tracing::warn!("parallel upload of {wal} failed, PostgreSQL will retry it: {e}")
+                tracing::warn!("parallel upload of {wal} failed, PostgreSQL will retry it: {e}");
+                also_failed.push((wal.clone(), e.to_string()));
             }
         }
     }
@@ -237,6 +244,7 @@ pub async fn archive(
     Ok(ArchiveOutcome {
         requested,
         also_uploaded,
+        also_failed,
     })
 }
 
