@@ -1,0 +1,390 @@
+//! The CloudNativePG plugin's WAL service end to end on real components: the stand-in
+//! Kubernetes API serves the Cluster's ObjectStore and its Secret, `barrelman cnpg
+//! instance` runs as the PostgreSQL user on a socket, and PostgreSQL 15's
+//! `archive_command` is `barrelman cnpg client ... wal-archive`. Segments land in
+//! barman's layout in SeaweedFS and the real `barman-cloud-wal-restore` 3.19.1 reads
+//! them back byte-identical; restores go through the client too.
+
+use super::common::*;
+use barrelman_cnpg::k8s::SECRET_FORBIDDEN_MESSAGE;
+use barrelman_cnpg::PLUGIN_NAME;
+use barrelman_testkit::kubeapi::KubeApi;
+use barrelman_testkit::{as_pg_user, PgCluster, S3Server};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const NS: &str = "db";
+const BUCKET: &str = "cnpg";
+const DEST: &str = "s3://cnpg/wal";
+const SERVER: &str = "pg1";
+
+fn base64(bytes: &[u8]) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The Secret `secret` with the S3 server's keys and the ObjectStore `name` using it.
+fn seed_store(api: &KubeApi, s3: &S3Server, name: &str, secret: &str) {
+    api.insert(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": secret, "namespace": NS},
+        "data": {
+            "ACCESS_KEY_ID": base64(s3.access_key.as_bytes()),
+            "ACCESS_SECRET_KEY": base64(s3.secret_key.as_bytes()),
+        },
+    }));
+    api.insert(json!({
+        "apiVersion": "barmancloud.cnpg.io/v1", "kind": "ObjectStore",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"configuration": {
+            "destinationPath": DEST,
+            "endpointURL": s3.endpoint,
+            "s3Credentials": {
+                "accessKeyId": {"name": secret, "key": "ACCESS_KEY_ID"},
+                "secretAccessKey": {"name": secret, "key": "ACCESS_SECRET_KEY"},
+            },
+            "wal": {"compression": "gzip", "maxParallel": 4},
+        }},
+    }));
+}
+
+/// A Cluster named `name` archiving into the ObjectStore `store` as server `SERVER`,
+/// whose current primary is `pg-1`, written as JSON into `dir`.
+fn cluster_file(dir: &Path, name: &str, store: &str) -> PathBuf {
+    let cluster = json!({
+        "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+        "metadata": {"name": name, "namespace": NS, "uid": "u-1"},
+        "spec": {"plugins": [{"name": PLUGIN_NAME, "isWALArchiver": true,
+                              "parameters": {"barmanObjectName": store, "serverName": SERVER}}]},
+        "status": {"currentPrimary": "pg-1"},
+    });
+    let path = dir.join(format!("{name}-{store}.json"));
+    std::fs::write(&path, cluster.to_string()).unwrap();
+    path
+}
+
+/// `barrelman cnpg instance` as the PostgreSQL user; killed when dropped.
+struct Sidecar {
+    child: Child,
+    log: PathBuf,
+    socket: PathBuf,
+}
+
+impl Sidecar {
+    fn start(work: &Path, plugins: &Path, spool: &Path, pgdata: &Path, kube_url: &str) -> Self {
+        let kubeconfig = work.join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: t\n  cluster:\n    server: {kube_url}\n\
+                 users:\n- name: u\n  user: {{}}\ncontexts:\n- name: c\n  context:\n    cluster: t\n    \
+                 user: u\n    namespace: {NS}\ncurrent-context: c\n"
+            ),
+        )
+        .unwrap();
+        let log = work.join("sidecar.log");
+        let child = as_pg_user(&mut Command::new(barrelman()))
+            .args(["cnpg", "instance", "--plugin-path"])
+            .arg(plugins)
+            .env("NAMESPACE", NS)
+            .env("CLUSTER_NAME", "pg")
+            .env("POD_NAME", "pg-1")
+            .env("SPOOL_DIRECTORY", spool)
+            .env("PGDATA", pgdata)
+            .env("KUBECONFIG", &kubeconfig)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .unwrap();
+        let sidecar = Sidecar {
+            child,
+            log,
+            socket: plugins.join(PLUGIN_NAME),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = Command::new(barrelman())
+                .args(["cnpg", "healthcheck", "unix", "--plugin-path"])
+                .arg(plugins)
+                .output()
+                .unwrap();
+            if out.status.code() == Some(0) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sidecar not serving after 20 s:\n{}",
+                sidecar.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        sidecar
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `barrelman cnpg client --socket S ARGS` as the PostgreSQL user.
+    fn client(&self, args: &[&str]) -> Output {
+        as_pg_user(&mut Command::new(barrelman()))
+            .args(["cnpg", "client", "--socket"])
+            .arg(&self.socket)
+            .args(args)
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The client's one JSON log line on stderr.
+fn client_line(out: &Output) -> Value {
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no log line: {}", text(out)));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"))
+}
+
+fn append_conf(pg: &PgCluster, lines: &[String]) {
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(pg.datadir.join("postgresql.conf"))
+        .unwrap();
+    for l in lines {
+        writeln!(f, "{l}").unwrap();
+    }
+}
+
+#[test]
+fn postgres_archives_and_restores_through_the_plugin_socket() {
+    // WAL piles up (.ready) until the archive_command is set: the first call then
+    // has a batch of wal.maxParallel (4) to upload.
+    let (s3, pg) = start_both(&[
+        "archive_mode = on",
+        "archive_command = ''",
+        "wal_keep_size = '1GB'",
+    ]);
+    s3.create_bucket(BUCKET);
+    let api = KubeApi::start();
+    seed_store(&api, &s3, "store", "creds");
+    let work = pg.make_dir("plugin-work");
+    let plugins = pg.make_dir("plugins");
+    let spool = pg.make_dir("spool");
+    let restored = pg.make_dir("restored");
+    let cluster = cluster_file(&work, "pg", "store");
+    let sidecar = Sidecar::start(&work, &plugins, &spool, &pg.datadir, &api.url());
+    let marker = pg.datadir.join(".check-empty-wal-archive");
+    std::fs::write(&marker, "").unwrap();
+
+    pg.start();
+    pg.pgbench(&["-i", "-s", "5", "-q"]);
+    let last = switch_wal(&pg);
+    let mut segs = segments_before(&pg.datadir, &last);
+    segs.push(last.clone());
+    assert!(segs.len() >= 5, "pgbench made only {segs:?}");
+
+    append_conf(
+        &pg,
+        &[format!(
+            "archive_command = '{} cnpg client --socket {} wal-archive --cluster {} %p'",
+            barrelman().display(),
+            sidecar.socket.display(),
+            cluster.display()
+        )],
+    );
+    pg.psql("select pg_reload_conf()");
+    wait_archived(&pg, &last, Duration::from_secs(120));
+    assert_eq!(
+        pg.psql("select failed_count from pg_stat_archiver"),
+        "0",
+        "{}\n--- sidecar\n{}",
+        tail(&pg.log(), 4000),
+        sidecar.log()
+    );
+    let log = sidecar.log();
+    // The marker asked for the empty-archive check, and the first success removed it.
+    assert!(log.contains("checking that the archive is empty"), "{log}");
+    assert!(!marker.exists(), "the marker outlived the first upload");
+    // Batches of 4: every segment uploaded ahead was answered from its marker later.
+    let ahead = log
+        .matches("was already archived by an earlier parallel upload")
+        .count();
+    assert!(ahead >= 3, "{ahead} spool shortcuts:\n{log}");
+
+    // barman's layout, gzip, read back by the real barman-cloud-wal-restore.
+    let keys = list_keys(&s3, BUCKET, "wal/pg1/wals/0000000100000000/");
+    for seg in &segs {
+        assert!(
+            keys.contains(&format!("{seg}.gz")),
+            "{seg} not stored: {keys:?}"
+        );
+    }
+    let out_dir = tempfile::tempdir().unwrap();
+    for seg in &segs {
+        let dest = out_dir.path().join(seg);
+        let out = run(
+            &barman_tool("barman-cloud-wal-restore"),
+            &[
+                "--endpoint-url",
+                &s3.endpoint,
+                "--cloud-provider",
+                "aws-s3",
+                DEST,
+                SERVER,
+                seg,
+                dest.to_str().unwrap(),
+            ],
+            &s3,
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "barman restore {seg}: {}",
+            text(&out)
+        );
+        let original = std::fs::read(pg.datadir.join("pg_wal").join(seg)).unwrap();
+        assert!(std::fs::read(&dest).unwrap() == original, "{seg} differs");
+    }
+
+    // WAL.Restore through the client: byte-identical, the next three prefetched and
+    // served from the spool.
+    for seg in &segs[..2] {
+        let dest = restored.join(seg);
+        let out = sidecar.client(&[
+            "wal-restore",
+            "--cluster",
+            cluster.to_str().unwrap(),
+            seg,
+            dest.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}\n{}",
+            text(&out),
+            sidecar.log()
+        );
+        let original = std::fs::read(pg.datadir.join("pg_wal").join(seg)).unwrap();
+        assert!(std::fs::read(&dest).unwrap() == original, "{seg} differs");
+    }
+    let log = sidecar.log();
+    assert!(
+        log.contains(&format!("restored {} from the prefetch spool", segs[1])),
+        "{log}"
+    );
+
+    // A segment never archived: NotFound, exit 1 (PostgreSQL's "not there").
+    let dest = restored.join("missing");
+    let out = sidecar.client(&[
+        "wal-restore",
+        "--cluster",
+        cluster.to_str().unwrap(),
+        "0000000100000000000000FE",
+        dest.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(client_line(&out)["code"], "NotFound", "{}", text(&out));
+    assert!(!dest.exists());
+    // Not a WAL name: InvalidArgument.
+    let out = sidecar.client(&[
+        "wal-restore",
+        "--cluster",
+        cluster.to_str().unwrap(),
+        "RECOVERYXLOG",
+        dest.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        client_line(&out)["code"],
+        "InvalidArgument",
+        "{}",
+        text(&out)
+    );
+
+    // Another cluster pointed at the same store and server: its first WAL is refused
+    // while the archive holds WAL of its timeline, and nothing is written.
+    let other_wal = pg.make_dir("other/pg_wal").join("000000010000000000000099");
+    std::fs::copy(pg.datadir.join("pg_wal").join(&segs[0]), &other_wal).unwrap();
+    let other = cluster_file(&work, "other", "store");
+    let out = sidecar.client(&[
+        "wal-archive",
+        "--cluster",
+        other.to_str().unwrap(),
+        "--check-empty",
+        other_wal.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let line = client_line(&out);
+    assert_eq!(line["code"], "Unknown", "{line}");
+    assert!(
+        line["msg"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("the WAL archive {DEST}/{SERVER} is not empty")),
+        "{line}"
+    );
+    let keys = list_keys(&s3, BUCKET, "wal/pg1/wals/0000000100000000/");
+    assert!(
+        !keys
+            .iter()
+            .any(|k| k.starts_with("000000010000000000000099")),
+        "{keys:?}"
+    );
+
+    // A Secret the API refuses (RBAC not reconciled yet): FailedPrecondition with
+    // upstream's message, and no value of any Secret in the sidecar's log.
+    seed_store(&api, &s3, "store2", "creds2");
+    api.forbid_secret(NS, "creds2");
+    let forbidden = cluster_file(&work, "pg", "store2");
+    let out = sidecar.client(&[
+        "wal-archive",
+        "--cluster",
+        forbidden.to_str().unwrap(),
+        other_wal.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let line = client_line(&out);
+    assert_eq!(
+        (line["code"].as_str(), line["msg"].as_str()),
+        (Some("FailedPrecondition"), Some(SECRET_FORBIDDEN_MESSAGE)),
+        "{line}"
+    );
+    let log = sidecar.log();
+    assert!(!log.contains(&s3.secret_key), "a secret value in the log");
+
+    // Only GETs of named objects reached the API.
+    for r in api.requests() {
+        assert_eq!(r.method, "GET", "{r:?}");
+    }
+}
