@@ -122,6 +122,9 @@ pub struct ExternalCluster {
     pub name: String,
     /// Its `plugin`, when it is reached through a plugin.
     pub plugin: Option<PluginEntry>,
+    /// Its `connectionParameters`: set when it can be streamed from.
+    #[serde(deserialize_with = "nullable")]
+    pub connection_parameters: BTreeMap<String, String>,
 }
 
 /// `spec.bootstrap`.
@@ -202,7 +205,8 @@ impl Cluster {
         self.spec.plugins.iter().find(|p| p.name == PLUGIN_NAME)
     }
 
-    fn external_cluster(&self, name: &str) -> Option<&ExternalCluster> {
+    /// The external cluster `name` of `spec.externalClusters`.
+    pub fn external_cluster(&self, name: &str) -> Option<&ExternalCluster> {
         self.spec.external_clusters.iter().find(|c| c.name == name)
     }
 }

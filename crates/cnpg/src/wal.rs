@@ -12,9 +12,11 @@ use std::time::Instant;
 
 use barrelman_core::compression::Compression;
 use barrelman_core::objectstore::ObjectStore;
+use barrelman_core::wal::{WalKind, WalName};
 use barrelman_core::{Classified, ErrorClass};
-use barrelman_ops::wal::{ArchiveRequest, RestoreRequest};
+use barrelman_ops::wal::{ArchiveRequest, RestoreOutcome, RestoreRequest};
 use barrelman_storage::config::{ConfigError as TargetError, Environment, Target};
+use barrelman_storage::spool::Spool;
 use barrelman_storage::{Archive, StorageError, UploadOptions};
 use tonic::{Code, Request, Response, Status};
 
@@ -31,6 +33,10 @@ use crate::unimplemented::unimplemented;
 /// The marker CloudNativePG leaves in PGDATA after initdb, pg_basebackup or a restore:
 /// the archive must be empty before the first WAL is uploaded.
 pub const CHECK_EMPTY_MARKER: &str = ".check-empty-wal-archive";
+
+/// The flag in the spool that makes the next Restore answer OutOfRange once, so
+/// PostgreSQL falls back to streaming replication (a prefetch found the archive's end).
+pub const END_OF_WAL_STREAM_FLAG: &str = "end-of-wal-stream";
 
 /// The Cluster annotation that turns the empty-archive check off (value `enabled`).
 pub const SKIP_EMPTY_CHECK_ANNOTATION: &str = "cnpg.io/skipEmptyWalArchiveCheck";
@@ -126,6 +132,9 @@ pub enum WalError {
     /// The restore operation failed.
     #[error(transparent)]
     Restore(#[from] barrelman_ops::wal::RestoreError),
+    /// The end-of-wal-stream flag was up: this call ends archive recovery once.
+    #[error("end of WAL reached")]
+    EndOfWalStream,
 }
 
 impl Classified for WalError {
@@ -144,6 +153,7 @@ impl Classified for WalError {
             WalError::Archive(e) => e.class(),
             WalError::Batch { .. } => ErrorClass::Failed,
             WalError::Restore(e) => e.class(),
+            WalError::EndOfWalStream => ErrorClass::NotFound,
         }
     }
 
@@ -168,6 +178,9 @@ impl WalError {
             || forbidden_secret(self)
         {
             return Status::failed_precondition(SECRET_FORBIDDEN_MESSAGE);
+        }
+        if let WalError::EndOfWalStream = self {
+            return Status::out_of_range(self.to_string());
         }
         let code = grpc_code(rpc, self.class());
         let message = match (self, self.hint()) {
@@ -358,16 +371,70 @@ impl WalService {
             (Some(pg), true) => pg.join(dest),
             _ => dest,
         };
+        let flag = self.settings.spool_directory.join(END_OF_WAL_STREAM_FLAG);
+        if rewind {
+            // A stale flag must not end pg_rewind's fetches.
+            let _ = std::fs::remove_file(&flag);
+        }
+        let flag_applies = !rewind && streaming_possible(&cluster, &self.settings.pod_name);
+        let name = WalName::parse(&req.source_wal_name).ok();
+        let spool = Spool::for_restore(&self.settings.spool_directory, &opened.archive.location());
+        let spooled = name.as_ref().is_some_and(|n| spool.contains(n));
+        if flag_applies && !spooled && flag.exists() {
+            let _ = std::fs::remove_file(&flag);
+            tracing::info!(
+                wal = %req.source_wal_name,
+                "end of the WAL archive reached by the prefetch: PostgreSQL switches to streaming"
+            );
+            return Err(WalError::EndOfWalStream);
+        }
+        let parallel = if rewind { 1 } else { max_parallel };
         let request = RestoreRequest {
             wal_name: req.source_wal_name.clone(),
             dest,
             allow_partial: true,
-            parallel: if rewind { 1 } else { max_parallel },
+            parallel,
             spool_dir: Some(self.settings.spool_directory.clone()),
         };
-        barrelman_ops::wal::restore(&opened.archive, &request).await?;
+        let outcome = barrelman_ops::wal::restore(&opened.archive, &request).await?;
+        // A prefetched segment that did not arrive: the archive ends here (upstream
+        // raises the flag on a prefetch's not-found).
+        if flag_applies && matches!(outcome, RestoreOutcome::Downloaded { .. }) {
+            let next = name
+                .as_ref()
+                .and_then(|n| n.segment().filter(|_| n.kind() == WalKind::Segment));
+            if let Some(mut seg) = next {
+                let missing = (1..parallel).any(|_| {
+                    seg = seg.next(16 << 20);
+                    WalName::parse(&seg.to_string()).is_ok_and(|n| !spool.contains(&n))
+                });
+                if missing {
+                    if let Err(e) = std::fs::write(&flag, b"") {
+                        tracing::warn!("cannot create {}: {e}", flag.display());
+                    }
+                }
+            }
+        }
         Ok(())
     }
+}
+
+/// True when this pod could stream WAL instead of reading the archive: a standby
+/// (a current primary that is another pod), or the designated primary of a replica
+/// cluster whose source has connection parameters. Never while bootstrapping.
+pub fn streaming_possible(cluster: &Cluster, pod_name: &str) -> bool {
+    let primary = cluster.status.current_primary.as_str();
+    if primary.is_empty() {
+        return false;
+    }
+    if primary != pod_name {
+        return true;
+    }
+    let source = cluster.spec.replica.source.as_str();
+    !source.is_empty()
+        && cluster
+            .external_cluster(source)
+            .is_some_and(|c| !c.connection_parameters.is_empty())
 }
 
 /// Whether this Archive call must find the archive empty, and why (for the log), as
@@ -569,5 +636,27 @@ mod tests {
             (r.object_store.as_str(), r.server_name.as_str()),
             ("theirs", "old")
         );
+    }
+
+    #[test]
+    fn streaming_is_possible_for_standbys_and_connected_designated_primaries() {
+        assert!(!streaming_possible(
+            &cluster(serde_json::json!({}), ""),
+            "pg-1"
+        ));
+        assert!(streaming_possible(
+            &cluster(serde_json::json!({}), "pg-1"),
+            "pg-2"
+        ));
+        // The designated primary: only when its source has connection parameters.
+        assert!(!streaming_possible(
+            &cluster(serde_json::json!({}), "pg-1"),
+            "pg-1"
+        ));
+        let mut c = cluster(serde_json::json!({}), "pg-1");
+        c.spec.external_clusters[0]
+            .connection_parameters
+            .insert("host".into(), "origin-rw".into());
+        assert!(streaming_possible(&c, "pg-1"));
     }
 }

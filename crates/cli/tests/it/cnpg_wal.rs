@@ -70,14 +70,19 @@ fn seed_store(api: &KubeApi, s3: &S3Server, name: &str, secret: &str) {
 /// A Cluster named `name` archiving into the ObjectStore `store` as server `SERVER`,
 /// whose current primary is `pg-1`, written as JSON into `dir`.
 fn cluster_file(dir: &Path, name: &str, store: &str) -> PathBuf {
+    cluster_file_with_primary(dir, name, store, "pg-1")
+}
+
+/// Same, with `primary` as `status.currentPrimary` (the sidecar's pod is `pg-1`).
+fn cluster_file_with_primary(dir: &Path, name: &str, store: &str, primary: &str) -> PathBuf {
     let cluster = json!({
         "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
         "metadata": {"name": name, "namespace": NS, "uid": "u-1"},
         "spec": {"plugins": [{"name": PLUGIN_NAME, "isWALArchiver": true,
                               "parameters": {"barmanObjectName": store, "serverName": SERVER}}]},
-        "status": {"currentPrimary": "pg-1"},
+        "status": {"currentPrimary": primary},
     });
-    let path = dir.join(format!("{name}-{store}.json"));
+    let path = dir.join(format!("{name}-{store}-{primary}.json"));
     std::fs::write(&path, cluster.to_string()).unwrap();
     path
 }
@@ -331,6 +336,70 @@ fn postgres_archives_and_restores_through_the_plugin_socket() {
         "{}",
         text(&out)
     );
+
+    // A standby (another pod is primary) can stream: when a prefetch finds the end of
+    // the archive, the next call answers OutOfRange once, then the archive is read again.
+    let standby = cluster_file_with_primary(&work, "pg", "store", "pg-0");
+    let flag = spool.join("end-of-wal-stream");
+    // The first call may be served from the spool (no flag); a download raises it.
+    for round in 0.. {
+        if flag.exists() {
+            break;
+        }
+        assert!(round < 2, "no end-of-wal-stream flag:\n{}", sidecar.log());
+        let dest = restored.join(format!("last-{round}"));
+        let out = sidecar.client(&[
+            "wal-restore",
+            "--cluster",
+            standby.to_str().unwrap(),
+            &last,
+            dest.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+    let after_last = format!(
+        "{}{:08X}",
+        &last[..16],
+        u32::from_str_radix(&last[16..], 16).unwrap() + 1
+    );
+    let dest = restored.join(&after_last);
+    let out = sidecar.client(&[
+        "wal-restore",
+        "--cluster",
+        standby.to_str().unwrap(),
+        &after_last,
+        dest.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        (
+            client_line(&out)["code"].as_str(),
+            client_line(&out)["msg"].as_str()
+        ),
+        (Some("OutOfRange"), Some("end of WAL reached"))
+    );
+    assert!(!flag.exists());
+    // The flag is gone: the next probe reads the archive (and raises it again).
+    let out = sidecar.client(&[
+        "wal-restore",
+        "--cluster",
+        standby.to_str().unwrap(),
+        &after_last,
+        dest.to_str().unwrap(),
+    ]);
+    assert_eq!(client_line(&out)["code"], "NotFound", "{}", text(&out));
+    // pg_rewind's mode drops a stale flag and never raises one.
+    std::fs::write(&flag, "").unwrap();
+    let out = sidecar.client(&[
+        "wal-restore",
+        "--rewind",
+        "--cluster",
+        standby.to_str().unwrap(),
+        &last,
+        restored.join("rewind").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!flag.exists(), "rewind kept the flag");
 
     // Another cluster pointed at the same store and server: its first WAL is refused
     // while the archive holds WAL of its timeline, and nothing is written.
