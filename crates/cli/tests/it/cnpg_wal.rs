@@ -457,3 +457,70 @@ fn postgres_archives_and_restores_through_the_plugin_socket() {
         assert_eq!(r.method, "GET", "{r:?}");
     }
 }
+
+/// A directory the PostgreSQL user can write (tests run as root).
+fn open_dir(path: &Path) -> PathBuf {
+    std::fs::create_dir_all(path).unwrap();
+    let mut perm = std::fs::metadata(path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o777);
+    std::fs::set_permissions(path, perm).unwrap();
+    path.to_path_buf()
+}
+
+/// Upstream fails the Archive call when any file of the parallel batch fails, not only
+/// the requested one: PostgreSQL then retries, and the segments that did upload are
+/// in the store.
+#[test]
+fn a_failed_segment_of_the_batch_fails_the_call() {
+    let s3 = S3Server::start();
+    s3.create_bucket(BUCKET);
+    let api = KubeApi::start();
+    seed_store(&api, &s3, "store", "creds");
+    let root = tempfile::tempdir().unwrap();
+    let base = open_dir(root.path());
+    let work = open_dir(&base.join("work"));
+    let plugins = open_dir(&base.join("plugins"));
+    let spool = open_dir(&base.join("spool"));
+    let pgdata = open_dir(&base.join("pgdata"));
+    let pg_wal = open_dir(&pgdata.join("pg_wal"));
+    let status = open_dir(&pg_wal.join("archive_status"));
+    let names = [
+        "000000010000000000000001",
+        "000000010000000000000002",
+        "000000010000000000000003",
+    ];
+    for (i, n) in names.iter().enumerate() {
+        std::fs::write(status.join(format!("{n}.ready")), "").unwrap();
+        if i != 1 {
+            std::fs::write(pg_wal.join(n), wal_like(16 << 20, i as u64)).unwrap();
+        }
+    }
+    // The second segment cannot be read: a directory where the file should be.
+    std::fs::create_dir(pg_wal.join(names[1])).unwrap();
+    let cluster = cluster_file(&work, "pg", "store");
+    let sidecar = Sidecar::start(&work, &plugins, &spool, &pgdata, &api.url());
+
+    let out = sidecar.client(&[
+        "wal-archive",
+        "--cluster",
+        cluster.to_str().unwrap(),
+        pg_wal.join(names[0]).to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let line = client_line(&out);
+    assert_eq!(line["code"], "Unknown", "{line}");
+    assert!(
+        line["msg"].as_str().unwrap().starts_with(&format!(
+            "archiving {} with the batch of wal.maxParallel failed:",
+            names[1]
+        )),
+        "{line}"
+    );
+    let keys = list_keys(&s3, BUCKET, "wal/pg1/wals/0000000100000000/");
+    assert_eq!(
+        keys,
+        vec![format!("{}.gz", names[0]), format!("{}.gz", names[2])],
+        "{}",
+        sidecar.log()
+    );
+}
