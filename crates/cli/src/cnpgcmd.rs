@@ -270,7 +270,8 @@ async fn run_client(args: ClientArgs) -> i32 {
                 return EXIT_CALL_FAILED;
             };
             let check = check_empty.then_some(true);
-            client::wal_archive(&args.socket, cluster, path, check).await
+            let path = absolute(path);
+            client::wal_archive(&args.socket, cluster, &path, check).await
         }
         ClientCall::WalRestore {
             cluster,
@@ -281,7 +282,8 @@ async fn run_client(args: ClientArgs) -> i32 {
             let Ok(cluster) = read_cluster(cluster) else {
                 return EXIT_CALL_FAILED;
             };
-            client::wal_restore(&args.socket, cluster, name, dest, *rewind).await
+            let dest = absolute(dest);
+            client::wal_restore(&args.socket, cluster, name, &dest, *rewind).await
         }
     };
     match result {
@@ -295,5 +297,16 @@ async fn run_client(args: ClientArgs) -> i32 {
             }
             EXIT_CALL_FAILED
         }
+    }
+}
+
+/// `path` made absolute against the working directory, as the instance manager joins
+/// `%p` to PGDATA (PostgreSQL runs archive_command and restore_command in PGDATA); the
+/// sidecar must not resolve it against its own directory.
+fn absolute(path: &str) -> String {
+    let p = std::path::Path::new(path);
+    match std::env::current_dir() {
+        Ok(cwd) if p.is_relative() => cwd.join(p).to_string_lossy().into_owned(),
+        _ => path.to_string(),
     }
 }

@@ -9,7 +9,7 @@ use super::common::*;
 use barrelman_cnpg::k8s::SECRET_FORBIDDEN_MESSAGE;
 use barrelman_cnpg::PLUGIN_NAME;
 use barrelman_testkit::kubeapi::KubeApi;
-use barrelman_testkit::{as_pg_user, PgCluster, S3Server};
+use barrelman_testkit::{as_pg_user, pg_bindir, PgCluster, S3Server};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -451,6 +451,55 @@ fn postgres_archives_and_restores_through_the_plugin_socket() {
     );
     let log = sidecar.log();
     assert!(!log.contains(&s3.secret_key), "a secret value in the log");
+
+    // restore_command through the client: a base backup without WAL (-X none)
+    // recovers from the archive alone, in a bootstrap (no current primary: the
+    // recovery source's store), and has the rows written after it.
+    let base = pg.make_dir("base");
+    let out = as_pg_user(&mut Command::new(pg_bindir().join("pg_basebackup")))
+        .args(["-X", "none", "-c", "fast", "-D"])
+        .arg(&base)
+        .arg("-h")
+        .arg(&pg.socket_dir)
+        .args(["-p", &pg.port.to_string(), "-U", "postgres"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "pg_basebackup: {}", text(&out));
+    pg.psql("create table after_base as select generate_series(1, 1234) as i");
+    let end = switch_wal(&pg);
+    wait_archived(&pg, &end, Duration::from_secs(60));
+    let bootstrap = work.join("bootstrap.json");
+    std::fs::write(
+        &bootstrap,
+        json!({
+            "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+            "metadata": {"name": "pg-restored", "namespace": NS},
+            "spec": {
+                "bootstrap": {"recovery": {"source": "origin"}},
+                "externalClusters": [{"name": "origin", "plugin": {"name": PLUGIN_NAME,
+                    "parameters": {"barmanObjectName": "store", "serverName": SERVER}}}],
+            },
+            "status": {},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(base.join("recovery.signal"), "").unwrap();
+    let restore_cmd = format!(
+        "restore_command = '{} cnpg client --socket {} wal-restore --cluster {} %f %p'",
+        barrelman().display(),
+        sidecar.socket.display(),
+        bootstrap.display()
+    );
+    let recovered = PgCluster::from_datadir(base, &["archive_mode = off", &restore_cmd]);
+    recovered.start();
+    wait_promoted(&recovered);
+    assert_eq!(
+        recovered.psql("select count(*) from after_base"),
+        "1234",
+        "{}",
+        tail(&recovered.log(), 4000)
+    );
 
     // Only GETs of named objects reached the API.
     for r in api.requests() {
