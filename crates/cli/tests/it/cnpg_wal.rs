@@ -209,6 +209,14 @@ fn postgres_archives_and_restores_through_the_plugin_socket() {
     let restored = pg.make_dir("restored");
     let cluster = cluster_file(&work, "pg", "store");
     let sidecar = Sidecar::start(&work, &plugins, &spool, &pg.datadir, &api.url());
+    let out = sidecar.client(&["identity"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let id: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (id["name"].as_str(), id["ready"].as_bool()),
+        (Some(PLUGIN_NAME), Some(true)),
+        "{id}"
+    );
     let marker = pg.datadir.join(".check-empty-wal-archive");
     std::fs::write(&marker, "").unwrap();
 

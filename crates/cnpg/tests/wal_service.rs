@@ -1,0 +1,147 @@
+//! The WAL service in-process against the stand-in Kubernetes API and SeaweedFS: a burst
+//! of Archive calls reuses the opened archive (one ObjectStore GET even when the
+//! Kubernetes cache itself keeps nothing), and the stored objects read back through
+//! Restore byte-identical.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use barrelman_cnpg::client::{wal_archive, wal_restore};
+use barrelman_cnpg::k8s::KubeAccess;
+use barrelman_cnpg::{PluginServer, Role, Settings, PLUGIN_NAME};
+use barrelman_testkit::kubeapi::KubeApi;
+use barrelman_testkit::S3Server;
+use serde_json::json;
+use tonic::Code;
+
+fn base64(bytes: &[u8]) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+async fn wait_for_socket(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::UnixStream::connect(path).await.is_err() {
+        assert!(Instant::now() < deadline, "no server on {}", path.display());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_archive_calls_opens_the_store_once() {
+    let s3 = S3Server::start();
+    s3.create_bucket("walsvc");
+    let api = KubeApi::start();
+    api.insert(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "creds", "namespace": "db"},
+        "data": {"ID": base64(s3.access_key.as_bytes()), "KEY": base64(s3.secret_key.as_bytes())},
+    }));
+    api.insert(json!({
+        "apiVersion": "barmancloud.cnpg.io/v1", "kind": "ObjectStore",
+        "metadata": {"name": "store", "namespace": "db"},
+        "spec": {"configuration": {
+            "destinationPath": "s3://walsvc/x", "endpointURL": s3.endpoint,
+            "s3Credentials": {"accessKeyId": {"name": "creds", "key": "ID"},
+                              "secretAccessKey": {"name": "creds", "key": "KEY"}},
+        }},
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let pg_wal = dir.path().join("data/pg_wal");
+    std::fs::create_dir_all(&pg_wal).unwrap();
+    let spool = dir.path().join("spool");
+    let settings = Settings::from_vars(
+        Role::Instance,
+        |n: &str| match n {
+            "NAMESPACE" => Some("db".into()),
+            "CLUSTER_NAME" => Some("pg".into()),
+            "POD_NAME" => Some("pg-1".into()),
+            "SPOOL_DIRECTORY" => Some(spool.to_string_lossy().into_owned()),
+            _ => None,
+        },
+        dir.path(),
+    )
+    .unwrap();
+    // The Kubernetes cache keeps nothing: every GET the service makes is visible.
+    let kube = KubeAccess::for_url(&api.url(), "db", Duration::ZERO).unwrap();
+    let server = PluginServer::new(settings).with_kube(kube);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = rx.await;
+    }));
+    let socket = dir.path().join(PLUGIN_NAME);
+    wait_for_socket(&socket).await;
+
+    let cluster = json!({
+        "metadata": {"name": "pg", "namespace": "db"},
+        "spec": {"plugins": [{"name": PLUGIN_NAME, "parameters": {"barmanObjectName": "store"}}]},
+        "status": {"currentPrimary": "pg-1"},
+    })
+    .to_string()
+    .into_bytes();
+    let mut contents = Vec::new();
+    for i in 1..=4u8 {
+        let name = format!("0000000100000000000000{i:02X}");
+        let bytes: Vec<u8> = (0..(1u32 << 20)).map(|j| (j as u8) ^ i).collect();
+        std::fs::write(pg_wal.join(&name), &bytes).unwrap();
+        let path = pg_wal.join(&name).to_string_lossy().into_owned();
+        wal_archive(&socket, cluster.clone(), &path, Some(false))
+            .await
+            .unwrap_or_else(|e| panic!("archive {name}: {e:?}"));
+        contents.push((name, bytes));
+    }
+    let gets = |what: &str| {
+        api.requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.ends_with(what))
+            .count()
+    };
+    assert_eq!(gets("/objectstores/store"), 1, "{:?}", api.requests());
+    assert_eq!(gets("/secrets/creds"), 2, "one GET per key, once");
+
+    // Read back through Restore, byte-identical; a missing one is NotFound.
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    for (name, bytes) in &contents {
+        let dest = out.join(name);
+        wal_restore(
+            &socket,
+            cluster.clone(),
+            name,
+            &dest.to_string_lossy(),
+            false,
+        )
+        .await
+        .unwrap();
+        assert!(std::fs::read(&dest).unwrap() == *bytes, "{name} differs");
+    }
+    let status = wal_restore(
+        &socket,
+        cluster.clone(),
+        "0000000100000000000000FF",
+        &out.join("x").to_string_lossy(),
+        false,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+
+    tx.send(()).unwrap();
+    task.await.unwrap().unwrap();
+}
