@@ -6,7 +6,9 @@
 //! - [`config`]: which ObjectStore and server name each role uses (from the Cluster JSON).
 //! - [`server`]: the instance and restore servers on the plugin socket.
 //! - [`client`]: a channel over a unix socket and the `healthcheck unix` probe.
-//! - [`k8s`]: ObjectStores and Secrets from the Kubernetes API (GET, 10 s cache).
+//! - [`k8s`]: ObjectStores and Secrets from the Kubernetes API (GET, 10 s cache); also
+//!   the `SecretSource` that feeds Secret values straight into the storage settings.
+//! - [`wal`]: WAL.Archive and WAL.Restore in-process through the core's `ops::wal`.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
