@@ -82,6 +82,15 @@ enum ClientCall {
         /// Where to write it (`%p`).
         dest: String,
     },
+    /// Backup.Backup: prints the BackupResult as JSON on stdout (exit 0 done, 1 not).
+    Backup {
+        /// The Cluster as JSON.
+        #[arg(long)]
+        cluster: PathBuf,
+        /// The Backup as JSON (its spec.pluginConfiguration.parameters are sent).
+        #[arg(long)]
+        backup: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -284,6 +293,34 @@ async fn run_client(args: ClientArgs) -> i32 {
             };
             let dest = absolute(dest);
             client::wal_restore(&args.socket, cluster, name, &dest, *rewind).await
+        }
+        ClientCall::Backup { cluster, backup } => {
+            let Ok(cluster) = read_cluster(cluster) else {
+                return EXIT_CALL_FAILED;
+            };
+            let backup = match std::fs::read(backup) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!("cannot read the Backup JSON {}: {e}", backup.display());
+                    return EXIT_CALL_FAILED;
+                }
+            };
+            match client::backup(&args.socket, cluster, backup).await {
+                Ok(r) => {
+                    let metadata: std::collections::BTreeMap<_, _> = r.metadata.iter().collect();
+                    let json = serde_json::json!({
+                        "backupId": r.backup_id, "backupName": r.backup_name,
+                        "startedAt": r.started_at, "stoppedAt": r.stopped_at,
+                        "beginWal": r.begin_wal, "endWal": r.end_wal,
+                        "beginLsn": r.begin_lsn, "endLsn": r.end_lsn,
+                        "instanceId": r.instance_id, "online": r.online,
+                        "metadata": metadata,
+                    });
+                    crate::output::outln!("{json}");
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
         }
     };
     match result {

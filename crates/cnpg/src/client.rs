@@ -196,3 +196,39 @@ pub async fn wal_restore(
         .await?;
     Ok(())
 }
+
+/// `Backup.Backup` for the Cluster `cluster_definition` and the Backup
+/// `backup_definition` (their JSON), as the instance manager calls it: `parameters`
+/// are the Backup's `spec.pluginConfiguration.parameters`.
+pub async fn backup(
+    path: &Path,
+    cluster_definition: Vec<u8>,
+    backup_definition: Vec<u8>,
+) -> Result<crate::proto::backup::BackupResult, tonic::Status> {
+    use crate::proto::backup::{backup_client::BackupClient, BackupRequest};
+    let parameters = serde_json::from_slice::<serde_json::Value>(&backup_definition)
+        .ok()
+        .and_then(|b| {
+            let p = b
+                .pointer("/spec/pluginConfiguration/parameters")?
+                .as_object()?;
+            Some(
+                p.iter()
+                    .map(|(k, v)| {
+                        let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                        (k.clone(), v)
+                    })
+                    .collect(),
+            )
+        })
+        .unwrap_or_default();
+    let mut client = BackupClient::new(unix_channel(path));
+    let answer = client
+        .backup(BackupRequest {
+            cluster_definition,
+            backup_definition,
+            parameters,
+        })
+        .await?;
+    Ok(answer.into_inner())
+}

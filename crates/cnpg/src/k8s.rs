@@ -324,6 +324,67 @@ impl KubeAccess {
         Ok(fetched)
     }
 
+    /// Changes `status.serverRecoveryWindow[server]` of the ObjectStore `name` through
+    /// the `/status` subresource: reads the object afresh (never from the cache),
+    /// lets `change` edit that server's entry (a JSON object) and writes it back with
+    /// the resourceVersion read, reading and trying again when the API answers 409
+    /// Conflict (at most 5 times), as upstream's retry-on-conflict does.
+    pub async fn update_recovery_window(
+        &self,
+        name: &str,
+        server: &str,
+        change: impl Fn(&mut serde_json::Map<String, serde_json::Value>),
+    ) -> Result<(), KubeError> {
+        const KIND: &str = "ObjectStore";
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            &self.namespace,
+            &object_store_resource(),
+        );
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let obj = api
+                .get(name)
+                .await
+                .map_err(|e| KubeError::from_kube(e, KIND, &self.namespace, name))?;
+            let mut json = serde_json::to_value(&obj).map_err(|e| KubeError::Invalid {
+                kind: KIND,
+                namespace: self.namespace.clone(),
+                name: name.to_string(),
+                reason: e.to_string(),
+            })?;
+            let Some(root) = json.as_object_mut() else {
+                return Err(KubeError::Invalid {
+                    kind: KIND,
+                    namespace: self.namespace.clone(),
+                    name: name.to_string(),
+                    reason: "not a JSON object".into(),
+                });
+            };
+            let status = object_entry(root, "status");
+            let windows = object_entry(status, "serverRecoveryWindow");
+            change(object_entry(windows, server));
+            let body: DynamicObject =
+                serde_json::from_value(json).map_err(|e| KubeError::Invalid {
+                    kind: KIND,
+                    namespace: self.namespace.clone(),
+                    name: name.to_string(),
+                    reason: e.to_string(),
+                })?;
+            match api
+                .replace_status(name, &kube::api::PostParams::default(), &body)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(kube::Error::Api(s)) if s.code == 409 && attempt < 5 => {
+                    tracing::debug!(store = name, attempt, "status update conflicted; retrying");
+                }
+                Err(e) => return Err(KubeError::from_kube(e, KIND, &self.namespace, name)),
+            }
+        }
+    }
+
     /// The Secret `name`'s data, from the cache when fetched less than the TTL ago.
     pub async fn secret(&self, name: &str) -> Result<SecretData, KubeError> {
         if let Some(hit) = self.secrets.get(name) {
@@ -388,6 +449,23 @@ impl SecretSource for KubeAccess {
                 key: selector.key.clone(),
             })
         })
+    }
+}
+
+/// The JSON object under `key` of `map`, created (or replacing a non-object) as needed.
+fn object_entry<'a>(
+    map: &'a mut serde_json::Map<String, serde_json::Value>,
+    key: &str,
+) -> &'a mut serde_json::Map<String, serde_json::Value> {
+    let slot = map
+        .entry(key.to_string())
+        .or_insert_with(|| serde_json::Value::Object(Default::default()));
+    if !slot.is_object() {
+        *slot = serde_json::Value::Object(Default::default());
+    }
+    match slot {
+        serde_json::Value::Object(m) => m,
+        _ => unreachable!("made an object above"),
     }
 }
 

@@ -31,6 +31,7 @@ pub mod restore_job;
 pub mod server;
 pub mod settings;
 pub mod socket;
+mod store;
 mod unimplemented;
 pub mod wal;
 

@@ -112,7 +112,10 @@ impl PluginServer {
             )));
         let router = match role {
             Role::Instance => builder
-                .add_service(BackupServer::new(BackupService::default()))
+                .add_service(BackupServer::new(BackupService::new(
+                    self.settings.clone(),
+                    self.kube.clone(),
+                )))
                 .add_service(MetricsServer::new(MetricsService::new(self.kube.clone()))),
             Role::Restore => {
                 builder.add_service(RestoreJobHooksServer::new(RestoreJobService::default()))

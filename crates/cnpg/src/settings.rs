@@ -56,6 +56,9 @@ pub struct Settings {
     pub custom_cnpg_version: Option<String>,
     /// Directory of the socket (`--plugin-path`).
     pub plugin_dir: PathBuf,
+    /// libpq's variables (`PGHOST`, `PGPORT`, …): how Backup reaches PostgreSQL, as
+    /// barman-cloud-backup does in upstream's sidecar (socket directory and port).
+    pub postgres: barrelman_postgres::session::PgEnvironment,
 }
 
 /// Why the settings could not be built.
@@ -104,6 +107,18 @@ impl Settings {
             custom_cnpg_group: get("CUSTOM_CNPG_GROUP"),
             custom_cnpg_version: get("CUSTOM_CNPG_VERSION"),
             plugin_dir: plugin_dir.into(),
+            postgres: barrelman_postgres::session::PgEnvironment::from_vars(
+                [
+                    "PGHOST",
+                    "PGPORT",
+                    "PGUSER",
+                    "USER",
+                    "PGPASSWORD",
+                    "PGDATABASE",
+                ]
+                .into_iter()
+                .filter_map(|name| Some((name, var(name)?))),
+            ),
         })
     }
 

@@ -1,33 +1,31 @@
 //! The WAL service (both roles): Archive and Restore in-process through the core's
 //! `ops::wal`, with the store resolved per call from the Cluster the instance manager
 //! sends (cluster_definition → plugin configuration → ObjectStore by GET → `Target`)
-//! and the opened archives kept for [`CACHE_TTL`] so a burst of calls reuses them.
+//! and the opened archives kept for [`CACHE_TTL`](crate::k8s::CACHE_TTL) so a burst of calls reuses them.
 //! Status and SetFirstRequired are not advertised and answer UNIMPLEMENTED for good
 //! (upstream panics into INTERNAL).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use barrelman_core::compression::Compression;
-use barrelman_core::objectstore::ObjectStore;
 use barrelman_core::wal::{WalKind, WalName};
 use barrelman_core::{Classified, ErrorClass};
 use barrelman_ops::wal::{ArchiveRequest, RestoreOutcome, RestoreRequest};
-use barrelman_storage::config::{ConfigError as TargetError, Environment, Target};
+use barrelman_storage::config::ConfigError as TargetError;
 use barrelman_storage::spool::Spool;
-use barrelman_storage::{Archive, StorageError, UploadOptions};
+use barrelman_storage::{StorageError, UploadOptions};
 use tonic::{Code, Request, Response, Status};
 
 use crate::config::{Cluster, ConfigError, PluginConfiguration, StoreRef};
-use crate::k8s::{forbidden_secret, KubeAccess, KubeError, CACHE_TTL, SECRET_FORBIDDEN_MESSAGE};
+use crate::k8s::{forbidden_secret, KubeAccess, KubeError, SECRET_FORBIDDEN_MESSAGE};
 use crate::proto::wal::{
     wal_capability, wal_server::Wal, SetFirstRequiredRequest, SetFirstRequiredResult,
     WalArchiveRequest, WalArchiveResult, WalCapabilitiesRequest, WalCapabilitiesResult,
     WalCapability, WalRestoreRequest, WalRestoreResult, WalStatusRequest, WalStatusResult,
 };
 use crate::settings::Settings;
+use crate::store::{Opened, StoreError, Stores};
 use crate::unimplemented::unimplemented;
 
 /// The marker CloudNativePG leaves in PGDATA after initdb, pg_basebackup or a restore:
@@ -168,6 +166,17 @@ impl Classified for WalError {
     }
 }
 
+impl From<StoreError> for WalError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NoKube(s) => WalError::NoKube(s),
+            StoreError::Kube(e) => WalError::Kube(e),
+            StoreError::Target { store, source } => WalError::Target { store, source },
+            StoreError::Open(e) => WalError::Open(e),
+        }
+    }
+}
+
 impl WalError {
     /// The gRPC status of this failure in `rpc`: FailedPrecondition with upstream's
     /// message for a credentials Secret the API refuses, else [`grpc_code`] with the
@@ -193,41 +202,12 @@ impl WalError {
     }
 }
 
-/// An opened archive and the ObjectStore it came from.
-#[derive(Clone)]
-struct Opened {
-    archive: Archive,
-    store: ObjectStore,
-}
-
-/// Opened archives by (ObjectStore, server name), each kept for [`CACHE_TTL`].
-#[derive(Default)]
-struct ArchiveCache {
-    entries: Mutex<HashMap<(String, String), (Instant, Opened)>>,
-}
-
-impl ArchiveCache {
-    fn get(&self, key: &(String, String)) -> Option<Opened> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries
-            .get(key)
-            .filter(|(at, _)| at.elapsed() < CACHE_TTL)
-            .map(|(_, o)| o.clone())
-    }
-
-    fn put(&self, key: (String, String), opened: Opened) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.retain(|_, (at, _)| at.elapsed() < CACHE_TTL);
-        entries.insert(key, (Instant::now(), opened));
-    }
-}
-
 /// The WAL service.
 #[derive(Clone)]
 pub struct WalService {
     settings: Arc<Settings>,
     kube: Option<Arc<KubeAccess>>,
-    archives: Arc<ArchiveCache>,
+    stores: Stores,
 }
 
 impl std::fmt::Debug for WalService {
@@ -245,44 +225,14 @@ impl WalService {
     pub fn new(settings: Settings, kube: Option<Arc<KubeAccess>>) -> Self {
         WalService {
             settings: Arc::new(settings),
+            stores: Stores::new(kube.clone()),
             kube,
-            archives: Arc::new(ArchiveCache::default()),
         }
     }
 
-    /// The archive of `store_ref`, from the cache when opened less than [`CACHE_TTL`]
-    /// ago; else the ObjectStore is read, its Secrets resolved and a client built.
+    /// The archive of `store_ref` (see [`Stores::open`]).
     async fn open(&self, store_ref: &StoreRef) -> Result<Opened, WalError> {
-        let key = (
-            store_ref.object_store.clone(),
-            store_ref.server_name.clone(),
-        );
-        if let Some(hit) = self.archives.get(&key) {
-            return Ok(hit);
-        }
-        let kube = self
-            .kube
-            .as_ref()
-            .ok_or_else(|| WalError::NoKube(store_ref.object_store.clone()))?;
-        let object = kube.object_store(&store_ref.object_store).await?;
-        let target = Target::from_object_store(
-            object.store.clone(),
-            &store_ref.server_name,
-            Some(kube.as_ref()),
-            &Environment::default(),
-        )
-        .await
-        .map_err(|source| WalError::Target {
-            store: store_ref.object_store.clone(),
-            source,
-        })?;
-        let archive = target.open().map_err(WalError::Open)?;
-        let opened = Opened {
-            archive,
-            store: object.store,
-        };
-        self.archives.put(key, opened.clone());
-        Ok(opened)
+        self.stores.open(store_ref).await.map_err(WalError::from)
     }
 
     /// PGDATA: the sidecar's `PGDATA`, else the directory above `pg_wal` of `wal_path`.
