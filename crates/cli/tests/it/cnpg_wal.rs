@@ -16,10 +16,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const NS: &str = "db";
-const BUCKET: &str = "cnpg";
-const DEST: &str = "s3://cnpg/wal";
-const SERVER: &str = "pg1";
+pub(crate) const NS: &str = "db";
+pub(crate) const BUCKET: &str = "cnpg";
+pub(crate) const DEST: &str = "s3://cnpg/wal";
+pub(crate) const SERVER: &str = "pg1";
 
 fn base64(bytes: &[u8]) -> String {
     const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -43,7 +43,7 @@ fn base64(bytes: &[u8]) -> String {
 }
 
 /// The Secret `secret` with the S3 server's keys and the ObjectStore `name` using it.
-fn seed_store(api: &KubeApi, s3: &S3Server, name: &str, secret: &str) {
+pub(crate) fn seed_store(api: &KubeApi, s3: &S3Server, name: &str, secret: &str) {
     api.insert(json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": secret, "namespace": NS},
@@ -69,7 +69,7 @@ fn seed_store(api: &KubeApi, s3: &S3Server, name: &str, secret: &str) {
 
 /// A Cluster named `name` archiving into the ObjectStore `store` as server `SERVER`,
 /// whose current primary is `pg-1`, written as JSON into `dir`.
-fn cluster_file(dir: &Path, name: &str, store: &str) -> PathBuf {
+pub(crate) fn cluster_file(dir: &Path, name: &str, store: &str) -> PathBuf {
     cluster_file_with_primary(dir, name, store, "pg-1")
 }
 
@@ -88,14 +88,26 @@ fn cluster_file_with_primary(dir: &Path, name: &str, store: &str, primary: &str)
 }
 
 /// `barrelman cnpg instance` as the PostgreSQL user; killed when dropped.
-struct Sidecar {
+pub(crate) struct Sidecar {
     child: Child,
     log: PathBuf,
-    socket: PathBuf,
+    pub(crate) socket: PathBuf,
 }
 
 impl Sidecar {
     fn start(work: &Path, plugins: &Path, spool: &Path, pgdata: &Path, kube_url: &str) -> Self {
+        Self::start_with_env(work, plugins, spool, pgdata, kube_url, &[])
+    }
+
+    /// As `start`, with `env` added to the sidecar's environment (e.g. PGHOST/PGPORT).
+    pub(crate) fn start_with_env(
+        work: &Path,
+        plugins: &Path,
+        spool: &Path,
+        pgdata: &Path,
+        kube_url: &str,
+        env: &[(&str, String)],
+    ) -> Self {
         let kubeconfig = work.join("kubeconfig");
         std::fs::write(
             &kubeconfig,
@@ -119,6 +131,7 @@ impl Sidecar {
             .env_remove("KUBERNETES_SERVICE_HOST")
             .env_remove("AWS_ACCESS_KEY_ID")
             .env_remove("AWS_SECRET_ACCESS_KEY")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
             .spawn()
             .unwrap();
@@ -147,12 +160,12 @@ impl Sidecar {
         sidecar
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// `barrelman cnpg client --socket S ARGS` as the PostgreSQL user.
-    fn client(&self, args: &[&str]) -> Output {
+    pub(crate) fn client(&self, args: &[&str]) -> Output {
         as_pg_user(&mut Command::new(barrelman()))
             .args(["cnpg", "client", "--socket"])
             .arg(&self.socket)
@@ -172,7 +185,7 @@ impl Drop for Sidecar {
 }
 
 /// The client's one JSON log line on stderr.
-fn client_line(out: &Output) -> Value {
+pub(crate) fn client_line(out: &Output) -> Value {
     let err = String::from_utf8_lossy(&out.stderr);
     let line = err
         .lines()
@@ -181,7 +194,7 @@ fn client_line(out: &Output) -> Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"))
 }
 
-fn append_conf(pg: &PgCluster, lines: &[String]) {
+pub(crate) fn append_conf(pg: &PgCluster, lines: &[String]) {
     let mut f = std::fs::OpenOptions::new()
         .append(true)
         .open(pg.datadir.join("postgresql.conf"))
