@@ -489,6 +489,43 @@ mod tests {
             .collect()
     }
 
+    fn info(id: &str, status: BackupStatus, end: &str) -> BackupInfo {
+        let mut b = BackupInfo::new(id.to_string());
+        b.status = status;
+        b.begin_time = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00+00:00").ok();
+        b.end_time = chrono::DateTime::parse_from_rfc3339(end).ok();
+        b
+    }
+
+    #[test]
+    fn recovery_window_spans_the_done_backups_end_times() {
+        let backups = [
+            info(
+                "20260102T000000",
+                BackupStatus::Done,
+                "2026-01-02T01:00:00+02:00",
+            ),
+            info(
+                "20260101T000000",
+                BackupStatus::Done,
+                "2026-01-01T10:00:00+00:00",
+            ),
+            info(
+                "20260103T000000",
+                BackupStatus::Failed,
+                "2026-01-03T10:00:00+00:00",
+            ),
+        ];
+        assert_eq!(
+            recovery_window(&backups),
+            (
+                Some("2026-01-01T10:00:00Z".to_string()),
+                Some("2026-01-01T23:00:00Z".to_string())
+            )
+        );
+        assert_eq!(recovery_window(&backups[2..]), (None, None));
+    }
+
     #[test]
     fn overrides_parse_the_three_known_parameters() {
         let o = Overrides::parse(&params(&[

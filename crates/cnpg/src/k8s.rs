@@ -1,5 +1,7 @@
 //! Kubernetes access for the sidecars: ObjectStores and Secrets by GET, with a short
-//! cache, never list or watch (the sidecar's Role grants only `get` on named objects).
+//! cache, never list or watch (the sidecar's Role grants `get` on named objects), and
+//! the ObjectStore's recovery window written through its `/status` subresource
+//! (`update` on `objectstores/status`), retried on 409 Conflict.
 //!
 //! Secret values are kept in [`SecretData`], whose `Debug` never shows them, and no error
 //! here carries a value: only kinds, namespaces and names.
