@@ -220,7 +220,10 @@ fn backups_through_the_plugin_match_barman_and_update_the_object_store_status() 
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let line = client_line(&out);
     assert_eq!(line["code"], "InvalidArgument", "{line}");
-    assert!(line.to_string().contains("compresion"), "{line}");
+    assert!(
+        line["msg"].as_str().unwrap().contains("\"compresion\""),
+        "{line}"
+    );
     assert!(window(&api, &key).get("lastFailedBackupTime").is_none());
 
     // 4. PostgreSQL stopped: the backup fails, lastFailedBackupTime is stamped through
@@ -237,7 +240,14 @@ fn backups_through_the_plugin_match_barman_and_update_the_object_store_status() 
         plain.to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert_eq!(client_line(&out)["code"], "Unknown", "{}", text(&out));
+    let line = client_line(&out);
+    assert_eq!(line["code"], "Unknown", "{line}");
+    let msg = line["msg"].as_str().unwrap();
+    assert!(
+        msg.starts_with("cannot connect to PostgreSQL for the backup"),
+        "{msg}"
+    );
+    assert!(!msg.contains(&s3.secret_key), "{msg}");
     let w = window(&api, &key);
     let failed = epoch(&w["lastFailedBackupTime"]);
     assert!(
