@@ -265,9 +265,20 @@ impl BackupService {
     /// The service of the instance sidecar with `settings`, reading ObjectStores and
     /// Secrets (and writing ObjectStore status) through `kube`.
     pub fn new(settings: Settings, kube: Option<Arc<KubeAccess>>) -> Self {
+        let stores = Stores::new(kube.clone());
+        Self::with_stores(settings, kube, stores)
+    }
+
+    /// As [`BackupService::new`], sharing `stores` (opened archives) with the WAL
+    /// service, so a backup right after an archive call reuses the opened store.
+    pub(crate) fn with_stores(
+        settings: Settings,
+        kube: Option<Arc<KubeAccess>>,
+        stores: Stores,
+    ) -> Self {
         BackupService {
             settings: Arc::new(settings),
-            stores: Stores::new(kube.clone()),
+            stores,
             kube,
         }
     }

@@ -103,18 +103,22 @@ impl PluginServer {
         });
 
         let health = HealthServer::new(HealthService::from_health_reporter(self.health.clone()));
+        // One cache of opened archives for WAL and Backup.
+        let stores = crate::store::Stores::new(self.kube.clone());
         let builder = Server::builder()
             .add_service(IdentityServer::new(IdentityService::new(role)))
             .add_service(health)
-            .add_service(WalServer::new(WalService::new(
+            .add_service(WalServer::new(WalService::with_stores(
                 self.settings.clone(),
                 self.kube.clone(),
+                stores.clone(),
             )));
         let router = match role {
             Role::Instance => builder
-                .add_service(BackupServer::new(BackupService::new(
+                .add_service(BackupServer::new(BackupService::with_stores(
                     self.settings.clone(),
                     self.kube.clone(),
+                    stores,
                 )))
                 .add_service(MetricsServer::new(MetricsService::new(self.kube.clone()))),
             Role::Restore => {

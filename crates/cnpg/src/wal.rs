@@ -223,9 +223,19 @@ impl WalService {
     /// The service of the sidecar with `settings`, reading ObjectStores and Secrets
     /// through `kube`.
     pub fn new(settings: Settings, kube: Option<Arc<KubeAccess>>) -> Self {
+        let stores = Stores::new(kube.clone());
+        Self::with_stores(settings, kube, stores)
+    }
+
+    /// As [`WalService::new`], sharing `stores` (opened archives) with other services.
+    pub(crate) fn with_stores(
+        settings: Settings,
+        kube: Option<Arc<KubeAccess>>,
+        stores: Stores,
+    ) -> Self {
         WalService {
             settings: Arc::new(settings),
-            stores: Stores::new(kube.clone()),
+            stores,
             kube,
         }
     }
