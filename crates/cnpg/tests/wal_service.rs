@@ -9,31 +9,10 @@ use std::time::{Duration, Instant};
 use barrelman_cnpg::client::{wal_archive, wal_restore};
 use barrelman_cnpg::k8s::KubeAccess;
 use barrelman_cnpg::{PluginServer, Role, Settings, PLUGIN_NAME};
-use barrelman_testkit::kubeapi::KubeApi;
+use barrelman_testkit::kubeapi::{self, KubeApi};
 use barrelman_testkit::S3Server;
 use serde_json::json;
 use tonic::Code;
-
-fn base64(bytes: &[u8]) -> String {
-    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
 
 async fn wait_for_socket(path: &Path) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -51,7 +30,7 @@ async fn a_burst_of_archive_calls_opens_the_store_once() {
     api.insert(json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": "creds", "namespace": "db"},
-        "data": {"ID": base64(s3.access_key.as_bytes()), "KEY": base64(s3.secret_key.as_bytes())},
+        "data": {"ID": kubeapi::base64(s3.access_key.as_bytes()), "KEY": kubeapi::base64(s3.secret_key.as_bytes())},
     }));
     api.insert(json!({
         "apiVersion": "barmancloud.cnpg.io/v1", "kind": "ObjectStore",

@@ -8,7 +8,7 @@
 use super::common::*;
 use barrelman_cnpg::k8s::SECRET_FORBIDDEN_MESSAGE;
 use barrelman_cnpg::PLUGIN_NAME;
-use barrelman_testkit::kubeapi::KubeApi;
+use barrelman_testkit::kubeapi::{self, KubeApi};
 use barrelman_testkit::{as_pg_user, pg_bindir, PgCluster, S3Server};
 use serde_json::{json, Value};
 use std::io::Write;
@@ -21,35 +21,14 @@ pub(crate) const BUCKET: &str = "cnpg";
 pub(crate) const DEST: &str = "s3://cnpg/wal";
 pub(crate) const SERVER: &str = "pg1";
 
-fn base64(bytes: &[u8]) -> String {
-    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// The Secret `secret` with the S3 server's keys and the ObjectStore `name` using it.
 pub(crate) fn seed_store(api: &KubeApi, s3: &S3Server, name: &str, secret: &str) {
     api.insert(json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": secret, "namespace": NS},
         "data": {
-            "ACCESS_KEY_ID": base64(s3.access_key.as_bytes()),
-            "ACCESS_SECRET_KEY": base64(s3.secret_key.as_bytes()),
+            "ACCESS_KEY_ID": kubeapi::base64(s3.access_key.as_bytes()),
+            "ACCESS_SECRET_KEY": kubeapi::base64(s3.secret_key.as_bytes()),
         },
     }));
     api.insert(json!({
