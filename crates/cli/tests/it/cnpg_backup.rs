@@ -103,15 +103,7 @@ fn backups_through_the_plugin_match_barman_and_update_the_object_store_status() 
             ("PGPORT", pg.port.to_string()),
         ],
     );
-    append_conf(
-        &pg,
-        &[format!(
-            "archive_command = '{} cnpg client --socket {} wal-archive --cluster {} %p'",
-            barrelman().display(),
-            sidecar.socket.display(),
-            cluster.display()
-        )],
-    );
+    append_conf(&pg, &[sidecar.archive_command(&cluster)]);
     pg.start();
     pg.pgbench(&["-i", "-s", "1", "-q"]);
 

@@ -23,6 +23,18 @@ pub(crate) const SERVER: &str = "pg1";
 
 /// The Secret `secret` with the S3 server's keys and the ObjectStore `name` using it.
 pub(crate) fn seed_store(api: &KubeApi, s3: &S3Server, name: &str, secret: &str) {
+    seed_store_at(api, s3, &s3.endpoint, name, secret);
+}
+
+/// As [`seed_store`], with the ObjectStore's `endpointURL` set to `endpoint` (a
+/// fault proxy in front of the S3 server, say).
+pub(crate) fn seed_store_at(
+    api: &KubeApi,
+    s3: &S3Server,
+    endpoint: &str,
+    name: &str,
+    secret: &str,
+) {
     api.insert(json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": secret, "namespace": NS},
@@ -36,7 +48,7 @@ pub(crate) fn seed_store(api: &KubeApi, s3: &S3Server, name: &str, secret: &str)
         "metadata": {"name": name, "namespace": NS},
         "spec": {"configuration": {
             "destinationPath": DEST,
-            "endpointURL": s3.endpoint,
+            "endpointURL": endpoint,
             "s3Credentials": {
                 "accessKeyId": {"name": secret, "key": "ACCESS_KEY_ID"},
                 "secretAccessKey": {"name": secret, "key": "ACCESS_SECRET_KEY"},
@@ -143,6 +155,16 @@ impl Sidecar {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// PostgreSQL's `archive_command` line through this sidecar, for `cluster`.
+    pub(crate) fn archive_command(&self, cluster: &Path) -> String {
+        format!(
+            "archive_command = '{} cnpg client --socket {} wal-archive --cluster {} %p'",
+            barrelman().display(),
+            self.socket.display(),
+            cluster.display()
+        )
+    }
+
     /// `barrelman cnpg client --socket S ARGS` as the PostgreSQL user.
     pub(crate) fn client(&self, args: &[&str]) -> Output {
         as_pg_user(&mut Command::new(barrelman()))
@@ -219,15 +241,7 @@ fn postgres_archives_and_restores_through_the_plugin_socket() {
     segs.push(last.clone());
     assert!(segs.len() >= 5, "pgbench made only {segs:?}");
 
-    append_conf(
-        &pg,
-        &[format!(
-            "archive_command = '{} cnpg client --socket {} wal-archive --cluster {} %p'",
-            barrelman().display(),
-            sidecar.socket.display(),
-            cluster.display()
-        )],
-    );
+    append_conf(&pg, &[sidecar.archive_command(&cluster)]);
     pg.psql("select pg_reload_conf()");
     wait_archived(&pg, &last, Duration::from_secs(120));
     assert_eq!(

@@ -347,3 +347,52 @@ impl<'a> CloudCmd<'a> {
         out
     }
 }
+
+/// Every segment PostgreSQL marked archived (`.done`) restores byte-identical from
+/// the archive `dest_url` (barman's destination URL) under `server`.
+pub fn assert_every_done_segment_restores(
+    pg: &PgCluster,
+    s3: &S3Server,
+    dest_url: &str,
+    server: &str,
+) -> usize {
+    let status = pg.datadir.join("pg_wal/archive_status");
+    let dest = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&status).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let Some(seg) = name.strip_suffix(".done") else {
+            continue;
+        };
+        let local = pg.datadir.join("pg_wal").join(seg);
+        let Ok(original) = std::fs::read(&local) else {
+            continue;
+        };
+        let back = dest.path().join(seg);
+        let out = run(
+            &barrelman(),
+            &[
+                "wal-restore",
+                "--endpoint-url",
+                &s3.endpoint,
+                dest_url,
+                server,
+                seg,
+                back.to_str().unwrap(),
+            ],
+            s3,
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{seg} marked .done but not restorable: {}",
+            text(&out)
+        );
+        assert!(
+            std::fs::read(&back).unwrap() == original,
+            "{seg}: restored bytes differ"
+        );
+        checked += 1;
+    }
+    checked
+}
