@@ -199,3 +199,33 @@ async fn parallel_archive_marks_what_it_uploaded_ahead_and_restore_prefetches() 
     assert!(err.is_spool_failure(), "{err:?}");
     assert!(err.hint().is_some());
 }
+
+/// Pages of `path` in the page cache, in bytes, as util-linux's `fincore` reports.
+fn cached_bytes(path: &Path) -> u64 {
+    let out = std::process::Command::new("fincore")
+        .args(["--bytes", "--noheadings", "--output", "RES"])
+        .arg(path)
+        .output()
+        .expect("fincore (util-linux) runs");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+#[tokio::test]
+async fn an_archived_segment_leaves_the_page_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = open(dir.path());
+    let path = dir.path().join(segment(7));
+    let mut file = std::fs::File::create(&path).unwrap();
+    std::io::Write::write_all(&mut file, &content(7)).unwrap();
+    // PostgreSQL fsyncs a segment before archiving it; clean pages can be dropped.
+    file.sync_all().unwrap();
+    drop(file);
+    assert!(cached_bytes(&path) > 0, "the written segment is not cached");
+
+    let outcome = wal::archive(&archive, &archive_request(path.clone()))
+        .await
+        .unwrap();
+    assert!(matches!(outcome.requested, RequestedWal::Uploaded { .. }));
+    assert_eq!(cached_bytes(&path), 0, "the archived segment stayed cached");
+}

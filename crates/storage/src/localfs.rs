@@ -224,6 +224,17 @@ fn untouched_for(meta: &fs::Metadata, age: Duration) -> bool {
         .is_some_and(|idle| idle >= age)
 }
 
+/// Asks the kernel to drop `path`'s clean pages from the page cache
+/// (`posix_fadvise(POSIX_FADV_DONTNEED)`), as the Barman Cloud plugin does after each
+/// archived WAL segment: reading a segment to upload it must not leave 16 MiB of
+/// cache behind per segment, charged to the container's memory limit. Dirty pages
+/// are not dropped (PostgreSQL has fsynced a segment before it asks to archive it).
+pub fn drop_page_cache(path: &Path) -> io::Result<()> {
+    let file = File::open(path)?;
+    rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed)?;
+    Ok(())
+}
+
 /// Whether `e` says the file system is full or the quota used up.
 pub fn is_disk_full(e: &io::Error) -> bool {
     matches!(

@@ -192,6 +192,12 @@ pub async fn archive(
             let before = FileIdentity::of(path).ok();
             let outcome = archive.archive_wal(path, wal, &opts).await;
             let after = FileIdentity::of(path).ok();
+            if outcome.is_ok() {
+                // The segment is safe in the archive: its pages need not stay cached.
+                if let Err(e) = localfs::drop_page_cache(path) {
+                    tracing::debug!("cannot drop {} from the page cache: {e}", path.display());
+                }
+            }
             (outcome, before.filter(|b| after.as_ref() == Some(b)))
         }
     });
