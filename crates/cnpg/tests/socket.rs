@@ -302,12 +302,14 @@ async fn restore_role_serves_its_services() {
         caps.capabilities.iter().map(|c| c.kind).collect::<Vec<_>>(),
         vec![1]
     );
+    // Restore is served: a request without a Cluster is refused with the reason.
     let status = rj
         .restore(wal::RestoreRequest::default())
         .await
         .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert!(
-        status.message().contains("RestoreJobHooks.Restore"),
+        status.message().contains("cluster_definition"),
         "{status:?}"
     );
     raw_call(&server.socket(), "/cnpgi.wal.v1.WAL/GetCapabilities")
