@@ -399,13 +399,15 @@ impl Classified for RestoreJobError {
 
 impl RestoreJobError {
     /// The gRPC status: store resolution answers as WAL.Restore does (FailedPrecondition
-    /// for a refused Secret); a missing PGDATA and a non-empty archive are
-    /// FailedPrecondition; the rest by class as WAL.Restore ([`grpc_code`]): NotFound,
+    /// for a refused Secret); a missing PGDATA, a non-empty archive and a PGDATA that
+    /// already holds files are FailedPrecondition; the rest by class as WAL.Restore ([`grpc_code`]): NotFound,
     /// InvalidArgument, Unavailable (retriable) or Internal.
     pub fn to_status(&self) -> Status {
         let code = match self {
             Self::Store(e) => return e.to_status(WalRpc::Restore),
-            Self::NoPgdata | Self::ArchiveNotEmpty { .. } => Code::FailedPrecondition,
+            Self::NoPgdata
+            | Self::ArchiveNotEmpty { .. }
+            | Self::Restore(RestoreError::NotEmpty(_)) => Code::FailedPrecondition,
             _ => grpc_code(WalRpc::Restore, self.class()),
         };
         match self.hint() {
@@ -420,6 +422,9 @@ impl RestoreJobError {
 pub struct RestoreJobService {
     settings: Arc<Settings>,
     stores: Stores,
+    /// One Restore at a time: two concurrent calls would both find PGDATA empty and
+    /// extract into it together; the second now waits and then finds it restored.
+    running: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for RestoreJobService {
@@ -442,6 +447,7 @@ impl RestoreJobService {
         RestoreJobService {
             settings: Arc::new(settings),
             stores,
+            running: Arc::default(),
         }
     }
 
@@ -578,6 +584,7 @@ impl RestoreJobHooks for RestoreJobService {
         &self,
         request: Request<RestoreRequest>,
     ) -> Result<Response<RestoreResponse>, Status> {
+        let _one_at_a_time = self.running.lock().await;
         match self.do_restore(request.into_inner()).await {
             Ok(r) => Ok(Response::new(r)),
             Err(e) => {
@@ -840,6 +847,37 @@ mod tests {
             std::fs::read_link(pgdata.join("pg_wal")).unwrap(),
             elsewhere
         );
+    }
+
+    /// The WAL volume is its own file system in Kubernetes: rename fails with EXDEV
+    /// there and the files are copied. /dev/shm (tmpfs) stands in for it.
+    #[test]
+    fn wal_storage_move_copies_across_file_systems() {
+        use std::os::unix::fs::MetadataExt;
+        let root = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir_in("/dev/shm").unwrap();
+        assert_ne!(
+            std::fs::metadata(root.path()).unwrap().dev(),
+            std::fs::metadata(other.path()).unwrap().dev(),
+            "/dev/shm must be another file system for this test"
+        );
+        let pgdata = pgdata_with_wal(root.path());
+        std::os::unix::fs::symlink("000000010000000000000002", pgdata.join("pg_wal/link")).unwrap();
+        let want = tree(&pgdata.join("pg_wal"));
+        let wal_dir = other.path().join("pg_wal");
+        move_wal_to_storage(&pgdata, &wal_dir).unwrap();
+        assert_eq!(std::fs::read_link(pgdata.join("pg_wal")).unwrap(), wal_dir);
+        assert_eq!(tree(&wal_dir), want);
+        assert_eq!(
+            std::fs::read_link(wal_dir.join("link")).unwrap(),
+            PathBuf::from("000000010000000000000002")
+        );
+        // No temporary copy is left behind.
+        assert!(!tree(&wal_dir)
+            .iter()
+            .any(|(n, _)| n.contains("barrelman-tmp")));
+        move_wal_to_storage(&pgdata, &wal_dir).unwrap();
+        assert_eq!(tree(&wal_dir), want);
     }
 
     #[test]

@@ -171,7 +171,27 @@ fn restore_job_recovers_a_point_in_time_and_refuses_what_would_lose_data() {
         json!({"walStorage": {"size": "1Gi"}}),
     );
     let sidecar = restore_sidecar(&pg, &api, "by-id-sidecar", &pgdata, &wal_dir);
-    restore_job_ok(&sidecar, &by_id);
+    // Two callers at once: one restores, the other is refused (PGDATA is no longer
+    // empty), never two extractions into one directory.
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| restore_job(&sidecar, &by_id));
+        let b = s.spawn(|| restore_job(&sidecar, &by_id));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let (won, lost) = if a.status.code() == Some(0) {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    assert_eq!(
+        won.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&won),
+        sidecar.log()
+    );
+    let msg = refused(&lost, "FailedPrecondition");
+    assert!(msg.contains("is not empty"), "{msg}");
     assert_restored_backup(&pgdata, b2["beginWal"].as_str().unwrap());
     assert_eq!(std::fs::read_link(pgdata.join("pg_wal")).unwrap(), wal_dir);
     assert!(wal_dir.is_dir());
@@ -189,7 +209,7 @@ fn restore_job_recovers_a_point_in_time_and_refuses_what_would_lose_data() {
     assert_eq!(std::fs::read(&earlier).unwrap(), wal_like(1 << 16, 7));
     // The already-restored PGDATA is refused, and kept as it is.
     let out = restore_job(&sidecar, &by_id);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    refused(&out, "FailedPrecondition");
     assert!(pgdata.join("backup_label").exists());
     assert_eq!(std::fs::read_link(pgdata.join("pg_wal")).unwrap(), wal_dir);
     drop(sidecar);
