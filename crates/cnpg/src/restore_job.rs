@@ -528,7 +528,10 @@ impl RestoreJobService {
         tracing::info!(backup = %id, store = %recovery.object_store, server = %recovery.server_name, "restoring");
 
         // 3. Recovery cannot start without the backup's first WAL.
-        let begin = backup.begin_wal.clone().unwrap_or_default();
+        let begin = backup
+            .begin_wal
+            .clone()
+            .unwrap_or_else(|| "(none recorded in its backup.info)".into());
         let missing = || RestoreJobError::FirstWalMissing {
             wal: begin.clone(),
             backup: id.clone(),
