@@ -91,6 +91,17 @@ enum ClientCall {
         #[arg(long)]
         backup: PathBuf,
     },
+    /// RestoreJobHooks.Restore: the sidecar restores into its PGDATA; prints the
+    /// restore_config to append to postgresql.conf on stdout (exit 0 done, 1 not).
+    RestoreJob {
+        /// The Cluster as JSON (its spec.bootstrap.recovery names the source).
+        #[arg(long)]
+        cluster: PathBuf,
+        /// Send check_empty_wal_archive=true/false (absent otherwise: the plugin
+        /// decides from the cnpg.io/skipEmptyWalArchiveCheck annotation).
+        #[arg(long)]
+        check_empty: Option<bool>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -317,6 +328,25 @@ async fn run_client(args: ClientArgs) -> i32 {
                         "metadata": metadata,
                     });
                     crate::output::outln!("{json}");
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        }
+        ClientCall::RestoreJob {
+            cluster,
+            check_empty,
+        } => {
+            let Ok(cluster) = read_cluster(cluster) else {
+                return EXIT_CALL_FAILED;
+            };
+            match client::restore_job(&args.socket, cluster, *check_empty).await {
+                Ok(r) => {
+                    // The settings as answered, ended by one newline.
+                    crate::output::outln!("{}", r.restore_config.trim_end_matches('\n'));
+                    for env in &r.envs {
+                        tracing::info!(env = %env, "the plugin asks for this environment variable");
+                    }
                     Ok(())
                 }
                 Err(e) => Err(e),

@@ -9,6 +9,7 @@ mod it {
     pub mod cnpg;
     pub mod cnpg_backup;
     pub mod cnpg_faults;
+    pub mod cnpg_restore;
     pub mod cnpg_wal;
     pub mod common;
     pub mod config;

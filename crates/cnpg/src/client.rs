@@ -1,5 +1,6 @@
-//! Client side over the plugin socket: a tonic channel to a unix socket, and the
-//! `healthcheck unix` probe with upstream's exit codes.
+//! Client side over the plugin socket: a tonic channel to a unix socket, the
+//! `healthcheck unix` probe with upstream's exit codes, and the calls of `barrelman
+//! cnpg client` (identity, WAL archive/restore, backup, restore-job).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -228,6 +229,25 @@ pub async fn backup(
             cluster_definition,
             backup_definition,
             parameters,
+        })
+        .await?;
+    Ok(answer.into_inner())
+}
+
+/// `RestoreJobHooks.Restore` for the Cluster `cluster_definition` (its JSON), as the
+/// restore Job's instance manager calls it: the sidecar restores into its PGDATA and
+/// answers the settings to append to PostgreSQL's configuration.
+pub async fn restore_job(
+    path: &Path,
+    cluster_definition: Vec<u8>,
+    check_empty: Option<bool>,
+) -> Result<crate::proto::wal::RestoreResponse, tonic::Status> {
+    use crate::proto::wal::{restore_job_hooks_client::RestoreJobHooksClient, RestoreRequest};
+    let mut client = RestoreJobHooksClient::new(unix_channel(path));
+    let answer = client
+        .restore(RestoreRequest {
+            cluster_definition,
+            check_empty_wal_archive: check_empty,
         })
         .await?;
     Ok(answer.into_inner())

@@ -80,6 +80,9 @@ pub struct ClusterSpec {
     /// `spec.replica`.
     #[serde(deserialize_with = "nullable")]
     pub replica: ReplicaSpec,
+    /// `spec.walStorage`: when set, WAL lives on its own volume and a restore leaves
+    /// `pg_wal` as a symlink to it (only its presence matters to the plugin).
+    pub wal_storage: Option<serde_json::Value>,
 }
 
 /// One entry of `spec.plugins` or an external cluster's `plugin`.
@@ -612,6 +615,9 @@ mod tests {
             "enabled"
         );
         assert_eq!(c.status.current_primary, "pg-1");
+        assert_eq!(c.spec.wal_storage, None);
+        let c = Cluster::from_json(br#"{"spec": {"walStorage": {"size": "1Gi"}}}"#).unwrap();
+        assert!(c.spec.wal_storage.is_some());
         let e = Cluster::from_json(b"[1,2]").unwrap_err();
         assert!(matches!(e, ConfigError::Decode(_)), "{e}");
         assert!(e

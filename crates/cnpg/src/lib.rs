@@ -6,12 +6,15 @@
 //! - [`config`]: which ObjectStore and server name each role uses (from the Cluster JSON).
 //! - [`server`]: the instance and restore servers on the plugin socket.
 //! - [`client`]: a channel over a unix socket, the `healthcheck unix` probe and the
-//!   calls of `barrelman cnpg client` (identity, WAL archive/restore, backup).
+//!   calls of `barrelman cnpg client` (identity, WAL archive/restore, backup,
+//!   restore-job).
 //! - [`k8s`]: ObjectStores and Secrets from the Kubernetes API (GET, 10 s cache); also
 //!   the `SecretSource` that feeds Secret values straight into the storage settings.
 //! - [`wal`]: WAL.Archive and WAL.Restore in-process through the core's `ops::wal`.
 //! - [`backup`]: Backup.Backup in-process through the core's `ops::backup`, with the
 //!   ObjectStore's recovery window kept in its status.
+//! - [`restore_job`]: RestoreJobHooks.Restore in-process: backup selection by recovery
+//!   target, first-WAL probe, `ops::restore` into PGDATA, the `walStorage` symlink.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

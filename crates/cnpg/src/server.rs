@@ -121,9 +121,9 @@ impl PluginServer {
                     stores,
                 )))
                 .add_service(MetricsServer::new(MetricsService::new(self.kube.clone()))),
-            Role::Restore => {
-                builder.add_service(RestoreJobHooksServer::new(RestoreJobService::default()))
-            }
+            Role::Restore => builder.add_service(RestoreJobHooksServer::new(
+                RestoreJobService::with_stores(self.settings.clone(), stores),
+            )),
         };
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

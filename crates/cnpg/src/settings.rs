@@ -7,6 +7,14 @@ use std::path::PathBuf;
 /// CloudNativePG instance manager scans it.
 pub const DEFAULT_PLUGIN_DIR: &str = "/plugins";
 
+/// Where `pg_wal`'s contents go when the Cluster has `spec.walStorage`: CloudNativePG
+/// mounts the WAL volume at `/var/lib/postgresql/wal` and expects `pg_wal` there.
+pub const DEFAULT_WAL_DIRECTORY: &str = "/var/lib/postgresql/wal/pg_wal";
+
+/// The variable that moves [`Settings::wal_directory`] (barrelman's own, for tests and
+/// unusual mounts; CloudNativePG does not set it).
+pub const WAL_DIRECTORY_VARIABLE: &str = "BARRELMAN_WAL_DIRECTORY";
+
 /// Which sidecar this process is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -50,6 +58,9 @@ pub struct Settings {
     pub spool_directory: PathBuf,
     /// `PGDATA`, when set.
     pub pgdata: Option<PathBuf>,
+    /// The WAL volume's `pg_wal` a restore moves WAL into when the Cluster has
+    /// `spec.walStorage` ([`DEFAULT_WAL_DIRECTORY`] unless [`WAL_DIRECTORY_VARIABLE`]).
+    pub wal_directory: PathBuf,
     /// `CUSTOM_CNPG_GROUP`: API group of Cluster/Backup for CloudNativePG forks.
     pub custom_cnpg_group: Option<String>,
     /// `CUSTOM_CNPG_VERSION`: API version of Cluster/Backup for CloudNativePG forks.
@@ -104,6 +115,8 @@ impl Settings {
                 .map(PathBuf::from)
                 .unwrap_or_default(),
             pgdata: get("PGDATA").map(PathBuf::from),
+            wal_directory: get(WAL_DIRECTORY_VARIABLE)
+                .map_or_else(|| PathBuf::from(DEFAULT_WAL_DIRECTORY), PathBuf::from),
             custom_cnpg_group: get("CUSTOM_CNPG_GROUP"),
             custom_cnpg_version: get("CUSTOM_CNPG_VERSION"),
             plugin_dir: plugin_dir.into(),
@@ -177,6 +190,10 @@ mod tests {
             Some(PathBuf::from("/var/lib/postgresql/data/pgdata"))
         );
         assert_eq!(s.cnpg_api(), ("postgresql.example.com", "v1"));
+        assert_eq!(s.wal_directory, PathBuf::from(DEFAULT_WAL_DIRECTORY));
+        pairs.push((WAL_DIRECTORY_VARIABLE, "/tmp/wal"));
+        let s = Settings::from_vars(Role::Restore, vars(&pairs), "/plugins").unwrap();
+        assert_eq!(s.wal_directory, PathBuf::from("/tmp/wal"));
         assert_eq!(
             s.socket_path(),
             PathBuf::from("/plugins/barman-cloud.cloudnative-pg.io")

@@ -302,14 +302,33 @@ async fn restore_role_serves_its_services() {
         caps.capabilities.iter().map(|c| c.kind).collect::<Vec<_>>(),
         vec![1]
     );
+    // Restore is served: a request without a Cluster is refused with the reason.
     let status = rj
         .restore(wal::RestoreRequest::default())
         .await
         .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert!(
-        status.message().contains("RestoreJobHooks.Restore"),
+        status.message().contains("cluster_definition"),
         "{status:?}"
     );
+    // A recovery Cluster but no PGDATA in the sidecar: refused before any store is
+    // read, saying which variable to set.
+    let cluster = serde_json::json!({
+        "metadata": {"name": "pg"},
+        "spec": {"bootstrap": {"recovery": {"source": "origin"}},
+                 "externalClusters": [{"name": "origin", "plugin": {"name": PLUGIN_NAME,
+                    "parameters": {"barmanObjectName": "store"}}}]},
+    });
+    let status = rj
+        .restore(wal::RestoreRequest {
+            cluster_definition: cluster.to_string().into_bytes(),
+            check_empty_wal_archive: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().contains("PGDATA"), "{status:?}");
     raw_call(&server.socket(), "/cnpgi.wal.v1.WAL/GetCapabilities")
         .await
         .unwrap();

@@ -8,7 +8,7 @@ use super::cnpg_wal::{append_conf, client_line, seed_store, Sidecar, BUCKET, DES
 use super::common::*;
 use barrelman_cnpg::PLUGIN_NAME;
 use barrelman_testkit::kubeapi::{KubeApi, ObjectKey};
-use barrelman_testkit::S3Server;
+use barrelman_testkit::{PgCluster, S3Server};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -26,8 +26,46 @@ fn cluster_file(dir: &Path, store: &str) -> PathBuf {
     path
 }
 
+/// The instance sidecar of `pg` (pod `pg-1` of Cluster `pg`, archiving into the
+/// ObjectStore `store`, reaching PostgreSQL through PGHOST/PGPORT) and PostgreSQL's
+/// `archive_command` through it; returns the sidecar, the Cluster file and the
+/// sidecar's work directory. PostgreSQL is not started.
+pub(crate) fn archiving_sidecar(pg: &PgCluster, api: &KubeApi) -> (Sidecar, PathBuf, PathBuf) {
+    let work = pg.make_dir("plugin-work");
+    let plugins = pg.make_dir("plugins");
+    let spool = pg.make_dir("spool");
+    let cluster = cluster_file(&work, "store");
+    let sidecar = Sidecar::start_role(
+        "instance",
+        &work,
+        &plugins,
+        &spool,
+        &pg.datadir,
+        &api.url(),
+        &[
+            ("PGHOST", pg.socket_dir.display().to_string()),
+            ("PGPORT", pg.port.to_string()),
+        ],
+    );
+    append_conf(pg, &[sidecar.archive_command(&cluster)]);
+    (sidecar, cluster, work)
+}
+
+/// `cnpg client backup` of the Cluster file and Backup file `def`, which must succeed:
+/// the BackupResult as JSON.
+pub(crate) fn take_backup(sidecar: &Sidecar, cluster: &Path, def: &Path) -> Value {
+    let out = sidecar.client_ok(&[
+        "backup",
+        "--cluster",
+        cluster.to_str().unwrap(),
+        "--backup",
+        def.to_str().unwrap(),
+    ]);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// A Backup of the Cluster with `parameters` as its pluginConfiguration.parameters.
-fn backup_file(dir: &Path, name: &str, parameters: Value) -> PathBuf {
+pub(crate) fn backup_file(dir: &Path, name: &str, parameters: Value) -> PathBuf {
     let backup = json!({
         "apiVersion": "postgresql.cnpg.io/v1", "kind": "Backup",
         "metadata": {"name": name, "namespace": NS},
@@ -88,42 +126,13 @@ fn backups_through_the_plugin_match_barman_and_update_the_object_store_status() 
     store["spec"]["configuration"]["tags"] = json!({"team": "db"});
     let key = api.insert(store);
 
-    let work = pg.make_dir("plugin-work");
-    let plugins = pg.make_dir("plugins");
-    let spool = pg.make_dir("spool");
-    let cluster = cluster_file(&work, "store");
-    let sidecar = Sidecar::start_with_env(
-        &work,
-        &plugins,
-        &spool,
-        &pg.datadir,
-        &api.url(),
-        &[
-            ("PGHOST", pg.socket_dir.display().to_string()),
-            ("PGPORT", pg.port.to_string()),
-        ],
-    );
-    append_conf(&pg, &[sidecar.archive_command(&cluster)]);
+    let (sidecar, cluster, work) = archiving_sidecar(&pg, &api);
     pg.start();
     pg.pgbench(&["-i", "-s", "1", "-q"]);
 
     // 1. A backup with the ObjectStore's settings: every field as barman shows it.
     let plain = backup_file(&work, "b1", json!({}));
-    let out = sidecar.client(&[
-        "backup",
-        "--cluster",
-        cluster.to_str().unwrap(),
-        "--backup",
-        plain.to_str().unwrap(),
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n--- sidecar\n{}",
-        text(&out),
-        sidecar.log()
-    );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = take_backup(&sidecar, &cluster, &plain);
     let id = r["backupId"].as_str().unwrap().to_string();
     let show = barman_show(&s3, &id);
     assert_eq!(show["backup_id"], r["backupId"], "{show}");
@@ -170,21 +179,7 @@ fn backups_through_the_plugin_match_barman_and_update_the_object_store_status() 
         "b2",
         json!({"compression": "bzip2", "jobs": "1", "immediateCheckpoint": "true"}),
     );
-    let out = sidecar.client(&[
-        "backup",
-        "--cluster",
-        cluster.to_str().unwrap(),
-        "--backup",
-        bz.to_str().unwrap(),
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out),
-        sidecar.log()
-    );
-    let r2: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r2 = take_backup(&sidecar, &cluster, &bz);
     assert_ne!(r2["backupId"], r["backupId"]);
     let id2 = r2["backupId"].as_str().unwrap();
     let show2 = barman_show(&s3, id2);

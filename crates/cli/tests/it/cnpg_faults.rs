@@ -28,7 +28,7 @@ fn a_sidecar_killed_mid_batch_and_restarted_loses_no_wal() {
     let plugins = pg.make_dir("plugins");
     let spool = pg.make_dir("spool");
     let cluster = cluster_file(&work, "pg", "store");
-    let sidecar = Sidecar::start_with_env(&work, &plugins, &spool, &pg.datadir, &api.url(), &[]);
+    let sidecar = Sidecar::start(&work, &plugins, &spool, &pg.datadir, &api.url());
 
     pg.start();
     pg.psql("create table t (id int, pad text)");
@@ -63,7 +63,7 @@ fn a_sidecar_killed_mid_batch_and_restarted_loses_no_wal() {
 
     // The store answers again; the kubelet starts a new sidecar on the stale socket.
     proxy.arm(Fault::Stall, 0);
-    let sidecar = Sidecar::start_with_env(&work, &plugins, &spool, &pg.datadir, &api.url(), &[]);
+    let sidecar = Sidecar::start(&work, &plugins, &spool, &pg.datadir, &api.url());
     wait_archived(&pg, &last, Duration::from_secs(120));
     let log = sidecar.log();
     // The killed batch left no marker claiming a segment was archived: every

@@ -86,12 +86,20 @@ pub(crate) struct Sidecar {
 }
 
 impl Sidecar {
-    fn start(work: &Path, plugins: &Path, spool: &Path, pgdata: &Path, kube_url: &str) -> Self {
-        Self::start_with_env(work, plugins, spool, pgdata, kube_url, &[])
+    pub(crate) fn start(
+        work: &Path,
+        plugins: &Path,
+        spool: &Path,
+        pgdata: &Path,
+        kube_url: &str,
+    ) -> Self {
+        Self::start_role("instance", work, plugins, spool, pgdata, kube_url, &[])
     }
 
-    /// As `start`, with `env` added to the sidecar's environment (e.g. PGHOST/PGPORT).
-    pub(crate) fn start_with_env(
+    /// `barrelman cnpg ROLE` (`instance` as pod `pg-1` of Cluster `pg`, or `restore`
+    /// as the recovery Job's pod), with `env` added.
+    pub(crate) fn start_role(
+        role: &str,
         work: &Path,
         plugins: &Path,
         spool: &Path,
@@ -111,11 +119,18 @@ impl Sidecar {
         .unwrap();
         let log = work.join("sidecar.log");
         let child = as_pg_user(&mut Command::new(barrelman()))
-            .args(["cnpg", "instance", "--plugin-path"])
+            .args(["cnpg", role, "--plugin-path"])
             .arg(plugins)
             .env("NAMESPACE", NS)
             .env("CLUSTER_NAME", "pg")
-            .env("POD_NAME", "pg-1")
+            .env(
+                "POD_NAME",
+                if role == "restore" {
+                    "pg-restored-1-full-recovery"
+                } else {
+                    "pg-1"
+                },
+            )
             .env("SPOOL_DIRECTORY", spool)
             .env("PGDATA", pgdata)
             .env("KUBECONFIG", &kubeconfig)
@@ -163,6 +178,20 @@ impl Sidecar {
             self.socket.display(),
             cluster.display()
         )
+    }
+
+    /// [`Sidecar::client`] that must succeed (exit 0; else the output and the
+    /// sidecar's log are shown).
+    pub(crate) fn client_ok(&self, args: &[&str]) -> Output {
+        let out = self.client(args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}\n--- sidecar\n{}",
+            text(&out),
+            self.log()
+        );
+        out
     }
 
     /// `barrelman cnpg client --socket S ARGS` as the PostgreSQL user.
