@@ -45,6 +45,14 @@ impl Lease {
         }
     }
 
+    /// The Lease in `namespace`, held as `identity`.
+    pub fn with_identity(namespace: String, identity: String) -> Self {
+        Lease {
+            namespace,
+            identity,
+        }
+    }
+
     /// Takes or renews the Lease; true when this replica holds it afterwards.
     pub async fn try_acquire(&self, client: &kube::Client) -> Result<bool, kube::Error> {
         let api: Api<DynamicObject> =
