@@ -18,6 +18,7 @@ pub const LEASE_DURATION: Duration = Duration::from_secs(15);
 pub struct Lease {
     namespace: String,
     identity: String,
+    duration: Duration,
 }
 
 fn resource() -> ApiResource {
@@ -42,6 +43,7 @@ impl Lease {
         Lease {
             namespace,
             identity,
+            duration: LEASE_DURATION,
         }
     }
 
@@ -50,7 +52,15 @@ impl Lease {
         Lease {
             namespace,
             identity,
+            duration: LEASE_DURATION,
         }
+    }
+
+    /// The same Lease with terms of `duration` (at least [`LEASE_DURATION`]): longer
+    /// than the renewal period, or the holder would lose it between two renewals.
+    pub fn with_duration(mut self, duration: Duration) -> Self {
+        self.duration = duration.max(LEASE_DURATION);
+        self
     }
 
     /// Takes or renews the Lease; true when this replica holds it afterwards.
@@ -60,7 +70,7 @@ impl Lease {
         let stamp = now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let spec = json!({
             "holderIdentity": self.identity,
-            "leaseDurationSeconds": LEASE_DURATION.as_secs(),
+            "leaseDurationSeconds": self.duration.as_secs(),
             "renewTime": stamp,
         });
         let Some(mut lease) = api.get_opt(LEASE_NAME).await? else {
@@ -87,7 +97,7 @@ impl Lease {
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
         let duration = lease.data["spec"]["leaseDurationSeconds"]
             .as_i64()
-            .unwrap_or(LEASE_DURATION.as_secs() as i64);
+            .unwrap_or(self.duration.as_secs() as i64);
         let expired = renewed.is_none_or(|t| now() > t + chrono::Duration::seconds(duration));
         if held_by != self.identity && !held_by.is_empty() && !expired {
             return Ok(false);

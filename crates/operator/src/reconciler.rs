@@ -483,8 +483,15 @@ pub async fn resync_roles(client: &kube::Client) -> Result<usize, RbacError> {
             }
         };
         let secrets = rbac::secret_names(stores.iter().map(|(_, s)| s));
-        let mut desired = role.clone();
-        desired["rules"] = rbac::rules(&names, &secrets);
+        // Only what `ensure` compares: were the Role deleted meanwhile, it is created
+        // from this, and a create must not carry the old uid or resourceVersion.
+        let meta = &role["metadata"];
+        let desired = json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": name, "namespace": namespace, "labels": meta["labels"],
+                         "ownerReferences": meta["ownerReferences"]},
+            "rules": rbac::rules(&names, &secrets),
+        });
         // Labels and owner references are the Cluster hook's business; only rules here.
         if ensure(client, "Role", &desired, &["rules"], |_, _| Ok(())).await? {
             updated += 1;

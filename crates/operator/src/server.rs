@@ -220,7 +220,13 @@ fn tls_incoming(
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     tokio::spawn(async move {
         loop {
-            let (tcp, peer) = match listener.accept().await {
+            // When the server stops it drops the stream: stop accepting at once, which
+            // closes the port.
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                () = tx.closed() => return,
+            };
+            let (tcp, peer) = match accepted {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(error = %e, "accepting a connection failed");
@@ -228,9 +234,6 @@ fn tls_incoming(
                     continue;
                 }
             };
-            if tx.is_closed() {
-                return;
-            }
             let (acceptor, tx) = (acceptor.clone(), tx.clone());
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -294,7 +297,7 @@ impl OperatorPlugin {
             let resync = crate::reconciler::Resync::new(client, every);
             let lease = s
                 .leader_elect
-                .then(|| crate::leader::Lease::new(s.namespace.clone()));
+                .then(|| crate::leader::Lease::new(s.namespace.clone()).with_duration(every * 3));
             tokio::spawn(resync.run(lease));
         }
         let router = Server::builder()

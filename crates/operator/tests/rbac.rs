@@ -139,6 +139,22 @@ async fn role_is_created_then_patched_with_conflicts_retried() {
 }
 
 #[tokio::test]
+async fn concurrent_hooks_for_one_cluster_both_succeed() {
+    let api = KubeApi::start();
+    api.insert(store("archive", Some("aws")));
+    let (a, b) = (
+        ReconcilerService::new(Some(client(&api))),
+        ReconcilerService::new(Some(client(&api))),
+    );
+    let c = cluster(&["archive"]);
+    let (ra, rb) = tokio::join!(pre(&a, &c), pre(&b, &c));
+    assert_eq!(ra.unwrap(), Behavior::Continue as i32);
+    assert_eq!(rb.unwrap(), Behavior::Continue as i32);
+    let binding = api.get(&key("rolebindings", "pg-barman-cloud")).unwrap();
+    assert_eq!(binding["subjects"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn a_missing_store_asks_for_a_requeue_and_writes_nothing() {
     let api = KubeApi::start();
     let service = ReconcilerService::new(Some(client(&api)));

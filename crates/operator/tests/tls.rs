@@ -281,7 +281,10 @@ async fn a_ca_bundle_verifies_the_certificates_it_issued() {
         .await
         .unwrap();
     assert_eq!(ok, ALL_FOUR);
+    let addr = run.addr;
     run.stop().await;
+    // Stopped means the port is closed at once, not at the next connection attempt.
+    std::net::TcpListener::bind(addr).expect("the gRPC port is released on stop");
 }
 
 #[tokio::test]
