@@ -24,6 +24,9 @@ use tonic::{Request, Response, Status};
 
 use crate::rbac::{self, ClusterIdentity};
 
+/// Seconds after which CloudNativePG reconciles again a Cluster whose store is missing.
+pub const REQUEUE_AFTER_SECONDS: i64 = 10;
+
 /// How many times a conflicting write is read and tried again.
 pub const MAX_ATTEMPTS: u32 = 5;
 
@@ -336,9 +339,16 @@ impl ReconcilerService {
     }
 
     fn result(behavior: Behavior) -> Response<ReconcilerHooksResult> {
+        // Upstream sends 0, which CloudNativePG may read as "no timed requeue": nothing
+        // else wakes the Cluster when its ObjectStore appears, so ask for a retry.
+        let requeue_after = if behavior == Behavior::Requeue {
+            REQUEUE_AFTER_SECONDS
+        } else {
+            0
+        };
         Response::new(ReconcilerHooksResult {
             behavior: behavior as i32,
-            requeue_after: 0,
+            requeue_after,
         })
     }
 }

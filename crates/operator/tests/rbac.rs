@@ -48,7 +48,13 @@ async fn pre(service: &ReconcilerService, cluster: &Value) -> Result<i32, tonic:
             resource_definition: bytes,
         }))
         .await
-        .map(|r| r.into_inner().behavior)
+        .map(|r| {
+            let r = r.into_inner();
+            // A timed retry only with REQUEUE.
+            let requeue = r.behavior == Behavior::Requeue as i32;
+            assert_eq!(r.requeue_after, if requeue { 10 } else { 0 });
+            r.behavior
+        })
 }
 
 fn key(plural: &str, name: &str) -> ObjectKey {
