@@ -871,6 +871,42 @@ mod tests {
     }
 
     #[test]
+    fn a_merge_patch_with_a_stale_resource_version_conflicts() {
+        let mut st = State::default();
+        let path = "/apis/rbac.authorization.k8s.io/v1/namespaces/db/roles";
+        let body = json!({"metadata": {"name": "r", "labels": {"a": "1"}}}).to_string();
+        assert_eq!(
+            st.handle("POST", path, "", "application/json", &body).0,
+            201
+        );
+        let item = format!("{path}/r");
+        let rv = st.handle("GET", &item, "", "", "").1["metadata"]["resourceVersion"].clone();
+        let patch = |rv: &Value| {
+            json!({"metadata": {"resourceVersion": rv, "labels": {"a": "2"}}}).to_string()
+        };
+        let mp = "application/merge-patch+json";
+        assert_eq!(st.handle("PATCH", &item, "", mp, &patch(&rv)).0, 200);
+        // The same (now stale) version again: 409, and nothing changes.
+        assert_eq!(st.handle("PATCH", &item, "", mp, &patch(&rv)).0, 409);
+        let all = st.handle(
+            "GET",
+            "/apis/rbac.authorization.k8s.io/v1/roles",
+            "labelSelector=a%3D2",
+            "",
+            "",
+        );
+        assert_eq!(all.1["items"].as_array().unwrap().len(), 1);
+        let none = st.handle(
+            "GET",
+            "/apis/rbac.authorization.k8s.io/v1/roles",
+            "labelSelector=a%3D1",
+            "",
+            "",
+        );
+        assert_eq!(none.1["items"].as_array().unwrap().len(), 0);
+    }
+
+    #[test]
     fn label_selectors_decode() {
         assert_eq!(
             label_selector("labelSelector=barmancloud.cnpg.io%2Fcluster%2Capp%3Dx&limit=5"),
