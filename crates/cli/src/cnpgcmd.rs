@@ -17,9 +17,10 @@ use tracing_subscriber::registry::LookupSpan;
 /// `barrelman cnpg ...`.
 #[derive(Args, Debug)]
 pub struct CnpgArgs {
-    /// Directory of the plugin socket (the socket is DIR/barman-cloud.cloudnative-pg.io).
-    #[arg(long, global = true, default_value = DEFAULT_PLUGIN_DIR)]
-    plugin_path: PathBuf,
+    /// Directory of the plugin socket (the socket is DIR/barman-cloud.cloudnative-pg.io;
+    /// default /plugins). For `operator`, serve there instead of TCP with mutual TLS.
+    #[arg(long, global = true)]
+    plugin_path: Option<PathBuf>,
     /// Log level of the JSON log lines on stderr.
     #[arg(long, global = true, value_enum, default_value = "info")]
     log_level: LogLevel,
@@ -41,6 +42,45 @@ enum CnpgCommand {
     /// Play CloudNativePG's instance manager against a sidecar's socket (debugging;
     /// tests use it as archive_command / restore_command).
     Client(ClientArgs),
+    /// Serve the operator side (Identity, OperatorLifecycle, ReconcilerHooks, Operator)
+    /// over TCP with mutual TLS, as CloudNativePG's operator dials it; needs SIDECAR_IMAGE.
+    Operator(OperatorArgs),
+}
+
+/// `barrelman cnpg operator`: upstream's flags.
+#[derive(Args, Debug)]
+struct OperatorArgs {
+    /// The server certificate (PEM), re-read when it changes.
+    #[arg(long)]
+    server_cert: Option<PathBuf>,
+    /// The server's private key (PEM), re-read when it changes.
+    #[arg(long)]
+    server_key: Option<PathBuf>,
+    /// The certificate(s) client certificates must chain to (PEM): the client
+    /// certificate itself when self-signed, or a CA bundle; re-read when it changes.
+    #[arg(long)]
+    client_cert: Option<PathBuf>,
+    /// Where gRPC listens (HOST:PORT or :PORT).
+    #[arg(long, default_value = barrelman_operator::server::DEFAULT_SERVER_ADDRESS)]
+    server_address: String,
+    /// Only the holder of the Lease 822e3f5c.cnpg.io re-syncs Roles (gRPC needs no leader).
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true")]
+    leader_elect: bool,
+    /// Where /healthz and /readyz are answered ("0" disables).
+    #[arg(long, default_value = barrelman_operator::server::DEFAULT_HEALTH_ADDRESS)]
+    health_probe_bind_address: String,
+    /// Accepted for compatibility; the operator side serves no metrics ("0", the default).
+    #[arg(long, default_value = "0")]
+    metrics_bind_address: String,
+    /// Accepted for compatibility (metrics are not served).
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_value = "true", default_missing_value = "true")]
+    metrics_secure: bool,
+    /// Accepted for compatibility (gRPC always runs over HTTP/2).
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true")]
+    enable_http2: bool,
+    /// Seconds between two passes re-syncing Roles with their ObjectStores ("0": never).
+    #[arg(long, default_value_t = 30)]
+    resync_interval: u64,
 }
 
 /// `barrelman cnpg client --socket PATH ...`.
@@ -193,7 +233,7 @@ where
 
 fn init_logging(level: LogLevel) {
     let l = level.filter();
-    let filter = format!("warn,barrelman={l},barrelman_cnpg={l},barrelman_core={l},barrelman_storage={l},barrelman_ops={l}");
+    let filter = format!("warn,barrelman={l},barrelman_cnpg={l},barrelman_operator={l},barrelman_core={l},barrelman_storage={l},barrelman_ops={l}");
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
@@ -215,20 +255,24 @@ pub fn run(args: CnpgArgs) -> i32 {
         CnpgCommand::Healthcheck {
             transport: HealthTransport::Unix,
         } => {
-            return rt.block_on(barrelman_cnpg::healthcheck(&args.plugin_path));
+            return rt.block_on(barrelman_cnpg::healthcheck(&plugin_dir(&args.plugin_path)));
         }
+        CnpgCommand::Operator(op) => return run_operator(&rt, op, args.plugin_path),
         CnpgCommand::Client(client) => return rt.block_on(run_client(client)),
         CnpgCommand::Instance => Role::Instance,
         CnpgCommand::Restore => Role::Restore,
     };
-    let settings =
-        match Settings::from_vars(role, |name| std::env::var(name).ok(), &args.plugin_path) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!("{e}");
-                return crate::exit::FAILURE;
-            }
-        };
+    let settings = match Settings::from_vars(
+        role,
+        |name| std::env::var(name).ok(),
+        plugin_dir(&args.plugin_path),
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            return crate::exit::FAILURE;
+        }
+    };
     let result = rt.block_on(async move {
         let shutdown = barrelman_cnpg::server::termination_signal()
             .map_err(|e| format!("cannot install the SIGTERM/SIGINT handlers: {e}"))?;
@@ -375,5 +419,111 @@ fn absolute(path: &str) -> String {
     match std::env::current_dir() {
         Ok(cwd) if p.is_relative() => cwd.join(p).to_string_lossy().into_owned(),
         _ => path.to_string(),
+    }
+}
+
+fn plugin_dir(given: &Option<PathBuf>) -> PathBuf {
+    given
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PLUGIN_DIR))
+}
+
+/// The namespace the operator runs in: the service account's, else `NAMESPACE`, else
+/// upstream's `cnpg-system`.
+fn own_namespace() -> String {
+    std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("NAMESPACE").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "cnpg-system".into())
+}
+
+/// `barrelman cnpg operator`; returns the exit code.
+fn run_operator(rt: &tokio::runtime::Runtime, op: OperatorArgs, unix: Option<PathBuf>) -> i32 {
+    use barrelman_operator::server::{
+        parse_bind_address, Listen, OperatorPlugin, OperatorSettings,
+    };
+    let fail = |msg: String| {
+        tracing::error!("{msg}");
+        crate::exit::FAILURE
+    };
+    let Some(sidecar_image) = std::env::var("SIDECAR_IMAGE")
+        .ok()
+        .filter(|s| !s.is_empty())
+    else {
+        return fail(
+            "SIDECAR_IMAGE is not set: set it to the barrelman image injected as the sidecar \
+             (the Deployment takes it from the plugin's Secret)"
+                .into(),
+        );
+    };
+    let listen = match unix {
+        Some(dir) => Listen::Unix { dir },
+        None => {
+            let (Some(server_cert), Some(server_key), Some(client_cert)) =
+                (op.server_cert, op.server_key, op.client_cert)
+            else {
+                return fail(
+                    "--server-cert, --server-key and --client-cert are all required for TCP \
+                     with mutual TLS (or pass --plugin-path to serve on a unix socket)"
+                        .into(),
+                );
+            };
+            let addr = match parse_bind_address(&op.server_address) {
+                Ok(a) => a,
+                Err(e) => return fail(format!("--server-address: {e}")),
+            };
+            Listen::Tcp {
+                addr,
+                tls: barrelman_operator::tls::TlsFiles {
+                    server_cert,
+                    server_key,
+                    client_cert,
+                },
+            }
+        }
+    };
+    let health = match op.health_probe_bind_address.as_str() {
+        "0" | "" => None,
+        a => match parse_bind_address(a) {
+            Ok(a) => Some(a),
+            Err(e) => return fail(format!("--health-probe-bind-address: {e}")),
+        },
+    };
+    if op.metrics_bind_address != "0" {
+        tracing::warn!(
+            address = %op.metrics_bind_address,
+            "the operator side serves no metrics; --metrics-bind-address is ignored"
+        );
+    }
+    let _ = (op.metrics_secure, op.enable_http2);
+    let settings = OperatorSettings {
+        listen,
+        health,
+        sidecar_image,
+        resync_every: (op.resync_interval > 0)
+            .then(|| std::time::Duration::from_secs(op.resync_interval)),
+        leader_elect: op.leader_elect,
+        namespace: own_namespace(),
+    };
+    let result = rt.block_on(async move {
+        let shutdown = barrelman_cnpg::server::termination_signal()
+            .map_err(|e| format!("cannot install the SIGTERM/SIGINT handlers: {e}"))?;
+        let mut server = OperatorPlugin::new(settings);
+        match kube::Config::infer()
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|c| kube::Client::try_from(c).map_err(|e| e.to_string()))
+        {
+            Ok(client) => server = server.with_kube(client),
+            // Identity and validation of the Cluster alone still answer; RBAC says why not.
+            Err(e) => tracing::warn!("running without the Kubernetes API: {e}"),
+        }
+        server.run(shutdown).await.map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(()) => crate::exit::SUCCESS,
+        Err(e) => fail(e),
     }
 }

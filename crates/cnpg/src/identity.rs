@@ -39,6 +39,21 @@ pub fn service_types(role: Role) -> &'static [ServiceType] {
     }
 }
 
+/// The GetPluginCapabilities answer advertising `types`, in that order (also the
+/// operator side's, with its own types).
+pub fn capabilities(types: &[ServiceType]) -> GetPluginCapabilitiesResponse {
+    GetPluginCapabilitiesResponse {
+        capabilities: types
+            .iter()
+            .map(|t| PluginCapability {
+                r#type: Some(plugin_capability::Type::Service(
+                    plugin_capability::Service { r#type: *t as i32 },
+                )),
+            })
+            .collect(),
+    }
+}
+
 /// Identity for one role.
 #[derive(Debug, Clone, Copy)]
 pub struct IdentityService {
@@ -65,17 +80,7 @@ impl Identity for IdentityService {
         &self,
         _: Request<GetPluginCapabilitiesRequest>,
     ) -> Result<Response<GetPluginCapabilitiesResponse>, Status> {
-        let capabilities = service_types(self.role)
-            .iter()
-            .map(|t| PluginCapability {
-                r#type: Some(plugin_capability::Type::Service(
-                    plugin_capability::Service { r#type: *t as i32 },
-                )),
-            })
-            .collect();
-        Ok(Response::new(GetPluginCapabilitiesResponse {
-            capabilities,
-        }))
+        Ok(Response::new(capabilities(service_types(self.role))))
     }
 
     async fn probe(&self, _: Request<ProbeRequest>) -> Result<Response<ProbeResponse>, Status> {

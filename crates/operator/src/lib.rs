@@ -5,3 +5,12 @@
 //! core's types. The sidecar itself (instance and restore roles) is `barrelman-cnpg`.
 
 #![warn(missing_docs, unreachable_pub)]
+
+pub mod health;
+pub mod identity;
+pub mod leader;
+pub mod rbac;
+pub mod reconciler;
+pub mod server;
+pub mod tls;
+pub mod validation;

@@ -5,8 +5,11 @@
 //! real API server does: GET (item and collection), POST (create), PUT, PATCH with
 //! `application/merge-patch+json` (RFC 7386), DELETE, and the `/status` subresource for
 //! the kinds that have one (status changes only through it, as with a real CRD).
-//! `resourceVersion` is checked on PUT (409 Conflict when stale). Faults on demand: 403
-//! for a chosen Secret, 409 once for the next update of a chosen object.
+//! `resourceVersion` is checked on PUT and on a merge patch that carries one (409 Conflict
+//! when stale). Collections list by namespace or across all namespaces, filtered by a
+//! `labelSelector` of `key` / `key=value` terms. Faults on demand: 403 for a chosen
+//! Secret or for a whole resource in a namespace, 409 once for the next update of a
+//! chosen object.
 //!
 //! ```no_run
 //! use barrelman_testkit::kubeapi::KubeApi;
@@ -77,6 +80,8 @@ pub struct Recorded {
 struct State {
     objects: BTreeMap<ObjectKey, Value>,
     forbidden_secrets: HashSet<(String, String)>,
+    /// (namespace, plural) every request on which is refused.
+    forbidden_resources: HashSet<(String, String)>,
     conflict_once: HashSet<ObjectKey>,
     requests: Vec<Recorded>,
     resource_version: u64,
@@ -160,6 +165,16 @@ fn parse_path(path: &str) -> Option<(ObjectKey, Option<String>)> {
         _ => return None,
     };
     match rest {
+        // A collection across all namespaces (list only): namespace and name empty.
+        [plural] => Some((
+            ObjectKey {
+                api_version,
+                namespace: String::new(),
+                plural: (*plural).to_string(),
+                name: String::new(),
+            },
+            None,
+        )),
         ["namespaces", ns, plural, tail @ ..] if tail.len() <= 2 => Some((
             ObjectKey {
                 api_version,
@@ -197,7 +212,14 @@ impl State {
         }
     }
 
-    fn handle(&mut self, method: &str, path: &str, content_type: &str, body: &str) -> (u16, Value) {
+    fn handle(
+        &mut self,
+        method: &str,
+        path: &str,
+        query: &str,
+        content_type: &str,
+        body: &str,
+    ) -> (u16, Value) {
         let Some((mut key, sub)) = parse_path(path) else {
             return status_error(
                 404,
@@ -208,6 +230,29 @@ impl State {
             );
         };
         let res = qualified(&key.api_version, &key.plural);
+        if self
+            .forbidden_resources
+            .contains(&(key.namespace.clone(), key.plural.clone()))
+        {
+            return status_error(
+                403,
+                "Forbidden",
+                format!(
+                    "{res} {:?} is forbidden: User \"system:serviceaccount:cnpg-system:plugin\" \
+                     cannot {} resource {:?} in API group {:?} in the namespace {:?}",
+                    key.name,
+                    method.to_lowercase(),
+                    key.plural,
+                    key.api_version
+                        .split_once('/')
+                        .map(|(g, _)| g)
+                        .unwrap_or(""),
+                    key.namespace
+                ),
+                &key.name,
+                &key.plural,
+            );
+        }
         if key.plural == "secrets"
             && self
                 .forbidden_secrets
@@ -274,13 +319,21 @@ impl State {
         if key.name.is_empty() {
             return match method {
                 "GET" => {
+                    let selector = label_selector(query);
                     let items: Vec<Value> = self
                         .objects
                         .iter()
-                        .filter(|(k, _)| {
+                        .filter(|(k, v)| {
                             k.api_version == key.api_version
-                                && k.namespace == key.namespace
+                                && (key.namespace.is_empty() || k.namespace == key.namespace)
                                 && k.plural == key.plural
+                                && selector.iter().all(|(l, want)| {
+                                    match (v["metadata"]["labels"][l].as_str(), want) {
+                                        (Some(have), Some(want)) => have == want,
+                                        (Some(_), None) => true,
+                                        (None, _) => false,
+                                    }
+                                })
                         })
                         .map(|(_, v)| v.clone())
                         .collect();
@@ -291,7 +344,7 @@ impl State {
                                  "metadata": {"resourceVersion": rv}, "items": items}),
                     )
                 }
-                "POST" => {
+                "POST" if !key.namespace.is_empty() => {
                     let Some(mut obj) = parsed else {
                         return status_error(400, "BadRequest", "no body".into(), "", &key.plural);
                     };
@@ -407,6 +460,26 @@ impl State {
                         &key.plural,
                     );
                 };
+                // A merge patch carrying a resourceVersion is an optimistic lock.
+                if let Some(sent_rv) = patch["metadata"]["resourceVersion"].as_str() {
+                    if sent_rv
+                        != current["metadata"]["resourceVersion"]
+                            .as_str()
+                            .unwrap_or_default()
+                    {
+                        return status_error(
+                            409,
+                            "Conflict",
+                            format!(
+                                "Operation cannot be fulfilled on {res} {:?}: the object has been modified; \
+                                 please apply your changes to the latest version and try again",
+                                key.name
+                            ),
+                            &key.name,
+                            &key.plural,
+                        );
+                    }
+                }
                 let mut new = current.clone();
                 merge_patch(&mut new, &patch);
                 with_status_rule(&current, new, has_status, status_sub)
@@ -426,6 +499,50 @@ impl State {
         self.objects.insert(key, updated.clone());
         (200, updated)
     }
+}
+
+/// `labelSelector` terms of a query: (label, Some(value)) for `l=v`, (label, None) for `l`.
+fn label_selector(query: &str) -> Vec<(String, Option<String>)> {
+    let decode = |s: &str| {
+        let mut out = Vec::new();
+        let b = s.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'%' if i + 2 < b.len() => {
+                    let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
+                    out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
+                    i += 3;
+                }
+                b'+' => {
+                    out.push(b' ');
+                    i += 1;
+                }
+                c => {
+                    out.push(c);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    query
+        .split('&')
+        .filter_map(|kv| kv.strip_prefix("labelSelector="))
+        .flat_map(|v| {
+            decode(v)
+                .split(',')
+                .filter(|t| !t.is_empty())
+                .map(|t| match t.split_once('=') {
+                    Some((l, v)) => (
+                        l.trim_end_matches('=').to_string(),
+                        Some(v.trim_start_matches('=').to_string()),
+                    ),
+                    None => (t.to_string(), None),
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// With a status subresource, the main resource cannot change `status` and `/status`
@@ -545,7 +662,7 @@ fn serve_connection(stream: TcpStream, state: Arc<Mutex<State>>) {
         let body = String::from_utf8_lossy(&body).into_owned();
         let (code, answer) = {
             let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
-            let (code, answer) = st.handle(&method, path, &content_type, &body);
+            let (code, answer) = st.handle(&method, path, query, &content_type, &body);
             st.requests.push(Recorded {
                 method: method.clone(),
                 path: path.to_string(),
@@ -656,6 +773,13 @@ impl KubeApi {
             .insert((namespace.to_string(), name.to_string()));
     }
 
+    /// Answers 403 Forbidden to every request on `plural` in `namespace` from now on.
+    pub fn forbid(&self, namespace: &str, plural: &str) {
+        self.state()
+            .forbidden_resources
+            .insert((namespace.to_string(), plural.to_string()));
+    }
+
     /// Lifts [`KubeApi::forbid_secret`].
     pub fn allow_secret(&self, namespace: &str, name: &str) {
         self.state()
@@ -742,5 +866,54 @@ mod tests {
             ("v1", "", None)
         );
         assert!(parse_path("/apis/x").is_none());
+        let (k, _) = parse_path("/apis/rbac.authorization.k8s.io/v1/roles").unwrap();
+        assert_eq!((k.namespace.as_str(), k.plural.as_str()), ("", "roles"));
+    }
+
+    #[test]
+    fn a_merge_patch_with_a_stale_resource_version_conflicts() {
+        let mut st = State::default();
+        let path = "/apis/rbac.authorization.k8s.io/v1/namespaces/db/roles";
+        let body = json!({"metadata": {"name": "r", "labels": {"a": "1"}}}).to_string();
+        assert_eq!(
+            st.handle("POST", path, "", "application/json", &body).0,
+            201
+        );
+        let item = format!("{path}/r");
+        let rv = st.handle("GET", &item, "", "", "").1["metadata"]["resourceVersion"].clone();
+        let patch = |rv: &Value| {
+            json!({"metadata": {"resourceVersion": rv, "labels": {"a": "2"}}}).to_string()
+        };
+        let mp = "application/merge-patch+json";
+        assert_eq!(st.handle("PATCH", &item, "", mp, &patch(&rv)).0, 200);
+        // The same (now stale) version again: 409, and nothing changes.
+        assert_eq!(st.handle("PATCH", &item, "", mp, &patch(&rv)).0, 409);
+        let all = st.handle(
+            "GET",
+            "/apis/rbac.authorization.k8s.io/v1/roles",
+            "labelSelector=a%3D2",
+            "",
+            "",
+        );
+        assert_eq!(all.1["items"].as_array().unwrap().len(), 1);
+        let none = st.handle(
+            "GET",
+            "/apis/rbac.authorization.k8s.io/v1/roles",
+            "labelSelector=a%3D1",
+            "",
+            "",
+        );
+        assert_eq!(none.1["items"].as_array().unwrap().len(), 0);
+    }
+
+    #[test]
+    fn label_selectors_decode() {
+        assert_eq!(
+            label_selector("labelSelector=barmancloud.cnpg.io%2Fcluster%2Capp%3Dx&limit=5"),
+            vec![
+                ("barmancloud.cnpg.io/cluster".to_string(), None),
+                ("app".to_string(), Some("x".to_string()))
+            ]
+        );
     }
 }
