@@ -47,6 +47,48 @@ pub struct ObjectStoreSpec {
     /// (`30d`, `4w`, `6m`: a number followed by days, weeks or months).
     #[serde(default)]
     pub retention_policy: Option<String>,
+    /// `spec.instanceSidecarConfiguration`: how the operator-side plugin shapes the
+    /// sidecar it injects (extra env, resources, arguments, log level) and how often
+    /// the sidecar applies the retention policy.
+    #[serde(default)]
+    pub instance_sidecar_configuration: Option<InstanceSidecarConfiguration>,
+}
+
+/// `spec.instanceSidecarConfiguration` of an ObjectStore.
+///
+/// `env` and `resources` are Kubernetes core/v1 values (`EnvVar`, `ResourceRequirements`)
+/// kept as JSON, exactly as written: the core has no Kubernetes types, and the operator
+/// copies them into the sidecar container unchanged.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceSidecarConfiguration {
+    /// `env`: extra environment variables of the sidecar (core/v1 `EnvVar` objects:
+    /// `name` with `value` or `valueFrom`), e.g. `AWS_REQUEST_CHECKSUM_CALCULATION`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub env: Vec<serde_json::Value>,
+    /// `resources`: the sidecar's requests and limits (core/v1 `ResourceRequirements`).
+    #[serde(default)]
+    pub resources: Option<serde_json::Value>,
+    /// `additionalContainerArgs`: arguments appended to the sidecar's own.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub additional_container_args: Vec<String>,
+    /// `logLevel`: the sidecar's log level (`error`, `warning`, `info`, `debug`,
+    /// `trace`), passed as `--log-level=<level>`.
+    #[serde(default)]
+    pub log_level: Option<String>,
+    /// `retentionPolicyIntervalSeconds`: how often the sidecar applies the retention
+    /// policy (1800 when absent).
+    #[serde(default)]
+    pub retention_policy_interval_seconds: Option<u64>,
+}
+
+/// Reads JSON `null` as the type's default, as Kubernetes clients write absent lists.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// A reference to one key of a Kubernetes Secret (`{name, key}` in the CRD).
