@@ -456,7 +456,12 @@ pub fn lifecycle_patch(
         kind: "object",
         reason: e.to_string(),
     })?;
-    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let Some(kind) = obj.get("kind").and_then(Value::as_str) else {
+        return Err(LifecycleError::Object {
+            kind: "object",
+            reason: "it has no \"kind\" field".into(),
+        });
+    };
     let mutated = match kind {
         "Pod" => mutate_pod(cluster, &obj, stores, sidecar_image)?,
         "Job" => mutate_job(cluster, &obj, stores, sidecar_image)?,

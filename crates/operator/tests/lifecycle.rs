@@ -305,6 +305,81 @@ fn unknown_kind_and_missing_store_are_errors() {
     assert!(e.to_string().contains("minio-store"), "{e}");
 }
 
+#[test]
+fn replica_source_only_cluster_injects_with_the_source_store_settings() {
+    let c = ClusterView::from_json(
+        json!({
+            "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+            "metadata": {"name": "pg", "namespace": "db"},
+            "spec": {
+                "replica": {"enabled": true, "source": "origin"},
+                "externalClusters": [{"name": "origin", "plugin": {
+                    "name": "barman-cloud.cloudnative-pg.io",
+                    "parameters": {"barmanObjectName": "origin-store"}}}]
+            }
+        })
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    let pod = json_of("pod-instance.json");
+    let mutated = apply(&pod, &patch_of(&c, &pod, &stores()));
+    let side = sidecar_of(&mutated["spec"]);
+    assert_eq!(side["args"], json!(["instance", "--log-level=trace"]));
+    assert_eq!(
+        side["resources"],
+        json!({"requests": {"cpu": "250m", "memory": "256Mi"}})
+    );
+    // No imagePullPolicy on the Cluster: none on the sidecar (the API server defaults it).
+    assert!(side.get("imagePullPolicy").is_none());
+    let env = side["env"].as_array().unwrap();
+    assert!(env.iter().any(|e| e["name"] == "AWS_MAX_ATTEMPTS"));
+    assert!(!env
+        .iter()
+        .any(|e| e["name"] == "AWS_REQUEST_CHECKSUM_CALCULATION"));
+    serde_json::from_value::<Pod>(mutated).unwrap();
+}
+
+#[test]
+fn sparse_pod_with_absent_and_null_lists() {
+    let mut pod = json_of("pod-instance.json");
+    let spec = pod["spec"].as_object_mut().unwrap();
+    spec.remove("initContainers");
+    spec.insert("volumes".into(), Value::Null);
+    spec["containers"][0]["env"] = Value::Null;
+    spec["containers"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("volumeMounts");
+    let c = cluster("cluster-archive.json");
+    let stores = stores();
+    let mutated = apply(&pod, &patch_of(&c, &pod, &stores));
+    let typed: Pod = serde_json::from_value(mutated.clone()).unwrap();
+    let spec = typed.spec.unwrap();
+    assert_eq!(spec.init_containers.unwrap().len(), 1);
+    let volumes: Vec<String> = spec.volumes.unwrap().into_iter().map(|v| v.name).collect();
+    assert_eq!(volumes, ["plugins", "barman-certificates"]);
+    let env = sidecar_of(&mutated["spec"])["env"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(env[0], json!({"name": "NAMESPACE", "value": "db"}));
+    assert!(patch_of(&c, &mutated, &stores).is_empty());
+}
+
+#[test]
+fn object_without_kind_is_refused() {
+    let e = lifecycle_patch(
+        &cluster("cluster-archive.json"),
+        br#"{"apiVersion": "v1", "metadata": {"name": "pg-1"}}"#,
+        &stores(),
+        IMAGE,
+    )
+    .unwrap_err();
+    assert_eq!(e.grpc_status().code(), Code::InvalidArgument);
+    assert!(e.to_string().contains("kind"), "{e}");
+}
+
 fn raw_request(
     op: Option<Type>,
     cluster: Vec<u8>,
