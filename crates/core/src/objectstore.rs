@@ -414,6 +414,43 @@ spec:
     }
 
     #[test]
+    fn reads_the_sidecar_configuration() {
+        let text = SAMPLE.replace(
+            "  instanceSidecarConfiguration:\n",
+            "  instanceSidecarConfiguration:
+    env:
+      - name: AWS_REQUEST_CHECKSUM_CALCULATION
+        value: when_required
+      - name: TOKEN
+        valueFrom:
+          secretKeyRef: {name: tok, key: t}
+    resources:
+      requests: {cpu: 100m, memory: 128Mi}
+    additionalContainerArgs: [\"--pprof-server=:6060\"]
+    logLevel: debug
+",
+        );
+        let s = ObjectStore::from_yaml(&text).unwrap();
+        let c = s.spec.instance_sidecar_configuration.unwrap();
+        assert_eq!(c.env.len(), 2);
+        assert_eq!(c.env[0]["value"], "when_required");
+        assert_eq!(c.env[1]["valueFrom"]["secretKeyRef"]["key"], "t");
+        assert_eq!(c.resources.unwrap()["requests"]["memory"], "128Mi");
+        assert_eq!(c.additional_container_args, ["--pprof-server=:6060"]);
+        assert_eq!(c.log_level.as_deref(), Some("debug"));
+        assert_eq!(c.retention_policy_interval_seconds, Some(1800));
+        // Absent and null read as empty.
+        let json: ObjectStore = serde_json::from_str(
+            r#"{"apiVersion": "barmancloud.cnpg.io/v1", "kind": "ObjectStore",
+                "spec": {"configuration": {"destinationPath": "s3://b/"},
+                         "instanceSidecarConfiguration": {"env": null}}}"#,
+        )
+        .unwrap();
+        let c = json.spec.instance_sidecar_configuration.unwrap();
+        assert!(c.env.is_empty() && c.resources.is_none());
+    }
+
+    #[test]
     fn rejects_wrong_kind_and_bad_values() {
         let other = SAMPLE.replace("kind: ObjectStore", "kind: Cluster");
         assert!(matches!(
