@@ -280,7 +280,16 @@ fn sidecar(
 ) -> Result<Sidecar, LifecycleError> {
     let config = &cluster.config;
     let archive = store(cluster, stores, config.archive.as_ref())?;
-    let recovery = store(cluster, stores, config.recovery.as_ref().ok())?;
+    let recovery = match role {
+        // The recovery source is often deleted once the Cluster has been restored: an
+        // instance Pod does without its settings rather than never starting again.
+        Role::Instance => config
+            .recovery
+            .as_ref()
+            .ok()
+            .and_then(|r| stores.get(&r.object_store)),
+        Role::Restore => store(cluster, stores, config.recovery.as_ref().ok())?,
+    };
     let replica = store(cluster, stores, config.replica_source.as_ref().ok())?;
 
     let (group, version) = cluster.group_version();
@@ -380,7 +389,9 @@ fn inject_into(
 
 /// The instance Pod with the sidecar injected, or `None` when this Pod gets none: the
 /// Cluster names neither an archive store nor a replica-source store (a recovery-only
-/// Cluster needs the sidecar only in its recovery Job).
+/// Cluster needs the sidecar only in its recovery Job). The recovery store may be absent
+/// from `stores` (deleted after the restore): the Pod is then injected without its env
+/// and CA; an absent archive or replica-source store is an error.
 pub fn mutate_pod(
     cluster: &ClusterView,
     pod: &Value,
@@ -507,8 +518,15 @@ impl LifecycleService {
         let access =
             KubeAccess::with_ttl(kube.client().clone(), cluster.namespace(), Duration::ZERO);
         for name in names {
-            let fetched = access.object_store(&name).await?;
-            stores.insert(name, fetched.store);
+            match access.object_store(&name).await {
+                Ok(fetched) => {
+                    stores.insert(name, fetched.store);
+                }
+                // Left out: the mutation says which store is missing when it needs it
+                // (a deleted recovery source does not stop instance Pods).
+                Err(KubeError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(stores)
     }

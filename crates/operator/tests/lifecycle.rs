@@ -380,6 +380,32 @@ fn object_without_kind_is_refused() {
     assert!(e.to_string().contains("kind"), "{e}");
 }
 
+#[test]
+fn deleted_recovery_store_does_not_block_instance_pods() {
+    let c = cluster("cluster-recovery-archive.json");
+    let mut only_archive = stores();
+    only_archive.remove("origin-store");
+    let pod = json_of("pod-instance.json");
+    let mutated = apply(&pod, &patch_of(&c, &pod, &only_archive));
+    let spec = &mutated["spec"];
+    let env = sidecar_of(spec)["env"].as_array().unwrap();
+    assert!(!env.iter().any(|e| e["name"] == "AWS_MAX_ATTEMPTS"));
+    let sources = spec["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "barman-certificates")
+        .unwrap()["projected"]["sources"]
+        .clone();
+    assert_eq!(sources.as_array().unwrap().len(), 1, "{sources}");
+    // The recovery Job cannot do without it.
+    let job = json_of("job-full-recovery.json");
+    let e =
+        lifecycle_patch(&c, &serde_json::to_vec(&job).unwrap(), &only_archive, IMAGE).unwrap_err();
+    assert!(e.to_string().contains("origin-store"), "{e}");
+    assert_eq!(e.grpc_status().code(), Code::NotFound);
+}
+
 fn raw_request(
     op: Option<Type>,
     cluster: Vec<u8>,
