@@ -47,48 +47,38 @@ pub struct ObjectStoreSpec {
     /// (`30d`, `4w`, `6m`: a number followed by days, weeks or months).
     #[serde(default)]
     pub retention_policy: Option<String>,
-    /// `spec.instanceSidecarConfiguration`: how the operator-side plugin shapes the
-    /// sidecar it injects (extra env, resources, arguments, log level) and how often
-    /// the sidecar applies the retention policy.
+    /// `spec.instanceSidecarConfiguration`: how the sidecar injected into the
+    /// instance Pods runs (environment, resources, arguments, log level, retention
+    /// period).
     #[serde(default)]
     pub instance_sidecar_configuration: Option<InstanceSidecarConfiguration>,
 }
 
-/// `spec.instanceSidecarConfiguration` of an ObjectStore.
-///
-/// `env` and `resources` are Kubernetes core/v1 values (`EnvVar`, `ResourceRequirements`)
-/// kept as JSON, exactly as written: the core has no Kubernetes types, and the operator
-/// copies them into the sidecar container unchanged.
+/// `spec.instanceSidecarConfiguration`: settings of the sidecar container the
+/// operator injects into every instance Pod that archives.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct InstanceSidecarConfiguration {
-    /// `env`: extra environment variables of the sidecar (core/v1 `EnvVar` objects:
-    /// `name` with `value` or `valueFrom`), e.g. `AWS_REQUEST_CHECKSUM_CALCULATION`.
-    #[serde(default, deserialize_with = "null_as_default")]
+    /// `env`: extra environment variables of the sidecar (Kubernetes `EnvVar`s:
+    /// `name` with `value` or `valueFrom`), kept as JSON and copied into the Pod.
+    #[serde(default)]
     pub env: Vec<serde_json::Value>,
-    /// `resources`: the sidecar's requests and limits (core/v1 `ResourceRequirements`).
+    /// `retentionPolicyIntervalSeconds`: how often, in seconds, the sidecar applies
+    /// the retention policy (1800 when absent).
+    #[serde(default)]
+    pub retention_policy_interval_seconds: Option<i64>,
+    /// `resources`: the sidecar's requests and limits (a Kubernetes
+    /// `ResourceRequirements`), kept as JSON and copied into the Pod.
     #[serde(default)]
     pub resources: Option<serde_json::Value>,
-    /// `additionalContainerArgs`: arguments appended to the sidecar's own.
-    #[serde(default, deserialize_with = "null_as_default")]
+    /// `additionalContainerArgs`: arguments appended to the sidecar's own; never
+    /// `--log-level` (set `logLevel` instead).
+    #[serde(default)]
     pub additional_container_args: Vec<String>,
     /// `logLevel`: the sidecar's log level (`error`, `warning`, `info`, `debug`,
-    /// `trace`), passed as `--log-level=<level>`.
+    /// `trace`; `info` when absent).
     #[serde(default)]
     pub log_level: Option<String>,
-    /// `retentionPolicyIntervalSeconds`: how often the sidecar applies the retention
-    /// policy (1800 when absent).
-    #[serde(default)]
-    pub retention_policy_interval_seconds: Option<u64>,
-}
-
-/// Reads JSON `null` as the type's default, as Kubernetes clients write absent lists.
-fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de> + Default,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// A reference to one key of a Kubernetes Secret (`{name, key}` in the CRD).
@@ -439,11 +429,11 @@ spec:
         assert_eq!(c.additional_container_args, ["--pprof-server=:6060"]);
         assert_eq!(c.log_level.as_deref(), Some("debug"));
         assert_eq!(c.retention_policy_interval_seconds, Some(1800));
-        // Absent and null read as empty.
+        // Absent lists read as empty.
         let json: ObjectStore = serde_json::from_str(
             r#"{"apiVersion": "barmancloud.cnpg.io/v1", "kind": "ObjectStore",
                 "spec": {"configuration": {"destinationPath": "s3://b/"},
-                         "instanceSidecarConfiguration": {"env": null}}}"#,
+                         "instanceSidecarConfiguration": {}}}"#,
         )
         .unwrap();
         let c = json.spec.instance_sidecar_configuration.unwrap();

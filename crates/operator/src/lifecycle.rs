@@ -482,21 +482,35 @@ pub fn lifecycle_patch(
 }
 
 /// The OperatorLifecycle gRPC service of the operator-side plugin.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LifecycleService {
-    kube: Option<Arc<KubeAccess>>,
+    client: Option<kube::Client>,
     sidecar_image: String,
+}
+
+impl std::fmt::Debug for LifecycleService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LifecycleService")
+            .field("kubernetes", &self.client.is_some())
+            .field("sidecar_image", &self.sidecar_image)
+            .finish()
+    }
 }
 
 impl LifecycleService {
     /// A service injecting `sidecar_image` (the operator's `SIDECAR_IMAGE`).
     ///
-    /// `kube` supplies the Kubernetes client (its own namespace does not matter: each
-    /// Cluster's stores are read in the Cluster's namespace, uncached). Without it, only
-    /// Clusters that name no ObjectStore can be answered.
+    /// `kube` supplies the Kubernetes client (its namespace and cache do not matter:
+    /// each Cluster's stores are read in the Cluster's namespace, uncached). Without
+    /// it, only Clusters that name no ObjectStore can be answered.
     pub fn new(kube: Option<Arc<KubeAccess>>, sidecar_image: String) -> LifecycleService {
+        Self::with_client(kube.map(|k| k.client().clone()), sidecar_image)
+    }
+
+    /// The same from a bare Kubernetes client.
+    pub fn with_client(client: Option<kube::Client>, sidecar_image: String) -> LifecycleService {
         LifecycleService {
-            kube,
+            client,
             sidecar_image,
         }
     }
@@ -508,15 +522,14 @@ impl LifecycleService {
         if names.is_empty() {
             return Ok(stores);
         }
-        let Some(kube) = &self.kube else {
+        let Some(client) = &self.client else {
             return Err(LifecycleError::NoKubernetes {
                 cluster: cluster.name().to_string(),
                 stores: names,
             });
         };
         // No cache: the operator must see a store's new sidecar settings at once.
-        let access =
-            KubeAccess::with_ttl(kube.client().clone(), cluster.namespace(), Duration::ZERO);
+        let access = KubeAccess::with_ttl(client.clone(), cluster.namespace(), Duration::ZERO);
         for name in names {
             match access.object_store(&name).await {
                 Ok(fetched) => {
