@@ -47,6 +47,38 @@ pub struct ObjectStoreSpec {
     /// (`30d`, `4w`, `6m`: a number followed by days, weeks or months).
     #[serde(default)]
     pub retention_policy: Option<String>,
+    /// `spec.instanceSidecarConfiguration`: how the sidecar injected into the
+    /// instance Pods runs (environment, resources, arguments, log level, retention
+    /// period).
+    #[serde(default)]
+    pub instance_sidecar_configuration: Option<InstanceSidecarConfiguration>,
+}
+
+/// `spec.instanceSidecarConfiguration`: settings of the sidecar container the
+/// operator injects into every instance Pod that archives.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceSidecarConfiguration {
+    /// `env`: extra environment variables of the sidecar (Kubernetes `EnvVar`s:
+    /// `name` with `value` or `valueFrom`), kept as JSON and copied into the Pod.
+    #[serde(default)]
+    pub env: Vec<serde_json::Value>,
+    /// `retentionPolicyIntervalSeconds`: how often, in seconds, the sidecar applies
+    /// the retention policy (1800 when absent).
+    #[serde(default)]
+    pub retention_policy_interval_seconds: Option<i64>,
+    /// `resources`: the sidecar's requests and limits (a Kubernetes
+    /// `ResourceRequirements`), kept as JSON and copied into the Pod.
+    #[serde(default)]
+    pub resources: Option<serde_json::Value>,
+    /// `additionalContainerArgs`: arguments appended to the sidecar's own; never
+    /// `--log-level` (set `logLevel` instead).
+    #[serde(default)]
+    pub additional_container_args: Vec<String>,
+    /// `logLevel`: the sidecar's log level (`error`, `warning`, `info`, `debug`,
+    /// `trace`; `info` when absent).
+    #[serde(default)]
+    pub log_level: Option<String>,
 }
 
 /// A reference to one key of a Kubernetes Secret (`{name, key}` in the CRD).
@@ -369,6 +401,43 @@ spec:
         assert_eq!(env[0].0, "AWS_ACCESS_KEY_ID");
         assert_eq!(env[0].1.key, "ACCESS_KEY_ID");
         assert_eq!(env.len(), 2);
+    }
+
+    #[test]
+    fn reads_the_sidecar_configuration() {
+        let text = SAMPLE.replace(
+            "  instanceSidecarConfiguration:\n",
+            "  instanceSidecarConfiguration:
+    env:
+      - name: AWS_REQUEST_CHECKSUM_CALCULATION
+        value: when_required
+      - name: TOKEN
+        valueFrom:
+          secretKeyRef: {name: tok, key: t}
+    resources:
+      requests: {cpu: 100m, memory: 128Mi}
+    additionalContainerArgs: [\"--pprof-server=:6060\"]
+    logLevel: debug
+",
+        );
+        let s = ObjectStore::from_yaml(&text).unwrap();
+        let c = s.spec.instance_sidecar_configuration.unwrap();
+        assert_eq!(c.env.len(), 2);
+        assert_eq!(c.env[0]["value"], "when_required");
+        assert_eq!(c.env[1]["valueFrom"]["secretKeyRef"]["key"], "t");
+        assert_eq!(c.resources.unwrap()["requests"]["memory"], "128Mi");
+        assert_eq!(c.additional_container_args, ["--pprof-server=:6060"]);
+        assert_eq!(c.log_level.as_deref(), Some("debug"));
+        assert_eq!(c.retention_policy_interval_seconds, Some(1800));
+        // Absent lists read as empty.
+        let json: ObjectStore = serde_json::from_str(
+            r#"{"apiVersion": "barmancloud.cnpg.io/v1", "kind": "ObjectStore",
+                "spec": {"configuration": {"destinationPath": "s3://b/"},
+                         "instanceSidecarConfiguration": {}}}"#,
+        )
+        .unwrap();
+        let c = json.spec.instance_sidecar_configuration.unwrap();
+        assert!(c.env.is_empty() && c.resources.is_none());
     }
 
     #[test]

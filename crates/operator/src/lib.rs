@@ -9,6 +9,7 @@
 pub mod health;
 pub mod identity;
 pub mod leader;
+pub mod lifecycle;
 pub mod rbac;
 pub mod reconciler;
 pub mod server;

@@ -12,13 +12,7 @@ use std::time::Duration;
 
 use barrelman_cnpg::proto::identity::identity_server::IdentityServer;
 use barrelman_cnpg::proto::operator::operator_server::OperatorServer;
-use barrelman_cnpg::proto::operator_lifecycle::operator_lifecycle_server::{
-    OperatorLifecycle, OperatorLifecycleServer,
-};
-use barrelman_cnpg::proto::operator_lifecycle::{
-    OperatorLifecycleCapabilitiesRequest, OperatorLifecycleCapabilitiesResponse,
-    OperatorLifecycleRequest, OperatorLifecycleResponse,
-};
+use barrelman_cnpg::proto::operator_lifecycle::operator_lifecycle_server::OperatorLifecycleServer;
 use barrelman_cnpg::proto::reconciler::reconciler_hooks_server::ReconcilerHooksServer;
 use barrelman_cnpg::socket::{PluginSocket, SocketError};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -27,6 +21,7 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::transport::Server;
 
 use crate::identity::OperatorIdentity;
+use crate::lifecycle::LifecycleService;
 use crate::reconciler::ReconcilerService;
 use crate::tls::{TlsError, TlsFiles};
 use crate::validation::ValidationService;
@@ -120,40 +115,15 @@ impl barrelman_core::error::Classified for OperatorServeError {
     }
 }
 
-/// OperatorLifecycle until `crate::lifecycle::LifecycleService` lands: advertises no
-/// capability and answers UNIMPLEMENTED.
-// REPLACE: when `lifecycle` lands, serve `LifecycleService` in `lifecycle_service` below
-// and delete this placeholder.
-#[derive(Debug, Clone, Default)]
-pub struct LifecyclePlaceholder;
-
-#[tonic::async_trait]
-impl OperatorLifecycle for LifecyclePlaceholder {
-    async fn get_capabilities(
-        &self,
-        _: tonic::Request<OperatorLifecycleCapabilitiesRequest>,
-    ) -> Result<tonic::Response<OperatorLifecycleCapabilitiesResponse>, tonic::Status> {
-        Ok(tonic::Response::new(
-            OperatorLifecycleCapabilitiesResponse::default(),
-        ))
-    }
-
-    async fn lifecycle_hook(
-        &self,
-        _: tonic::Request<OperatorLifecycleRequest>,
-    ) -> Result<tonic::Response<OperatorLifecycleResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented(
-            "sidecar injection is not built into this barrelman yet",
-        ))
-    }
-}
-
-/// The OperatorLifecycle service served: the one line to change when it lands.
+/// The OperatorLifecycle service: sidecar injection into Pods and recovery Jobs.
 fn lifecycle_service(
-    _kube: Option<&kube::Client>,
-    _sidecar_image: &str,
-) -> OperatorLifecycleServer<LifecyclePlaceholder> {
-    OperatorLifecycleServer::new(LifecyclePlaceholder)
+    kube: Option<&kube::Client>,
+    sidecar_image: &str,
+) -> OperatorLifecycleServer<LifecycleService> {
+    OperatorLifecycleServer::new(LifecycleService::with_client(
+        kube.cloned(),
+        sidecar_image.to_string(),
+    ))
 }
 
 /// A TLS connection as tonic wants it (its own impl needs tonic's tls feature).
