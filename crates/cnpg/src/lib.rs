@@ -12,6 +12,10 @@
 //! - [`wal`]: WAL.Archive and WAL.Restore in-process through the core's `ops::wal`.
 //! - [`backup`]: Backup.Backup in-process through the core's `ops::backup`, with the
 //!   ObjectStore's recovery window kept in its status.
+//! - [`retention`]: the instance sidecar's background loop: retention policy, Backup
+//!   objects whose backup is gone, recovery window.
+//! - [`stats`]: what the sidecar did (archive counters, backup duration, the recovery
+//!   window's end), for the [`metrics`] service.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -31,9 +35,11 @@ pub mod k8s;
 pub mod metrics;
 pub mod proto;
 pub mod restore_job;
+pub mod retention;
 pub mod server;
 pub mod settings;
 pub mod socket;
+pub mod stats;
 mod store;
 mod unimplemented;
 pub mod wal;

@@ -47,6 +47,20 @@ pub struct ObjectStoreSpec {
     /// (`30d`, `4w`, `6m`: a number followed by days, weeks or months).
     #[serde(default)]
     pub retention_policy: Option<String>,
+    /// `spec.instanceSidecarConfiguration`: how the instance sidecar runs (only what
+    /// barrelman uses of it is kept).
+    #[serde(default)]
+    pub instance_sidecar_configuration: Option<InstanceSidecarConfiguration>,
+}
+
+/// `spec.instanceSidecarConfiguration` of an ObjectStore.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceSidecarConfiguration {
+    /// `retentionPolicyIntervalSeconds`: seconds between two retention cycles of the
+    /// instance sidecar (the CRD's default is 1800).
+    #[serde(default)]
+    pub retention_policy_interval_seconds: Option<i64>,
 }
 
 /// A reference to one key of a Kubernetes Secret (`{name, key}` in the CRD).
