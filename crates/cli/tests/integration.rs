@@ -8,6 +8,7 @@ mod it {
     pub mod backup_races;
     pub mod cnpg;
     pub mod cnpg_backup;
+    pub mod cnpg_retention;
     pub mod cnpg_wal;
     pub mod common;
     pub mod config;

@@ -26,8 +26,61 @@ fn cluster_file(dir: &Path, store: &str) -> PathBuf {
     path
 }
 
+/// A sidecar serving PostgreSQL's backups and archive_command, and its files.
+pub(crate) struct Archiving {
+    pub(crate) sidecar: Sidecar,
+    /// Where the Cluster and Backup JSON files go.
+    pub(crate) work: PathBuf,
+    /// The Cluster JSON the archive_command sends.
+    pub(crate) cluster: PathBuf,
+    pub(crate) spool: PathBuf,
+    pub(crate) plugins: PathBuf,
+}
+
+/// Starts `barrelman cnpg instance` against `api` with PGHOST/PGPORT of `pg`, makes
+/// `pg`'s archive_command the client's wal-archive with the Cluster `cluster_of`
+/// writes, and starts `pg`.
+pub(crate) fn start_archiving(
+    pg: &barrelman_testkit::PgCluster,
+    api: &KubeApi,
+    cluster_of: impl Fn(&Path) -> PathBuf,
+) -> Archiving {
+    let work = pg.make_dir("plugin-work");
+    let plugins = pg.make_dir("plugins");
+    let spool = pg.make_dir("spool");
+    let cluster = cluster_of(&work);
+    let sidecar = Sidecar::start_with_env(
+        &work,
+        &plugins,
+        &spool,
+        &pg.datadir,
+        &api.url(),
+        &[
+            ("PGHOST", pg.socket_dir.display().to_string()),
+            ("PGPORT", pg.port.to_string()),
+        ],
+    );
+    append_conf(
+        pg,
+        &[format!(
+            "archive_command = '{} cnpg client --socket {} wal-archive --cluster {} %p'",
+            barrelman().display(),
+            sidecar.socket.display(),
+            cluster.display()
+        )],
+    );
+    pg.start();
+    Archiving {
+        sidecar,
+        work,
+        cluster,
+        spool,
+        plugins,
+    }
+}
+
 /// A Backup of the Cluster with `parameters` as its pluginConfiguration.parameters.
-fn backup_file(dir: &Path, name: &str, parameters: Value) -> PathBuf {
+pub(crate) fn backup_file(dir: &Path, name: &str, parameters: Value) -> PathBuf {
     let backup = json!({
         "apiVersion": "postgresql.cnpg.io/v1", "kind": "Backup",
         "metadata": {"name": name, "namespace": NS},
@@ -61,7 +114,7 @@ fn barman_show(s3: &S3Server, id: &str) -> Value {
     v["cloud"].clone()
 }
 
-fn epoch(iso: &Value) -> i64 {
+pub(crate) fn epoch(iso: &Value) -> i64 {
     chrono::DateTime::parse_from_rfc3339(iso.as_str().unwrap())
         .unwrap_or_else(|e| panic!("{iso}: {e}"))
         .timestamp()
@@ -88,31 +141,12 @@ fn backups_through_the_plugin_match_barman_and_update_the_object_store_status() 
     store["spec"]["configuration"]["tags"] = json!({"team": "db"});
     let key = api.insert(store);
 
-    let work = pg.make_dir("plugin-work");
-    let plugins = pg.make_dir("plugins");
-    let spool = pg.make_dir("spool");
-    let cluster = cluster_file(&work, "store");
-    let sidecar = Sidecar::start_with_env(
-        &work,
-        &plugins,
-        &spool,
-        &pg.datadir,
-        &api.url(),
-        &[
-            ("PGHOST", pg.socket_dir.display().to_string()),
-            ("PGPORT", pg.port.to_string()),
-        ],
-    );
-    append_conf(
-        &pg,
-        &[format!(
-            "archive_command = '{} cnpg client --socket {} wal-archive --cluster {} %p'",
-            barrelman().display(),
-            sidecar.socket.display(),
-            cluster.display()
-        )],
-    );
-    pg.start();
+    let Archiving {
+        sidecar,
+        work,
+        cluster,
+        ..
+    } = start_archiving(&pg, &api, |work| cluster_file(work, "store"));
     pg.pgbench(&["-i", "-s", "1", "-q"]);
 
     // 1. A backup with the ObjectStore's settings: every field as barman shows it.

@@ -143,6 +143,13 @@ impl Sidecar {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// [`Sidecar::client`] that must exit 0 (the sidecar's log in the message if not).
+    pub(crate) fn client_ok(&self, args: &[&str]) -> Output {
+        let out = self.client(args);
+        assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out), self.log());
+        out
+    }
+
     /// `barrelman cnpg client --socket S ARGS` as the PostgreSQL user.
     pub(crate) fn client(&self, args: &[&str]) -> Output {
         as_pg_user(&mut Command::new(barrelman()))
