@@ -142,6 +142,12 @@ enum ClientCall {
         #[arg(long)]
         check_empty: Option<bool>,
     },
+    /// Metrics.Define then Metrics.Collect: prints `name value` lines (exit 0, 1 not).
+    Metrics {
+        /// The Cluster as JSON (without it the upstream gauges read 0).
+        #[arg(long)]
+        cluster: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -348,6 +354,24 @@ async fn run_client(args: ClientArgs) -> i32 {
             };
             let dest = absolute(dest);
             client::wal_restore(&args.socket, cluster, name, &dest, *rewind).await
+        }
+        ClientCall::Metrics { cluster } => {
+            let cluster = match cluster {
+                Some(c) => match read_cluster(c) {
+                    Ok(c) => c,
+                    Err(_) => return EXIT_CALL_FAILED,
+                },
+                None => Vec::new(),
+            };
+            match client::metrics(&args.socket, cluster).await {
+                Ok(lines) => {
+                    for (name, value) in lines {
+                        crate::output::outln!("{name} {value}");
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
         }
         ClientCall::Backup { cluster, backup } => {
             let Ok(cluster) = read_cluster(cluster) else {

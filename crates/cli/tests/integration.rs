@@ -10,6 +10,7 @@ mod it {
     pub mod cnpg_backup;
     pub mod cnpg_faults;
     pub mod cnpg_restore;
+    pub mod cnpg_retention;
     pub mod cnpg_wal;
     pub mod common;
     pub mod config;

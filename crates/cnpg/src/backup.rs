@@ -25,6 +25,7 @@ use crate::proto::backup::{
     BackupCapability, BackupRequest, BackupResult,
 };
 use crate::settings::Settings;
+use crate::stats::PluginStats;
 use crate::store::Stores;
 use crate::wal::{WalError, WalRpc};
 
@@ -227,6 +228,7 @@ pub struct BackupService {
     settings: Arc<Settings>,
     kube: Option<Arc<KubeAccess>>,
     stores: Stores,
+    stats: Arc<PluginStats>,
 }
 
 impl std::fmt::Debug for BackupService {
@@ -266,20 +268,23 @@ impl BackupService {
     /// Secrets (and writing ObjectStore status) through `kube`.
     pub fn new(settings: Settings, kube: Option<Arc<KubeAccess>>) -> Self {
         let stores = Stores::new(kube.clone());
-        Self::with_stores(settings, kube, stores)
+        Self::with_stores(settings, kube, stores, Arc::default())
     }
 
     /// As [`BackupService::new`], sharing `stores` (opened archives) with the WAL
-    /// service, so a backup right after an archive call reuses the opened store.
+    /// service, so a backup right after an archive call reuses the opened store, and
+    /// recording into `stats` for the Metrics service.
     pub(crate) fn with_stores(
         settings: Settings,
         kube: Option<Arc<KubeAccess>>,
         stores: Stores,
+        stats: Arc<PluginStats>,
     ) -> Self {
         BackupService {
             settings: Arc::new(settings),
             stores,
             kube,
+            stats,
         }
     }
 
@@ -331,6 +336,7 @@ impl BackupService {
             immediate_checkpoint = opts.immediate_checkpoint,
             "starting backup"
         );
+        let started = std::time::Instant::now();
         let result = self.run(&opened.target, &name, &opts).await;
         let info = match result {
             Ok(info) => info,
@@ -339,8 +345,18 @@ impl BackupService {
                 return Err(e);
             }
         };
+        self.stats.backup_done(started.elapsed().as_secs_f64());
         tracing::info!(backup = %name, backup_id = %info.backup_id, "backup done");
-        self.refresh_window(&store_ref, &opened.archive).await;
+        if let Some(kube) = &self.kube {
+            match barrelman_ops::catalog::load(&opened.archive).await {
+                Ok((backups, _)) => refresh_window(kube, &store_ref, &backups).await,
+                Err(e) => tracing::warn!(
+                    store = %store_ref.object_store,
+                    "cannot list the backups to refresh the recovery window: {e}"
+                ),
+            }
+        }
+        crate::retention::refresh_window_end(&opened.archive, &self.stats).await;
         Ok(backup_result(
             &info,
             &name,
@@ -389,35 +405,32 @@ impl BackupService {
             );
         }
     }
+}
 
-    /// Sets `firstRecoverabilityPoint` and `lastSuccessfulBackupTime` from the catalog
-    /// (end times of the oldest and newest DONE backups); errors are only logged.
-    async fn refresh_window(&self, store_ref: &StoreRef, archive: &barrelman_storage::Archive) {
-        let Some(kube) = &self.kube else { return };
-        let (backups, _) = match barrelman_ops::catalog::load(archive).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(store = %store_ref.object_store, "cannot list the backups to refresh the recovery window: {e}");
-                return;
+/// Sets `firstRecoverabilityPoint` and `lastSuccessfulBackupTime` of `store_ref`'s
+/// recovery window from `backups` (end times of the oldest and newest DONE backups);
+/// errors are only logged (the next backup or retention cycle writes them again).
+pub(crate) async fn refresh_window(
+    kube: &KubeAccess,
+    store_ref: &StoreRef,
+    backups: &[BackupInfo],
+) {
+    let (first, last) = recovery_window(backups);
+    let res = kube
+        .update_recovery_window(&store_ref.object_store, &store_ref.server_name, |w| {
+            for (key, value) in [
+                ("firstRecoverabilityPoint", &first),
+                ("lastSuccessfulBackupTime", &last),
+            ] {
+                match value {
+                    Some(v) => w.insert(key.into(), v.clone().into()),
+                    None => w.remove(key),
+                };
             }
-        };
-        let (first, last) = recovery_window(&backups);
-        let res = kube
-            .update_recovery_window(&store_ref.object_store, &store_ref.server_name, |w| {
-                for (key, value) in [
-                    ("firstRecoverabilityPoint", &first),
-                    ("lastSuccessfulBackupTime", &last),
-                ] {
-                    match value {
-                        Some(v) => w.insert(key.into(), v.clone().into()),
-                        None => w.remove(key),
-                    };
-                }
-            })
-            .await;
-        if let Err(e) = res {
-            tracing::warn!(store = %store_ref.object_store, "cannot refresh the ObjectStore's recovery window: {e}");
-        }
+        })
+        .await;
+    if let Err(e) = res {
+        tracing::warn!(store = %store_ref.object_store, "cannot refresh the ObjectStore's recovery window: {e}");
     }
 }
 

@@ -252,3 +252,44 @@ pub async fn restore_job(
         .await?;
     Ok(answer.into_inner())
 }
+
+/// `Metrics.Define` then `Metrics.Collect` for the Cluster `cluster_definition` (empty:
+/// none), as CloudNativePG's exporter calls them: `(name, value)` in Collect's order.
+/// A collected name that was not defined is refused, as CloudNativePG refuses it.
+pub async fn metrics(
+    path: &Path,
+    cluster_definition: Vec<u8>,
+) -> Result<Vec<(String, f64)>, tonic::Status> {
+    use crate::proto::metrics::{
+        metrics_client::MetricsClient, CollectMetricsRequest, DefineMetricsRequest,
+    };
+    let mut client = MetricsClient::new(unix_channel(path));
+    let defined: std::collections::BTreeSet<String> = client
+        .define(DefineMetricsRequest {
+            cluster_definition: cluster_definition.clone(),
+        })
+        .await?
+        .into_inner()
+        .metrics
+        .into_iter()
+        .map(|m| m.fq_name)
+        .collect();
+    let collected = client
+        .collect(CollectMetricsRequest { cluster_definition })
+        .await?
+        .into_inner()
+        .metrics;
+    collected
+        .into_iter()
+        .map(|m| {
+            if defined.contains(&m.fq_name) {
+                Ok((m.fq_name, m.value))
+            } else {
+                Err(tonic::Status::internal(format!(
+                    "the plugin collected {:?}, which it did not define",
+                    m.fq_name
+                )))
+            }
+        })
+        .collect()
+}

@@ -1,7 +1,8 @@
 //! Kubernetes access for the sidecars: ObjectStores and Secrets by GET, with a short
-//! cache, never list or watch (the sidecar's Role grants `get` on named objects), and
-//! the ObjectStore's recovery window written through its `/status` subresource
-//! (`update` on `objectstores/status`), retried on 409 Conflict.
+//! cache, never watch, and the ObjectStore's recovery window written through its
+//! `/status` subresource (`update` on `objectstores/status`), retried on 409 Conflict.
+//! For the retention loop: the Cluster by GET, CloudNativePG Backups by LIST and
+//! DELETE, and Events by POST, as plain requests (no controller runtime).
 //!
 //! Secret values are kept in [`SecretData`], whose `Debug` never shows them, and no error
 //! here carries a value: only kinds, namespaces and names.
@@ -385,6 +386,88 @@ impl KubeAccess {
                 Err(e) => return Err(KubeError::from_kube(e, KIND, &self.namespace, name)),
             }
         }
+    }
+
+    /// CloudNativePG's `kind` (`Cluster`, `Backup`) in the API group and version
+    /// `api` (see [`crate::Settings::cnpg_api`]).
+    fn cnpg_resource(api: (&str, &str), kind: &str, plural: &str) -> ApiResource {
+        ApiResource {
+            group: api.0.into(),
+            version: api.1.into(),
+            api_version: format!("{}/{}", api.0, api.1),
+            kind: kind.into(),
+            plural: plural.into(),
+        }
+    }
+
+    /// The Cluster `name` as JSON, read afresh (never cached: the retention loop reads
+    /// it once per cycle and must see the current primary).
+    pub async fn cluster(
+        &self,
+        api: (&str, &str),
+        name: &str,
+    ) -> Result<serde_json::Value, KubeError> {
+        const KIND: &str = "Cluster";
+        let res = Self::cnpg_resource(api, KIND, "clusters");
+        let obj = Api::<DynamicObject>::namespaced_with(self.client.clone(), &self.namespace, &res)
+            .get(name)
+            .await
+            .map_err(|e| KubeError::from_kube(e, KIND, &self.namespace, name))?;
+        serde_json::to_value(&obj).map_err(|e| KubeError::Invalid {
+            kind: KIND,
+            namespace: self.namespace.clone(),
+            name: name.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Every CloudNativePG Backup of the namespace, as JSON (one LIST).
+    pub async fn backups(&self, api: (&str, &str)) -> Result<Vec<serde_json::Value>, KubeError> {
+        const KIND: &str = "Backup";
+        let res = Self::cnpg_resource(api, KIND, "backups");
+        let list =
+            Api::<DynamicObject>::namespaced_with(self.client.clone(), &self.namespace, &res)
+                .list(&kube::api::ListParams::default())
+                .await
+                .map_err(|e| KubeError::from_kube(e, KIND, &self.namespace, "(all)"))?;
+        list.items
+            .iter()
+            .map(|o| {
+                serde_json::to_value(o).map_err(|e| KubeError::Invalid {
+                    kind: KIND,
+                    namespace: self.namespace.clone(),
+                    name: o.metadata.name.clone().unwrap_or_default(),
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes the CloudNativePG Backup `name`; one already gone counts as deleted.
+    pub async fn delete_backup(&self, api: (&str, &str), name: &str) -> Result<(), KubeError> {
+        const KIND: &str = "Backup";
+        let res = Self::cnpg_resource(api, KIND, "backups");
+        match Api::<DynamicObject>::namespaced_with(self.client.clone(), &self.namespace, &res)
+            .delete(name, &kube::api::DeleteParams::default())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(KubeError::from_kube(e, KIND, &self.namespace, name)),
+        }
+    }
+
+    /// Creates the core/v1 Event `event` in the namespace.
+    pub async fn post_event(
+        &self,
+        event: &k8s_openapi::api::core::v1::Event,
+    ) -> Result<(), KubeError> {
+        let api: Api<k8s_openapi::api::core::v1::Event> =
+            Api::namespaced(self.client.clone(), &self.namespace);
+        api.create(&kube::api::PostParams::default(), event)
+            .await
+            .map_err(|e| KubeError::from_kube(e, "Event", &self.namespace, "(new)"))?;
+        Ok(())
     }
 
     /// The Secret `name`'s data, from the cache when fetched less than the TTL ago.

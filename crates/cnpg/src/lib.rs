@@ -15,6 +15,10 @@
 //!   ObjectStore's recovery window kept in its status.
 //! - [`restore_job`]: RestoreJobHooks.Restore in-process: backup selection by recovery
 //!   target, first-WAL probe, `ops::restore` into PGDATA, the `walStorage` symlink.
+//! - [`retention`]: the instance sidecar's background loop: retention policy, Backup
+//!   objects whose backup is gone, recovery window.
+//! - [`stats`]: what the sidecar did (archive counters, backup duration, the recovery
+//!   window's end), for the [`metrics`] service.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -34,9 +38,11 @@ pub mod k8s;
 pub mod metrics;
 pub mod proto;
 pub mod restore_job;
+pub mod retention;
 pub mod server;
 pub mod settings;
 pub mod socket;
+pub mod stats;
 mod store;
 mod unimplemented;
 pub mod wal;

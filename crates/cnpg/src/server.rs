@@ -21,8 +21,10 @@ use crate::proto::metrics::metrics_server::MetricsServer;
 use crate::proto::wal::restore_job_hooks_server::RestoreJobHooksServer;
 use crate::proto::wal::wal_server::WalServer;
 use crate::restore_job::RestoreJobService;
+use crate::retention::RetentionContext;
 use crate::settings::{Role, Settings};
 use crate::socket::{PluginSocket, SocketError};
+use crate::stats::PluginStats;
 use crate::wal::WalService;
 
 /// How long in-flight calls may run after the shutdown signal (a WAL archive batch or a
@@ -103,8 +105,10 @@ impl PluginServer {
         });
 
         let health = HealthServer::new(HealthService::from_health_reporter(self.health.clone()));
-        // One cache of opened archives for WAL and Backup.
+        // One cache of opened archives for WAL, Backup and the retention loop; one
+        // record of what they did for Metrics.
         let stores = crate::store::Stores::new(self.kube.clone());
+        let stats = Arc::new(PluginStats::default());
         let builder = Server::builder()
             .add_service(IdentityServer::new(IdentityService::new(role)))
             .add_service(health)
@@ -112,15 +116,34 @@ impl PluginServer {
                 self.settings.clone(),
                 self.kube.clone(),
                 stores.clone(),
+                stats.clone(),
             )));
+        // The retention loop: instance role with Kubernetes access only.
+        let (loop_stop, loop_stopped) = tokio::sync::watch::channel(false);
+        let retention = match (&self.kube, role) {
+            (Some(kube), Role::Instance) => Some(tokio::spawn(crate::retention::run_loop(
+                RetentionContext::with_stores(
+                    Arc::new(self.settings.clone()),
+                    kube.clone(),
+                    stores.clone(),
+                    stats.clone(),
+                ),
+                loop_stopped,
+            ))),
+            _ => None,
+        };
         let router = match role {
             Role::Instance => builder
                 .add_service(BackupServer::new(BackupService::with_stores(
                     self.settings.clone(),
                     self.kube.clone(),
                     stores,
+                    stats.clone(),
                 )))
-                .add_service(MetricsServer::new(MetricsService::new(self.kube.clone()))),
+                .add_service(MetricsServer::new(MetricsService::new(
+                    self.kube.clone(),
+                    stats,
+                ))),
             Role::Restore => builder.add_service(RestoreJobHooksServer::new(
                 RestoreJobService::with_stores(self.settings.clone(), stores),
             )),
@@ -131,21 +154,38 @@ impl PluginServer {
             let _ = stop_rx.await;
         });
         tokio::pin!(serve);
-        tokio::select! {
-            result = &mut serve => result?,
+        let served = tokio::select! {
+            result = &mut serve => result,
             () = shutdown => {
                 tracing::info!("shutting down: no new calls, waiting for in-flight ones");
                 self.health.set_service_status("", ServingStatus::NotServing).await;
                 let _ = stop_tx.send(());
+                let _ = loop_stop.send(true);
                 match tokio::time::timeout(self.drain_timeout, &mut serve).await {
-                    Ok(result) => result?,
-                    Err(_) => tracing::warn!(
-                        seconds = self.drain_timeout.as_secs(),
-                        "in-flight calls did not finish in time; abandoning them"
-                    ),
+                    Ok(result) => result,
+                    Err(_) => {
+                        tracing::warn!(
+                            seconds = self.drain_timeout.as_secs(),
+                            "in-flight calls did not finish in time; abandoning them"
+                        );
+                        Ok(())
+                    }
                 }
             }
+        };
+        // A retention cycle under way may finish within the drain time (its deletions
+        // are ordered so that a cut-off run is simply run again); then it is dropped.
+        let _ = loop_stop.send(true);
+        if let Some(mut task) = retention {
+            if tokio::time::timeout(self.drain_timeout, &mut task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("the retention cycle did not finish in time; abandoning it");
+                task.abort();
+            }
         }
+        served?;
         tracing::info!("plugin server stopped");
         Ok(())
     }

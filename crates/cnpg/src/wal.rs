@@ -25,6 +25,7 @@ use crate::proto::wal::{
     WalCapability, WalRestoreRequest, WalRestoreResult, WalStatusRequest, WalStatusResult,
 };
 use crate::settings::Settings;
+use crate::stats::PluginStats;
 use crate::store::{Opened, StoreError, Stores};
 use crate::unimplemented::unimplemented;
 
@@ -208,6 +209,7 @@ pub struct WalService {
     settings: Arc<Settings>,
     kube: Option<Arc<KubeAccess>>,
     stores: Stores,
+    stats: Arc<PluginStats>,
 }
 
 impl std::fmt::Debug for WalService {
@@ -224,19 +226,22 @@ impl WalService {
     /// through `kube`.
     pub fn new(settings: Settings, kube: Option<Arc<KubeAccess>>) -> Self {
         let stores = Stores::new(kube.clone());
-        Self::with_stores(settings, kube, stores)
+        Self::with_stores(settings, kube, stores, Arc::default())
     }
 
-    /// As [`WalService::new`], sharing `stores` (opened archives) with other services.
+    /// As [`WalService::new`], sharing `stores` (opened archives) with other services
+    /// and recording archive outcomes into `stats` for the Metrics service.
     pub(crate) fn with_stores(
         settings: Settings,
         kube: Option<Arc<KubeAccess>>,
         stores: Stores,
+        stats: Arc<PluginStats>,
     ) -> Self {
         WalService {
             settings: Arc::new(settings),
             stores,
             kube,
+            stats,
         }
     }
 
@@ -288,6 +293,8 @@ impl WalService {
             must_be_empty,
         };
         let outcome = barrelman_ops::wal::archive(&opened.archive, &request).await?;
+        self.stats
+            .uploaded(uploaded_bytes(&request.wal_path, &outcome));
         // After the first success the archive is no longer empty (upstream removes the
         // marker after every successful upload).
         if let Some(pg) = &pgdata {
@@ -379,6 +386,25 @@ impl WalService {
     }
 }
 
+/// The bytes (as PostgreSQL wrote them) of the files `outcome` says were uploaded:
+/// the requested one unless it was archived before, and the batch's others, read from
+/// the requested file's directory (PostgreSQL keeps them until the call answers).
+fn uploaded_bytes(wal_path: &Path, outcome: &barrelman_ops::wal::ArchiveOutcome) -> u64 {
+    use barrelman_ops::wal::RequestedWal;
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let requested = match outcome.requested {
+        RequestedWal::Uploaded { .. } => size(wal_path),
+        RequestedWal::AlreadyArchived { .. } | RequestedWal::UploadedEarlier => 0,
+    };
+    let dir = wal_path.parent().unwrap_or(Path::new("."));
+    requested
+        + outcome
+            .also_uploaded
+            .iter()
+            .map(|w| size(&dir.join(w.as_str())))
+            .sum::<u64>()
+}
+
 /// True when this pod could stream WAL instead of reading the archive: a standby
 /// (a current primary that is another pod), or the designated primary of a replica
 /// cluster whose source has connection parameters. Never while bootstrapping.
@@ -455,8 +481,12 @@ impl Wal for WalService {
         let req = request.into_inner();
         let file = req.source_file_name.clone();
         match self.do_archive(req).await {
-            Ok(()) => Ok(Response::new(WalArchiveResult {})),
+            Ok(()) => {
+                self.stats.archive_succeeded();
+                Ok(Response::new(WalArchiveResult {}))
+            }
             Err(e) => {
+                self.stats.archive_failed();
                 tracing::error!(file = %file, "WAL archive failed: {e}");
                 Err(e.to_status(WalRpc::Archive))
             }

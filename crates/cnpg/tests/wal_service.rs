@@ -3,13 +3,15 @@
 //! Kubernetes cache itself keeps nothing), and the stored objects read back through
 //! Restore byte-identical.
 
+mod common;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use barrelman_cnpg::client::{wal_archive, wal_restore};
 use barrelman_cnpg::k8s::KubeAccess;
-use barrelman_cnpg::{PluginServer, Role, Settings, PLUGIN_NAME};
-use barrelman_testkit::kubeapi::{self, KubeApi};
+use barrelman_cnpg::{PluginServer, PLUGIN_NAME};
+use barrelman_testkit::kubeapi::KubeApi;
 use barrelman_testkit::S3Server;
 use serde_json::json;
 use tonic::Code;
@@ -27,36 +29,12 @@ async fn a_burst_of_archive_calls_opens_the_store_once() {
     let s3 = S3Server::start();
     s3.create_bucket("walsvc");
     let api = KubeApi::start();
-    api.insert(json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "creds", "namespace": "db"},
-        "data": {"ID": kubeapi::base64(s3.access_key.as_bytes()), "KEY": kubeapi::base64(s3.secret_key.as_bytes())},
-    }));
-    api.insert(json!({
-        "apiVersion": "barmancloud.cnpg.io/v1", "kind": "ObjectStore",
-        "metadata": {"name": "store", "namespace": "db"},
-        "spec": {"configuration": {
-            "destinationPath": "s3://walsvc/x", "endpointURL": s3.endpoint,
-            "s3Credentials": {"accessKeyId": {"name": "creds", "key": "ID"},
-                              "secretAccessKey": {"name": "creds", "key": "KEY"}},
-        }},
-    }));
+    common::seed_store(&api, &s3, "walsvc", json!({}));
     let dir = tempfile::tempdir().unwrap();
     let pg_wal = dir.path().join("data/pg_wal");
     std::fs::create_dir_all(&pg_wal).unwrap();
     let spool = dir.path().join("spool");
-    let settings = Settings::from_vars(
-        Role::Instance,
-        |n: &str| match n {
-            "NAMESPACE" => Some("db".into()),
-            "CLUSTER_NAME" => Some("pg".into()),
-            "POD_NAME" => Some("pg-1".into()),
-            "SPOOL_DIRECTORY" => Some(spool.to_string_lossy().into_owned()),
-            _ => None,
-        },
-        dir.path(),
-    )
-    .unwrap();
+    let settings = common::instance_settings(dir.path(), &spool, &[]);
     // The Kubernetes cache keeps nothing: every GET the service makes is visible.
     let kube = KubeAccess::for_url(&api.url(), "db", Duration::ZERO).unwrap();
     let server = PluginServer::new(settings).with_kube(kube);

@@ -63,9 +63,11 @@ pub struct InstanceSidecarConfiguration {
     /// `name` with `value` or `valueFrom`), kept as JSON and copied into the Pod.
     #[serde(default)]
     pub env: Vec<serde_json::Value>,
-    /// `retentionPolicyIntervalSeconds`: how often, in seconds, the sidecar applies
-    /// the retention policy (1800 when absent).
-    #[serde(default)]
+    /// `retentionPolicyIntervalSeconds`: seconds between two retention cycles of the
+    /// instance sidecar (the CRD's default is 1800). A value that is not a whole
+    /// number reads as unset: it must not make the whole ObjectStore (and with it WAL
+    /// archiving) unreadable.
+    #[serde(default, deserialize_with = "lenient_seconds")]
     pub retention_policy_interval_seconds: Option<i64>,
     /// `resources`: the sidecar's requests and limits (a Kubernetes
     /// `ResourceRequirements`), kept as JSON and copied into the Pod.
@@ -79,6 +81,19 @@ pub struct InstanceSidecarConfiguration {
     /// `trace`; `info` when absent).
     #[serde(default)]
     pub log_level: Option<String>,
+}
+
+fn lenient_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Seconds {
+        Whole(i64),
+        Other(serde::de::IgnoredAny),
+    }
+    Ok(match Option::<Seconds>::deserialize(d)? {
+        Some(Seconds::Whole(n)) => Some(n),
+        Some(Seconds::Other(_)) | None => None,
+    })
 }
 
 /// A reference to one key of a Kubernetes Secret (`{name, key}` in the CRD).
@@ -388,6 +403,25 @@ spec:
   instanceSidecarConfiguration:
     retentionPolicyIntervalSeconds: 1800
 "#;
+
+    #[test]
+    fn the_retention_interval_is_read_and_a_bad_one_is_unset() {
+        let s = ObjectStore::from_yaml(SAMPLE).unwrap();
+        let interval = |s: &ObjectStore| {
+            s.spec
+                .instance_sidecar_configuration
+                .as_ref()
+                .and_then(|c| c.retention_policy_interval_seconds)
+        };
+        assert_eq!(interval(&s), Some(1800));
+        let odd = SAMPLE.replace(
+            "retentionPolicyIntervalSeconds: 1800",
+            "retentionPolicyIntervalSeconds: \"half an hour\"",
+        );
+        let s = ObjectStore::from_yaml(&odd).unwrap();
+        assert_eq!(interval(&s), None);
+        assert_eq!(s.spec.configuration.destination_path, "s3://backups/pg");
+    }
 
     #[test]
     fn reads_a_real_manifest() {

@@ -71,6 +71,31 @@ impl FromStr for Policy {
     }
 }
 
+impl Policy {
+    /// An ObjectStore's `spec.retentionPolicy` as the CRD writes it (`^[1-9][0-9]*[dwm]$`:
+    /// `30d`, `4w`, `6m`), as upstream turns it into barman's
+    /// `RECOVERY WINDOW OF n DAYS|WEEKS|MONTHS`. Anything else is refused, as the CRD's
+    /// pattern refuses it.
+    pub fn from_cnpg(text: &str) -> Result<Policy, InvalidPolicy> {
+        let bad = || InvalidPolicy(text.to_string());
+        let (n, unit) = text.split_at(text.len().checked_sub(1).ok_or_else(bad)?);
+        let digits_ok =
+            n.bytes().all(|b| b.is_ascii_digit()) && !n.starts_with('0') && !n.is_empty();
+        if !digits_ok {
+            return Err(bad());
+        }
+        let unit = match unit {
+            "d" => "DAYS",
+            "w" => "WEEKS",
+            "m" => "MONTHS",
+            _ => return Err(bad()),
+        };
+        format!("RECOVERY WINDOW OF {n} {unit}")
+            .parse()
+            .map_err(|_| bad())
+    }
+}
+
 impl fmt::Display for Policy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -380,6 +405,45 @@ mod tests {
 
     fn now() -> DateTime<FixedOffset> {
         parse_time("2026-02-01 00:00:00+00:00").unwrap()
+    }
+
+    #[test]
+    fn cnpg_retention_policies_follow_the_crd_pattern() {
+        assert_eq!(
+            Policy::from_cnpg("30d"),
+            Ok(Policy::RecoveryWindow { days: 30 })
+        );
+        assert_eq!(
+            Policy::from_cnpg("4w"),
+            Ok(Policy::RecoveryWindow { days: 28 })
+        );
+        assert_eq!(
+            Policy::from_cnpg("6m"),
+            Ok(Policy::RecoveryWindow { days: 186 })
+        );
+        assert_eq!(
+            Policy::from_cnpg("10d"),
+            Ok(Policy::RecoveryWindow { days: 10 })
+        );
+        for bad in [
+            "",
+            "d",
+            "0d",
+            "01d",
+            "+1d",
+            "1y",
+            "1D",
+            " 1d",
+            "1d ",
+            "-1d",
+            "99999999999d",
+        ] {
+            assert_eq!(
+                Policy::from_cnpg(bad),
+                Err(InvalidPolicy(bad.to_string())),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -74,6 +74,20 @@ pub struct Chain {
     pub until_archived_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Segments missing between the start and the newest stored one (at most 100).
     pub gaps: Vec<String>,
+    /// The segment size the backup records (16 MiB when it does not).
+    pub segment_size: u64,
+}
+
+impl Chain {
+    /// The WAL position recovery can reach through the chain: the end of its last
+    /// contiguous segment (the start of the one after it).
+    pub fn end_lsn(&self) -> Option<barrelman_core::lsn::Lsn> {
+        let last = SegmentName::parse(self.contiguous_until.as_deref()?)?;
+        let size = self.segment_size.max(1);
+        let per_log = 0x1_0000_0000u64 / size;
+        let segno = u64::from(last.log) * per_log + u64::from(last.seg) + 1;
+        Some(barrelman_core::lsn::Lsn(segno.checked_mul(size)?))
+    }
 }
 
 /// What `verify` found: a verdict per backup, the WAL chain, the recovery range.
@@ -235,9 +249,12 @@ pub(crate) fn judge_report(
         .iter()
         .find(|b| restorable.contains(b.backup_id.as_str()))
         .and_then(|b| b.end_time.map(|t| t.to_string()));
+    // The newest restorable backup when the checks found one (a broken newer backup
+    // cannot start a recovery), else the newest DONE one.
     let chain = backups
         .iter()
-        .rfind(|b| b.status == BackupStatus::Done)
+        .rfind(|b| restorable.contains(b.backup_id.as_str()))
+        .or_else(|| backups.iter().rfind(|b| b.status == BackupStatus::Done))
         .and_then(|newest| chain_after(newest, wals));
     VerifyReport {
         backups: checks,
@@ -376,6 +393,7 @@ fn chain_after(newest: &BackupInfo, wals: &WalIndex) -> Option<Chain> {
     let mut chain = Chain {
         timeline: begin.timeline,
         from: begin.to_string(),
+        segment_size: seg_size,
         ..Default::default()
     };
     let mut s = begin;
@@ -625,6 +643,27 @@ mod tests {
         let chain = r.chain.unwrap();
         assert_eq!(chain.contiguous_until, None);
         assert_eq!(chain.gaps, vec![W5.to_string()]);
+        assert_eq!(chain.end_lsn(), None);
+
+        // The newest backup broken: the chain runs from the newest restorable one,
+        // and ends where its last contiguous segment ends.
+        let r = judge_report(
+            &backups,
+            vec![
+                check("20260101T000000", &[]),
+                check("20260102T000000", &["missing"]),
+            ],
+            &stored,
+        );
+        let chain = r.chain.unwrap();
+        assert_eq!(
+            (chain.from.as_str(), chain.contiguous_until.as_deref()),
+            (W4, Some(W6))
+        );
+        assert_eq!(
+            chain.end_lsn().map(|l| l.to_string()).as_deref(),
+            Some("0/7000000")
+        );
     }
 }
 

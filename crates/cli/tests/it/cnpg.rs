@@ -498,19 +498,12 @@ fn cnpg_backup_list_line() {
 
 /// Rewrites `base/<id>/backup.info` so the backup looks `days` old.
 fn age_backup(s3: &S3Server, id: &str, days: i64) {
-    const PY: &str = r#"
-import datetime, re
-key = sys.argv[3]
-text = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
-shift = datetime.timedelta(days=int(sys.argv[4]))
-def older(m):
-    t = datetime.datetime.fromisoformat(m.group(2)) - shift
-    return m.group(1) + t.isoformat(sep=" ")
-text = re.sub(r"^((?:begin|end)_time=)(.*)$", older, text, flags=re.M)
-s3.put_object(Bucket=bucket, Key=key, Body=text.encode())
-"#;
-    let key = format!("backups/{SERVER}/base/{id}/backup.info");
-    boto3(s3, BUCKET, PY, &[&key, &days.to_string()]);
+    age_backup_info(
+        s3,
+        BUCKET,
+        &format!("backups/{SERVER}/base/{id}/backup.info"),
+        days,
+    );
 }
 
 #[test]

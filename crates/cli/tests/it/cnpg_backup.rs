@@ -26,15 +26,45 @@ fn cluster_file(dir: &Path, store: &str) -> PathBuf {
     path
 }
 
+/// A sidecar serving PostgreSQL's backups and archive_command, and its files.
+pub(crate) struct Archiving {
+    pub(crate) sidecar: Sidecar,
+    /// Where the Cluster and Backup JSON files go.
+    pub(crate) work: PathBuf,
+    /// The Cluster JSON the archive_command sends.
+    pub(crate) cluster: PathBuf,
+    pub(crate) spool: PathBuf,
+    pub(crate) plugins: PathBuf,
+}
+
 /// The instance sidecar of `pg` (pod `pg-1` of Cluster `pg`, archiving into the
 /// ObjectStore `store`, reaching PostgreSQL through PGHOST/PGPORT) and PostgreSQL's
 /// `archive_command` through it; returns the sidecar, the Cluster file and the
 /// sidecar's work directory. PostgreSQL is not started.
 pub(crate) fn archiving_sidecar(pg: &PgCluster, api: &KubeApi) -> (Sidecar, PathBuf, PathBuf) {
+    let a = archiving(pg, api, |work| cluster_file(work, "store"));
+    (a.sidecar, a.cluster, a.work)
+}
+
+/// As [`archiving`], then starts `pg`.
+pub(crate) fn start_archiving(
+    pg: &PgCluster,
+    api: &KubeApi,
+    cluster_of: impl Fn(&Path) -> PathBuf,
+) -> Archiving {
+    let archiving = archiving(pg, api, cluster_of);
+    pg.start();
+    archiving
+}
+
+/// Starts `barrelman cnpg instance` against `api` with PGHOST/PGPORT of `pg` and makes
+/// `pg`'s archive_command the client's wal-archive with the Cluster `cluster_of`
+/// writes; PostgreSQL is not started.
+fn archiving(pg: &PgCluster, api: &KubeApi, cluster_of: impl Fn(&Path) -> PathBuf) -> Archiving {
     let work = pg.make_dir("plugin-work");
     let plugins = pg.make_dir("plugins");
     let spool = pg.make_dir("spool");
-    let cluster = cluster_file(&work, "store");
+    let cluster = cluster_of(&work);
     let sidecar = Sidecar::start_role(
         "instance",
         &work,
@@ -48,7 +78,13 @@ pub(crate) fn archiving_sidecar(pg: &PgCluster, api: &KubeApi) -> (Sidecar, Path
         ],
     );
     append_conf(pg, &[sidecar.archive_command(&cluster)]);
-    (sidecar, cluster, work)
+    Archiving {
+        sidecar,
+        work,
+        cluster,
+        spool,
+        plugins,
+    }
 }
 
 /// `cnpg client backup` of the Cluster file and Backup file `def`, which must succeed:
@@ -99,7 +135,7 @@ fn barman_show(s3: &S3Server, id: &str) -> Value {
     v["cloud"].clone()
 }
 
-fn epoch(iso: &Value) -> i64 {
+pub(crate) fn epoch(iso: &Value) -> i64 {
     chrono::DateTime::parse_from_rfc3339(iso.as_str().unwrap())
         .unwrap_or_else(|e| panic!("{iso}: {e}"))
         .timestamp()

@@ -156,6 +156,23 @@ bucket = sys.argv[2]
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Rewrites the `backup.info` at `key` so its backup looks `days` older (begin and
+/// end times moved back).
+pub fn age_backup_info(s3: &S3Server, bucket: &str, key: &str, days: i64) {
+    const PY: &str = r#"
+import datetime, re
+key = sys.argv[3]
+text = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+shift = datetime.timedelta(days=int(sys.argv[4]))
+def older(m):
+    t = datetime.datetime.fromisoformat(m.group(2)) - shift
+    return m.group(1) + t.isoformat(sep=" ")
+text = re.sub(r"^((?:begin|end)_time=)(.*)$", older, text, flags=re.M)
+s3.put_object(Bucket=bucket, Key=key, Body=text.encode())
+"#;
+    boto3(s3, bucket, PY, &[key, &days.to_string()]);
+}
+
 /// Keys under `prefix` in `bucket`, relative to the prefix, sorted (via boto3).
 pub fn list_keys(s3: &S3Server, bucket: &str, prefix: &str) -> Vec<String> {
     const PY: &str = r#"

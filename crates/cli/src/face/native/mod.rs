@@ -127,19 +127,6 @@ impl PgArgs {
     }
 }
 
-/// CloudNativePG's `30d` / `4w` / `6m` as barman's policy text.
-fn cnpg_policy(p: &str) -> Option<String> {
-    let (n, unit) = p.split_at(p.len().checked_sub(1)?);
-    let n: u32 = n.parse().ok().filter(|n| *n > 0)?;
-    let unit = match unit {
-        "d" => "DAYS",
-        "w" => "WEEKS",
-        "m" => "MONTHS",
-        _ => return None,
-    };
-    Some(format!("RECOVERY WINDOW OF {n} {unit}"))
-}
-
 async fn wal_archive(a: WalArchiveArgs) -> Result<()> {
     let (target, rest) = a.store.resolve(
         &a.args,
@@ -312,21 +299,24 @@ async fn delete(a: DeleteArgs) -> Result<()> {
     let selection = if let Some(id) = a.backup {
         Selection::Backup(id)
     } else {
-        let text = match a.retention_policy {
-            Some(p) => p,
-            None => target
-                .manifest
-                .as_ref()
-                .and_then(|m| m.spec.retention_policy.as_deref())
-                .and_then(cnpg_policy)
-                .ok_or_else(|| {
-                    InputError(
-                        "give --backup ID or --retention-policy (or a retentionPolicy in the manifest)"
-                            .into(),
-                    )
-                })?,
+        use barrelman_core::retention::Policy;
+        let policy = match a.retention_policy {
+            Some(p) => p.parse::<Policy>()?,
+            None => {
+                let manifest = target
+                    .manifest
+                    .as_ref()
+                    .and_then(|m| m.spec.retention_policy.as_deref())
+                    .ok_or_else(|| {
+                        InputError(
+                            "give --backup ID or --retention-policy (or a retentionPolicy in the manifest)"
+                                .into(),
+                        )
+                    })?;
+                Policy::from_cnpg(manifest)?
+            }
         };
-        Selection::Policy(text.parse::<barrelman_core::retention::Policy>()?)
+        Selection::Policy(policy)
     };
     let flags = cmd::delete::DeleteFlags {
         minimum_redundancy: a.minimum_redundancy,
