@@ -41,6 +41,9 @@ enum CnpgCommand {
     /// Play CloudNativePG's instance manager against a sidecar's socket (debugging;
     /// tests use it as archive_command / restore_command).
     Client(ClientArgs),
+    /// Print the ObjectStore CustomResourceDefinition (YAML), generated from the
+    /// types the plugin reads; deploy/crd.yaml is this output.
+    Crd,
 }
 
 /// `barrelman cnpg client --socket PATH ...`.
@@ -209,6 +212,11 @@ pub fn run(args: CnpgArgs) -> i32 {
         CnpgCommand::Client(client) => return rt.block_on(run_client(client)),
         CnpgCommand::Instance => Role::Instance,
         CnpgCommand::Restore => Role::Restore,
+        CnpgCommand::Crd => {
+            // On stdout only (logs go to stderr): meant for `> deploy/crd.yaml`.
+            print!("{}", barrelman_operator::crd::object_store_crd_yaml());
+            return crate::exit::SUCCESS;
+        }
     };
     let settings =
         match Settings::from_vars(role, |name| std::env::var(name).ok(), &args.plugin_path) {

@@ -5,3 +5,5 @@
 //! core's types. The sidecar itself (instance and restore roles) is `barrelman-cnpg`.
 
 #![warn(missing_docs, unreachable_pub)]
+
+pub mod crd;
