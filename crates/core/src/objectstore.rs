@@ -92,10 +92,12 @@ pub struct InstanceSidecarConfiguration {
     )]
     pub env: Vec<serde_json::Value>,
     /// `retentionPolicyIntervalSeconds`: how often, in seconds, the sidecar applies
-    /// the retention policy (1800 when absent). No `#[serde(default)]`: an absent
-    /// Option is None anyway, and the derive would then write `default: null` over
-    /// the schema's 1800.
-    #[cfg_attr(feature = "schema", schemars(schema_with = "schema::interval_seconds"))]
+    /// the retention policy (1800 when absent).
+    #[serde(default)]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "schema::integer", extend("default" = 1800))
+    )]
     pub retention_policy_interval_seconds: Option<i64>,
     /// `resources`: the sidecar's requests and limits (a Kubernetes
     /// `ResourceRequirements`), kept as JSON and copied into the Pod.
@@ -168,8 +170,8 @@ mod schema {
         json_schema!({"type": "integer", "minimum": 1})
     }
 
-    pub(super) fn interval_seconds(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({"type": "integer", "default": 1800})
+    pub(super) fn integer(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "integer"})
     }
 }
 
