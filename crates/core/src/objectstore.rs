@@ -530,6 +530,27 @@ spec:
     }
 
     #[test]
+    fn sidecar_settings_load_leniently() {
+        let s = ObjectStore::from_yaml(SAMPLE).unwrap();
+        let sidecar = s.spec.instance_sidecar_configuration.unwrap();
+        assert_eq!(sidecar.retention_policy_interval_seconds, Some(1800));
+        assert_eq!(sidecar.log_level, None);
+        // What the CRD refuses or does not know still loads here: the API server is
+        // the gate, and the operator reports the rest (crd::cel_rule_violations).
+        let odd = SAMPLE
+            .replace("    destinationPath:", "    serverName: old\n    destinationPath:")
+            .replace(
+                "  instanceSidecarConfiguration:\n",
+                "  instanceSidecarConfiguration:\n    logLevel: verbose\n    futureField: 1\n    additionalContainerArgs: [\"--log-level=debug\"]\n",
+            );
+        let s = ObjectStore::from_yaml(&odd).unwrap();
+        assert_eq!(s.spec.configuration.server_name.as_deref(), Some("old"));
+        let sidecar = s.spec.instance_sidecar_configuration.unwrap();
+        assert_eq!(sidecar.log_level.as_deref(), Some("verbose"));
+        assert_eq!(sidecar.additional_container_args, ["--log-level=debug"]);
+    }
+
+    #[test]
     fn rejects_wrong_kind_and_bad_values() {
         let other = SAMPLE.replace("kind: ObjectStore", "kind: Cluster");
         assert!(matches!(
