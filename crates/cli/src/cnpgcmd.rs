@@ -45,6 +45,9 @@ enum CnpgCommand {
     /// Serve the operator side (Identity, OperatorLifecycle, ReconcilerHooks, Operator)
     /// over TCP with mutual TLS, as CloudNativePG's operator dials it; needs SIDECAR_IMAGE.
     Operator(OperatorArgs),
+    /// Print the ObjectStore CustomResourceDefinition (YAML), generated from the
+    /// types the plugin reads; deploy/crd.yaml is this output.
+    Crd,
 }
 
 /// `barrelman cnpg operator`: upstream's flags.
@@ -267,6 +270,11 @@ pub fn run(args: CnpgArgs) -> i32 {
         CnpgCommand::Client(client) => return rt.block_on(run_client(client)),
         CnpgCommand::Instance => Role::Instance,
         CnpgCommand::Restore => Role::Restore,
+        CnpgCommand::Crd => {
+            // On stdout only (logs go to stderr): meant for `> deploy/crd.yaml`.
+            print!("{}", barrelman_operator::crd::object_store_crd_yaml());
+            return crate::exit::SUCCESS;
+        }
     };
     let settings = match Settings::from_vars(
         role,

@@ -3,6 +3,12 @@
 //!
 //! Field names follow the CRD exactly (camelCase). Unknown fields are tolerated so
 //! that manifests written for newer plugin versions still load.
+//!
+//! With the `schema` feature the types also describe themselves as JSON schema: the
+//! operator crate turns that into the CRD (`barrelman cnpg crd`), so the enums,
+//! patterns, minimums, defaults and CEL rules written here are what the API server
+//! enforces. Values stay plain strings and numbers on the serde side on purpose: a
+//! store the API server accepted must always load here, whatever it holds.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -38,6 +44,7 @@ pub struct Metadata {
 
 /// The ObjectStore's `spec` (CRD section `spec`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectStoreSpec {
     /// `spec.configuration`: the archive's location, credentials and WAL and base
@@ -46,6 +53,7 @@ pub struct ObjectStoreSpec {
     /// `spec.retentionPolicy`: the recovery window to keep, as the CRD writes it
     /// (`30d`, `4w`, `6m`: a number followed by days, weeks or months).
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(extend("pattern" = RETENTION_POLICY_PATTERN)))]
     pub retention_policy: Option<String>,
     /// `spec.instanceSidecarConfiguration`: how the sidecar injected into the
     /// instance Pods runs (environment, resources, arguments, log level, retention
@@ -54,32 +62,69 @@ pub struct ObjectStoreSpec {
     pub instance_sidecar_configuration: Option<InstanceSidecarConfiguration>,
 }
 
+/// The pattern of `spec.retentionPolicy` (a recovery window: a positive number of
+/// days, weeks or months), as the CRD checks it.
+pub const RETENTION_POLICY_PATTERN: &str = "^[1-9][0-9]*[dwm]$";
+
+/// The message of the CRD's CEL rule forbidding `spec.configuration.serverName`.
+pub const SERVER_NAME_FORBIDDEN: &str =
+    "use the 'serverName' plugin parameter in the Cluster resource";
+
+/// The message of the CRD's CEL rule forbidding `--log-level` in
+/// `spec.instanceSidecarConfiguration.additionalContainerArgs`.
+pub const LOG_LEVEL_ARG_FORBIDDEN: &str = "do not set --log-level in additionalContainerArgs; use spec.instanceSidecarConfiguration.logLevel";
+
+/// The log levels the sidecar takes (`spec.instanceSidecarConfiguration.logLevel`).
+pub const LOG_LEVELS: [&str; 5] = ["error", "warning", "info", "debug", "trace"];
+
 /// `spec.instanceSidecarConfiguration`: settings of the sidecar container the
 /// operator injects into every instance Pod that archives.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct InstanceSidecarConfiguration {
     /// `env`: extra environment variables of the sidecar (Kubernetes `EnvVar`s:
     /// `name` with `value` or `valueFrom`), kept as JSON and copied into the Pod.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Vec<k8s_openapi::api::core::v1::EnvVar>")
+    )]
     pub env: Vec<serde_json::Value>,
     /// `retentionPolicyIntervalSeconds`: seconds between two retention cycles of the
-    /// instance sidecar (the CRD's default is 1800). A value that is not a whole
-    /// number reads as unset: it must not make the whole ObjectStore (and with it WAL
-    /// archiving) unreadable.
+    /// instance sidecar (1800 when absent).
+    // A value that is not a whole number reads as unset: it must not make the whole
+    // ObjectStore (and with it WAL archiving) unreadable.
     #[serde(default, deserialize_with = "lenient_seconds")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "schema::integer", extend("default" = 1800))
+    )]
     pub retention_policy_interval_seconds: Option<i64>,
     /// `resources`: the sidecar's requests and limits (a Kubernetes
     /// `ResourceRequirements`), kept as JSON and copied into the Pod.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<k8s_openapi::api::core::v1::ResourceRequirements>")
+    )]
     pub resources: Option<serde_json::Value>,
     /// `additionalContainerArgs`: arguments appended to the sidecar's own; never
     /// `--log-level` (set `logLevel` instead).
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(extend("x-kubernetes-validations" = [{
+        "message": LOG_LEVEL_ARG_FORBIDDEN,
+        "reason": "FieldValueForbidden",
+        "rule": "!self.exists(a, a.startsWith('--log-level'))",
+    }])))]
     pub additional_container_args: Vec<String>,
     /// `logLevel`: the sidecar's log level (`error`, `warning`, `info`, `debug`,
     /// `trace`; `info` when absent).
     #[serde(default)]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(extend("enum" = LOG_LEVELS, "default" = "info"))
+    )]
     pub log_level: Option<String>,
 }
 
@@ -96,8 +141,58 @@ fn lenient_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>
     })
 }
 
+/// The ObjectStore's `status`, written by the instance sidecars.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectStoreStatus {
+    /// `serverRecoveryWindow`: per server name, the span the archive can restore.
+    #[serde(default)]
+    pub server_recovery_window: BTreeMap<String, RecoveryWindow>,
+}
+
+/// The recovery window of one server in the archive (RFC 3339 timestamps).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct RecoveryWindow {
+    /// `firstRecoverabilityPoint`: the earliest time the server can be restored to.
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(extend("format" = "date-time")))]
+    pub first_recoverability_point: Option<String>,
+    /// `lastSuccessfulBackupTime`: when the last base backup succeeded.
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(extend("format" = "date-time")))]
+    pub last_successful_backup_time: Option<String>,
+    /// `lastFailedBackupTime`: when the last base backup failed.
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(extend("format" = "date-time")))]
+    pub last_failed_backup_time: Option<String>,
+}
+
+/// Schemas the derive cannot say with attributes: integers with the CRD's exact
+/// type, format and minimum (the derive would write `uint32`, which the API server
+/// does not know).
+#[cfg(feature = "schema")]
+mod schema {
+    use schemars::{json_schema, Schema, SchemaGenerator};
+
+    pub(super) fn int32_at_least_one(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "integer", "format": "int32", "minimum": 1})
+    }
+
+    pub(super) fn integer_at_least_one(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "integer", "minimum": 1})
+    }
+
+    pub(super) fn integer(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "integer"})
+    }
+}
+
 /// A reference to one key of a Kubernetes Secret (`{name, key}` in the CRD).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SecretKeySelector {
     /// The Secret's name, in the ObjectStore's namespace.
     pub name: String,
@@ -108,11 +203,19 @@ pub struct SecretKeySelector {
 /// `spec.configuration` of an ObjectStore: barman-cloud's own description of an
 /// archive (the type is named after the CRD's `BarmanObjectStoreConfiguration`).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(extend("x-kubernetes-validations" = [{
+    "fieldPath": ".serverName",
+    "message": SERVER_NAME_FORBIDDEN,
+    "reason": "FieldValueForbidden",
+    "rule": "!has(self.serverName)",
+}])))]
 #[serde(rename_all = "camelCase")]
 pub struct BarmanObjectStoreConfiguration {
     /// `destinationPath`: the archive's URL (`s3://bucket/path`,
     /// `https://account.blob.core.windows.net/container/path`, `gs://bucket/path`);
     /// each server's WALs and base backups live under `<destinationPath>/<server>/`.
+    #[cfg_attr(feature = "schema", schemars(extend("minLength" = 1)))]
     pub destination_path: String,
     /// `endpointURL`: the endpoint to use instead of the provider's default
     /// (MinIO, Ceph, SeaweedFS…).
@@ -154,6 +257,7 @@ pub struct BarmanObjectStoreConfiguration {
 /// `spec.configuration.s3Credentials`: each value comes from a Secret key, and
 /// reaches barman as the `AWS_*` variable named on the field.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct S3Credentials {
     /// `accessKeyId`: the access key id (`AWS_ACCESS_KEY_ID`).
@@ -178,6 +282,7 @@ pub struct S3Credentials {
 /// `spec.configuration.azureCredentials`: either `connectionString` alone, or a
 /// `storageAccount` with one of key, SAS token, Azure AD or default credentials.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct AzureCredentials {
     /// `connectionString`: a full storage connection string
@@ -206,6 +311,7 @@ pub struct AzureCredentials {
 
 /// `spec.configuration.googleCredentials`: exactly one of its two fields is set.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct GoogleCredentials {
     /// `applicationCredentials`: the service account key file's JSON content
@@ -220,20 +326,30 @@ pub struct GoogleCredentials {
 
 /// `spec.configuration.wal`: options for WAL archive and restore.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct WalConfiguration {
     /// `compression`: the codec WAL files are compressed with before upload
     /// (`bzip2`, `gzip`, `lz4`, `snappy`, `xz`, `zstd`; none when absent);
     /// checked by [`ObjectStore::from_yaml`].
     #[serde(default)]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(extend("enum" = ["bzip2", "gzip", "lz4", "snappy", "xz", "zstd"]))
+    )]
     pub compression: Option<String>,
     /// `encryption`: the server-side encryption asked of S3 for WAL objects
     /// (`AES256` or `aws:kms`).
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["AES256", "aws:kms"])))]
     pub encryption: Option<String>,
     /// `maxParallel`: how many WAL files one archive call uploads at once, and how
     /// many one restore call fetches ahead into the spool (1 or more).
     #[serde(default)]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "schema::integer_at_least_one")
+    )]
     pub max_parallel: Option<u32>,
     /// `archiveAdditionalCommandArgs`: extra arguments the plugin appends to
     /// barman-cloud-wal-archive.
@@ -247,19 +363,29 @@ pub struct WalConfiguration {
 
 /// `spec.configuration.data`: options for base backups and their restore.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct DataConfiguration {
     /// `compression`: the codec base backup tar files are compressed with
     /// (`bzip2`, `gzip`, `lz4`, `snappy`; none when absent).
     #[serde(default)]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(extend("enum" = ["bzip2", "gzip", "lz4", "snappy"]))
+    )]
     pub compression: Option<String>,
     /// `encryption`: the server-side encryption asked of S3 for base backup
     /// objects (`AES256` or `aws:kms`).
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["AES256", "aws:kms"])))]
     pub encryption: Option<String>,
     /// `jobs`: how many uploads a base backup runs in parallel
     /// (barman-cloud-backup's `--jobs`, 2 when absent).
     #[serde(default)]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "schema::int32_at_least_one")
+    )]
     pub jobs: Option<u32>,
     /// `immediateCheckpoint`: ask PostgreSQL for an immediate checkpoint when the
     /// backup starts instead of waiting for a spread one.
@@ -472,6 +598,27 @@ spec:
         .unwrap();
         let c = json.spec.instance_sidecar_configuration.unwrap();
         assert!(c.env.is_empty() && c.resources.is_none());
+    }
+
+    #[test]
+    fn sidecar_settings_load_leniently() {
+        let s = ObjectStore::from_yaml(SAMPLE).unwrap();
+        let sidecar = s.spec.instance_sidecar_configuration.unwrap();
+        assert_eq!(sidecar.retention_policy_interval_seconds, Some(1800));
+        assert_eq!(sidecar.log_level, None);
+        // What the CRD refuses or does not know still loads here: the API server is
+        // the gate, and the operator reports the rest (crd::cel_rule_violations).
+        let odd = SAMPLE
+            .replace("    destinationPath:", "    serverName: old\n    destinationPath:")
+            .replace(
+                "  instanceSidecarConfiguration:\n",
+                "  instanceSidecarConfiguration:\n    logLevel: verbose\n    futureField: 1\n    additionalContainerArgs: [\"--log-level=debug\"]\n",
+            );
+        let s = ObjectStore::from_yaml(&odd).unwrap();
+        assert_eq!(s.spec.configuration.server_name.as_deref(), Some("old"));
+        let sidecar = s.spec.instance_sidecar_configuration.unwrap();
+        assert_eq!(sidecar.log_level.as_deref(), Some("verbose"));
+        assert_eq!(sidecar.additional_container_args, ["--log-level=debug"]);
     }
 
     #[test]

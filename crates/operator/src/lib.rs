@@ -6,6 +6,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod crd;
 pub mod health;
 pub mod identity;
 pub mod leader;
