@@ -27,7 +27,7 @@ fn cluster_file(dir: &Path, store: &str) -> PathBuf {
 }
 
 /// A Backup of the Cluster with `parameters` as its pluginConfiguration.parameters.
-fn backup_file(dir: &Path, name: &str, parameters: Value) -> PathBuf {
+pub(crate) fn backup_file(dir: &Path, name: &str, parameters: Value) -> PathBuf {
     let backup = json!({
         "apiVersion": "postgresql.cnpg.io/v1", "kind": "Backup",
         "metadata": {"name": name, "namespace": NS},
