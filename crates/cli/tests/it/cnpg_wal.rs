@@ -196,14 +196,26 @@ impl Sidecar {
 
     /// `barrelman cnpg client --socket S ARGS` as the PostgreSQL user.
     pub(crate) fn client(&self, args: &[&str]) -> Output {
-        as_pg_user(&mut Command::new(barrelman()))
+        self.client_command(args).output().unwrap()
+    }
+
+    /// The command [`Sidecar::client`] runs, for callers that spawn it themselves
+    /// (the plugin benchmark measures each call).
+    pub(crate) fn client_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(barrelman());
+        as_pg_user(&mut cmd)
             .args(["cnpg", "client", "--socket"])
             .arg(&self.socket)
             .args(args)
             .env_remove("AWS_ACCESS_KEY_ID")
-            .env_remove("AWS_SECRET_ACCESS_KEY")
-            .output()
-            .unwrap()
+            .env_remove("AWS_SECRET_ACCESS_KEY");
+        cmd
+    }
+
+    /// The sidecar's process id (its memory is read from /proc by the benchmark).
+    #[allow(dead_code)] // used by benches/plugin.rs only
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 

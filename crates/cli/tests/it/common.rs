@@ -345,9 +345,17 @@ impl<'a> CloudCmd<'a> {
 
     /// Runs it as the PostgreSQL OS user with `rest` after the options.
     pub fn run_as_pg(&self, rest: &[&str]) -> Output {
-        let mut env = self.s3.env();
-        env.extend(self.env.iter().cloned());
-        run_as_pg_env(&self.program, &self.args(rest), &env)
+        self.command_as_pg(rest).output().unwrap()
+    }
+
+    /// The command [`CloudCmd::run_as_pg`] runs, for callers that spawn it themselves.
+    pub fn command_as_pg(&self, rest: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.program);
+        as_pg_user(&mut cmd)
+            .args(self.args(rest))
+            .envs(self.s3.env())
+            .envs(self.env.iter().cloned());
+        cmd
     }
 
     /// [`CloudCmd::run`], asserting exit 0.
