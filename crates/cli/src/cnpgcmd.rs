@@ -24,8 +24,33 @@ pub struct CnpgArgs {
     /// Log level of the JSON log lines on stderr.
     #[arg(long, global = true, value_enum, default_value = "info")]
     log_level: LogLevel,
+    #[command(flatten)]
+    log: LogFlags,
     #[command(subcommand)]
     command: CnpgCommand,
+}
+
+/// The other log flags of CloudNativePG's `machinery` that the upstream binary takes
+/// (users put them in `additionalContainerArgs`; an unknown flag would crash-loop the
+/// sidecar).
+#[derive(Args, Debug, Default)]
+struct LogFlags {
+    /// Write the JSON log lines to this file (appended) instead of stderr.
+    #[arg(long, global = true, value_name = "PATH")]
+    log_destination: Option<PathBuf>,
+    /// Empty the --log-destination file first.
+    #[arg(long, global = true)]
+    log_truncate_destination: bool,
+    /// The JSON key of the level.
+    #[arg(long, global = true, value_name = "NAME", default_value = "level")]
+    log_field_level: String,
+    /// The JSON key of the timestamp.
+    #[arg(long, global = true, value_name = "NAME", default_value = "ts")]
+    log_field_timestamp: String,
+    /// The upstream sidecar's Go profiler address: accepted, not served (barrelman
+    /// has no Go runtime to profile).
+    #[arg(long, global = true, value_name = "HOST:PORT", hide = true)]
+    pprof_server: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -202,8 +227,12 @@ impl Visit for JsonFields {
     }
 }
 
-/// One JSON object per line: level, ts, logger, msg, then the event's fields.
-struct JsonLines;
+/// One JSON object per line: level, ts, logger, msg, then the event's fields (the
+/// level and timestamp keys as `--log-field-level` / `--log-field-timestamp` say).
+struct JsonLines {
+    level_key: String,
+    ts_key: String,
+}
 
 impl<S, N> FormatEvent<S, N> for JsonLines
 where
@@ -226,9 +255,9 @@ where
         let mut fields = JsonFields(serde_json::Map::new());
         event.record(&mut fields);
         let mut line = serde_json::Map::new();
-        line.insert("level".into(), level.into());
+        line.insert(self.level_key.clone(), level.into());
         line.insert(
-            "ts".into(),
+            self.ts_key.clone(),
             chrono::Utc::now()
                 .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
                 .into(),
@@ -240,19 +269,51 @@ where
     }
 }
 
-fn init_logging(level: LogLevel) {
+fn init_logging(level: LogLevel, flags: &LogFlags) {
     let l = level.filter();
     let filter = format!("warn,barrelman={l},barrelman_cnpg={l},barrelman_operator={l},barrelman_core={l},barrelman_storage={l},barrelman_ops={l}");
-    let _ = tracing_subscriber::fmt()
+    let format = JsonLines {
+        level_key: flags.log_field_level.clone(),
+        ts_key: flags.log_field_timestamp.clone(),
+    };
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .event_format(JsonLines)
-        .try_init();
+        .event_format(format);
+    let opened = flags.log_destination.as_ref().map(|path| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(!flags.log_truncate_destination)
+            .write(true)
+            .truncate(flags.log_truncate_destination)
+            .open(path)
+            .map_err(|e| {
+                format!(
+                    "cannot open --log-destination {}: {e}; logging to stderr",
+                    path.display()
+                )
+            })
+    });
+    match opened {
+        Some(Ok(file)) => {
+            let _ = builder.with_writer(std::sync::Mutex::new(file)).try_init();
+        }
+        other => {
+            let _ = builder.with_writer(std::io::stderr).try_init();
+            if let Some(Err(e)) = other {
+                tracing::error!("{e}");
+            }
+        }
+    }
+    if flags.pprof_server.is_some() {
+        tracing::info!(
+            "--pprof-server is accepted for compatibility; barrelman serves no Go profiler"
+        );
+    }
 }
 
 /// Runs `barrelman cnpg ...`; returns the exit code.
 pub fn run(args: CnpgArgs) -> i32 {
-    init_logging(args.log_level);
+    init_logging(args.log_level, &args.log);
     let rt = match crate::cmd::RuntimeKind::MultiThread.build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -77,3 +77,44 @@ fn instance_serves_until_sigterm_and_removes_its_socket() {
     assert!(msgs.iter().any(|m| m == "plugin server listening"), "{log}");
     assert!(msgs.iter().any(|m| m == "plugin server stopped"), "{log}");
 }
+
+/// The upstream binary's log flags (CloudNativePG's machinery) and `--pprof-server`,
+/// as users put them in `additionalContainerArgs`, are taken: the sidecar must not
+/// crash-loop on them. The keys and the destination are honoured.
+#[test]
+fn upstream_log_flags_and_pprof_are_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("sidecar.json");
+    std::fs::write(&log, "old line\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["cnpg", "instance", "--pprof-server=127.0.0.1:6060"])
+        .args(["--log-level=debug", "--log-field-level=lvl"])
+        .args([
+            "--log-field-timestamp",
+            "time",
+            "--log-truncate-destination",
+        ])
+        .arg(format!("--log-destination={}", log.display()))
+        .env_clear()
+        .output()
+        .unwrap();
+    // The flags parse; the missing environment is what stops it.
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stderr.is_empty(), "{out:?}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("old line"), "{text}");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let last = lines.last().unwrap();
+    assert_eq!(last["lvl"], "error", "{text}");
+    assert!(
+        last["time"].is_string() && last.get("level").is_none(),
+        "{text}"
+    );
+    assert!(
+        last["msg"].as_str().unwrap().contains("NAMESPACE"),
+        "{text}"
+    );
+}
