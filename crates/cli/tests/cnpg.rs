@@ -118,3 +118,72 @@ fn upstream_log_flags_and_pprof_are_accepted() {
         "{text}"
     );
 }
+
+/// The sidecar the operator side injects (the golden Pod and Job of
+/// crates/operator/tests/data) runs on this binary: the image's entrypoint is
+/// `barrelman cnpg`, so its `args` must parse here (exit 1 on the missing
+/// environment, not clap's 2), and its startup probe must be a healthcheck that
+/// answers (1: nothing listening).
+#[test]
+fn the_injected_sidecar_args_and_probe_run_on_this_binary() {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../operator/tests/data");
+    for file in [
+        "pod-instance.expected.json",
+        "job-full-recovery.expected.json",
+    ] {
+        let text = std::fs::read_to_string(data.join(file)).unwrap();
+        let object: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let spec = object
+            .pointer("/spec/template/spec")
+            .or_else(|| object.get("spec"))
+            .unwrap();
+        let sidecar = spec["initContainers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "plugin-barman-cloud")
+            .unwrap_or_else(|| panic!("{file}: no injected sidecar"));
+        let args: Vec<&str> = sidecar["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        let out = Command::new(BIN)
+            .arg("cnpg")
+            .args(&args)
+            .env_clear()
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{file}: cnpg {args:?}: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("NAMESPACE"),
+            "{file}: {out:?}"
+        );
+
+        let probe: Vec<&str> = sidecar["startupProbe"]["exec"]["command"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        // The probe (an exec, not through the entrypoint) names the image's binary.
+        let containerfile = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/Containerfile"),
+        )
+        .unwrap();
+        assert!(
+            containerfile.contains(&format!("ENTRYPOINT [\"{}\", \"cnpg\"]", probe[0])),
+            "{file}: the probe runs {} but deploy/Containerfile's entrypoint differs",
+            probe[0]
+        );
+        let empty = tempfile::tempdir().unwrap();
+        let out = Command::new(BIN)
+            .args(&probe[1..])
+            .arg("--plugin-path")
+            .arg(empty.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{file}: {probe:?}: {out:?}");
+    }
+}
