@@ -319,10 +319,12 @@ impl BackupService {
                 .immediate_checkpoint
                 .or(data.immediate_checkpoint)
                 .unwrap_or(false),
-            jobs: overrides
-                .jobs
-                .or(data.jobs.map(|j| j.max(1) as usize))
-                .unwrap_or(BackupOptions::default().jobs),
+            jobs: self.settings.job_parallelism(
+                overrides
+                    .jobs
+                    .or(data.jobs.map(|j| j.max(1) as usize))
+                    .unwrap_or(BackupOptions::default().jobs),
+            ),
             name: Some(name.clone()),
             tags: conf.tags.clone().into_iter().collect(),
             ..BackupOptions::default()

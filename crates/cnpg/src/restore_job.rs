@@ -553,6 +553,7 @@ impl RestoreJobService {
             .as_ref()
             .and_then(|d| d.jobs)
             .map_or(DEFAULT_RESTORE_JOBS, |j| (j.max(1)) as usize);
+        let jobs = self.settings.job_parallelism(jobs);
         let opts = RestoreOptions {
             backup: id.clone(),
             target: Default::default(),

@@ -98,6 +98,14 @@ impl PluginServer {
             version = env!("CARGO_PKG_VERSION"),
             "plugin server listening"
         );
+        if let Some(caps) = self.settings.memory_caps {
+            tracing::info!(
+                limit_mib = caps.limit / (1024 * 1024),
+                wal_uploads = caps.wal_uploads,
+                jobs = caps.backup_jobs,
+                "container memory limit: WAL uploads and backup/restore workers capped to fit"
+            );
+        }
         let (listener, _remove_on_exit) = socket.into_parts();
         let incoming = futures::stream::unfold(listener, |l| async move {
             let next = l.accept().await.map(|(stream, _)| stream);

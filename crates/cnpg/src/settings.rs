@@ -15,6 +15,21 @@ pub const DEFAULT_WAL_DIRECTORY: &str = "/var/lib/postgresql/wal/pg_wal";
 /// unusual mounts; CloudNativePG does not set it).
 pub const WAL_DIRECTORY_VARIABLE: &str = "BARRELMAN_WAL_DIRECTORY";
 
+/// Where the container's cgroup files are (its own cgroup, in a cgroup namespace).
+pub const DEFAULT_CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// The variable that moves the cgroup root (barrelman's own, for tests).
+pub const CGROUP_ROOT_VARIABLE: &str = "BARRELMAN_CGROUP_ROOT";
+
+/// The memory limit of the cgroup at `root`: v2's `memory.max`, else v1's
+/// `memory/memory.limit_in_bytes`; `None` without a limit or a readable file.
+pub fn cgroup_memory_limit(root: &std::path::Path) -> Option<u64> {
+    ["memory.max", "memory/memory.limit_in_bytes"]
+        .iter()
+        .find_map(|f| std::fs::read_to_string(root.join(f)).ok())
+        .and_then(|text| barrelman_core::memory::parse_cgroup_limit(&text))
+}
+
 /// Which sidecar this process is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -67,6 +82,10 @@ pub struct Settings {
     pub custom_cnpg_version: Option<String>,
     /// Directory of the socket (`--plugin-path`).
     pub plugin_dir: PathBuf,
+    /// The parallelism the container's memory limit allows (read once from its cgroup
+    /// at start; `None`: no limit). WAL uploads and prefetches, backup and restore
+    /// workers are capped by it, whatever the ObjectStore asks.
+    pub memory_caps: Option<barrelman_core::memory::MemoryCaps>,
     /// libpq's variables (`PGHOST`, `PGPORT`, …): how Backup reaches PostgreSQL, as
     /// barman-cloud-backup does in upstream's sidecar (socket directory and port).
     pub postgres: barrelman_postgres::session::PgEnvironment,
@@ -120,6 +139,11 @@ impl Settings {
             custom_cnpg_group: get("CUSTOM_CNPG_GROUP"),
             custom_cnpg_version: get("CUSTOM_CNPG_VERSION"),
             plugin_dir: plugin_dir.into(),
+            memory_caps: cgroup_memory_limit(
+                &get(CGROUP_ROOT_VARIABLE)
+                    .map_or_else(|| PathBuf::from(DEFAULT_CGROUP_ROOT), PathBuf::from),
+            )
+            .map(barrelman_core::memory::MemoryCaps::for_limit),
             postgres: barrelman_postgres::session::PgEnvironment::from_vars(
                 [
                     "PGHOST",
@@ -133,6 +157,16 @@ impl Settings {
                 .filter_map(|name| Some((name, var(name)?))),
             ),
         })
+    }
+
+    /// `wanted` WAL uploads at once, within the memory limit.
+    pub fn wal_parallelism(&self, wanted: usize) -> usize {
+        self.memory_caps.map_or(wanted.max(1), |c| c.wal(wanted))
+    }
+
+    /// `wanted` backup or restore workers, within the memory limit.
+    pub fn job_parallelism(&self, wanted: usize) -> usize {
+        self.memory_caps.map_or(wanted.max(1), |c| c.jobs(wanted))
     }
 
     /// The API group and version of CloudNativePG's Cluster and Backup kinds:
@@ -163,6 +197,38 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn the_memory_limit_comes_from_cgroup_v2_else_v1() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(cgroup_memory_limit(dir.path()), None);
+        std::fs::create_dir(dir.path().join("memory")).unwrap();
+        std::fs::write(
+            dir.path().join("memory/memory.limit_in_bytes"),
+            "268435456\n",
+        )
+        .unwrap();
+        assert_eq!(cgroup_memory_limit(dir.path()), Some(256 << 20));
+        // v2 wins; "max" is no limit.
+        std::fs::write(dir.path().join("memory.max"), "max\n").unwrap();
+        assert_eq!(cgroup_memory_limit(dir.path()), None);
+        let root = dir.path().to_string_lossy().into_owned();
+        let s = Settings::from_vars(
+            Role::Restore,
+            vars(&[
+                ("NAMESPACE", "db"),
+                ("POD_NAME", "p"),
+                ("SPOOL_DIRECTORY", "/s"),
+                (CGROUP_ROOT_VARIABLE, &root),
+            ]),
+            "/plugins",
+        )
+        .unwrap();
+        assert_eq!(
+            (s.memory_caps, s.wal_parallelism(8), s.job_parallelism(4)),
+            (None, 8, 4)
+        );
     }
 
     const FULL: &[(&str, &str)] = &[

@@ -288,7 +288,9 @@ impl WalService {
             },
             history_tags,
             pgdata: pgdata.clone(),
-            max_parallel: wal.max_parallel.unwrap_or(1).max(1) as usize,
+            max_parallel: self
+                .settings
+                .wal_parallelism(wal.max_parallel.unwrap_or(1).max(1) as usize),
             spool_dir: Some(self.settings.spool_directory.clone()),
             must_be_empty,
         };
@@ -355,7 +357,11 @@ impl WalService {
             );
             return Err(WalError::EndOfWalStream);
         }
-        let parallel = if rewind { 1 } else { max_parallel };
+        let parallel = if rewind {
+            1
+        } else {
+            self.settings.wal_parallelism(max_parallel)
+        };
         let request = RestoreRequest {
             wal_name: req.source_wal_name.clone(),
             dest,

@@ -16,6 +16,17 @@ use barrelman_testkit::S3Server;
 use serde_json::json;
 use tonic::Code;
 
+/// Cluster `pg` archiving into the ObjectStore `store`, its primary `pg-1`.
+fn cluster_json() -> Vec<u8> {
+    json!({
+        "metadata": {"name": "pg", "namespace": "db"},
+        "spec": {"plugins": [{"name": PLUGIN_NAME, "parameters": {"barmanObjectName": "store"}}]},
+        "status": {"currentPrimary": "pg-1"},
+    })
+    .to_string()
+    .into_bytes()
+}
+
 async fn wait_for_socket(path: &Path) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while tokio::net::UnixStream::connect(path).await.is_err() {
@@ -45,13 +56,7 @@ async fn a_burst_of_archive_calls_opens_the_store_once() {
     let socket = dir.path().join(PLUGIN_NAME);
     wait_for_socket(&socket).await;
 
-    let cluster = json!({
-        "metadata": {"name": "pg", "namespace": "db"},
-        "spec": {"plugins": [{"name": PLUGIN_NAME, "parameters": {"barmanObjectName": "store"}}]},
-        "status": {"currentPrimary": "pg-1"},
-    })
-    .to_string()
-    .into_bytes();
+    let cluster = cluster_json();
     let mut contents = Vec::new();
     for i in 1..=4u8 {
         let name = format!("0000000100000000000000{i:02X}");
@@ -101,4 +106,83 @@ async fn a_burst_of_archive_calls_opens_the_store_once() {
 
     tx.send(()).unwrap();
     task.await.unwrap().unwrap();
+}
+
+/// The container's memory limit caps `wal.maxParallel`: under a 64 MiB cgroup limit
+/// (room for two uploads) a call uploads the requested segment and one more, not
+/// the seven the ObjectStore asks for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_limit_caps_parallel_uploads() {
+    let s3 = S3Server::start();
+    s3.create_bucket("capped");
+    let api = KubeApi::start();
+    common::seed_store(&api, &s3, "capped", json!({}));
+    let key = barrelman_testkit::kubeapi::ObjectKey {
+        api_version: "barmancloud.cnpg.io/v1".into(),
+        namespace: "db".into(),
+        plural: "objectstores".into(),
+        name: "store".into(),
+    };
+    let mut store = api.get(&key).unwrap();
+    store["spec"]["configuration"]["wal"] = json!({"maxParallel": 8});
+    api.insert(store);
+    let dir = tempfile::tempdir().unwrap();
+    let pgdata = dir.path().join("data");
+    let pg_wal = pgdata.join("pg_wal");
+    std::fs::create_dir_all(pg_wal.join("archive_status")).unwrap();
+    let cgroup = dir.path().join("cgroup");
+    std::fs::create_dir(&cgroup).unwrap();
+    std::fs::write(cgroup.join("memory.max"), "67108864\n").unwrap();
+    let spool = dir.path().join("spool");
+    let settings = common::instance_settings(
+        dir.path(),
+        &spool,
+        &[
+            ("PGDATA", &pgdata.to_string_lossy()),
+            ("BARRELMAN_CGROUP_ROOT", &cgroup.to_string_lossy()),
+        ],
+    );
+    let caps = settings.memory_caps.expect("the limit was read");
+    assert_eq!(caps.wal_uploads, 2);
+    let kube = KubeAccess::for_url(&api.url(), "db", Duration::ZERO).unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(PluginServer::new(settings).with_kube(kube).run(async {
+        let _ = rx.await;
+    }));
+    let socket = dir.path().join(PLUGIN_NAME);
+    wait_for_socket(&socket).await;
+
+    let names: Vec<String> = (1..=6u8)
+        .map(|i| format!("0000000100000000000000{i:02X}"))
+        .collect();
+    for (i, name) in names.iter().enumerate() {
+        let bytes: Vec<u8> = (0..(1u32 << 20)).map(|j| (j as u8) ^ (i as u8)).collect();
+        std::fs::write(pg_wal.join(name), &bytes).unwrap();
+        std::fs::write(pg_wal.join(format!("archive_status/{name}.ready")), "").unwrap();
+    }
+    let cluster = cluster_json();
+    let path = pg_wal.join(&names[0]).to_string_lossy().into_owned();
+    wal_archive(&socket, cluster, &path, Some(false))
+        .await
+        .unwrap();
+    // Uploaded ahead = the markers left in the spool: one, not five.
+    let markers: Vec<_> = walk(&spool);
+    assert_eq!(markers.len(), 1, "{markers:?}");
+
+    tx.send(()).unwrap();
+    task.await.unwrap().unwrap();
+}
+
+/// The files under `dir`, recursively.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

@@ -10,6 +10,7 @@ pub mod counting;
 pub mod error;
 pub mod layout;
 pub mod lsn;
+pub mod memory;
 pub mod objectstore;
 pub mod pyliteral;
 pub mod retention;
