@@ -225,20 +225,13 @@ pub fn backup_is_orphaned(
         && !catalog.contains(s("/status/backupID"))
 }
 
-/// The names of the Backup objects [`backup_is_orphaned`] selects; none when the
-/// catalog is empty. Beyond upstream: an archive with no backup at all is far more
-/// often a wrong `destinationPath`, a bucket being restored or a store answering
-/// empty listings than every backup really gone, and the Backup objects are the
-/// user's record of what existed — they are kept (the cycle logs a warning).
+/// The names of the Backup objects [`backup_is_orphaned`] selects.
 pub fn backups_to_delete<'a>(
     backups: &'a [Value],
     cluster: &str,
     cluster_uid: &str,
     catalog: &BTreeSet<String>,
 ) -> Vec<&'a str> {
-    if catalog.is_empty() {
-        return Vec::new();
-    }
     backups
         .iter()
         .filter(|b| backup_is_orphaned(b, cluster, cluster_uid, catalog))
@@ -354,12 +347,6 @@ pub async fn retention_cycle(ctx: &RetentionContext) -> Result<CycleReport, Rete
         )
         .collect();
     let objects = ctx.kube.backups(api).await?;
-    if ids.is_empty() && !objects.is_empty() {
-        tracing::warn!(
-            store = store_ref.object_store.as_str(),
-            "the archive holds no backup: Backup objects are kept (is destinationPath right?)"
-        );
-    }
     for name in backups_to_delete(
         &objects,
         &cluster.metadata.name,
@@ -562,8 +549,6 @@ mod tests {
             "x",
         )];
         assert!(backups_to_delete(&no_uid, "pg", "", &catalog).is_empty());
-        // An empty catalog (a wrong destinationPath, an emptied bucket) deletes none.
-        assert!(backups_to_delete(&backups, "pg", "u1", &BTreeSet::new()).is_empty());
     }
 
     #[test]
