@@ -46,18 +46,25 @@ fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
 /// WAL-like and for incompressible content (docs/benchmarks.md has the measured
 /// figures). What sets them: an output up to 16 MiB is held whole for one
 /// conditional PUT; zstd's worker threads each hold a job and its window; xz's
-/// match finder grows with its dictionary (capped at 2 MiB).
+/// match finder grows with its dictionary (capped at 2 MiB). Since the binary also
+/// carries both sides of the CloudNativePG plugin (issues 11 and 12), every call maps
+/// about 4 MiB more of it (measured: bzip2/random 36 → 40 MiB): [`BINARY_GROWTH`].
 fn archive_bound(flag: &str) -> u64 {
-    match flag {
-        "--xz" => 52,
-        // One libzstd worker per core, at most 4 (measured: 45–48 MiB on 2 cores).
-        "--zstd" => {
-            let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-            44 + 5 * workers as u64
+    BINARY_GROWTH
+        + match flag {
+            "--xz" => 52,
+            // One libzstd worker per core, at most 4 (measured: 45–48 MiB on 2 cores).
+            "--zstd" => {
+                let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+                44 + 5 * workers as u64
+            }
+            _ => 40,
         }
-        _ => 40,
-    }
 }
+
+/// MiB every process gained when the plugin's operator side (k8s-openapi, json-patch,
+/// rustls server) was linked into the one binary: fixed per process, not per byte.
+const BINARY_GROWTH: u64 = 4;
 
 /// Every codec, WAL-like and incompressible 16 MiB segments: one archive call stays
 /// within [`archive_bound`], one restore call under 32 MiB. With `--no-capture` it
@@ -182,7 +189,7 @@ fn large_wal_segments_stream_through_multipart() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(
-        rss < 48 * MIB,
+        rss < (48 + BINARY_GROWTH) * MIB,
         "archive of a 64 MiB segment: peak RSS {} MiB",
         rss / MIB
     );
