@@ -208,6 +208,15 @@ impl Cluster {
         self.spec.plugins.iter().find(|p| p.name == PLUGIN_NAME)
     }
 
+    /// `spec.bootstrap.recovery.source`, when the Cluster bootstraps by recovery.
+    pub fn recovery_source(&self) -> Option<&str> {
+        self.spec
+            .bootstrap
+            .recovery
+            .as_ref()
+            .map(|r| r.source.as_str())
+    }
+
     /// The external cluster `name` of `spec.externalClusters`.
     pub fn external_cluster(&self, name: &str) -> Option<&ExternalCluster> {
         self.spec.external_clusters.iter().find(|c| c.name == name)
@@ -270,16 +279,10 @@ impl PluginConfiguration {
                     server_name: server.to_string(),
                 }
             });
-        let recovery_source = cluster
-            .spec
-            .bootstrap
-            .recovery
-            .as_ref()
-            .map(|r| r.source.as_str());
         PluginConfiguration {
             cluster_name: name.clone(),
             archive,
-            recovery: source_store(cluster, recovery_source),
+            recovery: source_store(cluster, cluster.recovery_source()),
             replica_source: source_store(cluster, Some(cluster.spec.replica.source.as_str())),
         }
     }

@@ -108,14 +108,8 @@ fn references(cluster: &Cluster, conf: &PluginConfiguration) -> Vec<Reference> {
             server: archive.server_name.clone(),
         });
     }
-    let recovery_source = cluster
-        .spec
-        .bootstrap
-        .recovery
-        .as_ref()
-        .map(|r| r.source.as_str());
     for (source, store) in [
-        (recovery_source, conf.recovery.as_ref().ok()),
+        (cluster.recovery_source(), conf.recovery.as_ref().ok()),
         (
             Some(cluster.spec.replica.source.as_str()),
             conf.replica_source.as_ref().ok(),

@@ -291,6 +291,20 @@ impl State {
                 )
             }
         };
+        // What a real API server answers an update carrying a stale resourceVersion.
+        let conflict = |key: &ObjectKey| {
+            status_error(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {res} {:?}: the object has been modified; \
+                     please apply your changes to the latest version and try again",
+                    key.name
+                ),
+                &key.name,
+                &key.plural,
+            )
+        };
         let not_found = |key: &ObjectKey| {
             status_error(
                 404,
@@ -389,17 +403,7 @@ impl State {
             return not_found(&key);
         };
         if matches!(method, "PUT" | "PATCH") && self.conflict_once.remove(&key) {
-            return status_error(
-                409,
-                "Conflict",
-                format!(
-                    "Operation cannot be fulfilled on {res} {:?}: the object has been modified; \
-                     please apply your changes to the latest version and try again",
-                    key.name
-                ),
-                &key.name,
-                &key.plural,
-            );
+            return conflict(&key);
         }
         let has_status = WITH_STATUS.contains(&key.plural.as_str());
         let updated = match method {
@@ -427,17 +431,7 @@ impl State {
                             .as_str()
                             .unwrap_or_default()
                 {
-                    return status_error(
-                        409,
-                        "Conflict",
-                        format!(
-                            "Operation cannot be fulfilled on {res} {:?}: the object has been modified; \
-                             please apply your changes to the latest version and try again",
-                            key.name
-                        ),
-                        &key.name,
-                        &key.plural,
-                    );
+                    return conflict(&key);
                 }
                 with_status_rule(&current, new, has_status, status_sub)
             }
@@ -467,17 +461,7 @@ impl State {
                             .as_str()
                             .unwrap_or_default()
                     {
-                        return status_error(
-                            409,
-                            "Conflict",
-                            format!(
-                                "Operation cannot be fulfilled on {res} {:?}: the object has been modified; \
-                                 please apply your changes to the latest version and try again",
-                                key.name
-                            ),
-                            &key.name,
-                            &key.plural,
-                        );
+                        return conflict(&key);
                     }
                 }
                 let mut new = current.clone();
