@@ -225,16 +225,27 @@ pub fn backup_is_orphaned(
         && !catalog.contains(s("/status/backupID"))
 }
 
-/// The names of the Backup objects [`backup_is_orphaned`] selects.
+/// The names of the Backup objects [`backup_is_orphaned`] selects, with one guard
+/// upstream lacks: an empty `catalog` is more likely a wrong `destinationPath` or
+/// server name (a store that was never written) than every backup gone, so then
+/// only the Backup objects of backups this cycle's policy deleted (`deleted_now`)
+/// go, and the others stay until the catalog shows backups again.
 pub fn backups_to_delete<'a>(
     backups: &'a [Value],
     cluster: &str,
     cluster_uid: &str,
     catalog: &BTreeSet<String>,
+    deleted_now: &[String],
 ) -> Vec<&'a str> {
     backups
         .iter()
         .filter(|b| backup_is_orphaned(b, cluster, cluster_uid, catalog))
+        .filter(|b| {
+            !catalog.is_empty() || {
+                let id = b.pointer("/status/backupID").and_then(Value::as_str);
+                deleted_now.iter().any(|d| Some(d.as_str()) == id)
+            }
+        })
         .filter_map(|b| b.pointer("/metadata/name").and_then(Value::as_str))
         .collect()
 }
@@ -347,12 +358,28 @@ pub async fn retention_cycle(ctx: &RetentionContext) -> Result<CycleReport, Rete
         )
         .collect();
     let objects = ctx.kube.backups(api).await?;
-    for name in backups_to_delete(
+    let orphaned = backups_to_delete(
         &objects,
         &cluster.metadata.name,
         &cluster.metadata.uid,
         &ids,
-    ) {
+        &report.deleted_backups,
+    );
+    let upstream_would_delete = objects
+        .iter()
+        .filter(|b| backup_is_orphaned(b, &cluster.metadata.name, &cluster.metadata.uid, &ids))
+        .count();
+    if upstream_would_delete > orphaned.len() {
+        tracing::warn!(
+            store = %store_ref.object_store,
+            location = %opened.archive.location(),
+            kept = upstream_would_delete - orphaned.len(),
+            "the store holds no backup of this cluster while completed Backup objects name \
+             some: those Backup objects are kept; check the ObjectStore's destinationPath \
+             and the server name"
+        );
+    }
+    for name in orphaned {
         tracing::info!(
             backup = name,
             "deleting the Backup object: its backup left the catalog"
@@ -537,7 +564,10 @@ mod tests {
             ),
             json!({"metadata": {"name": "bare"}, "spec": {"cluster": {"name": "pg"}}}),
         ];
-        assert_eq!(backups_to_delete(&backups, "pg", "u1", &catalog), ["gone"]);
+        assert_eq!(
+            backups_to_delete(&backups, "pg", "u1", &catalog, &[]),
+            ["gone"]
+        );
         // No uid on the Cluster: nothing matches, even an empty clusterUID.
         let no_uid = vec![backup(
             "b",
@@ -548,7 +578,15 @@ mod tests {
             PLUGIN_NAME,
             "x",
         )];
-        assert!(backups_to_delete(&no_uid, "pg", "", &catalog).is_empty());
+        assert!(backups_to_delete(&no_uid, "pg", "", &catalog, &[]).is_empty());
+        // An empty catalog (a wrong destinationPath?) deletes only the Backup objects
+        // of backups this cycle's policy deleted.
+        let empty = BTreeSet::new();
+        assert!(backups_to_delete(&backups, "pg", "u1", &empty, &[]).is_empty());
+        assert_eq!(
+            backups_to_delete(&backups, "pg", "u1", &empty, &["20260102T000000".into()]),
+            ["present"]
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The retention loop as the instance server runs it: spawned with the server, a cycle
 //! at start and then every `retentionPolicyIntervalSeconds`, stopped with the server.
-//! Against the stand-in Kubernetes API and SeaweedFS (an empty catalog: every
-//! completed plugin Backup object of the Cluster is orphaned).
+//! Against the stand-in Kubernetes API and SeaweedFS (a catalog of one other backup:
+//! every completed plugin Backup object of the Cluster is orphaned).
 
 mod common;
 
@@ -34,6 +34,24 @@ async fn the_server_runs_cycles_at_the_store_interval_and_stops_them_on_shutdown
         "loop",
         json!({"instanceSidecarConfiguration": {"retentionPolicyIntervalSeconds": 1}}),
     );
+    // One backup in the catalog (an unreadable backup.info counts): an empty catalog
+    // would keep every Backup object (see `backups_to_delete`).
+    let env = barrelman_storage::config::Environment::from_vars(s3.env());
+    let flags = barrelman_storage::config::CloudFlags {
+        endpoint_url: Some(s3.endpoint.clone()),
+        ..Default::default()
+    };
+    barrelman_storage::config::Target::from_barman("s3://loop/x", "pg", &flags, &env)
+        .unwrap()
+        .open()
+        .unwrap()
+        .put_small(
+            "x/pg/base/20250101T000000/backup.info",
+            bytes::Bytes::from_static(b"not a backup.info"),
+            &[],
+        )
+        .await
+        .unwrap();
     // A fork's API group, as CUSTOM_CNPG_GROUP names it.
     api.insert(json!({
         "apiVersion": "postgresql.example.com/v1", "kind": "Cluster",
