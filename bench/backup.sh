@@ -5,11 +5,15 @@
 #   1. A throwaway PostgreSQL 15 cluster (run as OS user postgres, Unix socket only in a
 #      private directory, shared_buffers 256MB, wal_level replica, archive_mode on) gets
 #      `pgbench -i -s $SCALE` once (scale 70: ~1.05 GB); every round backs it up again.
-#   2. SeaweedFS (`weed mini`) bound to 127.0.0.1, every port chosen here, no telemetry,
+#   2. STORE=s3 (default): SeaweedFS (`weed mini`) bound to 127.0.0.1, every port chosen here, no telemetry,
 #      serving HTTPS itself with a self-signed certificate for localhost (pgBackRest only
 #      speaks HTTPS to S3). All tools use https://localhost:PORT, path-style, trusting
 #      the CA through AWS_CA_BUNDLE (barman, barrelman) or repo1-storage-ca-file
 #      (pgBackRest). One bucket per tool, a fresh prefix / repo path per round and codec.
+#      STORE=azure: Azurite (npm, blob service), STORE=gcs: fake-gcs-server (filesystem
+#      backend), both on 127.0.0.1 with a port chosen here and plain HTTP, reached the
+#      way barman documents (the emulator URL with AZURE_STORAGE_CONNECTION_STRING;
+#      gs:// with STORAGE_EMULATOR_HOST); barrelman and barman only (TOOLS default).
 #   3. For every tool and codec (gzip, lz4), a FULL BACKUP with the same parallelism
 #      ($JOBS) and an immediate checkpoint, then a RESTORE of that backup into an empty
 #      directory. During a tool's backups the cluster's archive_command is that tool's
@@ -51,7 +55,7 @@
 #      to $OUT_DIR/backup-<timestamp>.md, the raw figures to backup-<timestamp>.tsv.
 #
 # Usage: bench/backup.sh            (as root: PostgreSQL and the tools run as `postgres`)
-# Env:   ROUNDS (3), SCALE (70), JOBS (2), TOOLS (barrelman,barman,pgbackrest),
+# Env:   STORE (s3|azure|gcs; default s3), ROUNDS (3), SCALE (70), JOBS (2), TOOLS (barrelman,barman,pgbackrest),
 #        CODECS (gzip,lz4), VERIFY (barrelman|all|none), QUIET_MAX (600 s),
 #        IDLE_MIN (80: % of CPU idle required before a measurement),
 #        BARRELMAN (target/release/barrelman; built with cargo if missing),
@@ -68,7 +72,12 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROUNDS=${ROUNDS:-3}
 SCALE=${SCALE:-70}
 JOBS=${JOBS:-2}
-TOOLS=${TOOLS:-barrelman,barman,pgbackrest}
+STORE=${STORE:-s3}
+case "$STORE" in
+  s3) TOOLS=${TOOLS:-barrelman,barman,pgbackrest} ;;
+  azure|gcs) TOOLS=${TOOLS:-barrelman,barman} ;;  # pgBackRest: s3 only here
+  *) echo "STORE=$STORE: use s3, azure or gcs" >&2; exit 2 ;;
+esac
 CODECS=${CODECS:-gzip,lz4}
 VERIFY=${VERIFY:-barrelman}
 QUIET_MAX=${QUIET_MAX:-600}
@@ -79,7 +88,7 @@ case "$VENV" in /*) ;; *) VENV="$REPO/$VENV" ;; esac
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 OUT_DIR=${OUT_DIR:-$REPO/bench/results}
 PY="$VENV/bin/python"
-COMMAND="ROUNDS=$ROUNDS SCALE=$SCALE JOBS=$JOBS TOOLS=$TOOLS CODECS=$CODECS VERIFY=$VERIFY bench/backup.sh"
+COMMAND="STORE=$STORE ROUNDS=$ROUNDS SCALE=$SCALE JOBS=$JOBS TOOLS=$TOOLS CODECS=$CODECS VERIFY=$VERIFY bench/backup.sh"
 [ "$BARRELMAN" = "$REPO/target/release/barrelman" ] || COMMAND="BARRELMAN=$BARRELMAN $COMMAND"
 
 say() { echo "[backup.sh $(date +%T)] $*" >&2; }
@@ -113,7 +122,7 @@ LOAD_BEGIN=$(cut -d' ' -f1-3 /proc/loadavg)
 W=$(mktemp -d /tmp/barrelman-opsbench.XXXXXX)
 chmod 755 "$W"
 PGDATA_DIR="$W/pg/data"
-WEED_PID=""
+STORE_PID=""
 SAMPLER_PID=""
 PG_STARTED=0
 VERIFY_DIR=""
@@ -130,7 +139,7 @@ cleanup() {
   if [ "$PG_STARTED" = 1 ] && [ -f "$PGDATA_DIR/postmaster.pid" ]; then
     runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m immediate -w stop >/dev/null 2>&1
   fi
-  bench_stop_weed
+  bench_stop_store
   if [ "${KEEP_WORK:-0}" = 1 ] || [ "$rc" != 0 ]; then
     # keep logs, drop the bulky data
     [ "${KEEP_WORK:-0}" = 1 ] || rm -rf "$W/restore" "$W/s3/data" "$PGDATA_DIR"
@@ -153,15 +162,14 @@ BARRELMAN_GIT=${BARRELMAN_REV:-$(cd "$REPO" && git describe --always --dirty 2>/
 bench_pick_ports
 P_S3_TLS=$P_EXTRA
 
-# --- SeaweedFS with TLS ------------------------------------------------------------------
-bench_start_tls_s3 BB "backup-bench test CA" bench-barrelman bench-barman bench-pgbackrest
-AWS_CA_BUNDLE="$T/ca.pem"
+# --- the store: SeaweedFS with TLS, Azurite or fake-gcs-server ------------------------------
+buckets=(bench-barrelman bench-barman)
+[[ ",$TOOLS," == *,pgbackrest,* ]] && buckets+=(bench-pgbackrest)
+bench_start_store BB "backup-bench test CA" "${buckets[@]}"
 
 # Everything run as postgres gets exactly this environment (also the postmaster, so
 # that each tool's archive_command finds the credentials and the CA).
-PGENV=(env -i PATH=/usr/bin:/bin HOME="$W/home" LC_ALL=C TMPDIR="$W/tmp"
-  AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY"
-  AWS_DEFAULT_REGION=us-east-1 AWS_CA_BUNDLE="$AWS_CA_BUNDLE")
+PGENV=(env -i PATH=/usr/bin:/bin HOME="$W/home" LC_ALL=C TMPDIR="$W/tmp" "${STORE_ENV[@]}")
 asp() { runuser -u postgres -- "${PGENV[@]}" "$@"; }
 
 # --- PostgreSQL cluster with pgbench data ----------------------------------------------------
@@ -238,11 +246,11 @@ EOF
 fi
 
 # --- helpers -----------------------------------------------------------------------------------
-S3_COMMON=(--endpoint-url "$S3_URL" --addressing-style path)
+S3_COMMON=("${STORE_FLAGS[@]}")
 archive_cmd() {  # TOOL TAG -> the archive_command that tool uses during its backups
   case "$1" in
-    barrelman) echo "$W/bin/barrelman wal-archive ${S3_COMMON[*]} --compression zstd s3://bench-barrelman/$2 bench %p" ;;
-    barman) echo "$VENV/bin/barman-cloud-wal-archive ${S3_COMMON[*]} --gzip s3://bench-barman/$2 bench %p" ;;
+    barrelman) echo "$W/bin/barrelman wal-archive ${S3_COMMON[*]} --compression zstd $(bench_url bench-barrelman "$2") bench %p" ;;
+    barman) echo "$VENV/bin/barman-cloud-wal-archive ${S3_COMMON[*]} --gzip $(bench_url bench-barman "$2") bench %p" ;;
     pgbackrest) echo "pgbackrest --config=$W/pgbr/$2.conf --stanza=bench archive-push %p" ;;
   esac
 }
@@ -253,7 +261,7 @@ backup_cmd() {  # TOOL CODEC TAG -> CMD
     barrelman|barman)
       local bin="$VENV/bin"; [ "$1" = barrelman ] && bin="$W/bin"
       CMD=("$bin/barman-cloud-backup" "${S3_COMMON[@]}" "${flag[@]}" -J "$JOBS" --immediate-checkpoint
-        -h "$W/pg" -p 5432 -U postgres "s3://bench-$1/$3" bench) ;;
+        -h "$W/pg" -p 5432 -U postgres "$(bench_url "bench-$1" "$3")" bench) ;;
     pgbackrest)
       CMD=(pgbackrest --config="$W/pgbr/$3.conf" --stanza=bench --type=full backup) ;;
   esac
@@ -262,7 +270,7 @@ restore_cmd() {  # TOOL TAG DEST -> CMD
   case "$1" in
     barrelman|barman)
       local bin="$VENV/bin"; [ "$1" = barrelman ] && bin="$W/bin"
-      CMD=("$bin/barman-cloud-restore" "${S3_COMMON[@]}" "s3://bench-$1/$2" bench latest "$3") ;;
+      CMD=("$bin/barman-cloud-restore" "${S3_COMMON[@]}" "$(bench_url "bench-$1" "$2")" bench latest "$3") ;;
     pgbackrest)
       CMD=(pgbackrest --config="$W/pgbr/$2.conf" --stanza=bench --pg1-path="$3" restore) ;;
   esac
@@ -310,7 +318,7 @@ start_sampler() {
 stop_sampler() {
   kill "$SAMPLER_PID" 2>/dev/null; wait "$SAMPLER_PID" 2>/dev/null || true; SAMPLER_PID=""
 }
-weed_ticks() { awk '{print $14 + $15}' "/proc/$WEED_PID/stat"; }
+weed_ticks() { awk '{print $14 + $15}' "/proc/$STORE_PID/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
 
 set_archive_command() {  # CMD: wait for the archiver to be idle, then switch
@@ -365,8 +373,8 @@ verify() {  # TOOL TAG DEST: start the restored copy with recovery, count rows
     echo "archive_mode = off"
     echo "fsync = off"
     case "$tool" in
-      barrelman) echo "restore_command = '$W/bin/barrelman wal-restore ${S3_COMMON[*]} s3://bench-barrelman/$tag bench %f %p'" ;;
-      barman) echo "restore_command = '$VENV/bin/barman-cloud-wal-restore ${S3_COMMON[*]} s3://bench-barman/$tag bench %f %p'" ;;
+      barrelman) echo "restore_command = '$W/bin/barrelman wal-restore ${S3_COMMON[*]} $(bench_url bench-barrelman "$tag") bench %f %p'" ;;
+      barman) echo "restore_command = '$VENV/bin/barman-cloud-wal-restore ${S3_COMMON[*]} $(bench_url bench-barman "$tag") bench %f %p'" ;;
       pgbackrest) ;;  # pgbackrest restore wrote its own restore_command and recovery.signal
     esac
   } >>"$d/postgresql.auto.conf"
@@ -419,19 +427,16 @@ done
 
 # stored bytes and objects of each backup (WAL not counted), round 1
 STORED="$W/stored.tsv"
-"$PY" - "$S3_URL" "$T/ca.pem" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$STORED" <<'EOF'
-import sys, boto3
-from botocore.config import Config
-url, ca, ak, sk = sys.argv[1:]
-s3 = boto3.client("s3", endpoint_url=url, verify=ca, aws_access_key_id=ak, aws_secret_access_key=sk,
-                  region_name="us-east-1", config=Config(s3={"addressing_style": "path"}))
-for tool in ("barrelman", "barman", "pgbackrest"):
+"$PY" - "$TOOLS" >"$STORED" <<'EOF'
+import os, sys
+sys.path.insert(0, os.environ["W"])
+from bench_store import objects
+for tool in sys.argv[1].split(","):
     for codec in ("gzip", "lz4", "none"):
         prefix = f"r1-{codec}/backup/" if tool == "pgbackrest" else f"r1-{codec}/bench/base/"
         size = n = 0
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket="bench-" + tool, Prefix=prefix):
-            for o in page.get("Contents", []):
-                size += o["Size"]; n += 1
+        for _, sz in objects("bench-" + tool, prefix):
+            size += sz; n += 1
         if n:
             print(f"{tool}\t{codec}\t{size}\t{n}")
 EOF
@@ -451,7 +456,7 @@ ver() { "$@" 2>&1 | head -1 || echo unknown; }
   echo "- barrelman: $(ver "$W/bin/barrelman" --version) (git $BARRELMAN_GIT)"
   echo "- barman-cloud: $(ver "$VENV/bin/barman-cloud-backup" --version)"
   if has_tool pgbackrest; then echo "- pgBackRest: $(ver pgbackrest version)"; fi
-  echo "- SeaweedFS: $(ver "$VENV/bin/weed" version) (weed mini, S3 over HTTPS on 127.0.0.1, self-signed CA)"
+  echo "- store: $STORE_DESC"
   echo "- PostgreSQL: $(ver "$PGBIN/postgres" --version); pgbench -i -s $SCALE: database $((DB_BYTES / 1048576)) MiB, PGDATA without pg_wal $((PGDATA_BYTES / 1048576)) MiB ($PGDATA_BYTES bytes)"
   echo "- parallelism $JOBS for every tool; immediate checkpoint; $ROUNDS round(s), medians shown"
   echo "- load average (1/5/15 min) at start: $LOAD_BEGIN, at end: $(cut -d' ' -f1-3 /proc/loadavg); whole run $(( $(date +%s) - T_BEGIN )) s, of which $WAITED_TOTAL s waiting for other sessions' work to finish"
@@ -487,7 +492,7 @@ ver() { "$@" 2>&1 | head -1 || echo unknown; }
       }
       print "## Backup (full, parallelism " jobs ", immediate checkpoint; medians)"
       print ""
-      print "| tool | codec (level) | wall s | MB/s (PGDATA) | CPU s (tool) | CPU s (S3 server) | peak RSS MiB (max of rounds) | stored MiB / objects | wall s per round |"
+      print "| tool | codec (level) | wall s | MB/s (PGDATA) | CPU s (tool) | CPU s (store server) | peak RSS MiB (max of rounds) | stored MiB / objects | wall s per round |"
       print "|---|---|---:|---:|---:|---:|---:|---:|---|"
       for (ti = 1; ti <= ntools; ti++) for (ci = 1; ci <= ncod; ci++) {
         t = tools[ti]; c = cods[ci]; k = t SUBSEP c SUBSEP "backup"
@@ -499,7 +504,7 @@ ver() { "$@" 2>&1 | head -1 || echo unknown; }
       print ""
       print "## Restore into an empty directory (medians)"
       print ""
-      print "| tool | backup codec | wall s | wall + sync s | CPU s (tool) | CPU s (S3 server) | peak RSS MiB (max of rounds) | wall s per round |"
+      print "| tool | backup codec | wall s | wall + sync s | CPU s (tool) | CPU s (store server) | peak RSS MiB (max of rounds) | wall s per round |"
       print "|---|---|---:|---:|---:|---:|---:|---|"
       for (ti = 1; ti <= ntools; ti++) for (ci = 1; ci <= ncod; ci++) {
         t = tools[ti]; c = cods[ci]; k = t SUBSEP c SUBSEP "restore"
@@ -538,7 +543,7 @@ ver() { "$@" 2>&1 | head -1 || echo unknown; }
     echo
   fi
   echo "wall = GNU time %e of the tool's command; CPU = %U+%S of the tool and every process it"
-  echo "waited for; S3 server CPU = SeaweedFS's utime+stime over the same interval; peak RSS = %M,"
+  echo "waited for; store server CPU = the server process's utime+stime over the same interval; peak RSS = %M,"
   echo "the largest single process of the tool (self = barrelman's own VmHWM); wall + sync = the"
   echo "restore followed by a timed \`sync\` (barrelman and barman-cloud leave the restored files in the"
   echo "page cache; pgBackRest fsyncs them itself, so its sync is ~0); stored = backup"

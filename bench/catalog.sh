@@ -99,13 +99,13 @@ fi
 T_BEGIN=$(date +%s)
 LOAD_BEGIN=$(cut -d' ' -f1-3 /proc/loadavg)
 W=$(mktemp -d /tmp/barrelman-catbench.XXXXXX)
-WEED_PID=""
+STORE_PID=""
 mkdir -p "$W"/{s3/data,logs,out,res,bin}
 
 cleanup() {
   local rc=$?
   set +e
-  bench_stop_weed
+  bench_stop_store
   if [ "${KEEP_WORK:-0}" = 1 ] || [ "$rc" != 0 ]; then
     say "work directory kept: $W"
   else
@@ -268,7 +268,7 @@ stop_sampler() {
   [ -n "$SAMPLER_PID" ] && { kill "$SAMPLER_PID" 2>/dev/null; wait "$SAMPLER_PID" 2>/dev/null || true; }
   SAMPLER_PID=""
 }
-weed_ticks() { awk '{print $14 + $15}' "/proc/$WEED_PID/stat"; }
+weed_ticks() { awk '{print $14 + $15}' "/proc/$STORE_PID/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
 requests() {  # S3 requests received so far by type, one line: TYPE=N ...
   curl -sf "$METRICS_URL" | awk '/^SeaweedFS_s3_request_total/ && /bucket="'"$BUCKET"'"/ {

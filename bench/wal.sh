@@ -8,11 +8,15 @@
 #      (tpcb-like, 2 clients) runs until N_SEGMENTS completed segments have been
 #      copied by archive_command into a staging directory. Right after a checkpoint
 #      the WAL is mostly full-page images, as in a busy production cluster.
-#   2. Start SeaweedFS (`weed mini`) bound to 127.0.0.1, every port chosen here, no
+#   2. STORE=s3 (default): start SeaweedFS (`weed mini`) bound to 127.0.0.1, every port chosen here, no
 #      telemetry, serving HTTPS itself with a self-signed certificate for localhost
 #      (pgBackRest only speaks HTTPS to S3). All three tools use the same endpoint,
 #      https://localhost:PORT, path-style, trusting the CA through AWS_CA_BUNDLE
 #      (barman, barrelman) or repo1-storage-ca-file (pgBackRest).
+#      STORE=azure: Azurite (npm, blob service), STORE=gcs: fake-gcs-server (filesystem
+#      backend), both on 127.0.0.1 with a port chosen here and plain HTTP, reached the
+#      way barman documents (the emulator URL with AZURE_STORAGE_CONNECTION_STRING;
+#      gs:// with STORAGE_EMULATOR_HOST); barrelman and barman only (TOOLS default).
 #   3. For every tool and codec, archive all staged segments with ONE PROCESS PER
 #      SEGMENT from a bash loop (what PostgreSQL's archive_command does), then restore
 #      them all one process per segment (what restore_command does), as user postgres,
@@ -34,7 +38,7 @@
 #      $OUT_DIR/wal-<timestamp>.md, the raw per-loop figures to wal-<timestamp>.tsv.
 #
 # Usage: bench/wal.sh            (as root: PostgreSQL and the loops run as `postgres`)
-# Env:   N_SEGMENTS (20), ROUNDS (3), SCALE (pgbench scale, 50),
+# Env:   STORE (s3|azure|gcs; default s3), N_SEGMENTS (20), ROUNDS (3), SCALE (pgbench scale, 50),
 #        TOOLS (barrelman,barman,pgbackrest), CODECS (gzip,zstd,lz4,none),
 #        BARRELMAN (target/release/barrelman; built with cargo if missing),
 #        BARRELMAN_TOOLS (venv with weed, barman-cloud, boto3; default .tools/venv,
@@ -57,18 +61,19 @@ tool_cmd() {  # fills array CMD for: OP TOOL CODEC TAG SEGMENT_PATH
     barrelman|barman)
       local bin=$BARMAN_BIN
       [ "$tool" = barrelman ] && bin=$BARRELMAN_BIN
-      local common=(--endpoint-url "$S3_URL" --addressing-style path)
+      bench_store_flags
+      local common=("${STORE_FLAGS[@]}")
       if [ "$op" = version ]; then
         CMD=("$bin/barman-cloud-wal-archive" --version)
       elif [ "$op" = connect ]; then
-        CMD=("$bin/barman-cloud-wal-archive" "${common[@]}" -t "s3://bench-$tool/floor" bench "$seg")
+        CMD=("$bin/barman-cloud-wal-archive" "${common[@]}" -t "$(bench_url "bench-$tool" floor)" bench "$seg")
       elif [ "$op" = archive ]; then
         local flag=()
         case "$codec" in gzip) flag=(-z) ;; zstd) flag=(--zstd) ;; lz4) flag=(--lz4) ;; none) ;; esac
-        CMD=("$bin/barman-cloud-wal-archive" "${common[@]}" "${flag[@]}" "s3://bench-$tool/$tag" bench "$seg")
+        CMD=("$bin/barman-cloud-wal-archive" "${common[@]}" "${flag[@]}" "$(bench_url "bench-$tool" "$tag")" bench "$seg")
       else
         CMD=("$bin/barman-cloud-wal-restore" "${common[@]}" --spool-dir "$W/spool/$tool"
-          "s3://bench-$tool/$tag" bench "$name" "$W/restore/$tag/$name")
+          "$(bench_url "bench-$tool" "$tag")" bench "$name" "$W/restore/$tag/$name")
       fi ;;
     pgbackrest)
       if [ "$op" = version ]; then
@@ -84,6 +89,8 @@ tool_cmd() {  # fills array CMD for: OP TOOL CODEC TAG SEGMENT_PATH
 }
 
 if [ "${1:-}" = __loop ]; then
+  # shellcheck source=bench/lib.sh
+  . "$W/lib.sh"
   op=$2 tool=$3 codec=$4 tag=$5 out=$6
   segs=("$STAGE"/0*)
   n=${#segs[@]} i=0 times=()
@@ -114,7 +121,12 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 N_SEGMENTS=${N_SEGMENTS:-20}
 ROUNDS=${ROUNDS:-3}
 SCALE=${SCALE:-50}
-TOOLS=${TOOLS:-barrelman,barman,pgbackrest}
+STORE=${STORE:-s3}
+case "$STORE" in
+  s3) TOOLS=${TOOLS:-barrelman,barman,pgbackrest} ;;
+  azure|gcs) TOOLS=${TOOLS:-barrelman,barman} ;;  # pgBackRest: s3 only here
+  *) echo "STORE=$STORE: use s3, azure or gcs" >&2; exit 2 ;;
+esac
 CODECS=${CODECS:-gzip,zstd,lz4,none}
 BARRELMAN=${BARRELMAN:-$REPO/target/release/barrelman}
 VENV=${BARRELMAN_TOOLS:-$REPO/.tools/venv}
@@ -122,7 +134,7 @@ case "$VENV" in /*) ;; *) VENV="$REPO/$VENV" ;; esac
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 OUT_DIR=${OUT_DIR:-$REPO/bench/results}
 PY="$VENV/bin/python"
-COMMAND="N_SEGMENTS=$N_SEGMENTS ROUNDS=$ROUNDS SCALE=$SCALE TOOLS=$TOOLS CODECS=$CODECS bench/wal.sh"
+COMMAND="STORE=$STORE N_SEGMENTS=$N_SEGMENTS ROUNDS=$ROUNDS SCALE=$SCALE TOOLS=$TOOLS CODECS=$CODECS bench/wal.sh"
 [ "$BARRELMAN" = "$REPO/target/release/barrelman" ] || COMMAND="BARRELMAN=$BARRELMAN $COMMAND"
 
 say() { echo "[wal.sh $(date +%T)] $*" >&2; }
@@ -156,7 +168,7 @@ chmod 755 "$W"
 STAGE="$W/stage"
 PGDATA_DIR="$W/pg/data"
 PG_PID_FILE="$PGDATA_DIR/postmaster.pid"
-WEED_PID=""
+STORE_PID=""
 PG_STARTED=0
 mkdir -p "$W"/{stage,pg,pgbr/log,pgbr/lock,pgbr/spool,restore,spool,logs,home,res,s3/data,tls,bin}
 chown postgres "$W"/{stage,pg,pgbr,pgbr/log,pgbr/lock,pgbr/spool,restore,spool,logs,home,res}
@@ -167,7 +179,7 @@ cleanup() {
   if [ "$PG_STARTED" = 1 ] && [ -f "$PG_PID_FILE" ]; then
     runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m immediate -w stop >/dev/null 2>&1
   fi
-  bench_stop_weed
+  bench_stop_store
   if [ "${KEEP_WORK:-0}" = 1 ] || [ "$rc" != 0 ]; then
     say "work directory kept: $W"
   else
@@ -182,7 +194,8 @@ trap 'exit 130' INT TERM
 cp "$BARRELMAN" "$W/bin/barrelman"
 "$W/bin/barrelman" install-links "$W/bin" >/dev/null
 cp "${BASH_SOURCE[0]}" "$W/wal.sh"
-chmod -R a+rX "$W/bin" "$W/wal.sh"
+cp "$REPO/bench/lib.sh" "$W/lib.sh"
+chmod -R a+rX "$W/bin" "$W/wal.sh" "$W/lib.sh"
 BARRELMAN_GIT=${BARRELMAN_REV:-$(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo unknown)}
 
 # --- ports: all on 127.0.0.1, chosen free now ---------------------------------------
@@ -231,11 +244,12 @@ for f in "$STAGE"/*; do [ "$(stat -c %s "$f")" -eq 16777216 ] || die "$f is not 
 chmod 644 "$STAGE"/*
 say "staged $N_SEGMENTS segments: $(ls "$STAGE" | head -1) .. $(ls "$STAGE" | tail -1)"
 
-# --- 2. SeaweedFS with TLS -------------------------------------------------------------
-bench_start_tls_s3 WB "wal-bench test CA" bench-barrelman bench-barman bench-pgbackrest
+# --- 2. the store: SeaweedFS with TLS, Azurite or fake-gcs-server ----------------------
+buckets=(bench-barrelman bench-barman)
+[[ ",$TOOLS," == *,pgbackrest,* ]] && buckets+=(bench-pgbackrest)
+bench_start_store WB "wal-bench test CA" "${buckets[@]}"
 
-export W STAGE S3_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
-export AWS_CA_BUNDLE="$T/ca.pem" AWS_DEFAULT_REGION=us-east-1
+export W STAGE
 BARRELMAN_BIN="$W/bin" BARMAN_BIN="$VENV/bin"
 export BARRELMAN_BIN BARMAN_BIN
 
@@ -290,9 +304,7 @@ printf 'round\ttool\tcodec\top\tn\ttotal_us\tmedian_us\trss_kb\n' >"$RAW"
 run_loop() {  # OP TOOL CODEC TAG
   local op=$1 tool=$2 codec=$3 tag=$4 res="$W/res/$tag-$2-$1"
   runuser -u postgres -- env -i PATH=/usr/bin:/bin HOME="$W/home" LC_ALL=C \
-    W="$W" STAGE="$STAGE" S3_URL="$S3_URL" BARRELMAN_BIN="$BARRELMAN_BIN" BARMAN_BIN="$BARMAN_BIN" \
-    AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
-    AWS_DEFAULT_REGION=us-east-1 AWS_CA_BUNDLE="$AWS_CA_BUNDLE" \
+    W="$W" STAGE="$STAGE" BARRELMAN_BIN="$BARRELMAN_BIN" BARMAN_BIN="$BARMAN_BIN" "${STORE_ENV[@]}" \
     bash "$W/wal.sh" __loop "$op" "$tool" "$codec" "$tag" "$res" ||
     die "$tool $op $codec failed: $(tail -5 "$W/logs/$tag-$op.log")"
   local n total med rss
@@ -330,9 +342,7 @@ for tool in "${TOOL_LIST[@]}"; do
   for op in version connect; do
     res="$W/res/floor-$tool-$op"
     runuser -u postgres -- env -i PATH=/usr/bin:/bin HOME="$W/home" LC_ALL=C \
-      W="$W" STAGE="$STAGE" S3_URL="$S3_URL" BARRELMAN_BIN="$BARRELMAN_BIN" BARMAN_BIN="$BARMAN_BIN" \
-      AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
-      AWS_DEFAULT_REGION=us-east-1 AWS_CA_BUNDLE="$AWS_CA_BUNDLE" \
+      W="$W" STAGE="$STAGE" BARRELMAN_BIN="$BARRELMAN_BIN" BARMAN_BIN="$BARMAN_BIN" "${STORE_ENV[@]}" \
       bash "$W/wal.sh" __loop "$op" "$tool" none "r1-${CODEC_LIST[0]}" "$res" ||
       die "$tool $op failed: $(tail -5 "$W/logs/r1-${CODEC_LIST[0]}-$op.log")"
     read -r n total med rss <"$res"
@@ -343,21 +353,18 @@ say "per-call floor measured"
 
 # stored bytes per tool and codec (round 1)
 STORED="$W/stored.tsv"
-"$PY" - "$S3_URL" "$T/ca.pem" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$STORED" <<'EOF'
-import sys, boto3
+"$PY" - "$TOOLS" >"$STORED" <<'EOF'
+import os, sys
 from collections import defaultdict
-from botocore.config import Config
-url, ca, ak, sk = sys.argv[1:]
-s3 = boto3.client("s3", endpoint_url=url, verify=ca, aws_access_key_id=ak, aws_secret_access_key=sk,
-                  region_name="us-east-1", config=Config(s3={"addressing_style": "path"}))
-for tool in ("barrelman", "barman", "pgbackrest"):
+sys.path.insert(0, os.environ["W"])
+from bench_store import objects
+for tool in sys.argv[1].split(","):
     tot = defaultdict(int)
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket="bench-" + tool, Prefix="r1-"):
-        for o in page.get("Contents", []):
-            base = o["Key"].rsplit("/", 1)[-1]
-            if tool == "pgbackrest" and not base[:24].isalnum():
-                continue  # archive.info and friends: count WAL objects only
-            tot[o["Key"].split("/")[0][3:]] += o["Size"]
+    for key, size in objects("bench-" + tool, "r1-"):
+        base = key.rsplit("/", 1)[-1]
+        if tool == "pgbackrest" and not base[:24].isalnum():
+            continue  # archive.info and friends: count WAL objects only
+        tot[key.split("/")[0][3:]] += size
     for codec, size in tot.items():
         print(f"{tool}\t{codec}\t{size}")
 EOF
@@ -377,7 +384,7 @@ ver() { "$@" 2>&1 | head -1 || echo unknown; }
   echo "- barrelman: $(ver "$W/bin/barrelman" --version) (git $BARRELMAN_GIT)"
   echo "- barman-cloud: $(ver "$VENV/bin/barman-cloud-wal-archive" --version)"
   if has_tool pgbackrest; then echo "- pgBackRest: $(ver pgbackrest version)"; fi
-  echo "- SeaweedFS: $(ver "$VENV/bin/weed" version) (weed mini, S3 over HTTPS on 127.0.0.1, self-signed CA)"
+  echo "- store: $STORE_DESC"
   echo "- PostgreSQL: $(ver "$PGBIN/postgres" --version); WAL: $N_SEGMENTS segments of 16 MiB from pgbench -s $SCALE right after a CHECKPOINT"
   echo "- one process per segment, sequential, as user postgres; $ROUNDS rounds, medians shown"
   echo "- load average (1/5/15 min) at start: $LOAD_BEGIN, at end: $(cut -d' ' -f1-3 /proc/loadavg); whole run $(( $(date +%s) - T_BEGIN )) s"
