@@ -336,6 +336,11 @@ impl StorageError {
                     endpoint: endpoint.to_string(),
                 }
             }
+            // After the bucket check: some stores answer a missing bucket with a 404 too.
+            E::NotFound { .. } => Self::ObjectNotFound {
+                key: key.to_string(),
+                location: location(),
+            },
             _ if detail.contains("AccessDenied")
                 || detail.contains("SignatureDoesNotMatch")
                 || detail.contains("InvalidAccessKeyId")
