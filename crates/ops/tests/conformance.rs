@@ -137,6 +137,9 @@ const CHECKS: &[(&str, Check)] = &[
     ("create-only put refuses an existing key", |c| {
         Box::pin(create_only_put_refuses_an_existing_key(c))
     }),
+    ("concurrent create-only puts: one writer wins", |c| {
+        Box::pin(concurrent_create_only_puts_one_writer_wins(c))
+    }),
     ("multipart upload above the single-put limit", |c| {
         Box::pin(multipart_upload_above_the_single_put_limit(c))
     }),
@@ -765,6 +768,44 @@ async fn create_only_put_refuses_an_existing_key(c: Ctx) {
     assert!(read_back(&c.archive, &fresh).await.unwrap() == bytes);
 }
 
+/// Writers racing to create one key (backups claiming an id, WAL uploads): exactly
+/// one is told it created it, and the key holds that writer's bytes.
+/// (Kept small: SeaweedFS makes the losers of such a race wait whole seconds.)
+async fn concurrent_create_only_puts_one_writer_wins(c: Ctx) {
+    for round in 0..2u64 {
+        let key = key_in(&c, &format!("objects/raced-{round}"));
+        let archive = &c.archive;
+        let outcomes = futures::future::join_all((0..4u64).map(|w| {
+            let key = key.clone();
+            async move {
+                let bytes = noise(round * 100 + w, 4 << 10);
+                let won = archive
+                    .put_small_create(&key, Bytes::from(bytes.clone()), &[])
+                    .await
+                    .unwrap_or_else(|e| panic!("writer {w}: {e}"));
+                (won, bytes)
+            }
+        }))
+        .await;
+        let winners: Vec<&Vec<u8>> = outcomes
+            .iter()
+            .filter(|(won, _)| *won)
+            .map(|(_, b)| b)
+            .collect();
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: {} writers won",
+            winners.len()
+        );
+        let stored = archive.get_small(&key).await.unwrap().unwrap();
+        assert!(
+            stored[..] == winners[0][..],
+            "round {round}: the key holds another writer's bytes than the winner's"
+        );
+    }
+}
+
 /// A backup part's upload: above its single-put limit it goes up in parts (5 MiB,
 /// S3's smallest), the last one short.
 async fn multipart_upload_above_the_single_put_limit(c: Ctx) {
@@ -1031,19 +1072,36 @@ async fn backup_life_cycle(c: Ctx) {
 
     // Retention: the first backup and the WAL before the second go, nothing else.
     let wals_before = archive.list_wals().await.unwrap();
-    let deleted = delete(
-        archive,
-        &DeleteRequest {
-            selection: Selection::Policy(Policy::Redundancy(1)),
-            minimum_redundancy: 0,
-            dry_run: false,
-            now: chrono::Utc::now().fixed_offset(),
-            force: false,
-            batch_size: None,
-        },
-    )
-    .await
-    .unwrap();
+    let redundancy_1 = DeleteRequest {
+        selection: Selection::Policy(Policy::Redundancy(1)),
+        minimum_redundancy: 0,
+        dry_run: false,
+        now: chrono::Utc::now().fixed_offset(),
+        force: false,
+        batch_size: None,
+    };
+    // A hand-edited bucket first: a damaged backup.info makes the catalog unreadable,
+    // and a policy deletes nothing over a catalog it cannot read whole.
+    let damaged = archive.layout().backup_info_key("20200101T000000");
+    archive
+        .put_small(
+            &damaged,
+            Bytes::from_static(b"\xff\xfe not a backup.info"),
+            &[],
+        )
+        .await
+        .unwrap();
+    let (_, unreadable) = catalog::load(archive).await.unwrap();
+    assert_eq!(unreadable.len(), 1, "{unreadable:?}");
+    let refused = delete(archive, &redundancy_1).await.unwrap_err();
+    assert!(
+        matches!(refused, barrelman_ops::delete::DeleteError::Unreadable(_)),
+        "{refused}"
+    );
+    assert_eq!(archive.list_wals().await.unwrap().len(), wals_before.len());
+    assert_eq!(catalog::load(archive).await.unwrap().0.len(), 2);
+    archive.delete_object(&damaged).await.unwrap();
+    let deleted = delete(archive, &redundancy_1).await.unwrap();
     let gone: Vec<&str> = deleted
         .deletions
         .iter()
