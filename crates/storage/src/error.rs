@@ -18,6 +18,16 @@ pub enum StorageError {
         location: String,
     },
 
+    /// An object asked for by key does not exist (deleted meanwhile, or never
+    /// written): a store's "not found", apart from a missing bucket.
+    #[error("the object {key} does not exist in {location}; it was deleted or never written")]
+    ObjectNotFound {
+        /// The object asked for.
+        key: String,
+        /// The bucket and endpoint searched.
+        location: String,
+    },
+
     /// Another WAL with the same name but different content is already archived.
     #[error(
         "refusing to overwrite {key}: the archive already holds a WAL file with this name and different \
@@ -298,7 +308,7 @@ impl StorageError {
 impl barrelman_core::Classified for StorageError {
     fn class(&self) -> ErrorClass {
         match self {
-            Self::WalNotFound { .. } => ErrorClass::NotFound,
+            Self::WalNotFound { .. } | Self::ObjectNotFound { .. } => ErrorClass::NotFound,
             Self::Conflict { .. } | Self::ConcurrentConflict { .. } | Self::NotEmpty { .. } => {
                 ErrorClass::Conflict
             }

@@ -336,6 +336,11 @@ impl StorageError {
                     endpoint: endpoint.to_string(),
                 }
             }
+            // After the bucket check: some stores answer a missing bucket with a 404 too.
+            E::NotFound { .. } => Self::ObjectNotFound {
+                key: key.to_string(),
+                location: location(),
+            },
             _ if detail.contains("AccessDenied")
                 || detail.contains("SignatureDoesNotMatch")
                 || detail.contains("InvalidAccessKeyId")
@@ -603,5 +608,44 @@ mod tests {
         let text =
             Denial::SessionTokenSuspect.cause().to_string() + Denial::SessionTokenSuspect.fix();
         assert!(text.contains("session token") && text.contains("AWS_SESSION_TOKEN"));
+    }
+
+    /// A 404 for an object is "not found" (exit 1), naming the key; a 404 that
+    /// names a missing bucket stays the missing bucket with its fix.
+    #[test]
+    fn a_missing_object_and_a_missing_bucket_are_told_apart() {
+        let ctx = RequestContext {
+            endpoint: "http://127.0.0.1:9000".into(),
+            bucket: "bkt".into(),
+            session_token: false,
+            read_timeout: std::time::Duration::from_secs(60),
+        };
+        let not_found = |text: &str| object_store::Error::NotFound {
+            path: "p/srv/base/x/data.tar".into(),
+            source: text.to_string().into(),
+        };
+        let object = StorageError::from_store(
+            not_found("Client error with status 404 Not Found: NoSuchKey"),
+            "p/srv/base/x/data.tar",
+            &ctx,
+        );
+        assert!(
+            matches!(&object, StorageError::ObjectNotFound { key, location }
+                if key == "p/srv/base/x/data.tar" && location.contains("'bkt'")),
+            "{object:?}"
+        );
+        assert_eq!(
+            barrelman_core::Classified::class(&object),
+            barrelman_core::ErrorClass::NotFound
+        );
+        let bucket = StorageError::from_store(
+            not_found("Client error with status 404 Not Found: NoSuchBucket"),
+            "p/srv/base/x/data.tar",
+            &ctx,
+        );
+        assert!(
+            matches!(&bucket, StorageError::BucketMissing { bucket, .. } if bucket == "bkt"),
+            "{bucket:?}"
+        );
     }
 }
