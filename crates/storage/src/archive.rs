@@ -106,15 +106,7 @@ impl Archive {
         let layout = ServerLayout::checked(&dest.path, server_name)?;
         let store = open_store(dest, settings)?;
         let single_delete = open_single_delete_store(dest, settings)?;
-        let endpoint =
-            settings
-                .common
-                .endpoint_url
-                .clone()
-                .unwrap_or_else(|| match dest.provider {
-                    barrelman_core::layout::Provider::Local => dest.url.clone(),
-                    _ => "the default endpoint".to_string(),
-                });
+        let endpoint = crate::store::endpoint_label(dest, settings);
         Ok(Self {
             store,
             single_delete,
@@ -126,6 +118,10 @@ impl Archive {
                 bucket: dest.bucket.clone(),
                 session_token: settings.sends_session_token(),
                 read_timeout: settings.read_timeout(),
+                azure: matches!(
+                    dest.provider,
+                    barrelman_core::layout::Provider::Azure { .. }
+                ),
             },
             call_deadline: settings.call_deadline(),
         })

@@ -15,10 +15,10 @@ use barrelman_core::wal::WalName;
 use barrelman_core::Compression;
 use barrelman_storage::upload::SINGLE_PUT_MAX;
 use barrelman_storage::{
-    Archive, ArchiveOutcome, CommonSettings, S3Keys, S3Settings, StorageError, StoreSettings,
-    UploadOptions,
+    Archive, ArchiveOutcome, AzureKeys, AzureSettings, CommonSettings, S3Keys, S3Settings,
+    StorageError, StoreSettings, UploadOptions,
 };
-use barrelman_testkit::S3Server;
+use barrelman_testkit::{AzuriteServer, S3Server};
 use bytes::Bytes;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -70,6 +70,31 @@ impl Backend {
             destination: Destination::parse("s3://conformance/suite", false).unwrap(),
             settings,
             _keep: Box::new(s3),
+        }
+    }
+}
+
+impl Backend {
+    /// An Azure container on an Azurite server of its own, reached with its
+    /// connection string (the emulator URL form).
+    fn azurite() -> Self {
+        let az = AzuriteServer::start();
+        az.create_container("conformance");
+        let settings = StoreSettings::azure(
+            CommonSettings::default(),
+            AzureSettings {
+                keys: AzureKeys {
+                    connection_string: Some(az.connection_string()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        );
+        Self {
+            name: "Azurite (Azure)",
+            destination: Destination::parse(&az.url("conformance/suite"), true).unwrap(),
+            settings,
+            _keep: Box::new(az),
         }
     }
 }
@@ -158,6 +183,7 @@ macro_rules! backends {
 backends! {
     local_directory => Backend::local_directory(),
     seaweedfs => Backend::seaweedfs(),
+    azurite => Backend::azurite(),
 }
 
 // ---- helpers -----------------------------------------------------------------------
