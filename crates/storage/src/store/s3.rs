@@ -380,10 +380,9 @@ impl Denial {
         if text.contains("AuthorizationPermissionMismatch") {
             return Self::AzureMissingRole;
         }
-        if text.contains("AuthorizationFailure") {
-            return Self::AzureNotAuthorized;
-        }
-        if text.contains("AuthenticationFailed") {
+        // Azure answers a bad signature with AuthenticationFailed, Azurite with
+        // AuthorizationFailure; both say "Server failed to authenticate".
+        if text.contains("AuthenticationFailed") || text.contains("Server failed to authenticate") {
             let expired = [
                 "Signed expiry time",
                 "not valid in the specified time frame",
@@ -393,6 +392,9 @@ impl Denial {
             } else {
                 Self::AzureWrongKey
             };
+        }
+        if text.contains("AuthorizationFailure") {
+            return Self::AzureNotAuthorized;
         }
         let named = if text.contains("ExpiredToken")
             || text.contains("InvalidToken")
@@ -594,6 +596,103 @@ mod tests {
         );
         assert_eq!(s3_error_code(&body).as_deref(), Some("SlowDown"));
         assert_eq!(s3_error_code(&io::Error::other("plain")), None);
+    }
+
+    #[test]
+    fn azure_refusals_are_told_apart() {
+        let body = |code: &str, message: &str| {
+            format!(
+                "Server returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\"?>\
+                 <Error><Code>{code}</Code><Message>{message}</Message></Error>"
+            )
+        };
+        let cases = [
+            (
+                body(
+                    "AuthenticationFailed",
+                    "Server failed to authenticate the request. Make sure the value of \
+                     Authorization header is formed correctly including the signature.",
+                ) + "<AuthenticationErrorDetail>The MAC signature found in the HTTP request \
+                     is not the same as any computed signature.</AuthenticationErrorDetail>",
+                Denial::AzureWrongKey,
+            ),
+            (
+                body(
+                    "AuthorizationFailure",
+                    "Server failed to authenticate the request. Make sure the value of the \
+                     Authorization header is formed correctly including the signature.",
+                ),
+                Denial::AzureWrongKey,
+            ),
+            (
+                body(
+                    "AuthenticationFailed",
+                    "Server failed to authenticate the request.",
+                ) + "<AuthenticationErrorDetail>Signed expiry time [Mon, 01 Jan 2024] must \
+                       be after signed start time</AuthenticationErrorDetail>",
+                Denial::AzureSasExpired,
+            ),
+            (
+                body(
+                    "AuthenticationFailed",
+                    "Signature not valid in the specified time frame",
+                ),
+                Denial::AzureSasExpired,
+            ),
+            (
+                body(
+                    "AuthorizationPermissionMismatch",
+                    "This request is not authorized to perform this operation using this \
+                     permission.",
+                ),
+                Denial::AzureMissingRole,
+            ),
+            (
+                body(
+                    "AuthorizationFailure",
+                    "This request is not authorized to perform this operation.",
+                ),
+                Denial::AzureNotAuthorized,
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(Denial::from_text(&text, false), want, "{text}");
+        }
+        assert!(Denial::AzureMissingRole
+            .fix()
+            .contains("Storage Blob Data Contributor"));
+        assert!(Denial::AzureSasExpired.fix().contains("SAS token"));
+        // A missing container is the missing bucket, with its name.
+        let ctx = RequestContext {
+            endpoint: "http://127.0.0.1:1/acct".into(),
+            bucket: "ctr".into(),
+            session_token: false,
+            read_timeout: std::time::Duration::from_secs(1),
+            azure: true,
+        };
+        let missing = object_store::Error::Generic {
+            store: "MicrosoftAzure",
+            source: body(
+                "ContainerNotFound",
+                "The specified container does not exist.",
+            )
+            .into(),
+        };
+        assert!(matches!(
+            StorageError::from_store(missing, "k", &ctx),
+            StorageError::BucketMissing { bucket, .. } if bucket == "ctr"
+        ));
+        let imds = object_store::Error::Generic {
+            store: "MicrosoftAzure",
+            source: "Error performing token request: error sending request for url \
+                     (http://169.254.169.254/metadata/identity/oauth2/token)"
+                .into(),
+        };
+        let err = StorageError::from_store(imds, "k", &ctx);
+        assert!(
+            matches!(err, StorageError::NoAzureCredentials { .. }),
+            "{err:?}"
+        );
     }
 
     #[test]
