@@ -84,6 +84,9 @@ pub struct Archive {
     /// The longest one call ([`Archive::archive_wal`], [`Archive::restore_wal`]) may
     /// take, retries included.
     call_deadline: std::time::Duration,
+    /// The provider's own limits on WAL uploads (Azure's `--max-single-put-size`,
+    /// `--max-block-size`, `--max-concurrency`).
+    wal_tuning: crate::upload::UploadTuning,
 }
 
 impl std::fmt::Debug for Archive {
@@ -124,6 +127,7 @@ impl Archive {
                 ),
             },
             call_deadline: settings.call_deadline(),
+            wal_tuning: settings.wal_upload_tuning(),
         })
     }
 
@@ -245,7 +249,8 @@ impl Archive {
         let key = self.layout.wal_key(name, compression);
         // Compression starts at once and overlaps the existence check (and the
         // connection set-up it pays for); its output waits in a bounded queue.
-        let (writer, upload) = self.upload_sink(&key, UploadPlan::wal(&opts.tags));
+        let (writer, upload) =
+            self.upload_sink(&key, UploadPlan::wal(&opts.tags).tuned(&self.wal_tuning));
         let src = path.to_path_buf();
         let producer =
             tokio::task::spawn_blocking(move || compress_file(&src, compression, level, writer));

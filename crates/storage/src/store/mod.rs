@@ -157,6 +157,20 @@ impl StoreSettings {
         }
     }
 
+    /// How WAL uploads are bounded: by barman's Azure flags on Azure, by the
+    /// plan's own values elsewhere.
+    pub fn wal_upload_tuning(&self) -> crate::upload::UploadTuning {
+        let size = |n: Option<u64>| n.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+        match &self.provider {
+            ProviderSettings::Azure(az) => crate::upload::UploadTuning {
+                single_put_max: size(az.max_single_put_size),
+                part_size: size(az.max_block_size),
+                parts_in_flight: az.max_concurrency,
+            },
+            _ => Default::default(),
+        }
+    }
+
     /// See [`CommonSettings::read_timeout`].
     pub fn read_timeout(&self) -> Duration {
         self.common.read_timeout()
