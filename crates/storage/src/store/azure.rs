@@ -499,6 +499,15 @@ pub(crate) fn open(
             }
         }
     };
+    if let Some(scope) = &az.encryption_scope {
+        // object_store signs its requests before any extra header could be added, so
+        // x-ms-encryption-scope cannot be sent with shared-key signing: say so rather
+        // than pretend.
+        tracing::warn!(
+            "--encryption-scope {scope} is not applied by this build: blobs are written with \
+             the container's default encryption scope"
+        );
+    }
     tracing::debug!(
         "Azure container '{}' of account '{}' at {}, credentials from {}, read timeout {} s",
         dest.bucket,
