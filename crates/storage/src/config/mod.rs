@@ -72,12 +72,13 @@ impl Environment {
         &self,
         dest: &Destination,
     ) -> Result<Option<Vec<u8>>, ConfigError> {
-        let path = match dest.provider {
-            barrelman_core::layout::Provider::Azure { .. } => self
-                .azure
-                .var("REQUESTS_CA_BUNDLE")
-                .filter(|v| !v.is_empty()),
-            _ => self.aws.non_empty("AWS_CA_BUNDLE"),
+        let variable = match dest.provider {
+            barrelman_core::layout::Provider::Azure { .. } => "REQUESTS_CA_BUNDLE",
+            _ => "AWS_CA_BUNDLE",
+        };
+        let path = match variable {
+            "REQUESTS_CA_BUNDLE" => self.azure.var(variable).filter(|v| !v.is_empty()),
+            _ => self.aws.non_empty(variable),
         };
         let Some(path) = path else {
             return Ok(None);
@@ -85,7 +86,11 @@ impl Environment {
         let path = PathBuf::from(path);
         std::fs::read(&path)
             .map(Some)
-            .map_err(|source| ConfigError::CaBundle { path, source })
+            .map_err(|source| ConfigError::CaBundle {
+                variable,
+                path,
+                source,
+            })
     }
 }
 
@@ -219,8 +224,10 @@ pub enum ConfigError {
     },
 
     /// The file `AWS_CA_BUNDLE` (`REQUESTS_CA_BUNDLE` for Azure) names cannot be read.
-    #[error("cannot read the CA bundle {}", path.display())]
+    #[error("cannot read the CA bundle {variable}={}", path.display())]
     CaBundle {
+        /// The variable naming it.
+        variable: &'static str,
         /// The file named.
         path: PathBuf,
         /// Why it cannot be read.

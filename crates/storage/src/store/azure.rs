@@ -415,7 +415,11 @@ fn default_chain(env: &AzureEnvironment) -> Result<Credential, StorageError> {
                 .map(|(n, _)| *n)
                 .collect();
             Err(StorageError::NoAzureCredentials {
-                detail: format!("{what} is set but {} is not", absent.join(" and ")),
+                detail: format!(
+                    "{what} is set but {} {} not",
+                    absent.join(" and "),
+                    if absent.len() > 1 { "are" } else { "is" }
+                ),
             })
         }
     };
@@ -718,7 +722,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("AZURE_CLIENT_ID and AZURE_TENANT_ID is not") && !err.contains("s3cr3t"),
+            err.contains("AZURE_CLIENT_ID and AZURE_TENANT_ID are not") && !err.contains("s3cr3t"),
             "{err}"
         );
         let cs = chain(&[
