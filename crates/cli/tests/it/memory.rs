@@ -4,7 +4,7 @@
 //! `--wal-segsize`) stream through multipart uploads without being held in memory.
 
 use super::common::*;
-use barrelman_testkit::{PgCluster, S3Server};
+use barrelman_testkit::{AzuriteServer, PgCluster, S3Server};
 use std::time::Duration;
 
 const MIB: u64 = 1 << 20;
@@ -20,13 +20,19 @@ fn tool(
     let out = CloudCmd::new(&links.join(name), s3)
         .env("BARRELMAN_REPORT_PEAK_RSS", "1")
         .run(args);
+    let rss = reported_peak(&out);
+    (out, rss)
+}
+
+/// The peak RSS the binary reported on stderr (`BARRELMAN_REPORT_PEAK_RSS`), bytes.
+fn reported_peak(out: &std::process::Output) -> u64 {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let kb: u64 = stderr
         .lines()
         .find_map(|l| l.strip_prefix("barrelman: peak RSS "))
         .and_then(|v| v.trim_end_matches(" kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no peak RSS report: {}", text(&out)));
-    (out, kb * 1024)
+        .unwrap_or_else(|| panic!("no peak RSS report: {}", text(out)));
+    kb * 1024
 }
 
 /// Incompressible bytes (encrypted or already-compressed column data in WAL).
@@ -193,4 +199,50 @@ fn large_wal_segments_stream_through_multipart() {
         "archive of a 64 MiB segment: peak RSS {} MiB",
         rss / MIB
     );
+}
+
+/// Peak RSS bound of one base backup, in MiB, whatever the database size: two
+/// jobs, each with at most one part in flight while the next fills (about 20 MiB
+/// parts with the default maximum archive size), plus the binary. Measured on
+/// Azurite with 320 MiB: 43 MiB.
+const BACKUP_BOUND: u64 = 96;
+
+/// One barman-cloud-backup of a ~300 MB database into `store` at `url` (WAL
+/// archived there too): its peak RSS stays within [`BACKUP_BOUND`], far below the
+/// database size. With `--no-capture` it prints the figure.
+fn backup_memory_stays_bounded(store: &dyn TestStore, url: &str) {
+    let links = links_dir();
+    let archive_command = format!(
+        "archive_command = '{} {} {url} srv %p'",
+        links.join("barman-cloud-wal-archive").display(),
+        store.store_args().join(" ")
+    );
+    let pg = PgCluster::init(&["archive_mode = on", &archive_command]);
+    pg.start_with_env(&store.env());
+    pg.pgbench(&["-i", "-s", "20", "-q"]);
+    let size: u64 = pg
+        .psql("select sum(pg_database_size(oid)) from pg_database")
+        .parse()
+        .unwrap();
+    assert!(size > 280 * MIB, "the database is only {} MiB", size / MIB);
+    let out = CloudCmd::new(&links.join("barman-cloud-backup"), store)
+        .env("BARRELMAN_REPORT_PEAK_RSS", "1")
+        .pg(&pg)
+        .run_as_pg(&["--immediate-checkpoint", url, "srv"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let rss = reported_peak(&out);
+    eprintln!("backup of {} MiB: peak RSS {} MiB", size / MIB, rss / MIB);
+    assert!(
+        rss < BACKUP_BOUND * MIB,
+        "backup of {} MiB: peak RSS {} MiB",
+        size / MIB,
+        rss / MIB
+    );
+}
+
+#[test]
+fn backup_memory_stays_bounded_on_azure() {
+    let az = AzuriteServer::start();
+    az.create_container("membackup");
+    backup_memory_stays_bounded(&az, &az.url("membackup/p"));
 }
