@@ -50,7 +50,10 @@
 #   5. A markdown report (command, machine, versions, tables, targets) goes to stdout and
 #      to $OUT_DIR/backup-<timestamp>.md, the raw figures to backup-<timestamp>.tsv.
 #
-# Usage: bench/backup.sh            (as root: PostgreSQL and the tools run as `postgres`)
+# Usage: bench/backup.sh [--store s3|azure]  (as root: PostgreSQL and the tools run as
+#        `postgres`). --store azure: Azurite over plain HTTP on 127.0.0.1 instead of
+#        SeaweedFS, barrelman and barman only, --cloud-provider azure-blob-storage with
+#        the emulator URL form and AZURE_STORAGE_CONNECTION_STRING.
 # Env:   ROUNDS (3), SCALE (70), JOBS (2), TOOLS (barrelman,barman,pgbackrest),
 #        CODECS (gzip,lz4), VERIFY (barrelman|all|none), QUIET_MAX (600 s),
 #        IDLE_MIN (80: % of CPU idle required before a measurement),
@@ -65,6 +68,16 @@ set -euo pipefail
 export LC_ALL=C
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STORE=s3
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --store) STORE=${2:-}; shift 2 ;;
+    --store=*) STORE=${1#--store=}; shift ;;
+    *) echo "usage: bench/backup.sh [--store s3|azure]" >&2; exit 2 ;;
+  esac
+done
+case "$STORE" in s3|azure) ;; *) echo "--store must be s3 or azure" >&2; exit 2 ;; esac
+[ "$STORE" = azure ] && TOOLS=${TOOLS:-barrelman,barman}
 ROUNDS=${ROUNDS:-3}
 SCALE=${SCALE:-70}
 JOBS=${JOBS:-2}
@@ -79,7 +92,7 @@ case "$VENV" in /*) ;; *) VENV="$REPO/$VENV" ;; esac
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 OUT_DIR=${OUT_DIR:-$REPO/bench/results}
 PY="$VENV/bin/python"
-COMMAND="ROUNDS=$ROUNDS SCALE=$SCALE JOBS=$JOBS TOOLS=$TOOLS CODECS=$CODECS VERIFY=$VERIFY bench/backup.sh"
+COMMAND="ROUNDS=$ROUNDS SCALE=$SCALE JOBS=$JOBS TOOLS=$TOOLS CODECS=$CODECS VERIFY=$VERIFY bench/backup.sh --store $STORE"
 [ "$BARRELMAN" = "$REPO/target/release/barrelman" ] || COMMAND="BARRELMAN=$BARRELMAN $COMMAND"
 
 say() { echo "[backup.sh $(date +%T)] $*" >&2; }
@@ -131,6 +144,7 @@ cleanup() {
     runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m immediate -w stop >/dev/null 2>&1
   fi
   bench_stop_weed
+  bench_stop_azurite
   if [ "${KEEP_WORK:-0}" = 1 ] || [ "$rc" != 0 ]; then
     # keep logs, drop the bulky data
     [ "${KEEP_WORK:-0}" = 1 ] || rm -rf "$W/restore" "$W/s3/data" "$PGDATA_DIR"
@@ -154,14 +168,20 @@ bench_pick_ports
 P_S3_TLS=$P_EXTRA
 
 # --- SeaweedFS with TLS ------------------------------------------------------------------
-bench_start_tls_s3 BB "backup-bench test CA" bench-barrelman bench-barman bench-pgbackrest
+if [ "$STORE" = azure ]; then
+  bench_start_azurite "$P_S3_TLS" bench-barrelman bench-barman
+  S3_URL="" AWS_ACCESS_KEY_ID="" AWS_SECRET_ACCESS_KEY="" T="$W"
+else
+  bench_start_tls_s3 BB "backup-bench test CA" bench-barrelman bench-barman bench-pgbackrest
+fi
 AWS_CA_BUNDLE="$T/ca.pem"
 
 # Everything run as postgres gets exactly this environment (also the postmaster, so
 # that each tool's archive_command finds the credentials and the CA).
 PGENV=(env -i PATH=/usr/bin:/bin HOME="$W/home" LC_ALL=C TMPDIR="$W/tmp"
   AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY"
-  AWS_DEFAULT_REGION=us-east-1 AWS_CA_BUNDLE="$AWS_CA_BUNDLE")
+  AWS_DEFAULT_REGION=us-east-1 AWS_CA_BUNDLE="$AWS_CA_BUNDLE"
+  AZURE_STORAGE_CONNECTION_STRING="${AZURE_STORAGE_CONNECTION_STRING:-}")
 asp() { runuser -u postgres -- "${PGENV[@]}" "$@"; }
 
 # --- PostgreSQL cluster with pgbench data ----------------------------------------------------
@@ -239,10 +259,14 @@ fi
 
 # --- helpers -----------------------------------------------------------------------------------
 S3_COMMON=(--endpoint-url "$S3_URL" --addressing-style path)
+BASE_URL=s3:/
+if [ "$STORE" = azure ]; then
+  S3_COMMON=(--cloud-provider azure-blob-storage) BASE_URL=$AZ_ENDPOINT
+fi
 archive_cmd() {  # TOOL TAG -> the archive_command that tool uses during its backups
   case "$1" in
-    barrelman) echo "$W/bin/barrelman wal-archive ${S3_COMMON[*]} --compression zstd s3://bench-barrelman/$2 bench %p" ;;
-    barman) echo "$VENV/bin/barman-cloud-wal-archive ${S3_COMMON[*]} --gzip s3://bench-barman/$2 bench %p" ;;
+    barrelman) echo "$W/bin/barrelman wal-archive ${S3_COMMON[*]} --compression zstd $BASE_URL/bench-barrelman/$2 bench %p" ;;
+    barman) echo "$VENV/bin/barman-cloud-wal-archive ${S3_COMMON[*]} --gzip $BASE_URL/bench-barman/$2 bench %p" ;;
     pgbackrest) echo "pgbackrest --config=$W/pgbr/$2.conf --stanza=bench archive-push %p" ;;
   esac
 }
@@ -253,7 +277,7 @@ backup_cmd() {  # TOOL CODEC TAG -> CMD
     barrelman|barman)
       local bin="$VENV/bin"; [ "$1" = barrelman ] && bin="$W/bin"
       CMD=("$bin/barman-cloud-backup" "${S3_COMMON[@]}" "${flag[@]}" -J "$JOBS" --immediate-checkpoint
-        -h "$W/pg" -p 5432 -U postgres "s3://bench-$1/$3" bench) ;;
+        -h "$W/pg" -p 5432 -U postgres "$BASE_URL/bench-$1/$3" bench) ;;
     pgbackrest)
       CMD=(pgbackrest --config="$W/pgbr/$3.conf" --stanza=bench --type=full backup) ;;
   esac
@@ -262,7 +286,7 @@ restore_cmd() {  # TOOL TAG DEST -> CMD
   case "$1" in
     barrelman|barman)
       local bin="$VENV/bin"; [ "$1" = barrelman ] && bin="$W/bin"
-      CMD=("$bin/barman-cloud-restore" "${S3_COMMON[@]}" "s3://bench-$1/$2" bench latest "$3") ;;
+      CMD=("$bin/barman-cloud-restore" "${S3_COMMON[@]}" "$BASE_URL/bench-$1/$2" bench latest "$3") ;;
     pgbackrest)
       CMD=(pgbackrest --config="$W/pgbr/$2.conf" --stanza=bench --pg1-path="$3" restore) ;;
   esac
@@ -365,8 +389,8 @@ verify() {  # TOOL TAG DEST: start the restored copy with recovery, count rows
     echo "archive_mode = off"
     echo "fsync = off"
     case "$tool" in
-      barrelman) echo "restore_command = '$W/bin/barrelman wal-restore ${S3_COMMON[*]} s3://bench-barrelman/$tag bench %f %p'" ;;
-      barman) echo "restore_command = '$VENV/bin/barman-cloud-wal-restore ${S3_COMMON[*]} s3://bench-barman/$tag bench %f %p'" ;;
+      barrelman) echo "restore_command = '$W/bin/barrelman wal-restore ${S3_COMMON[*]} $BASE_URL/bench-barrelman/$tag bench %f %p'" ;;
+      barman) echo "restore_command = '$VENV/bin/barman-cloud-wal-restore ${S3_COMMON[*]} $BASE_URL/bench-barman/$tag bench %f %p'" ;;
       pgbackrest) ;;  # pgbackrest restore wrote its own restore_command and recovery.signal
     esac
   } >>"$d/postgresql.auto.conf"
@@ -419,6 +443,20 @@ done
 
 # stored bytes and objects of each backup (WAL not counted), round 1
 STORED="$W/stored.tsv"
+if [ "$STORE" = azure ]; then
+"$PY" - >"$STORED" <<'EOF'
+import os
+from azure.storage.blob import BlobServiceClient
+svc = BlobServiceClient.from_connection_string(os.environ["AZURE_STORAGE_CONNECTION_STRING"])
+for tool in ("barrelman", "barman"):
+    for codec in ("gzip", "lz4", "none"):
+        size = n = 0
+        for b in svc.get_container_client("bench-" + tool).list_blobs(name_starts_with=f"r1-{codec}/bench/base/"):
+            size += b.size; n += 1
+        if n:
+            print(f"{tool}\t{codec}\t{size}\t{n}")
+EOF
+else
 "$PY" - "$S3_URL" "$T/ca.pem" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$STORED" <<'EOF'
 import sys, boto3
 from botocore.config import Config
@@ -435,6 +473,7 @@ for tool in ("barrelman", "barman", "pgbackrest"):
         if n:
             print(f"{tool}\t{codec}\t{size}\t{n}")
 EOF
+fi
 
 # --- report ----------------------------------------------------------------------------------
 STAMP=$(date +%Y%m%d-%H%M%S)
@@ -451,7 +490,11 @@ ver() { "$@" 2>&1 | head -1 || echo unknown; }
   echo "- barrelman: $(ver "$W/bin/barrelman" --version) (git $BARRELMAN_GIT)"
   echo "- barman-cloud: $(ver "$VENV/bin/barman-cloud-backup" --version)"
   if has_tool pgbackrest; then echo "- pgBackRest: $(ver pgbackrest version)"; fi
-  echo "- SeaweedFS: $(ver "$VENV/bin/weed" version) (weed mini, S3 over HTTPS on 127.0.0.1, self-signed CA)"
+  if [ "$STORE" = azure ]; then
+    echo "- Azurite: $(ver "$VENV/azurite/node_modules/.bin/azurite-blob" --version) (blob service over HTTP on 127.0.0.1, --cloud-provider azure-blob-storage)"
+  else
+    echo "- SeaweedFS: $(ver "$VENV/bin/weed" version) (weed mini, S3 over HTTPS on 127.0.0.1, self-signed CA)"
+  fi
   echo "- PostgreSQL: $(ver "$PGBIN/postgres" --version); pgbench -i -s $SCALE: database $((DB_BYTES / 1048576)) MiB, PGDATA without pg_wal $((PGDATA_BYTES / 1048576)) MiB ($PGDATA_BYTES bytes)"
   echo "- parallelism $JOBS for every tool; immediate checkpoint; $ROUNDS round(s), medians shown"
   echo "- load average (1/5/15 min) at start: $LOAD_BEGIN, at end: $(cut -d' ' -f1-3 /proc/loadavg); whole run $(( $(date +%s) - T_BEGIN )) s, of which $WAITED_TOTAL s waiting for other sessions' work to finish"

@@ -111,3 +111,63 @@ bench_stop_weed() {
   fi
   return 0
 }
+
+# bench_start_azurite PORT CONTAINER...: Azurite's blob service (the tools venv's
+# azurite-blob, silent, telemetry off, loopback) on PORT with its data in W/azurite;
+# sets AZURITE_PID, AZ_ENDPOINT (http://127.0.0.1:PORT/devstoreaccount1) and
+# AZURE_STORAGE_CONNECTION_STRING (Azurite's published development account), and
+# creates the containers as soon as it answers (dies after 60 s).
+bench_start_azurite() {
+  local port=$1
+  shift
+  mkdir -p "$W/azurite"
+  "$VENV/azurite/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$port" \
+    -l "$W/azurite" --disableTelemetry --skipApiVersionCheck -s >"$W/logs/azurite.log" 2>&1 &
+  AZURITE_PID=$!
+  AZ_ENDPOINT="http://127.0.0.1:$port/devstoreaccount1"
+  AZURE_STORAGE_CONNECTION_STRING="DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=$AZ_ENDPOINT;"
+  export AZURE_STORAGE_CONNECTION_STRING
+  say "starting Azurite (blob service on 127.0.0.1:$port)"
+  "$PY" - "$@" <<'PYEOF' || die "Azurite did not come up: $(tail -5 "$W/logs/azurite.log")"
+import os, sys, time
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.blob import BlobServiceClient
+svc = BlobServiceClient.from_connection_string(os.environ["AZURE_STORAGE_CONNECTION_STRING"])
+deadline = time.time() + 60
+for c in sys.argv[1:]:
+    while True:
+        try:
+            svc.create_container(c); break
+        except ResourceExistsError:
+            break
+        except Exception:
+            if time.time() > deadline: raise
+            time.sleep(0.2)
+PYEOF
+  say "containers created"
+}
+
+# bench_stop_azurite: stops it by pid.
+bench_stop_azurite() {
+  if [ -n "${AZURITE_PID:-}" ] && kill -0 "$AZURITE_PID" 2>/dev/null; then
+    kill -TERM "$AZURITE_PID"
+    wait "$AZURITE_PID" 2>/dev/null
+  fi
+  return 0
+}
+
+# bench_azure_stored CONTAINER PREFIX: "<first path segment after PREFIX>\t<bytes>"
+# per group of blobs under PREFIX in CONTAINER (stored bytes per codec).
+bench_azure_stored() {
+  "$PY" - "$@" <<'PYEOF'
+import os, sys
+from collections import defaultdict
+from azure.storage.blob import BlobServiceClient
+svc = BlobServiceClient.from_connection_string(os.environ["AZURE_STORAGE_CONNECTION_STRING"])
+tot = defaultdict(int)
+for b in svc.get_container_client(sys.argv[1]).list_blobs(name_starts_with=sys.argv[2]):
+    tot[b.name.split("/")[0][len(sys.argv[2]):]] += b.size
+for k, v in tot.items():
+    print(f"{k}\t{v}")
+PYEOF
+}

@@ -33,7 +33,11 @@
 #   5. A markdown report (command, machine, versions, tables) goes to stdout and to
 #      $OUT_DIR/wal-<timestamp>.md, the raw per-loop figures to wal-<timestamp>.tsv.
 #
-# Usage: bench/wal.sh            (as root: PostgreSQL and the loops run as `postgres`)
+# Usage: bench/wal.sh [--store s3|azure]   (as root: PostgreSQL and the loops run as
+#        `postgres`). --store azure: Azurite's blob service over plain HTTP on
+#        127.0.0.1 instead of SeaweedFS, barrelman and barman only (pgBackRest has no
+#        Azure emulator path here), both with --cloud-provider azure-blob-storage,
+#        the emulator URL form and AZURE_STORAGE_CONNECTION_STRING.
 # Env:   N_SEGMENTS (20), ROUNDS (3), SCALE (pgbench scale, 50),
 #        TOOLS (barrelman,barman,pgbackrest), CODECS (gzip,zstd,lz4,none),
 #        BARRELMAN (target/release/barrelman; built with cargo if missing),
@@ -57,18 +61,21 @@ tool_cmd() {  # fills array CMD for: OP TOOL CODEC TAG SEGMENT_PATH
     barrelman|barman)
       local bin=$BARMAN_BIN
       [ "$tool" = barrelman ] && bin=$BARRELMAN_BIN
-      local common=(--endpoint-url "$S3_URL" --addressing-style path)
+      local common=(--endpoint-url "$S3_URL" --addressing-style path) base="s3://bench-$tool"
+      if [ "$STORE" = azure ]; then
+        common=(--cloud-provider azure-blob-storage) base="$AZ_ENDPOINT/bench-$tool"
+      fi
       if [ "$op" = version ]; then
         CMD=("$bin/barman-cloud-wal-archive" --version)
       elif [ "$op" = connect ]; then
-        CMD=("$bin/barman-cloud-wal-archive" "${common[@]}" -t "s3://bench-$tool/floor" bench "$seg")
+        CMD=("$bin/barman-cloud-wal-archive" "${common[@]}" -t "$base/floor" bench "$seg")
       elif [ "$op" = archive ]; then
         local flag=()
         case "$codec" in gzip) flag=(-z) ;; zstd) flag=(--zstd) ;; lz4) flag=(--lz4) ;; none) ;; esac
-        CMD=("$bin/barman-cloud-wal-archive" "${common[@]}" "${flag[@]}" "s3://bench-$tool/$tag" bench "$seg")
+        CMD=("$bin/barman-cloud-wal-archive" "${common[@]}" "${flag[@]}" "$base/$tag" bench "$seg")
       else
         CMD=("$bin/barman-cloud-wal-restore" "${common[@]}" --spool-dir "$W/spool/$tool"
-          "s3://bench-$tool/$tag" bench "$name" "$W/restore/$tag/$name")
+          "$base/$tag" bench "$name" "$W/restore/$tag/$name")
       fi ;;
     pgbackrest)
       if [ "$op" = version ]; then
@@ -111,6 +118,16 @@ fi
 # Parent mode
 # ---------------------------------------------------------------------------------
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STORE=s3
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --store) STORE=${2:-}; shift 2 ;;
+    --store=*) STORE=${1#--store=}; shift ;;
+    *) echo "usage: bench/wal.sh [--store s3|azure]" >&2; exit 2 ;;
+  esac
+done
+case "$STORE" in s3|azure) ;; *) echo "--store must be s3 or azure" >&2; exit 2 ;; esac
+[ "$STORE" = azure ] && TOOLS=${TOOLS:-barrelman,barman}
 N_SEGMENTS=${N_SEGMENTS:-20}
 ROUNDS=${ROUNDS:-3}
 SCALE=${SCALE:-50}
@@ -122,7 +139,7 @@ case "$VENV" in /*) ;; *) VENV="$REPO/$VENV" ;; esac
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 OUT_DIR=${OUT_DIR:-$REPO/bench/results}
 PY="$VENV/bin/python"
-COMMAND="N_SEGMENTS=$N_SEGMENTS ROUNDS=$ROUNDS SCALE=$SCALE TOOLS=$TOOLS CODECS=$CODECS bench/wal.sh"
+COMMAND="N_SEGMENTS=$N_SEGMENTS ROUNDS=$ROUNDS SCALE=$SCALE TOOLS=$TOOLS CODECS=$CODECS bench/wal.sh --store $STORE"
 [ "$BARRELMAN" = "$REPO/target/release/barrelman" ] || COMMAND="BARRELMAN=$BARRELMAN $COMMAND"
 
 say() { echo "[wal.sh $(date +%T)] $*" >&2; }
@@ -168,6 +185,7 @@ cleanup() {
     runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m immediate -w stop >/dev/null 2>&1
   fi
   bench_stop_weed
+  bench_stop_azurite
   if [ "${KEEP_WORK:-0}" = 1 ] || [ "$rc" != 0 ]; then
     say "work directory kept: $W"
   else
@@ -231,10 +249,16 @@ for f in "$STAGE"/*; do [ "$(stat -c %s "$f")" -eq 16777216 ] || die "$f is not 
 chmod 644 "$STAGE"/*
 say "staged $N_SEGMENTS segments: $(ls "$STAGE" | head -1) .. $(ls "$STAGE" | tail -1)"
 
-# --- 2. SeaweedFS with TLS -------------------------------------------------------------
-bench_start_tls_s3 WB "wal-bench test CA" bench-barrelman bench-barman bench-pgbackrest
+# --- 2. SeaweedFS with TLS (or Azurite) ------------------------------------------------
+if [ "$STORE" = azure ]; then
+  bench_start_azurite "$P_S3_TLS" bench-barrelman bench-barman
+  # The loops' environment carries no AWS settings for Azure.
+  S3_URL="" AWS_ACCESS_KEY_ID="" AWS_SECRET_ACCESS_KEY="" T="$W"
+else
+  bench_start_tls_s3 WB "wal-bench test CA" bench-barrelman bench-barman bench-pgbackrest
+fi
 
-export W STAGE S3_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+export W STAGE S3_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY STORE AZ_ENDPOINT
 export AWS_CA_BUNDLE="$T/ca.pem" AWS_DEFAULT_REGION=us-east-1
 BARRELMAN_BIN="$W/bin" BARMAN_BIN="$VENV/bin"
 export BARRELMAN_BIN BARMAN_BIN
@@ -293,6 +317,8 @@ run_loop() {  # OP TOOL CODEC TAG
     W="$W" STAGE="$STAGE" S3_URL="$S3_URL" BARRELMAN_BIN="$BARRELMAN_BIN" BARMAN_BIN="$BARMAN_BIN" \
     AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
     AWS_DEFAULT_REGION=us-east-1 AWS_CA_BUNDLE="$AWS_CA_BUNDLE" \
+    STORE="$STORE" AZ_ENDPOINT="${AZ_ENDPOINT:-}" \
+    AZURE_STORAGE_CONNECTION_STRING="${AZURE_STORAGE_CONNECTION_STRING:-}" \
     bash "$W/wal.sh" __loop "$op" "$tool" "$codec" "$tag" "$res" ||
     die "$tool $op $codec failed: $(tail -5 "$W/logs/$tag-$op.log")"
   local n total med rss
@@ -333,6 +359,8 @@ for tool in "${TOOL_LIST[@]}"; do
       W="$W" STAGE="$STAGE" S3_URL="$S3_URL" BARRELMAN_BIN="$BARRELMAN_BIN" BARMAN_BIN="$BARMAN_BIN" \
       AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
       AWS_DEFAULT_REGION=us-east-1 AWS_CA_BUNDLE="$AWS_CA_BUNDLE" \
+      STORE="$STORE" AZ_ENDPOINT="${AZ_ENDPOINT:-}" \
+      AZURE_STORAGE_CONNECTION_STRING="${AZURE_STORAGE_CONNECTION_STRING:-}" \
       bash "$W/wal.sh" __loop "$op" "$tool" none "r1-${CODEC_LIST[0]}" "$res" ||
       die "$tool $op failed: $(tail -5 "$W/logs/r1-${CODEC_LIST[0]}-$op.log")"
     read -r n total med rss <"$res"
@@ -343,6 +371,11 @@ say "per-call floor measured"
 
 # stored bytes per tool and codec (round 1)
 STORED="$W/stored.tsv"
+if [ "$STORE" = azure ]; then
+  for tool in "${TOOL_LIST[@]}"; do
+    bench_azure_stored "bench-$tool" "r1-" | sed "s/^/$tool\t/" >>"$STORED"
+  done
+else
 "$PY" - "$S3_URL" "$T/ca.pem" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$STORED" <<'EOF'
 import sys, boto3
 from collections import defaultdict
@@ -361,6 +394,7 @@ for tool in ("barrelman", "barman", "pgbackrest"):
     for codec, size in tot.items():
         print(f"{tool}\t{codec}\t{size}")
 EOF
+fi
 
 # --- 4. report ---------------------------------------------------------------------------
 STAMP=$(date +%Y%m%d-%H%M%S)
@@ -377,7 +411,11 @@ ver() { "$@" 2>&1 | head -1 || echo unknown; }
   echo "- barrelman: $(ver "$W/bin/barrelman" --version) (git $BARRELMAN_GIT)"
   echo "- barman-cloud: $(ver "$VENV/bin/barman-cloud-wal-archive" --version)"
   if has_tool pgbackrest; then echo "- pgBackRest: $(ver pgbackrest version)"; fi
-  echo "- SeaweedFS: $(ver "$VENV/bin/weed" version) (weed mini, S3 over HTTPS on 127.0.0.1, self-signed CA)"
+  if [ "$STORE" = azure ]; then
+    echo "- Azurite: $(ver "$VENV/azurite/node_modules/.bin/azurite-blob" --version) (blob service over HTTP on 127.0.0.1, --cloud-provider azure-blob-storage)"
+  else
+    echo "- SeaweedFS: $(ver "$VENV/bin/weed" version) (weed mini, S3 over HTTPS on 127.0.0.1, self-signed CA)"
+  fi
   echo "- PostgreSQL: $(ver "$PGBIN/postgres" --version); WAL: $N_SEGMENTS segments of 16 MiB from pgbench -s $SCALE right after a CHECKPOINT"
   echo "- one process per segment, sequential, as user postgres; $ROUNDS rounds, medians shown"
   echo "- load average (1/5/15 min) at start: $LOAD_BEGIN, at end: $(cut -d' ' -f1-3 /proc/loadavg); whole run $(( $(date +%s) - T_BEGIN )) s"
