@@ -334,7 +334,7 @@ start_sampler() {
 stop_sampler() {
   kill "$SAMPLER_PID" 2>/dev/null; wait "$SAMPLER_PID" 2>/dev/null || true; SAMPLER_PID=""
 }
-weed_ticks() { awk '{print $14 + $15}' "/proc/$WEED_PID/stat"; }
+weed_ticks() { awk '{print $14 + $15}' "/proc/${AZURITE_PID:-$WEED_PID}/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
 
 set_archive_command() {  # CMD: wait for the archiver to be idle, then switch
