@@ -84,5 +84,50 @@ async fn azurite_refusals_are_told_apart() {
     );
     let kept = store.get(&key).await.unwrap().bytes().await.unwrap();
     assert_eq!(&kept[..], b"one");
+
+    // --encryption-scope: refused with an account key (shared-key signing would not
+    // cover the header), sent with a SAS token.
+    let dest = Destination::parse(&az.url("ctr/scoped"), true).unwrap();
+    let scoped = |keys: AzureKeys| {
+        StoreSettings::azure(
+            CommonSettings::default(),
+            AzureSettings {
+                keys,
+                encryption_scope: Some("backupscope".into()),
+                ..Default::default()
+            },
+        )
+    };
+    let err = Archive::open(
+        &dest,
+        "srv",
+        &scoped(AzureKeys {
+            connection_string: Some(az.connection_string()),
+            ..Default::default()
+        }),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("--encryption-scope cannot be used with an account key"),
+        "{err}"
+    );
+    let sas = Archive::open(
+        &dest,
+        "srv",
+        &scoped(AzureKeys {
+            sas_token: Some(az.container_sas("ctr")),
+            ..Default::default()
+        }),
+    )
+    .unwrap();
+    sas.store()
+        .put_opts(
+            &ObjectPath::from("scoped/srv/probe"),
+            Bytes::from_static(b"scoped").into(),
+            create(),
+        )
+        .await
+        .unwrap();
     assert_eq!(AZURITE_ACCOUNT, "devstoreaccount1");
 }

@@ -153,6 +153,32 @@ impl AzuriteServer {
         }
     }
 
+    /// A SAS token (without the leading `?`) for `container`, valid for an hour, with
+    /// read, add, create, write, delete and list permissions, signed with the
+    /// development key.
+    ///
+    /// # Panics
+    /// If the venv's azure-storage-blob cannot make one.
+    pub fn container_sas(&self, container: &str) -> String {
+        const SAS_PY: &str = r#"
+import datetime, sys
+from azure.storage.blob import generate_container_sas, ContainerSasPermissions
+print(generate_container_sas(sys.argv[1], sys.argv[2], account_key=sys.argv[3],
+      permission=ContainerSasPermissions(read=True, add=True, create=True, write=True,
+                                         delete=True, list=True),
+      expiry=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)))
+"#;
+        let out = Command::new(tools_bin().join("python"))
+            .args(["-c", SAS_PY, AZURITE_ACCOUNT, container, AZURITE_KEY])
+            .env_remove("PYTHONPATH")
+            .env_remove("PYTHONHOME")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the venv's python");
+        assert!(out.status.success(), "container_sas: {}", describe(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     fn fail(&mut self, what: &str) -> ! {
         self.stop();
         panic!(

@@ -504,13 +504,7 @@ pub(crate) fn open(
         }
     };
     if let Some(scope) = &az.encryption_scope {
-        // object_store signs its requests before any extra header could be added, so
-        // x-ms-encryption-scope cannot be sent with shared-key signing: say so rather
-        // than pretend.
-        tracing::warn!(
-            "--encryption-scope {scope} is not applied by this build: blobs are written with \
-             the container's default encryption scope"
-        );
+        b = b.with_http_connector(EncryptionScope::new(scope, &resolved.credential)?);
     }
     tracing::debug!(
         "Azure container '{}' of account '{}' at {}, credentials from {}, read timeout {} s",
@@ -532,6 +526,85 @@ pub(crate) fn open(
         }
     })?;
     Ok(Arc::new(store))
+}
+
+/// `--encryption-scope`: every PUT (Put Blob, Put Block, Put Block List) carries
+/// `x-ms-encryption-scope`. object_store has no setting for it, so the header is
+/// added by the HTTP layer, after object_store has signed the request: that is
+/// sound for SAS tokens and Azure AD tokens, which do not sign headers, but not for
+/// shared-key signing (which covers every `x-ms-*` header), so a scope with an
+/// account key is refused rather than silently dropped.
+#[derive(Debug)]
+struct EncryptionScope {
+    scope: reqwest::header::HeaderValue,
+}
+
+impl EncryptionScope {
+    fn new(scope: &str, credential: &Credential) -> Result<Self, StorageError> {
+        if let Credential::AccountKey { source, .. } = credential {
+            return Err(StorageError::Config(format!(
+                "--encryption-scope cannot be used with an account key ({source}) in this \
+                 build: shared-key signing would not cover it; use a SAS token \
+                 (AZURE_STORAGE_SAS_TOKEN) or an identity (--credential), or drop \
+                 --encryption-scope to use the container's default scope"
+            )));
+        }
+        let scope = reqwest::header::HeaderValue::from_str(scope).map_err(|_| {
+            StorageError::Config(format!(
+                "--encryption-scope '{scope}' is not a valid encryption scope name"
+            ))
+        })?;
+        Ok(Self { scope })
+    }
+}
+
+impl object_store::client::HttpConnector for EncryptionScope {
+    fn connect(
+        &self,
+        options: &object_store::ClientOptions,
+    ) -> object_store::Result<object_store::client::HttpClient> {
+        let inner = object_store::client::ReqwestConnector::default().connect(options)?;
+        Ok(object_store::client::HttpClient::new(ScopedService {
+            inner,
+            scope: self.scope.clone(),
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct ScopedService {
+    inner: object_store::client::HttpClient,
+    scope: reqwest::header::HeaderValue,
+}
+
+type ServiceFuture<'a> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<
+                    object_store::client::HttpResponse,
+                    object_store::client::HttpError,
+                >,
+            > + Send
+            + 'a,
+    >,
+>;
+
+impl object_store::client::HttpService for ScopedService {
+    // object_store declares the trait with async_trait; this is its expansion.
+    fn call<'life0, 'async_trait>(
+        &'life0 self,
+        mut req: object_store::client::HttpRequest,
+    ) -> ServiceFuture<'async_trait>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        if req.method() == reqwest::Method::PUT {
+            req.headers_mut()
+                .insert("x-ms-encryption-scope", self.scope.clone());
+        }
+        Box::pin(self.inner.execute(req))
+    }
 }
 
 /// The account's blob service URL, for messages.
@@ -733,6 +806,79 @@ mod tests {
         .unwrap();
         assert!(matches!(cs.credential, Credential::ClientSecret { .. }));
         assert_eq!(format!("{:?}", cs.credential), "AZURE_CLIENT_SECRET");
+    }
+
+    /// Records the headers of each request it is given.
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<(reqwest::Method, Option<String>)>>>;
+
+    #[derive(Debug, Default)]
+    struct Recorder(Seen);
+
+    impl object_store::client::HttpService for Recorder {
+        fn call<'life0, 'async_trait>(
+            &'life0 self,
+            req: object_store::client::HttpRequest,
+        ) -> ServiceFuture<'async_trait>
+        where
+            'life0: 'async_trait,
+            Self: 'async_trait,
+        {
+            let scope = req
+                .headers()
+                .get("x-ms-encryption-scope")
+                .map(|v| v.to_str().unwrap().to_string());
+            self.0.lock().unwrap().push((req.method().clone(), scope));
+            Box::pin(async {
+                Ok(object_store::client::HttpResponse::new(
+                    object_store::client::HttpResponseBody::from(String::new()),
+                ))
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn the_encryption_scope_goes_on_writes_and_never_with_an_account_key() {
+        let key = Credential::AccountKey {
+            key: "a2V5".into(),
+            source: "AZURE_STORAGE_KEY",
+        };
+        let err = EncryptionScope::new("scope", &key).unwrap_err().to_string();
+        assert!(
+            err.contains("AZURE_STORAGE_KEY") && !err.contains("a2V5"),
+            "{err}"
+        );
+        let sas = Credential::Sas {
+            token: "sig=x".into(),
+            source: "AZURE_STORAGE_SAS_TOKEN",
+        };
+        let scope = EncryptionScope::new("backups-cmk", &sas).unwrap();
+        let seen = Seen::default();
+        let service = ScopedService {
+            inner: object_store::client::HttpClient::new(Recorder(seen.clone())),
+            scope: scope.scope,
+        };
+        for method in [
+            reqwest::Method::PUT,
+            reqwest::Method::GET,
+            reqwest::Method::HEAD,
+        ] {
+            let mut req = object_store::client::HttpRequest::new(
+                object_store::client::HttpRequestBody::from(String::new()),
+            );
+            *req.method_mut() = method;
+            object_store::client::HttpService::call(&service, req)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                (reqwest::Method::PUT, Some("backups-cmk".to_string())),
+                (reqwest::Method::GET, None),
+                (reqwest::Method::HEAD, None),
+            ]
+        );
+        assert!(EncryptionScope::new("bad\nscope", &sas).is_err());
     }
 
     #[test]
