@@ -1,6 +1,8 @@
 //! What only Azure has, against one Azurite (which checks shared-key signatures):
 //! a wrong key is refused and named, a missing container is named, and a WAL
-//! name taken by another writer is refused by `If-None-Match: *`.
+//! name taken by another writer is refused by `If-None-Match: *`; an encryption
+//! scope is refused with an account key and accepted with a SAS token (Azurite
+//! records no scopes: the header itself is checked by the unit tests).
 
 use barrelman_core::layout::Destination;
 use barrelman_storage::{
