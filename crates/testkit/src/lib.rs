@@ -1,5 +1,5 @@
-//! Test-only helpers: throwaway PostgreSQL 15 clusters and a SeaweedFS S3 server, run
-//! as child processes bound to `127.0.0.1` on free ports.
+//! Test-only helpers: throwaway PostgreSQL 15 clusters, a SeaweedFS S3 server and an
+//! Azurite blob service, run as child processes bound to `127.0.0.1` on free ports.
 //!
 //! Everything external comes from `scripts/setup-test-env.sh`: the tools venv
 //! (`weed`, `barman-cloud-*`, a Python with `boto3`) and the PostgreSQL 15 binaries.
