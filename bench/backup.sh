@@ -54,8 +54,9 @@
 #   5. A markdown report (command, machine, versions, tables, targets) goes to stdout and
 #      to $OUT_DIR/backup-<timestamp>.md, the raw figures to backup-<timestamp>.tsv.
 #
-# Usage: bench/backup.sh            (as root: PostgreSQL and the tools run as `postgres`)
-# Env:   STORE (s3|azure|gcs; default s3), ROUNDS (3), SCALE (70), JOBS (2), TOOLS (barrelman,barman,pgbackrest),
+# Usage: bench/backup.sh [--store s3|azure|gcs]  (as root: PostgreSQL and the tools run as `postgres`)
+# Args:  --store s3|azure|gcs (default s3; or STORE=...)
+# Env:   ROUNDS (3), SCALE (70), JOBS (2), TOOLS (barrelman,barman,pgbackrest),
 #        CODECS (gzip,lz4), VERIFY (barrelman|all|none), QUIET_MAX (600 s),
 #        IDLE_MIN (80: % of CPU idle required before a measurement),
 #        BARRELMAN (target/release/barrelman; built with cargo if missing),
@@ -72,6 +73,14 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROUNDS=${ROUNDS:-3}
 SCALE=${SCALE:-70}
 JOBS=${JOBS:-2}
+# --store s3|azure|gcs (the same as STORE=...)
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --store) STORE=${2:?--store needs s3, azure or gcs}; shift 2 ;;
+    --store=*) STORE=${1#--store=}; shift ;;
+    *) echo "unknown argument $1 (use --store s3|azure|gcs)" >&2; exit 2 ;;
+  esac
+done
 STORE=${STORE:-s3}
 case "$STORE" in
   s3) TOOLS=${TOOLS:-barrelman,barman,pgbackrest} ;;

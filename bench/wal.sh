@@ -37,8 +37,9 @@
 #   5. A markdown report (command, machine, versions, tables) goes to stdout and to
 #      $OUT_DIR/wal-<timestamp>.md, the raw per-loop figures to wal-<timestamp>.tsv.
 #
-# Usage: bench/wal.sh            (as root: PostgreSQL and the loops run as `postgres`)
-# Env:   STORE (s3|azure|gcs; default s3), N_SEGMENTS (20), ROUNDS (3), SCALE (pgbench scale, 50),
+# Usage: bench/wal.sh [--store s3|azure|gcs]  (as root: PostgreSQL and the loops run as `postgres`)
+# Args:  --store s3|azure|gcs (default s3; or STORE=...)
+# Env:   N_SEGMENTS (20), ROUNDS (3), SCALE (pgbench scale, 50),
 #        TOOLS (barrelman,barman,pgbackrest), CODECS (gzip,zstd,lz4,none),
 #        BARRELMAN (target/release/barrelman; built with cargo if missing),
 #        BARRELMAN_TOOLS (venv with weed, barman-cloud, boto3; default .tools/venv,
@@ -121,6 +122,14 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 N_SEGMENTS=${N_SEGMENTS:-20}
 ROUNDS=${ROUNDS:-3}
 SCALE=${SCALE:-50}
+# --store s3|azure|gcs (the same as STORE=...)
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --store) STORE=${2:?--store needs s3, azure or gcs}; shift 2 ;;
+    --store=*) STORE=${1#--store=}; shift ;;
+    *) echo "unknown argument $1 (use --store s3|azure|gcs)" >&2; exit 2 ;;
+  esac
+done
 STORE=${STORE:-s3}
 case "$STORE" in
   s3) TOOLS=${TOOLS:-barrelman,barman,pgbackrest} ;;

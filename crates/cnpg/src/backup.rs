@@ -267,7 +267,7 @@ impl BackupService {
     /// The service of the instance sidecar with `settings`, reading ObjectStores and
     /// Secrets (and writing ObjectStore status) through `kube`.
     pub fn new(settings: Settings, kube: Option<Arc<KubeAccess>>) -> Self {
-        let stores = Stores::new(kube.clone());
+        let stores = Stores::new(kube.clone(), &settings);
         Self::with_stores(settings, kube, stores, Arc::default())
     }
 

@@ -439,7 +439,8 @@ impl RestoreJobService {
     /// The service of the restore sidecar with `settings`, reading ObjectStores and
     /// Secrets through `kube`.
     pub fn new(settings: Settings, kube: Option<Arc<KubeAccess>>) -> Self {
-        Self::with_stores(settings, Stores::new(kube))
+        let stores = Stores::new(kube, &settings);
+        Self::with_stores(settings, stores)
     }
 
     /// As [`RestoreJobService::new`], sharing `stores` with the WAL service.

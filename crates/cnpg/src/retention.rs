@@ -186,7 +186,7 @@ impl std::fmt::Debug for RetentionContext {
 impl RetentionContext {
     /// A context of its own (tests, tools): stores opened afresh, `stats` refreshed.
     pub fn new(settings: Settings, kube: Arc<KubeAccess>, stats: Arc<PluginStats>) -> Self {
-        let stores = Stores::new(Some(kube.clone()));
+        let stores = Stores::new(Some(kube.clone()), &settings);
         Self::with_stores(Arc::new(settings), kube, stores, stats)
     }
 

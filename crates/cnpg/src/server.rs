@@ -115,7 +115,7 @@ impl PluginServer {
         let health = HealthServer::new(HealthService::from_health_reporter(self.health.clone()));
         // One cache of opened archives for WAL, Backup and the retention loop; one
         // record of what they did for Metrics.
-        let stores = crate::store::Stores::new(self.kube.clone());
+        let stores = crate::store::Stores::new(self.kube.clone(), &self.settings);
         let stats = Arc::new(PluginStats::default());
         let builder = Server::builder()
             .add_service(IdentityServer::new(IdentityService::new(role)))

@@ -89,7 +89,21 @@ pub struct Settings {
     /// libpq's variables (`PGHOST`, `PGPORT`, …): how Backup reaches PostgreSQL, as
     /// barman-cloud-backup does in upstream's sidecar (socket directory and port).
     pub postgres: barrelman_postgres::session::PgEnvironment,
+    /// The pod's Azure identity variables (`AZURE_CLIENT_ID`, `AZURE_TENANT_ID`,
+    /// `AZURE_FEDERATED_TOKEN_FILE`, `AZURE_AUTHORITY_HOST`, as AKS workload
+    /// identity injects them): what ObjectStores with `inheritFromAzureAD` or
+    /// `useDefaultAzureCredentials` authenticate with. Storage keys come from the
+    /// ObjectStore's Secrets, never from here.
+    pub azure_identity: barrelman_storage::AzureEnvironment,
 }
+
+/// The Azure identity variables a sidecar passes to its stores.
+const AZURE_IDENTITY_VARIABLES: &[&str] = &[
+    "AZURE_CLIENT_ID",
+    "AZURE_TENANT_ID",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_AUTHORITY_HOST",
+];
 
 /// Why the settings could not be built.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -155,6 +169,11 @@ impl Settings {
                 ]
                 .into_iter()
                 .filter_map(|name| Some((name, var(name)?))),
+            ),
+            azure_identity: barrelman_storage::AzureEnvironment::from_vars(
+                AZURE_IDENTITY_VARIABLES
+                    .iter()
+                    .filter_map(|name| Some((*name, var(name)?))),
             ),
         })
     }

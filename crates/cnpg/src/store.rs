@@ -51,14 +51,21 @@ type Entries = HashMap<(String, String), (Instant, Opened)>;
 pub(crate) struct Stores {
     kube: Option<Arc<KubeAccess>>,
     entries: Arc<Mutex<Entries>>,
+    /// What ObjectStores resolve against beside their Secrets: the pod's Azure
+    /// identity variables.
+    environment: Arc<Environment>,
 }
 
 impl Stores {
     /// Stores read through `kube`.
-    pub(crate) fn new(kube: Option<Arc<KubeAccess>>) -> Self {
+    pub(crate) fn new(kube: Option<Arc<KubeAccess>>, settings: &crate::Settings) -> Self {
         Stores {
             kube,
             entries: Arc::default(),
+            environment: Arc::new(Environment {
+                azure: settings.azure_identity.clone(),
+                ..Default::default()
+            }),
         }
     }
 
@@ -98,7 +105,7 @@ impl Stores {
             object.store.clone(),
             &store_ref.server_name,
             Some(kube.as_ref()),
-            &Environment::default(),
+            &self.environment,
         )
         .await
         .map_err(|source| StoreError::Target {

@@ -225,7 +225,7 @@ impl WalService {
     /// The service of the sidecar with `settings`, reading ObjectStores and Secrets
     /// through `kube`.
     pub fn new(settings: Settings, kube: Option<Arc<KubeAccess>>) -> Self {
-        let stores = Stores::new(kube.clone());
+        let stores = Stores::new(kube.clone(), &settings);
         Self::with_stores(settings, kube, stores, Arc::default())
     }
 

@@ -84,6 +84,9 @@ pub struct Archive {
     /// The longest one call ([`Archive::archive_wal`], [`Archive::restore_wal`]) may
     /// take, retries included.
     call_deadline: std::time::Duration,
+    /// The provider's own limits on WAL uploads (Azure's `--max-single-put-size`,
+    /// `--max-block-size`, `--max-concurrency`).
+    wal_tuning: crate::upload::UploadTuning,
 }
 
 impl std::fmt::Debug for Archive {
@@ -106,15 +109,7 @@ impl Archive {
         let layout = ServerLayout::checked(&dest.path, server_name)?;
         let store = open_store(dest, settings)?;
         let single_delete = open_single_delete_store(dest, settings)?;
-        let endpoint =
-            settings
-                .common
-                .endpoint_url
-                .clone()
-                .unwrap_or_else(|| match dest.provider {
-                    barrelman_core::layout::Provider::Local => dest.url.clone(),
-                    _ => "the default endpoint".to_string(),
-                });
+        let endpoint = crate::store::endpoint_label(dest, settings);
         Ok(Self {
             store,
             single_delete,
@@ -126,8 +121,13 @@ impl Archive {
                 bucket: dest.bucket.clone(),
                 session_token: settings.sends_session_token(),
                 read_timeout: settings.read_timeout(),
+                azure: matches!(
+                    dest.provider,
+                    barrelman_core::layout::Provider::Azure { .. }
+                ),
             },
             call_deadline: settings.call_deadline(),
+            wal_tuning: settings.wal_upload_tuning(),
         })
     }
 
@@ -249,7 +249,8 @@ impl Archive {
         let key = self.layout.wal_key(name, compression);
         // Compression starts at once and overlaps the existence check (and the
         // connection set-up it pays for); its output waits in a bounded queue.
-        let (writer, upload) = self.upload_sink(&key, UploadPlan::wal(&opts.tags));
+        let (writer, upload) =
+            self.upload_sink(&key, UploadPlan::wal(&opts.tags).tuned(&self.wal_tuning));
         let src = path.to_path_buf();
         let producer =
             tokio::task::spawn_blocking(move || compress_file(&src, compression, level, writer));

@@ -97,6 +97,18 @@ pub enum StorageError {
         detail: String,
     },
 
+    /// No usable Azure credentials: half-set variables, an unusable connection
+    /// string, or no managed identity answering.
+    #[error(
+        "cannot authenticate to Azure Blob Storage: {detail}; set AZURE_STORAGE_CONNECTION_STRING, \
+         AZURE_STORAGE_SAS_TOKEN or AZURE_STORAGE_KEY (in CloudNativePG, the ObjectStore's \
+         azureCredentials), or give a working --credential / identity"
+    )]
+    NoAzureCredentials {
+        /// What is missing or wrong (names variables and fields, never values).
+        detail: String,
+    },
+
     /// The endpoint could not be reached.
     #[error("cannot reach the object store at {endpoint} ({detail}); check the endpoint URL and the network")]
     Unreachable {
@@ -236,6 +248,17 @@ pub enum Denial {
     /// token, or one issued for other keys, makes stores answer with a signature or
     /// access-key error (SeaweedFS, MinIO) instead of naming the token.
     SessionTokenSuspect,
+    /// Azure `AuthenticationFailed`: the signature does not match (a wrong
+    /// account key, or a SAS token altered or signed with another key).
+    AzureWrongKey,
+    /// Azure `AuthenticationFailed` for a SAS token outside its validity time.
+    AzureSasExpired,
+    /// Azure `AuthorizationPermissionMismatch`: the identity lacks a data role
+    /// (or the SAS token lacks a permission).
+    AzureMissingRole,
+    /// Azure `AuthorizationFailure`: refused for the account as a whole (network
+    /// rules, a disabled key access, a SAS for another resource).
+    AzureNotAuthorized,
 }
 
 impl Denial {
@@ -249,6 +272,18 @@ impl Denial {
             Self::SessionTokenSuspect => {
                 "the keys were refused together with the session token sent with them; \
                  a stale session token, or one issued for other keys, is the likely cause"
+            }
+            Self::AzureWrongKey => {
+                "the request signature does not match: the account key (or the key the SAS \
+                 token was signed with) is not this storage account's"
+            }
+            Self::AzureSasExpired => "the SAS token has expired or is not valid yet",
+            Self::AzureMissingRole => {
+                "the identity (or SAS token) lacks the permission for this operation on the container"
+            }
+            Self::AzureNotAuthorized => {
+                "the storage account refuses this request as a whole (network rules, shared key \
+                 access disabled, or a SAS token for another resource)"
             }
         }
     }
@@ -269,6 +304,23 @@ impl Denial {
             Self::SessionTokenSuspect => {
                 "refresh AWS_SESSION_TOKEN (sessionToken) together with the keys it was issued for, \
                  or unset it when the keys are permanent ones"
+            }
+            Self::AzureWrongKey => {
+                "check AZURE_STORAGE_KEY or the AccountKey of AZURE_STORAGE_CONNECTION_STRING (the \
+                 ObjectStore's storageKey / connectionString) against the account's access keys"
+            }
+            Self::AzureSasExpired => {
+                "issue a new SAS token (AZURE_STORAGE_SAS_TOKEN, the ObjectStore's storageSasToken) \
+                 with a later expiry (se=)"
+            }
+            Self::AzureMissingRole => {
+                "assign the identity the role Storage Blob Data Contributor on the container or \
+                 account, or issue the SAS token with read, add, create, write, delete and list \
+                 permissions (sp=racwdl)"
+            }
+            Self::AzureNotAuthorized => {
+                "check the storage account's networking rules and whether shared key access is \
+                 allowed, or issue the SAS token for this account and container"
             }
         }
     }
@@ -316,6 +368,7 @@ impl barrelman_core::Classified for StorageError {
             Self::BucketMissing { .. }
             | Self::AccessDenied { .. }
             | Self::NoCredentials { .. }
+            | Self::NoAzureCredentials { .. }
             | Self::Config(_) => ErrorClass::Denied,
             Self::Unreachable { .. }
             | Self::ServerError { .. }
@@ -338,6 +391,10 @@ impl barrelman_core::Classified for StorageError {
             Self::AccessDenied { denial, .. } => denial.fix(),
             Self::NoCredentials { .. } => {
                 "give the ObjectStore s3Credentials (or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), or an IAM role"
+            }
+            Self::NoAzureCredentials { .. } => {
+                "give the ObjectStore azureCredentials (or set AZURE_STORAGE_CONNECTION_STRING, \
+                 AZURE_STORAGE_SAS_TOKEN or AZURE_STORAGE_KEY), or a working identity"
             }
             Self::BucketMissing { .. } => {
                 "create the bucket, or fix the bucket name in destinationPath"

@@ -92,6 +92,34 @@ impl UploadPlan {
     }
 }
 
+/// A provider's own bounds on how one object goes up (barman's Azure flags);
+/// `None` keeps the plan's value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UploadTuning {
+    /// Objects up to this many bytes go up in one request.
+    pub single_put_max: Option<usize>,
+    /// The block (part) size above it.
+    pub part_size: Option<usize>,
+    /// Blocks (parts) of one object uploaded at the same time.
+    pub parts_in_flight: Option<usize>,
+}
+
+impl UploadPlan {
+    /// This plan within `tuning`.
+    pub fn tuned(mut self, tuning: &UploadTuning) -> Self {
+        if let Some(n) = tuning.single_put_max {
+            self.single_put_max = n;
+        }
+        if let Some(n) = tuning.part_size {
+            self.part_size = n.max(1);
+        }
+        if let Some(n) = tuning.parts_in_flight {
+            self.parts_in_flight = n.max(1);
+        }
+        self
+    }
+}
+
 /// A completed upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {

@@ -1,5 +1,5 @@
-//! Test-only helpers: throwaway PostgreSQL 15 clusters and a SeaweedFS S3 server, run
-//! as child processes bound to `127.0.0.1` on free ports.
+//! Test-only helpers: throwaway PostgreSQL 15 clusters, a SeaweedFS S3 server and an
+//! Azurite blob service, run as child processes bound to `127.0.0.1` on free ports.
 //!
 //! Everything external comes from `scripts/setup-test-env.sh`: the tools venv
 //! (`weed`, `barman-cloud-*`, a Python with `boto3`) and the PostgreSQL 15 binaries.
@@ -19,6 +19,7 @@
 //! assert_eq!(pg.psql("select 1"), "1");
 //! ```
 
+mod azurite;
 pub mod kubeapi;
 mod pg;
 mod ports;
@@ -27,6 +28,7 @@ mod proxy;
 mod s3;
 mod tools;
 
+pub use azurite::{AzuriteServer, AZURITE_ACCOUNT, AZURITE_KEY};
 pub use pg::PgCluster;
 pub use ports::free_port;
 pub use process::as_pg_user;

@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests.
 
-use barrelman_testkit::{as_pg_user, tools_bin, PgCluster, S3Server};
+use barrelman_testkit::{as_pg_user, tools_bin, AzuriteServer, PgCluster, S3Server};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -29,8 +29,35 @@ pub fn links_dir() -> PathBuf {
     dir
 }
 
-/// Runs `program` with `args` and the S3 server's credentials.
-pub fn run(program: &Path, args: &[&str], s3: &S3Server) -> Output {
+/// A store the barman-cloud command lines are run against: SeaweedFS (S3) or
+/// Azurite (Azure), so that one test body serves both.
+pub trait TestStore {
+    /// The credentials clients need, as environment variables.
+    fn env(&self) -> Vec<(String, String)>;
+    /// The options that point a barman-cloud tool at this store.
+    fn store_args(&self) -> Vec<String>;
+}
+
+impl TestStore for S3Server {
+    fn env(&self) -> Vec<(String, String)> {
+        S3Server::env(self)
+    }
+    fn store_args(&self) -> Vec<String> {
+        vec!["--endpoint-url".into(), self.endpoint.clone()]
+    }
+}
+
+impl TestStore for AzuriteServer {
+    fn env(&self) -> Vec<(String, String)> {
+        AzuriteServer::env(self)
+    }
+    fn store_args(&self) -> Vec<String> {
+        vec!["--cloud-provider".into(), "azure-blob-storage".into()]
+    }
+}
+
+/// Runs `program` with `args` and the store's credentials.
+pub fn run(program: &Path, args: &[&str], s3: &dyn TestStore) -> Output {
     Command::new(program)
         .args(args)
         .envs(s3.env())
@@ -200,7 +227,7 @@ pub fn json_str(json: &str, key: &str) -> String {
 }
 
 /// Runs barrelman (or a link) as the PostgreSQL OS user, with the S3 credentials.
-pub fn run_as_pg(program: &std::path::Path, args: &[&str], s3: &S3Server) -> Output {
+pub fn run_as_pg(program: &std::path::Path, args: &[&str], s3: &dyn TestStore) -> Output {
     run_as_pg_env(program, args, &s3.env())
 }
 
@@ -237,7 +264,7 @@ pub fn start(pg: &PgCluster, s3: &S3Server) {
 pub fn barman_backup(
     tool: &Path,
     pg: &PgCluster,
-    s3: &S3Server,
+    s3: &dyn TestStore,
     codec: &str,
     name: &str,
     dest: &str,
@@ -272,25 +299,27 @@ pub fn native_backup(pg: &PgCluster, s3: &S3Server, dest: &str, extra: &[&str]) 
     cmd
 }
 
-/// A barman-cloud command line against the test S3 server: the program (barman's
-/// tool, a barrelman link, or `barrelman <command>`), `--endpoint-url` of the
-/// server, the options given with [`CloudCmd::opts`], then what `run` is given
-/// (destination, server, the tool's own arguments). The S3 credentials are in the
-/// environment.
+/// A barman-cloud command line against a test store: the program (barman's
+/// tool, a barrelman link, or `barrelman <command>`), the store's options
+/// (`--endpoint-url` of an S3 server, `--cloud-provider azure-blob-storage`), the
+/// options given with [`CloudCmd::opts`], then what `run` is given (destination,
+/// server, the tool's own arguments). The credentials are in the environment.
 pub struct CloudCmd<'a> {
     program: PathBuf,
     command: Option<String>,
-    s3: &'a S3Server,
+    s3: &'a dyn TestStore,
+    store_args: Vec<String>,
     opts: Vec<String>,
     env: Vec<(String, String)>,
 }
 
 impl<'a> CloudCmd<'a> {
     /// `program` (barman's tool or a barrelman link).
-    pub fn new(program: &Path, s3: &'a S3Server) -> Self {
+    pub fn new(program: &Path, s3: &'a dyn TestStore) -> Self {
         Self {
             program: program.to_path_buf(),
             command: None,
+            store_args: s3.store_args(),
             s3,
             opts: Vec::new(),
             env: Vec::new(),
@@ -298,14 +327,14 @@ impl<'a> CloudCmd<'a> {
     }
 
     /// `barrelman <command>`.
-    pub fn native(command: &str, s3: &'a S3Server) -> Self {
+    pub fn native(command: &str, s3: &'a dyn TestStore) -> Self {
         Self {
             command: Some(command.to_string()),
             ..Self::new(&barrelman(), s3)
         }
     }
 
-    /// Adds options after `--endpoint-url`.
+    /// Adds options after the store's.
     pub fn opts(mut self, opts: &[&str]) -> Self {
         self.opts.extend(opts.iter().map(|o| o.to_string()));
         self
@@ -325,7 +354,7 @@ impl<'a> CloudCmd<'a> {
 
     fn args<'s>(&'s self, rest: &[&'s str]) -> Vec<&'s str> {
         let mut args: Vec<&str> = self.command.iter().map(String::as_str).collect();
-        args.extend(["--endpoint-url", self.s3.endpoint.as_str()]);
+        args.extend(self.store_args.iter().map(String::as_str));
         args.extend(self.opts.iter().map(String::as_str));
         args.extend_from_slice(rest);
         args
@@ -420,4 +449,71 @@ pub fn assert_every_done_segment_restores(
         checked += 1;
     }
     checked
+}
+
+/// Restores backup `name` of `server` at `url` with `restore_tool` (a
+/// barman-cloud-restore) into a new directory beside `source`, starts it with
+/// `wal_restore_tool` as restore_command (and `extra_conf`), and waits for
+/// promotion.
+#[allow(clippy::too_many_arguments)]
+pub fn restore_with(
+    restore_tool: &Path,
+    wal_restore_tool: &Path,
+    source: &PgCluster,
+    store: &dyn TestStore,
+    (url, server): (&str, &str),
+    name: &str,
+    dir: &str,
+    extra_conf: &[&str],
+) -> PgCluster {
+    let dest = source.make_dir(&format!("restore-{dir}"));
+    let mut args: Vec<String> = store.store_args();
+    args.extend([url, server, name, dest.to_str().unwrap()].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run_as_pg(restore_tool, &args, store);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{} {name}: {}",
+        restore_tool.display(),
+        text(&out)
+    );
+    std::fs::write(dest.join("recovery.signal"), b"").unwrap();
+    let restore_command = format!(
+        "restore_command = '{} {} {url} {server} %f %p'",
+        wal_restore_tool.display(),
+        store.store_args().join(" ")
+    );
+    let mut conf = vec![
+        "archive_mode = off",
+        restore_command.as_str(),
+        "recovery_target_action = 'promote'",
+    ];
+    conf.extend_from_slice(extra_conf);
+    let restored = PgCluster::from_datadir(dest, &conf);
+    restored.start_with_env(&store.env());
+    wait_promoted(&restored);
+    restored
+}
+
+/// Compares two `pg_dumpall` outputs, ignoring the random `\restrict` keys pg_dump
+/// writes; on a difference, shows the first differing line.
+pub fn assert_same_dump(got: &str, want: &str, what: &str) {
+    let lines = |d: &str| -> Vec<String> {
+        d.lines()
+            .filter(|l| !l.starts_with("\\restrict ") && !l.starts_with("\\unrestrict "))
+            .map(String::from)
+            .collect()
+    };
+    let (got, want) = (lines(got), lines(want));
+    if let Some(i) = (0..got.len().max(want.len())).find(|&i| got.get(i) != want.get(i)) {
+        panic!(
+            "{what}: dump differs from the source at line {}: got {:?}, source {:?} ({} vs {} lines)",
+            i + 1,
+            got.get(i),
+            want.get(i),
+            got.len(),
+            want.len()
+        );
+    }
 }

@@ -102,6 +102,42 @@ fn unusable_configuration_exits_as_barman_and_names_the_setting() {
         ),
         (
             "barman-cloud-backup-list",
+            &[
+                "--cloud-provider",
+                "azure-blob-storage",
+                "--credential",
+                "default",
+                "https://acct.blob.core.windows.net/ctr/p",
+                "srv",
+            ],
+            &[
+                (
+                    "AZURE_FEDERATED_TOKEN_FILE",
+                    "/var/run/secrets/azure/tokens/t",
+                ),
+                ("AZURE_CLIENT_ID", "cid"),
+            ],
+            4,
+            "AZURE_FEDERATED_TOKEN_FILE (workload identity) is set but AZURE_TENANT_ID is not",
+        ),
+        (
+            "barman-cloud-wal-archive",
+            &[
+                "--cloud-provider",
+                "azure-blob-storage",
+                "http://127.0.0.1:9/devstoreaccount1/ctr/p",
+                "srv",
+                wal,
+            ],
+            &[(
+                "AZURE_STORAGE_CONNECTION_STRING",
+                "AccountName=devstoreaccount1;AccountKey=configtestsecret;junk",
+            )],
+            4,
+            "a part of the connection string has no '='",
+        ),
+        (
+            "barman-cloud-backup-list",
             &["--endpoint-url", "http://127.0.0.1:9", "s3://b/p", "a/../b"],
             &keys,
             3,

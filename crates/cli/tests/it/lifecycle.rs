@@ -157,28 +157,6 @@ fn life_cycle(writer: &Side, reader: &Side) {
     );
 }
 
-/// Compares two `pg_dumpall` outputs, ignoring the random `\restrict` keys pg_dump
-/// writes; on a difference, shows the first differing line.
-fn assert_same_dump(got: &str, want: &str, what: &str) {
-    let lines = |d: &str| -> Vec<String> {
-        d.lines()
-            .filter(|l| !l.starts_with("\\restrict ") && !l.starts_with("\\unrestrict "))
-            .map(String::from)
-            .collect()
-    };
-    let (got, want) = (lines(got), lines(want));
-    if let Some(i) = (0..got.len().max(want.len())).find(|&i| got.get(i) != want.get(i)) {
-        panic!(
-            "{what}: dump differs from the source at line {}: got {:?}, source {:?} ({} vs {} lines)",
-            i + 1,
-            got.get(i),
-            want.get(i),
-            got.len(),
-            want.len()
-        );
-    }
-}
-
 /// Runs `tool` of both barrelman and barman on the same archive and returns the
 /// output, which must be the same.
 fn same_output(
@@ -213,8 +191,7 @@ fn same_output(
     o
 }
 
-/// Restores backup `name` with `side`'s barman-cloud-restore into a new directory,
-/// starts it with `side`'s wal-restore as restore_command, and waits for promotion.
+/// Restores backup `name` with `side`'s barman-cloud-restore and wal-restore.
 fn restore(
     side: &Side,
     source: &PgCluster,
@@ -223,39 +200,14 @@ fn restore(
     dir: &str,
     extra_conf: &[&str],
 ) -> PgCluster {
-    let dest = source.make_dir(&format!("restore-{dir}"));
-    let out = run_as_pg(
+    restore_with(
         &side.tool("barman-cloud-restore"),
-        &[
-            "--endpoint-url",
-            &s3.endpoint,
-            DEST,
-            SERVER,
-            name,
-            dest.to_str().unwrap(),
-        ],
+        &side.tool("barman-cloud-wal-restore"),
+        source,
         s3,
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{} restore {name}: {}",
-        side.name,
-        text(&out)
-    );
-    std::fs::write(dest.join("recovery.signal"), b"").unwrap();
-    let restore_command = format!(
-        "restore_command = '{} --endpoint-url \"$BM_S3_ENDPOINT\" {DEST} {SERVER} %f %p'",
-        side.tool("barman-cloud-wal-restore").display()
-    );
-    let mut conf = vec![
-        "archive_mode = off",
-        restore_command.as_str(),
-        "recovery_target_action = 'promote'",
-    ];
-    conf.extend_from_slice(extra_conf);
-    let restored = PgCluster::from_datadir(dest, &conf);
-    start(&restored, s3);
-    wait_promoted(&restored);
-    restored
+        (DEST, SERVER),
+        name,
+        dir,
+        extra_conf,
+    )
 }

@@ -3,7 +3,8 @@
 
 use super::{aws_file, check_names, check_supported, ConfigError, Environment, Target};
 use crate::store::{
-    AddressingStyle, CommonSettings, ProviderSettings, S3Keys, S3Settings, StoreSettings,
+    AddressingStyle, AzureCredentialKind, AzureSettings, CommonSettings, ProviderSettings, S3Keys,
+    S3Settings, StoreSettings,
 };
 use barrelman_core::layout::{Destination, Provider};
 use std::time::Duration;
@@ -26,6 +27,17 @@ pub struct CloudFlags {
     pub encryption: Option<String>,
     /// `--sse-kms-key-id`.
     pub sse_kms_key_id: Option<String>,
+    /// `--azure-credential` / `--credential`: `azure-cli`, `managed-identity` or
+    /// `default`.
+    pub azure_credential: Option<String>,
+    /// `--encryption-scope` (Azure).
+    pub encryption_scope: Option<String>,
+    /// `--max-block-size`, bytes (Azure).
+    pub max_block_size: Option<u64>,
+    /// `--max-concurrency` (Azure).
+    pub max_concurrency: Option<usize>,
+    /// `--max-single-put-size`, bytes (Azure).
+    pub max_single_put_size: Option<u64>,
 }
 
 impl Target {
@@ -67,11 +79,15 @@ impl Target {
                 })
             }
         };
-        apply_aws_profile(&mut common, &mut s3, flags.aws_profile.as_deref(), env)?;
-        common.ca_pem = env.read_ca_bundle()?;
+        // AWS profiles are boto3's: Azure has none.
+        if !matches!(destination.provider, Provider::Azure { .. }) {
+            apply_aws_profile(&mut common, &mut s3, flags.aws_profile.as_deref(), env)?;
+        }
+        common.ca_pem = env.read_ca_bundle(&destination)?;
         check_supported(&destination)?;
         let provider = match destination.provider {
             Provider::S3 => ProviderSettings::S3(s3),
+            Provider::Azure { .. } => ProviderSettings::Azure(azure_settings(flags, env)?),
             _ => ProviderSettings::default(),
         };
         Ok(Self {
@@ -82,6 +98,29 @@ impl Target {
             manifest: None,
         })
     }
+}
+
+/// barman's Azure flags, with the `AZURE_*` environment.
+fn azure_settings(flags: &CloudFlags, env: &Environment) -> Result<AzureSettings, ConfigError> {
+    let credential = match flags.azure_credential.as_deref() {
+        None => None,
+        Some(v) => {
+            Some(
+                AzureCredentialKind::parse(v).ok_or_else(|| ConfigError::AzureCredential {
+                    value: v.to_string(),
+                })?,
+            )
+        }
+    };
+    Ok(AzureSettings {
+        credential,
+        encryption_scope: flags.encryption_scope.clone(),
+        max_block_size: flags.max_block_size,
+        max_concurrency: flags.max_concurrency,
+        max_single_put_size: flags.max_single_put_size,
+        environment: env.azure.clone(),
+        ..Default::default()
+    })
 }
 
 /// Refuses a destination whose scheme is not the `--cloud-provider`'s.
@@ -232,6 +271,57 @@ mod tests {
         let err = Target::from_barman("s3://b", "srv", &flags, &e).unwrap_err();
         assert!(matches!(err, ConfigError::ProfileMissing { .. }), "{err}");
         assert_eq!(err.class(), ErrorClass::Denied);
+    }
+
+    #[test]
+    fn azure_flags_and_environment_become_azure_settings() {
+        let e = env(&[
+            (
+                "AZURE_STORAGE_CONNECTION_STRING",
+                "AccountName=a;AccountKey=a2V5",
+            ),
+            ("AWS_PROFILE", "nowhere"),
+        ]);
+        let flags = CloudFlags {
+            cloud_provider: Some("azure-blob-storage".into()),
+            azure_credential: Some("managed-identity".into()),
+            max_single_put_size: Some(4 << 20),
+            max_block_size: Some(2 << 20),
+            max_concurrency: Some(8),
+            ..Default::default()
+        };
+        // The emulator form is accepted because the connection string is set; the
+        // AWS profile is not looked for.
+        let t = Target::from_barman("http://127.0.0.1:1/a/ctr/p", "srv", &flags, &e).unwrap();
+        let az = t.settings.azure_settings().unwrap();
+        assert_eq!(az.credential, Some(AzureCredentialKind::ManagedIdentity));
+        assert!(az
+            .environment
+            .var("AZURE_STORAGE_CONNECTION_STRING")
+            .is_some());
+        let tuning = t.settings.wal_upload_tuning();
+        assert_eq!(
+            (
+                tuning.single_put_max,
+                tuning.part_size,
+                tuning.parts_in_flight
+            ),
+            (Some(4 << 20), Some(2 << 20), Some(8))
+        );
+        let err = Target::from_barman(
+            "https://a.blob.core.windows.net/ctr",
+            "srv",
+            &CloudFlags {
+                azure_credential: Some("cli".into()),
+                ..flags
+            },
+            &e,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid --credential 'cli': use azure-cli, managed-identity or default"
+        );
     }
 
     #[test]

@@ -8,7 +8,10 @@
 //! [`Target::from_object_store`] runs the three with any source.
 
 use super::{check_names, check_supported, ConfigError, Environment, SecretSource, Target};
-use crate::store::{CommonSettings, ProviderSettings, S3Keys, S3Settings, StoreSettings};
+use crate::store::{
+    AzureCredentialKind, AzureSettings, CommonSettings, ProviderSettings, S3Keys, S3Settings,
+    StoreSettings,
+};
 use barrelman_core::layout::{Destination, Provider};
 use barrelman_core::objectstore::{ObjectStore, SecretKeySelector};
 use std::path::Path;
@@ -43,6 +46,7 @@ pub struct ManifestDraft {
     server_name: String,
     common: CommonSettings,
     s3: S3Settings,
+    azure: AzureSettings,
     access_key_id: Option<String>,
     secret_access_key: Option<String>,
     session_token: Option<String>,
@@ -63,7 +67,23 @@ impl ManifestDraft {
         check_names(&destination, server)?;
         let common = CommonSettings {
             endpoint_url: conf.endpoint_url.clone(),
-            ca_pem: env.read_ca_bundle()?,
+            ca_pem: env.read_ca_bundle(&destination)?,
+            ..Default::default()
+        };
+        // As the plugin passes them to barman: `--credential managed-identity` for
+        // inheritFromAzureAD, `--credential default` for useDefaultAzureCredentials.
+        let credential = conf.azure_credentials.as_ref().and_then(|a| {
+            if a.use_default_azure_credentials {
+                Some(AzureCredentialKind::Default)
+            } else if a.inherit_from_azure_ad {
+                Some(AzureCredentialKind::ManagedIdentity)
+            } else {
+                None
+            }
+        });
+        let azure = AzureSettings {
+            credential,
+            environment: env.azure.clone(),
             ..Default::default()
         };
         let s3 = S3Settings {
@@ -76,6 +96,7 @@ impl ManifestDraft {
             destination,
             common,
             s3,
+            azure,
             store,
             access_key_id: None,
             secret_access_key: None,
@@ -103,8 +124,12 @@ impl ManifestDraft {
             "AWS_SESSION_TOKEN" => self.session_token = Some(value),
             "AWS_DEFAULT_REGION" => self.s3.region = Some(value),
             "AWS_CA_BUNDLE_PEM" => self.common.ca_pem = Some(value.into_bytes()),
-            // Azure and Google credentials: read (so that a wrong reference is
-            // reported) but unused until those providers are supported.
+            "AZURE_STORAGE_CONNECTION_STRING" => self.azure.keys.connection_string = Some(value),
+            "AZURE_STORAGE_SAS_TOKEN" => self.azure.keys.sas_token = Some(value),
+            "AZURE_STORAGE_KEY" => self.azure.keys.account_key = Some(value),
+            // storageAccount: barman takes the account from the URL (or the
+            // connection string), as here; Google credentials: read (so that a
+            // wrong reference is reported) but unused until GCS is supported.
             _ => {}
         }
     }
@@ -137,6 +162,7 @@ impl ManifestDraft {
         check_supported(&self.destination)?;
         let provider = match self.destination.provider {
             Provider::S3 => ProviderSettings::S3(self.s3),
+            Provider::Azure { .. } => ProviderSettings::Azure(self.azure),
             _ => ProviderSettings::default(),
         };
         let data_encryption = self
@@ -239,6 +265,69 @@ mod tests {
              are: ID. Fix the key name in the ObjectStore or add the key to the secret"
         );
         assert_eq!(b.class(), ErrorClass::Denied);
+    }
+
+    #[tokio::test]
+    async fn azure_credentials_become_azure_settings() {
+        let manifest = |creds: &str| {
+            ObjectStore::from_yaml(&format!(
+                "apiVersion: barmancloud.cnpg.io/v1\nkind: ObjectStore\nmetadata:\n  name: a\n\
+                 spec:\n  configuration:\n    destinationPath: {}\n    \
+                 azureCredentials:\n{creds}",
+                if creds.contains("connectionString") {
+                    "http://127.0.0.1:10000/devstoreaccount1/ctr/p"
+                } else {
+                    "https://acct.blob.core.windows.net/ctr/p"
+                }
+            ))
+            .unwrap()
+        };
+        let secrets = MemorySecrets::new()
+            .with("az", "CS", "AccountName=devstoreaccount1;AccountKey=a2V5")
+            .with("az", "KEY", "a2V5")
+            .with("az", "ACCOUNT", "acct");
+        let env = Environment::default();
+        let t = Target::from_object_store(
+            manifest("      connectionString:\n        name: az\n        key: CS\n"),
+            "srv",
+            Some(&secrets),
+            &env,
+        )
+        .await
+        .unwrap();
+        let az = t.settings.azure_settings().unwrap();
+        assert!(az.keys.connection_string.is_some());
+        assert_eq!(t.destination.bucket, "ctr");
+
+        let t = Target::from_object_store(
+            manifest(
+                "      storageAccount:\n        name: az\n        key: ACCOUNT\n      \
+                 storageKey:\n        name: az\n        key: KEY\n",
+            ),
+            "srv",
+            Some(&secrets),
+            &env,
+        )
+        .await
+        .unwrap();
+        let az = t.settings.azure_settings().unwrap();
+        assert_eq!(az.keys.account_key.as_deref(), Some("a2V5"));
+        assert!(!format!("{t:?}").contains("a2V5"));
+
+        for (field, kind) in [
+            ("inheritFromAzureAD", AzureCredentialKind::ManagedIdentity),
+            ("useDefaultAzureCredentials", AzureCredentialKind::Default),
+        ] {
+            let t = Target::from_object_store(
+                manifest(&format!("      {field}: true\n")),
+                "srv",
+                None,
+                &env,
+            )
+            .await
+            .unwrap();
+            assert_eq!(t.settings.azure_settings().unwrap().credential, Some(kind));
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub use barman::CloudFlags;
 pub use manifest::{load_manifest, ManifestDraft, SecretRequest};
 pub use secrets::{DirectorySecrets, MemorySecrets, SecretError, SecretSource};
 
-use crate::store::{AwsEnvironment, StoreSettings};
+use crate::store::{AwsEnvironment, AzureEnvironment, StoreSettings};
 use crate::{Archive, StorageError};
 use barrelman_core::layout::{Destination, InvalidDestination, InvalidName};
 use barrelman_core::objectstore::{ObjectStore, ObjectStoreError};
@@ -39,6 +39,9 @@ pub struct Environment {
     /// `AZURE_STORAGE_CONNECTION_STRING` is set: barman then accepts the path-style
     /// Azure URL of an emulator.
     pub azure_connection_string: bool,
+    /// The `AZURE_*` variables (connection string, SAS token, key, identity
+    /// settings) and `REQUESTS_CA_BUNDLE`, which the Azure SDK would read.
+    pub azure: AzureEnvironment,
 }
 
 impl Environment {
@@ -58,18 +61,36 @@ impl Environment {
             home: last("HOME").filter(|h| !h.is_empty()).map(PathBuf::from),
             azure_connection_string: last("AZURE_STORAGE_CONNECTION_STRING").is_some(),
             aws: AwsEnvironment::from_vars(vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            azure: AzureEnvironment::from_vars(vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
         }
     }
 
-    /// The CA bundle `AWS_CA_BUNDLE` names, read; `None` when unset or empty.
-    pub(crate) fn read_ca_bundle(&self) -> Result<Option<Vec<u8>>, ConfigError> {
-        let Some(path) = self.aws.non_empty("AWS_CA_BUNDLE") else {
+    /// The CA bundle of the destination's SDK, read: `AWS_CA_BUNDLE` (boto3), or
+    /// for Azure `REQUESTS_CA_BUNDLE` (what CloudNativePG sets for it); `None`
+    /// when unset or empty.
+    pub(crate) fn read_ca_bundle(
+        &self,
+        dest: &Destination,
+    ) -> Result<Option<Vec<u8>>, ConfigError> {
+        let variable = match dest.provider {
+            barrelman_core::layout::Provider::Azure { .. } => "REQUESTS_CA_BUNDLE",
+            _ => "AWS_CA_BUNDLE",
+        };
+        let path = match variable {
+            "REQUESTS_CA_BUNDLE" => self.azure.var(variable).filter(|v| !v.is_empty()),
+            _ => self.aws.non_empty(variable),
+        };
+        let Some(path) = path else {
             return Ok(None);
         };
         let path = PathBuf::from(path);
         std::fs::read(&path)
             .map(Some)
-            .map_err(|source| ConfigError::CaBundle { path, source })
+            .map_err(|source| ConfigError::CaBundle {
+                variable,
+                path,
+                source,
+            })
     }
 }
 
@@ -170,6 +191,13 @@ pub enum ConfigError {
         value: String,
     },
 
+    /// A `--credential` barman does not know.
+    #[error("invalid --credential '{value}': use azure-cli, managed-identity or default")]
+    AzureCredential {
+        /// The value given.
+        value: String,
+    },
+
     /// The AWS profile asked for is in neither shared file.
     #[error(
         "the AWS profile '{name}' is in neither {} nor {}; add it there, or fix --aws-profile / AWS_PROFILE",
@@ -195,9 +223,11 @@ pub enum ConfigError {
         name: String,
     },
 
-    /// The file `AWS_CA_BUNDLE` names cannot be read.
-    #[error("cannot read the CA bundle AWS_CA_BUNDLE={}", path.display())]
+    /// The file `AWS_CA_BUNDLE` (`REQUESTS_CA_BUNDLE` for Azure) names cannot be read.
+    #[error("cannot read the CA bundle {variable}={}", path.display())]
     CaBundle {
+        /// The variable naming it.
+        variable: &'static str,
         /// The file named.
         path: PathBuf,
         /// Why it cannot be read.
@@ -256,7 +286,8 @@ impl Classified for ConfigError {
     fn hint(&self) -> Option<Cow<'static, str>> {
         let fix = match self {
             Self::InvalidDestination(_) | Self::ManifestDestination(_) => {
-                "give a URL such as s3://bucket/path or file:///dir"
+                "give a URL such as s3://bucket/path, \
+                 https://ACCOUNT.blob.core.windows.net/CONTAINER/path or file:///dir"
             }
             Self::InvalidName(_) => "choose a server name and path that object keys can hold",
             Self::ProviderMismatch { .. } => {
@@ -267,6 +298,9 @@ impl Classified for ConfigError {
             Self::ReadTimeout { .. } => "give --read-timeout a positive number of seconds",
             Self::KmsKeyWithoutKms => "add -e aws:kms, or drop --sse-kms-key-id",
             Self::AddressingStyle { .. } => "use --addressing-style auto, virtual or path",
+            Self::AzureCredential { .. } => {
+                "use --credential azure-cli, managed-identity or default"
+            }
             Self::ProfileMissing { .. } => {
                 "add the profile to the AWS shared files, or fix --aws-profile / AWS_PROFILE"
             }
@@ -274,7 +308,10 @@ impl Classified for ConfigError {
                 "put aws_access_key_id and aws_secret_access_key in the profile, or set \
                  AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
             }
-            Self::CaBundle { .. } => "point AWS_CA_BUNDLE at a readable PEM file, or unset it",
+            Self::CaBundle { .. } => {
+                "point AWS_CA_BUNDLE (REQUESTS_CA_BUNDLE for Azure) at a readable PEM file, or \
+                 unset it"
+            }
             Self::ManifestUnreadable { .. } | Self::Manifest { .. } => {
                 "fix the ObjectStore manifest"
             }
@@ -314,9 +351,8 @@ fn check_names(dest: &Destination, server: &str) -> Result<(), ConfigError> {
 fn check_supported(dest: &Destination) -> Result<(), ConfigError> {
     use barrelman_core::layout::Provider;
     let provider = match dest.provider {
-        Provider::S3 | Provider::Local => return Ok(()),
+        Provider::S3 | Provider::Local | Provider::Azure { .. } => return Ok(()),
         Provider::Gcs => "Google Cloud Storage",
-        Provider::Azure { .. } => "Azure Blob Storage",
     };
     Err(ConfigError::Unsupported {
         url: dest.url.clone(),

@@ -10,15 +10,17 @@
 //! Nothing here reads the process environment: what the AWS SDKs would take from
 //! `AWS_*` variables arrives as an [`AwsEnvironment`] the caller captured.
 
+pub mod azure;
 pub mod local;
 pub mod s3;
 
 use crate::StorageError;
 use barrelman_core::layout::{Destination, Provider};
-use object_store::{BackoffConfig, ObjectStore, RetryConfig};
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use azure::{AzureCredentialKind, AzureEnvironment, AzureKeys, AzureSettings};
 pub use local::LocalSettings;
 pub use s3::{AddressingStyle, AwsEnvironment, S3Keys, S3Settings};
 
@@ -61,6 +63,8 @@ pub enum ProviderSettings {
     S3(S3Settings),
     /// A directory on a local file system (`file://`).
     Local(LocalSettings),
+    /// Azure Blob Storage (or an emulator reached with a connection string).
+    Azure(AzureSettings),
 }
 
 impl Default for ProviderSettings {
@@ -84,6 +88,28 @@ impl CommonSettings {
     /// archiver or recovery retries instead of hanging.
     pub fn call_deadline(&self) -> Duration {
         self.read_timeout() * 3
+    }
+
+    /// The HTTP client's options every provider shares: connect and read
+    /// timeouts (no overall timeout: large parts take long), and the CA bundle.
+    pub(crate) fn client_options(&self) -> Result<ClientOptions, StorageError> {
+        s3::install_crypto_provider();
+        let mut client = ClientOptions::new()
+            .with_connect_timeout(CONNECT_TIMEOUT.min(self.read_timeout()))
+            .with_timeout_disabled()
+            .with_read_timeout(self.read_timeout());
+        if let Some(pem) = &self.ca_pem {
+            let certs = object_store::Certificate::from_pem_bundle(pem)
+                .map_err(|e| StorageError::Config(format!("cannot read the CA bundle: {e}")))?;
+            for c in certs {
+                client = client.with_root_certificate(c);
+            }
+            // Like boto3 with AWS_CA_BUNDLE (and requests with REQUESTS_CA_BUNDLE):
+            // trust that bundle only (and skip reading the system store, which
+            // costs milliseconds per WAL call).
+            client = client.with_no_system_certificates(true);
+        }
+        Ok(client)
     }
 
     /// How failed requests are retried.
@@ -112,6 +138,36 @@ impl StoreSettings {
         Self {
             common,
             provider: ProviderSettings::S3(s3),
+        }
+    }
+
+    /// Settings for an Azure container.
+    pub fn azure(common: CommonSettings, azure: AzureSettings) -> Self {
+        Self {
+            common,
+            provider: ProviderSettings::Azure(azure),
+        }
+    }
+
+    /// The Azure part, when these are Azure settings.
+    pub fn azure_settings(&self) -> Option<&AzureSettings> {
+        match &self.provider {
+            ProviderSettings::Azure(az) => Some(az),
+            _ => None,
+        }
+    }
+
+    /// How WAL uploads are bounded: by barman's Azure flags on Azure, by the
+    /// plan's own values elsewhere.
+    pub fn wal_upload_tuning(&self) -> crate::upload::UploadTuning {
+        let size = |n: Option<u64>| n.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+        match &self.provider {
+            ProviderSettings::Azure(az) => crate::upload::UploadTuning {
+                single_put_max: size(az.max_single_put_size),
+                part_size: size(az.max_block_size),
+                parts_in_flight: az.max_concurrency,
+            },
+            _ => Default::default(),
         }
     }
 
@@ -165,7 +221,8 @@ pub fn open_store(
     match &dest.provider {
         Provider::Local => local::open(dest),
         Provider::S3 => s3::open(dest, &settings.common, s3_part(dest, settings)?, true),
-        Provider::Gcs | Provider::Azure { .. } => Err(unsupported(dest)),
+        Provider::Azure { .. } => azure::open(dest, &settings.common, azure_part(dest, settings)?),
+        Provider::Gcs => Err(unsupported(dest)),
     }
 }
 
@@ -193,6 +250,33 @@ fn s3_part<'a>(
             dest.url
         ))
     })
+}
+
+/// The Azure settings for an Azure destination; other settings are a caller's mistake.
+fn azure_part<'a>(
+    dest: &Destination,
+    settings: &'a StoreSettings,
+) -> Result<&'a AzureSettings, StorageError> {
+    match &settings.provider {
+        ProviderSettings::Azure(az) => Ok(az),
+        _ => Err(StorageError::Config(format!(
+            "internal: {} is an Azure destination but its store settings are not Azure settings",
+            dest.url
+        ))),
+    }
+}
+
+/// The store's endpoint as messages name it.
+pub(crate) fn endpoint_label(dest: &Destination, settings: &StoreSettings) -> String {
+    match (&dest.provider, &settings.provider) {
+        (Provider::Azure { .. }, ProviderSettings::Azure(az)) => azure::endpoint_label(dest, az),
+        (Provider::Local, _) => dest.url.clone(),
+        _ => settings
+            .common
+            .endpoint_url
+            .clone()
+            .unwrap_or_else(|| "the default endpoint".to_string()),
+    }
 }
 
 /// The refusal for a provider this build cannot reach yet.

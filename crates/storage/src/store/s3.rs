@@ -9,7 +9,7 @@ use super::CommonSettings;
 use crate::{Denial, StorageError};
 use barrelman_core::layout::Destination;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-use object_store::{ClientOptions, ObjectStore};
+use object_store::ObjectStore;
 use std::sync::{Arc, Once};
 
 /// S3 URL addressing, as barman's `--addressing-style`.
@@ -134,7 +134,7 @@ impl S3Settings {
 }
 
 /// reqwest is built without a bundled crypto provider; install ring once per process.
-fn install_crypto_provider() {
+pub(super) fn install_crypto_provider() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -201,23 +201,9 @@ pub(crate) fn open(
     s3: &S3Settings,
     bulk_delete: bool,
 ) -> Result<Arc<dyn ObjectStore>, StorageError> {
-    install_crypto_provider();
     let env = &s3.environment;
     check_credential_source(s3.keys.as_ref(), env)?;
-    let mut client = ClientOptions::new()
-        .with_connect_timeout(super::CONNECT_TIMEOUT.min(common.read_timeout()))
-        .with_timeout_disabled()
-        .with_read_timeout(common.read_timeout());
-    if let Some(pem) = &common.ca_pem {
-        let certs = object_store::Certificate::from_pem_bundle(pem)
-            .map_err(|e| StorageError::Config(format!("cannot read the CA bundle: {e}")))?;
-        for c in certs {
-            client = client.with_root_certificate(c);
-        }
-        // Like boto3 with AWS_CA_BUNDLE: trust that bundle only (and skip reading the
-        // system store, which costs milliseconds per WAL call).
-        client = client.with_no_system_certificates(true);
-    }
+    let mut client = common.client_options()?;
     // The captured environment supplies AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
     // AWS_SESSION_TOKEN, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL, web identity and
     // container credentials; the settings below override it.
@@ -308,6 +294,8 @@ pub(crate) struct RequestContext {
     /// A session token was sent with the keys.
     pub(crate) session_token: bool,
     pub(crate) read_timeout: std::time::Duration,
+    /// The store is Azure Blob Storage (its identity endpoints differ from AWS's).
+    pub(crate) azure: bool,
 }
 
 impl StorageError {
@@ -319,6 +307,14 @@ impl StorageError {
         let location = || format!("bucket '{bucket}' at {endpoint}");
         let chain = chain_text(&err);
         match &err {
+            // Azure's managed identity (IMDS) or token endpoint did not give a token.
+            _ if ctx.azure
+                && (chain.contains("169.254.169.254") || chain.contains("token request")) =>
+            {
+                Self::NoAzureCredentials {
+                    detail: format!("no token could be had for the configured identity ({detail})"),
+                }
+            }
             // No static credentials: the client asked the instance metadata service,
             // which is not there (or refused).
             _ if chain.contains("169.254.169.254") || chain.contains("169.254.170.2") => {
@@ -330,7 +326,12 @@ impl StorageError {
                 location: location(),
                 denial: Denial::from_text(&detail, ctx.session_token),
             },
-            _ if detail.contains("NoSuchBucket") || detail.contains("bucket does not exist") => {
+            // The whole chain (lowercase): the error code may sit past the shortened
+            // detail (a long listing URL before Azure's XML body).
+            _ if chain.contains("nosuchbucket")
+                || chain.contains("bucket does not exist")
+                || chain.contains("containernotfound") =>
+            {
                 Self::BucketMissing {
                     bucket: bucket.to_string(),
                     endpoint: endpoint.to_string(),
@@ -382,6 +383,26 @@ impl StorageError {
 impl Denial {
     /// From the store's answer; `session_token` tells whether one was sent.
     fn from_text(text: &str, session_token: bool) -> Self {
+        // Azure's codes first: they never mix with S3's.
+        if text.contains("AuthorizationPermissionMismatch") {
+            return Self::AzureMissingRole;
+        }
+        // Azure answers a bad signature with AuthenticationFailed, Azurite with
+        // AuthorizationFailure; both say "Server failed to authenticate".
+        if text.contains("AuthenticationFailed") || text.contains("Server failed to authenticate") {
+            let expired = [
+                "Signed expiry time",
+                "not valid in the specified time frame",
+            ];
+            return if expired.iter().any(|e| text.contains(e)) {
+                Self::AzureSasExpired
+            } else {
+                Self::AzureWrongKey
+            };
+        }
+        if text.contains("AuthorizationFailure") {
+            return Self::AzureNotAuthorized;
+        }
         let named = if text.contains("ExpiredToken")
             || text.contains("InvalidToken")
             || text.contains("TokenRefreshRequired")
@@ -495,7 +516,7 @@ fn root_cause(err: &dyn std::error::Error) -> String {
 
 /// The error's message and causes on one line, shortened: object_store messages can
 /// embed whole response bodies.
-fn first_line(err: &dyn std::error::Error) -> String {
+pub(crate) fn first_line(err: &dyn std::error::Error) -> String {
     let mut parts = vec![err.to_string()];
     let mut cur = err.source();
     while let Some(e) = cur {
@@ -585,6 +606,103 @@ mod tests {
     }
 
     #[test]
+    fn azure_refusals_are_told_apart() {
+        let body = |code: &str, message: &str| {
+            format!(
+                "Server returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\"?>\
+                 <Error><Code>{code}</Code><Message>{message}</Message></Error>"
+            )
+        };
+        let cases = [
+            (
+                body(
+                    "AuthenticationFailed",
+                    "Server failed to authenticate the request. Make sure the value of \
+                     Authorization header is formed correctly including the signature.",
+                ) + "<AuthenticationErrorDetail>The MAC signature found in the HTTP request \
+                     is not the same as any computed signature.</AuthenticationErrorDetail>",
+                Denial::AzureWrongKey,
+            ),
+            (
+                body(
+                    "AuthorizationFailure",
+                    "Server failed to authenticate the request. Make sure the value of the \
+                     Authorization header is formed correctly including the signature.",
+                ),
+                Denial::AzureWrongKey,
+            ),
+            (
+                body(
+                    "AuthenticationFailed",
+                    "Server failed to authenticate the request.",
+                ) + "<AuthenticationErrorDetail>Signed expiry time [Mon, 01 Jan 2024] must \
+                       be after signed start time</AuthenticationErrorDetail>",
+                Denial::AzureSasExpired,
+            ),
+            (
+                body(
+                    "AuthenticationFailed",
+                    "Signature not valid in the specified time frame",
+                ),
+                Denial::AzureSasExpired,
+            ),
+            (
+                body(
+                    "AuthorizationPermissionMismatch",
+                    "This request is not authorized to perform this operation using this \
+                     permission.",
+                ),
+                Denial::AzureMissingRole,
+            ),
+            (
+                body(
+                    "AuthorizationFailure",
+                    "This request is not authorized to perform this operation.",
+                ),
+                Denial::AzureNotAuthorized,
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(Denial::from_text(&text, false), want, "{text}");
+        }
+        assert!(Denial::AzureMissingRole
+            .fix()
+            .contains("Storage Blob Data Contributor"));
+        assert!(Denial::AzureSasExpired.fix().contains("SAS token"));
+        // A missing container is the missing bucket, with its name.
+        let ctx = RequestContext {
+            endpoint: "http://127.0.0.1:1/acct".into(),
+            bucket: "ctr".into(),
+            session_token: false,
+            read_timeout: std::time::Duration::from_secs(1),
+            azure: true,
+        };
+        let missing = object_store::Error::Generic {
+            store: "MicrosoftAzure",
+            source: body(
+                "ContainerNotFound",
+                "The specified container does not exist.",
+            )
+            .into(),
+        };
+        assert!(matches!(
+            StorageError::from_store(missing, "k", &ctx),
+            StorageError::BucketMissing { bucket, .. } if bucket == "ctr"
+        ));
+        let imds = object_store::Error::Generic {
+            store: "MicrosoftAzure",
+            source: "Error performing token request: error sending request for url \
+                     (http://169.254.169.254/metadata/identity/oauth2/token)"
+                .into(),
+        };
+        let err = StorageError::from_store(imds, "k", &ctx);
+        assert!(
+            matches!(err, StorageError::NoAzureCredentials { .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
     fn a_refusal_with_a_session_token_names_the_token() {
         for code in ["SignatureDoesNotMatch", "InvalidAccessKeyId"] {
             assert_eq!(
@@ -619,6 +737,7 @@ mod tests {
             bucket: "bkt".into(),
             session_token: false,
             read_timeout: std::time::Duration::from_secs(60),
+            azure: false,
         };
         let not_found = |text: &str| object_store::Error::NotFound {
             path: "p/srv/base/x/data.tar".into(),

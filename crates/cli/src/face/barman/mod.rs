@@ -92,6 +92,7 @@ trait ToolArgs: Parser {
             Some(upload) => CloudFlags {
                 encryption: upload.encryption.clone(),
                 sse_kms_key_id: upload.sse_kms_key_id.clone(),
+                encryption_scope: upload.encryption_scope.clone(),
                 ..common.cloud()
             },
             None => common.cloud(),
@@ -170,6 +171,7 @@ impl CommonArgs {
             aws_profile: self.aws_profile.clone(),
             read_timeout: self.read_timeout.map(|s| s as f64),
             addressing_style: self.addressing_style.clone(),
+            azure_credential: self.azure_credential.clone(),
             ..Default::default()
         }
     }
@@ -225,7 +227,13 @@ async fn wal_archive(cli: WalArchiveCli) -> Result<i32> {
     with_target(cli, archive_wal).await
 }
 
-async fn archive_wal(target: Target, cli: WalArchiveCli) -> Result<i32> {
+async fn archive_wal(mut target: Target, cli: WalArchiveCli) -> Result<i32> {
+    // Azure's upload limits: flags of wal-archive only.
+    if let barrelman_storage::ProviderSettings::Azure(az) = &mut target.settings.provider {
+        az.max_block_size = cli.max_block_size;
+        az.max_concurrency = cli.max_concurrency.map(|n| n as usize);
+        az.max_single_put_size = cli.max_single_put_size;
+    }
     let Some(wal_path) = cli.wal_path.clone() else {
         tracing::error!("no WAL path given: pass the value of '%p' after the server name");
         return Ok(exit::FAILURE);
