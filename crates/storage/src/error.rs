@@ -87,6 +87,18 @@ pub enum StorageError {
         detail: String,
     },
 
+    /// No usable Google credentials: an unreadable credentials file, a key that is
+    /// not a service account key, or no token from the metadata server.
+    #[error(
+        "no usable Google Cloud credentials ({detail}); set GOOGLE_APPLICATION_CREDENTIALS to a service \
+         account key file (in CloudNativePG, googleCredentials.applicationCredentials), or run on GKE \
+         with workload identity (googleCredentials.gkeEnvironment)"
+    )]
+    GoogleCredentials {
+        /// What was looked for and not found, or why it cannot be used.
+        detail: String,
+    },
+
     /// The endpoint could not be reached.
     #[error("cannot reach the object store at {endpoint} ({detail}); check the endpoint URL and the network")]
     Unreachable {
@@ -226,6 +238,10 @@ pub enum Denial {
     /// token, or one issued for other keys, makes stores answer with a signature or
     /// access-key error (SeaweedFS, MinIO) instead of naming the token.
     SessionTokenSuspect,
+    /// GCS answered 401: the access token is expired or invalid.
+    GoogleToken,
+    /// GCS answered 403: the identity lacks a role on the bucket.
+    GoogleRole,
 }
 
 impl Denial {
@@ -239,6 +255,12 @@ impl Denial {
             Self::SessionTokenSuspect => {
                 "the keys were refused together with the session token sent with them; \
                  a stale session token, or one issued for other keys, is the likely cause"
+            }
+            Self::GoogleToken => {
+                "Google Cloud Storage refused the access token as expired or invalid"
+            }
+            Self::GoogleRole => {
+                "the Google identity lacks a permission on the bucket (such as storage.objects.create)"
             }
         }
     }
@@ -259,6 +281,14 @@ impl Denial {
             Self::SessionTokenSuspect => {
                 "refresh AWS_SESSION_TOKEN (sessionToken) together with the keys it was issued for, \
                  or unset it when the keys are permanent ones"
+            }
+            Self::GoogleToken => {
+                "check that the service account key (GOOGLE_APPLICATION_CREDENTIALS, or the ObjectStore's \
+                 googleCredentials.applicationCredentials) is current and not deleted, and that the clock is right"
+            }
+            Self::GoogleRole => {
+                "grant the service account roles/storage.objectAdmin (storage.objects.create, get, list \
+                 and delete) on the bucket"
             }
         }
     }
@@ -306,6 +336,7 @@ impl barrelman_core::Classified for StorageError {
             Self::BucketMissing { .. }
             | Self::AccessDenied { .. }
             | Self::NoCredentials { .. }
+            | Self::GoogleCredentials { .. }
             | Self::Config(_) => ErrorClass::Denied,
             Self::Unreachable { .. }
             | Self::ServerError { .. }
@@ -328,6 +359,9 @@ impl barrelman_core::Classified for StorageError {
             Self::AccessDenied { denial, .. } => denial.fix(),
             Self::NoCredentials { .. } => {
                 "give the ObjectStore s3Credentials (or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), or an IAM role"
+            }
+            Self::GoogleCredentials { .. } => {
+                "set GOOGLE_APPLICATION_CREDENTIALS (googleCredentials.applicationCredentials), or use GKE workload identity"
             }
             Self::BucketMissing { .. } => {
                 "create the bucket, or fix the bucket name in destinationPath"

@@ -20,7 +20,7 @@ pub use download::{Decoded, DecodedRead};
 pub use error::{Denial, StorageError};
 pub use objects::ObjectInfo;
 pub use store::{
-    AddressingStyle, AwsEnvironment, CommonSettings, LocalSettings, ProviderSettings, S3Keys,
-    S3Settings, StoreSettings,
+    AddressingStyle, AwsEnvironment, CommonSettings, GcsSettings, GoogleEnvironment, LocalSettings,
+    ProviderSettings, S3Keys, S3Settings, ServiceAccountKey, StoreSettings,
 };
 pub use upload::{ObjectWriter, Stored, UploadHandle, UploadPlan, WriteMode};

@@ -8,7 +8,10 @@
 //! [`Target::from_object_store`] runs the three with any source.
 
 use super::{check_names, check_supported, ConfigError, Environment, SecretSource, Target};
-use crate::store::{CommonSettings, ProviderSettings, S3Keys, S3Settings, StoreSettings};
+use crate::store::{
+    CommonSettings, GcsSettings, ProviderSettings, S3Keys, S3Settings, ServiceAccountKey,
+    StoreSettings,
+};
 use barrelman_core::layout::{Destination, Provider};
 use barrelman_core::objectstore::{ObjectStore, SecretKeySelector};
 use std::path::Path;
@@ -46,6 +49,7 @@ pub struct ManifestDraft {
     access_key_id: Option<String>,
     secret_access_key: Option<String>,
     session_token: Option<String>,
+    gcs: GcsSettings,
 }
 
 impl ManifestDraft {
@@ -71,11 +75,22 @@ impl ManifestDraft {
             environment: env.aws.clone(),
             ..Default::default()
         };
+        // googleCredentials: a key arrives through `supply`; gkeEnvironment means the
+        // metadata server, whatever files the environment names.
+        let gcs = GcsSettings {
+            gke_environment: conf
+                .google_credentials
+                .as_ref()
+                .is_some_and(|g| g.gke_environment),
+            environment: env.google.clone(),
+            ..Default::default()
+        };
         Ok(Self {
             server_name: server.to_string(),
             destination,
             common,
             s3,
+            gcs,
             store,
             access_key_id: None,
             secret_access_key: None,
@@ -103,8 +118,12 @@ impl ManifestDraft {
             "AWS_SESSION_TOKEN" => self.session_token = Some(value),
             "AWS_DEFAULT_REGION" => self.s3.region = Some(value),
             "AWS_CA_BUNDLE_PEM" => self.common.ca_pem = Some(value.into_bytes()),
-            // Azure and Google credentials: read (so that a wrong reference is
-            // reported) but unused until those providers are supported.
+            // The key's JSON stays in memory (barman's plugin writes it to a file).
+            "GOOGLE_APPLICATION_CREDENTIALS_JSON" => {
+                self.gcs.service_account_key = Some(ServiceAccountKey(value))
+            }
+            // Azure credentials: read (so that a wrong reference is reported) but
+            // unused until that provider is supported.
             _ => {}
         }
     }
@@ -137,6 +156,7 @@ impl ManifestDraft {
         check_supported(&self.destination)?;
         let provider = match self.destination.provider {
             Provider::S3 => ProviderSettings::S3(self.s3),
+            Provider::Gcs => ProviderSettings::Gcs(self.gcs),
             _ => ProviderSettings::default(),
         };
         let data_encryption = self
@@ -239,6 +259,41 @@ mod tests {
              are: ID. Fix the key name in the ObjectStore or add the key to the secret"
         );
         assert_eq!(b.class(), ErrorClass::Denied);
+    }
+
+    #[tokio::test]
+    async fn google_credentials_become_gcs_settings_and_the_key_stays_in_memory() {
+        let text = "apiVersion: barmancloud.cnpg.io/v1\nkind: ObjectStore\nmetadata:\n  name: g\n\
+            spec:\n  configuration:\n    destinationPath: gs://bk/p\n    googleCredentials:\n      \
+            applicationCredentials:\n        name: gcs\n        key: key.json\n";
+        let key = r#"{"type":"service_account","client_email":"a@b","private_key":"PRIVATE"}"#;
+        let secrets = MemorySecrets::new().with("gcs", "key.json", key);
+        let store = ObjectStore::from_yaml(text).unwrap();
+        let t = Target::from_object_store(store, "srv", Some(&secrets), &Environment::default())
+            .await
+            .unwrap();
+        let ProviderSettings::Gcs(g) = &t.settings.provider else {
+            panic!("not GCS settings")
+        };
+        assert_eq!(
+            g.service_account_key.as_ref().map(|k| k.0.as_str()),
+            Some(key)
+        );
+        assert!(!g.gke_environment);
+        assert!(!format!("{t:?}").contains("PRIVATE"));
+
+        let gke = text.replace(
+            "applicationCredentials:\n        name: gcs\n        key: key.json\n",
+            "gkeEnvironment: true\n",
+        );
+        let store = ObjectStore::from_yaml(&gke).unwrap();
+        let t = Target::from_object_store(store, "srv", None, &Environment::default())
+            .await
+            .unwrap();
+        let ProviderSettings::Gcs(g) = &t.settings.provider else {
+            panic!("not GCS settings")
+        };
+        assert!(g.gke_environment && g.service_account_key.is_none());
     }
 
     #[test]

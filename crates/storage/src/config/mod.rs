@@ -19,7 +19,7 @@ pub use barman::CloudFlags;
 pub use manifest::{load_manifest, ManifestDraft, SecretRequest};
 pub use secrets::{DirectorySecrets, MemorySecrets, SecretError, SecretSource};
 
-use crate::store::{AwsEnvironment, StoreSettings};
+use crate::store::{AwsEnvironment, GoogleEnvironment, StoreSettings};
 use crate::{Archive, StorageError};
 use barrelman_core::layout::{Destination, InvalidDestination, InvalidName};
 use barrelman_core::objectstore::{ObjectStore, ObjectStoreError};
@@ -39,6 +39,9 @@ pub struct Environment {
     /// `AZURE_STORAGE_CONNECTION_STRING` is set: barman then accepts the path-style
     /// Azure URL of an emulator.
     pub azure_connection_string: bool,
+    /// `GOOGLE_APPLICATION_CREDENTIALS`, `STORAGE_EMULATOR_HOST` (and `HOME`, for
+    /// gcloud's own credentials file): what Google's client libraries would read.
+    pub google: GoogleEnvironment,
 }
 
 impl Environment {
@@ -58,6 +61,9 @@ impl Environment {
             home: last("HOME").filter(|h| !h.is_empty()).map(PathBuf::from),
             azure_connection_string: last("AZURE_STORAGE_CONNECTION_STRING").is_some(),
             aws: AwsEnvironment::from_vars(vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            google: GoogleEnvironment::from_vars(
+                vars.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            ),
         }
     }
 
@@ -143,7 +149,7 @@ pub enum ConfigError {
 
     /// The destination's provider cannot be reached by this build.
     #[error(
-        "{url}: {provider} is not supported yet by this build; use an s3:// or file:// destination"
+        "{url}: {provider} is not supported yet by this build; use an s3://, gs:// or file:// destination"
     )]
     Unsupported {
         /// The destination URL.
@@ -158,6 +164,10 @@ pub enum ConfigError {
         /// The value given.
         seconds: f64,
     },
+
+    /// `--kms-key-name` with a destination that is not Google Cloud Storage.
+    #[error("--kms-key-name applies to Google Cloud Storage (gs://) destinations only")]
+    KmsKeyNameNotGcs,
 
     /// `--sse-kms-key-id` without `-e aws:kms`.
     #[error("--sse-kms-key-id can only be used together with -e aws:kms")]
@@ -263,9 +273,10 @@ impl Classified for ConfigError {
                 "give the --cloud-provider of the URL's scheme (s3:// aws-s3, gs:// \
                  google-cloud-storage, azure:// azure-blob-storage)"
             }
-            Self::Unsupported { .. } => "use an s3:// or file:// destination",
+            Self::Unsupported { .. } => "use an s3://, gs:// or file:// destination",
             Self::ReadTimeout { .. } => "give --read-timeout a positive number of seconds",
             Self::KmsKeyWithoutKms => "add -e aws:kms, or drop --sse-kms-key-id",
+            Self::KmsKeyNameNotGcs => "drop --kms-key-name, or use a gs:// destination",
             Self::AddressingStyle { .. } => "use --addressing-style auto, virtual or path",
             Self::ProfileMissing { .. } => {
                 "add the profile to the AWS shared files, or fix --aws-profile / AWS_PROFILE"
@@ -314,8 +325,7 @@ fn check_names(dest: &Destination, server: &str) -> Result<(), ConfigError> {
 fn check_supported(dest: &Destination) -> Result<(), ConfigError> {
     use barrelman_core::layout::Provider;
     let provider = match dest.provider {
-        Provider::S3 | Provider::Local => return Ok(()),
-        Provider::Gcs => "Google Cloud Storage",
+        Provider::S3 | Provider::Local | Provider::Gcs => return Ok(()),
         Provider::Azure { .. } => "Azure Blob Storage",
     };
     Err(ConfigError::Unsupported {

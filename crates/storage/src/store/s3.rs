@@ -9,7 +9,7 @@ use super::CommonSettings;
 use crate::{Denial, StorageError};
 use barrelman_core::layout::Destination;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-use object_store::{ClientOptions, ObjectStore};
+use object_store::ObjectStore;
 use std::sync::{Arc, Once};
 
 /// S3 URL addressing, as barman's `--addressing-style`.
@@ -134,7 +134,7 @@ impl S3Settings {
 }
 
 /// reqwest is built without a bundled crypto provider; install ring once per process.
-fn install_crypto_provider() {
+pub(crate) fn install_crypto_provider() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -204,20 +204,7 @@ pub(crate) fn open(
     install_crypto_provider();
     let env = &s3.environment;
     check_credential_source(s3.keys.as_ref(), env)?;
-    let mut client = ClientOptions::new()
-        .with_connect_timeout(super::CONNECT_TIMEOUT.min(common.read_timeout()))
-        .with_timeout_disabled()
-        .with_read_timeout(common.read_timeout());
-    if let Some(pem) = &common.ca_pem {
-        let certs = object_store::Certificate::from_pem_bundle(pem)
-            .map_err(|e| StorageError::Config(format!("cannot read the CA bundle: {e}")))?;
-        for c in certs {
-            client = client.with_root_certificate(c);
-        }
-        // Like boto3 with AWS_CA_BUNDLE: trust that bundle only (and skip reading the
-        // system store, which costs milliseconds per WAL call).
-        client = client.with_no_system_certificates(true);
-    }
+    let mut client = common.client_options()?;
     // The captured environment supplies AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
     // AWS_SESSION_TOKEN, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL, web identity and
     // container credentials; the settings below override it.
@@ -318,6 +305,12 @@ impl StorageError {
         let detail = first_line(&err);
         let location = || format!("bucket '{bucket}' at {endpoint}");
         let chain = chain_text(&err);
+        // A GCS refusal says exactly what it is (store/gcs.rs).
+        if let Some(e) =
+            super::gcs::failure_of(&err).and_then(|f| f.storage_error(key, endpoint, bucket))
+        {
+            return e;
+        }
         match &err {
             // No static credentials: the client asked the instance metadata service,
             // which is not there (or refused).

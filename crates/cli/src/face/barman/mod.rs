@@ -92,6 +92,7 @@ trait ToolArgs: Parser {
             Some(upload) => CloudFlags {
                 encryption: upload.encryption.clone(),
                 sse_kms_key_id: upload.sse_kms_key_id.clone(),
+                kms_key_name: upload.kms_key_name.clone(),
                 ..common.cloud()
             },
             None => common.cloud(),
