@@ -13,12 +13,14 @@ use barrelman_core::compression::ALL_COMPRESSIONS;
 use barrelman_core::layout::Destination;
 use barrelman_core::wal::WalName;
 use barrelman_core::Compression;
+use barrelman_storage::config::Environment;
 use barrelman_storage::upload::SINGLE_PUT_MAX;
 use barrelman_storage::{
     Archive, ArchiveOutcome, CommonSettings, S3Keys, S3Settings, StorageError, StoreSettings,
     UploadOptions,
 };
-use barrelman_testkit::S3Server;
+use barrelman_storage::{GcsSettings, ProviderSettings};
+use barrelman_testkit::{FakeGcsServer, S3Server};
 use bytes::Bytes;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -43,6 +45,27 @@ impl Backend {
             destination: Destination::parse(&url, false).unwrap(),
             settings: StoreSettings::default(),
             _keep: Box::new(dir),
+        }
+    }
+
+    /// A GCS bucket on a fake-gcs-server of its own, reached as barman reaches it:
+    /// `STORAGE_EMULATOR_HOST`, no credentials.
+    fn fake_gcs() -> Self {
+        let gcs = FakeGcsServer::start();
+        gcs.create_bucket("conformance");
+        let env = Environment::from_vars(gcs.env());
+        let settings = StoreSettings {
+            common: CommonSettings::default(),
+            provider: ProviderSettings::Gcs(GcsSettings {
+                environment: env.google,
+                ..Default::default()
+            }),
+        };
+        Self {
+            name: "fake-gcs-server (GCS)",
+            destination: Destination::parse("gs://conformance/suite", false).unwrap(),
+            settings,
+            _keep: Box::new(gcs),
         }
     }
 
@@ -158,6 +181,7 @@ macro_rules! backends {
 backends! {
     local_directory => Backend::local_directory(),
     seaweedfs => Backend::seaweedfs(),
+    fake_gcs => Backend::fake_gcs(),
 }
 
 // ---- helpers -----------------------------------------------------------------------

@@ -19,6 +19,7 @@
 //! assert_eq!(pg.psql("select 1"), "1");
 //! ```
 
+mod gcs;
 pub mod kubeapi;
 mod pg;
 mod ports;
@@ -27,6 +28,7 @@ mod proxy;
 mod s3;
 mod tools;
 
+pub use gcs::FakeGcsServer;
 pub use pg::PgCluster;
 pub use ports::free_port;
 pub use process::as_pg_user;
