@@ -106,15 +106,15 @@ impl Archive {
         let layout = ServerLayout::checked(&dest.path, server_name)?;
         let store = open_store(dest, settings)?;
         let single_delete = open_single_delete_store(dest, settings)?;
-        let endpoint =
-            settings
-                .common
-                .endpoint_url
-                .clone()
-                .unwrap_or_else(|| match dest.provider {
-                    barrelman_core::layout::Provider::Local => dest.url.clone(),
-                    _ => "the default endpoint".to_string(),
-                });
+        let endpoint = settings.common.endpoint_url.clone().unwrap_or_else(|| {
+            match (&dest.provider, &settings.provider) {
+                (barrelman_core::layout::Provider::Local, _) => dest.url.clone(),
+                (_, crate::ProviderSettings::Gcs(gcs)) => {
+                    crate::store::gcs::base_url(&settings.common, gcs)
+                }
+                _ => "the default endpoint".to_string(),
+            }
+        });
         Ok(Self {
             store,
             single_delete,

@@ -152,6 +152,24 @@ impl FakeGcsServer {
         }
     }
 
+    /// The object resource (JSON) of `name` in `bucket`, as the emulator stores it
+    /// (custom `metadata`, `size`, …); `None` when there is no such object.
+    pub fn object_json(&self, bucket: &str, name: &str) -> Option<String> {
+        let enc: String = name
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        match self.request("GET", &format!("/storage/v1/b/{bucket}/o/{enc}"), "") {
+            Ok((200, body)) => Some(body),
+            _ => None,
+        }
+    }
+
     /// Environment for GCS clients of this server (barman-cloud's
     /// google-cloud-storage, barrelman): `STORAGE_EMULATOR_HOST`, which also turns
     /// authentication off.

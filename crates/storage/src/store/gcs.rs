@@ -111,6 +111,10 @@ pub struct GcsSettings {
     pub kms_key_name: Option<String>,
     /// The captured Google variables everything not set above comes from.
     pub environment: GoogleEnvironment,
+    /// Objects per listing request (`maxResults`); `None` is the JSON API's
+    /// maximum, 1000. Smaller pages only cost more requests (tests use them to
+    /// cross page boundaries with few objects).
+    pub list_page_size: Option<usize>,
 }
 
 /// Where the bearer tokens come from, decided before any request.
@@ -191,7 +195,7 @@ fn check_key(json: &str) -> Result<(), StorageError> {
 
 /// The base URL requests go to: the emulator (a bare `host:port` is taken as plain
 /// HTTP, as the Python client does), else `--endpoint-url`, else GCS.
-fn base_url(common: &CommonSettings, gcs: &GcsSettings) -> String {
+pub(crate) fn base_url(common: &CommonSettings, gcs: &GcsSettings) -> String {
     let url = match (&gcs.environment.emulator_host, &common.endpoint_url) {
         (Some(host), _) if host.contains("://") => host.clone(),
         (Some(host), _) => format!("http://{host}"),
@@ -265,6 +269,11 @@ pub(crate) fn open(
             bucket: dest.bucket.clone(),
             credentials,
             kms_key_name: gcs.kms_key_name.clone(),
+            page_size: gcs
+                .list_page_size
+                .unwrap_or(1000)
+                .clamp(1, 1000)
+                .to_string(),
             retry: Retry {
                 init: Duration::from_millis(100),
                 max_backoff: Duration::from_secs(10),
@@ -535,6 +544,9 @@ struct Inner {
     bucket: String,
     credentials: Option<GcpCredentialProvider>,
     kms_key_name: Option<String>,
+    /// `maxResults` of listings (fake-gcs-server returns everything in one page
+    /// unless asked).
+    page_size: String,
     retry: Retry,
 }
 
@@ -1030,7 +1042,7 @@ impl Inner {
         start_offset: Option<&str>,
         token: Option<&str>,
     ) -> object_store::Result<Page> {
-        let mut q = vec![("prefix", prefix)];
+        let mut q = vec![("prefix", prefix), ("maxResults", self.page_size.as_str())];
         if let Some(d) = delimiter {
             q.push(("delimiter", d));
         }
