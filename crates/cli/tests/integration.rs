@@ -17,6 +17,7 @@ mod it {
     pub mod errors;
     pub mod faults;
     pub mod interop;
+    pub mod interop_gcs;
     pub mod lifecycle;
     pub mod memory;
     pub mod names;

@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests.
 
-use barrelman_testkit::{as_pg_user, tools_bin, PgCluster, S3Server};
+use barrelman_testkit::{as_pg_user, tools_bin, FakeGcsServer, PgCluster, S3Server};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -29,11 +29,40 @@ pub fn links_dir() -> PathBuf {
     dir
 }
 
-/// Runs `program` with `args` and the S3 server's credentials.
-pub fn run(program: &Path, args: &[&str], s3: &S3Server) -> Output {
+/// A store the barman-cloud command lines are run against: the options that name
+/// it and the environment its clients need.
+pub trait TestStore {
+    /// Options before the positionals: `--endpoint-url URL` for S3,
+    /// `--cloud-provider google-cloud-storage` for GCS.
+    fn cloud_args(&self) -> Vec<String>;
+    /// The tools' environment: S3 credentials, or `STORAGE_EMULATOR_HOST`.
+    fn tool_env(&self) -> Vec<(String, String)>;
+}
+
+impl TestStore for S3Server {
+    fn cloud_args(&self) -> Vec<String> {
+        vec!["--endpoint-url".into(), self.endpoint.clone()]
+    }
+    fn tool_env(&self) -> Vec<(String, String)> {
+        self.env()
+    }
+}
+
+impl TestStore for FakeGcsServer {
+    fn cloud_args(&self) -> Vec<String> {
+        vec!["--cloud-provider".into(), "google-cloud-storage".into()]
+    }
+    fn tool_env(&self) -> Vec<(String, String)> {
+        self.env()
+    }
+}
+
+/// Runs `program` with `args` and the store's environment (S3 credentials, or the
+/// GCS emulator's host).
+pub fn run(program: &Path, args: &[&str], store: &dyn TestStore) -> Output {
     Command::new(program)
         .args(args)
-        .envs(s3.env())
+        .envs(store.tool_env())
         .env_remove("AWS_ENDPOINT_URL")
         .output()
         .unwrap_or_else(|e| panic!("run {}: {e}", program.display()))
@@ -237,7 +266,7 @@ pub fn start(pg: &PgCluster, s3: &S3Server) {
 pub fn barman_backup(
     tool: &Path,
     pg: &PgCluster,
-    s3: &S3Server,
+    s3: &dyn TestStore,
     codec: &str,
     name: &str,
     dest: &str,
@@ -272,25 +301,27 @@ pub fn native_backup(pg: &PgCluster, s3: &S3Server, dest: &str, extra: &[&str]) 
     cmd
 }
 
-/// A barman-cloud command line against the test S3 server: the program (barman's
-/// tool, a barrelman link, or `barrelman <command>`), `--endpoint-url` of the
-/// server, the options given with [`CloudCmd::opts`], then what `run` is given
-/// (destination, server, the tool's own arguments). The S3 credentials are in the
-/// environment.
+/// A barman-cloud command line against a test store: the program (barman's tool, a
+/// barrelman link, or `barrelman <command>`), the store's options (`--endpoint-url`
+/// of the S3 server, `--cloud-provider google-cloud-storage`), the options given
+/// with [`CloudCmd::opts`], then what `run` is given (destination, server, the
+/// tool's own arguments). Credentials (or the emulator host) are in the environment.
 pub struct CloudCmd<'a> {
     program: PathBuf,
     command: Option<String>,
-    s3: &'a S3Server,
+    s3: &'a dyn TestStore,
+    cloud: Vec<String>,
     opts: Vec<String>,
     env: Vec<(String, String)>,
 }
 
 impl<'a> CloudCmd<'a> {
     /// `program` (barman's tool or a barrelman link).
-    pub fn new(program: &Path, s3: &'a S3Server) -> Self {
+    pub fn new(program: &Path, s3: &'a dyn TestStore) -> Self {
         Self {
             program: program.to_path_buf(),
             command: None,
+            cloud: s3.cloud_args(),
             s3,
             opts: Vec::new(),
             env: Vec::new(),
@@ -298,7 +329,7 @@ impl<'a> CloudCmd<'a> {
     }
 
     /// `barrelman <command>`.
-    pub fn native(command: &str, s3: &'a S3Server) -> Self {
+    pub fn native(command: &str, s3: &'a dyn TestStore) -> Self {
         Self {
             command: Some(command.to_string()),
             ..Self::new(&barrelman(), s3)
@@ -325,7 +356,7 @@ impl<'a> CloudCmd<'a> {
 
     fn args<'s>(&'s self, rest: &[&'s str]) -> Vec<&'s str> {
         let mut args: Vec<&str> = self.command.iter().map(String::as_str).collect();
-        args.extend(["--endpoint-url", self.s3.endpoint.as_str()]);
+        args.extend(self.cloud.iter().map(String::as_str));
         args.extend(self.opts.iter().map(String::as_str));
         args.extend_from_slice(rest);
         args
@@ -336,7 +367,7 @@ impl<'a> CloudCmd<'a> {
     pub fn run(&self, rest: &[&str]) -> Output {
         Command::new(&self.program)
             .args(self.args(rest))
-            .envs(self.s3.env())
+            .envs(self.s3.tool_env())
             .env_remove("AWS_ENDPOINT_URL")
             .envs(self.env.iter().cloned())
             .output()
@@ -353,7 +384,7 @@ impl<'a> CloudCmd<'a> {
         let mut cmd = Command::new(&self.program);
         as_pg_user(&mut cmd)
             .args(self.args(rest))
-            .envs(self.s3.env())
+            .envs(self.s3.tool_env())
             .envs(self.env.iter().cloned());
         cmd
     }

@@ -1,0 +1,74 @@
+//! Both ways with barman-cloud 3.19.1 (its google-cloud-storage client) on Google
+//! Cloud Storage, emulated by fake-gcs-server: one PostgreSQL cluster archives every
+//! segment with both tools into two folders of one bucket, each tool takes a base
+//! backup into its own folder; barman then restores barrelman's backup and WAL and
+//! barrelman restores barman's, and both come back with the source's `pg_dumpall`.
+//! Both tools print the same `backup-list --format json` of either folder.
+
+use super::common::*;
+use super::lifecycle::{assert_same_dump, restore, same_output, Side};
+use barrelman_testkit::{FakeGcsServer, PgCluster};
+use std::time::Duration;
+
+const OURS: &str = "gs://interop/by-barrelman";
+/// The console URL form of `gs://interop/by-barman`, which barman accepts too.
+const THEIRS: &str = "https://console.cloud.google.com/storage/browser/interop/by-barman";
+const SERVER: &str = "pg";
+
+#[test]
+fn barman_and_barrelman_restore_each_others_backups_and_wal_on_gcs() {
+    let (ours, theirs) = (Side::barrelman(), Side::barman());
+    let archive = |side: &Side, dest: &str| {
+        format!(
+            "{} --cloud-provider google-cloud-storage --gzip {dest} {SERVER} %p",
+            side.tool("barman-cloud-wal-archive").display()
+        )
+    };
+    let archive_command = format!(
+        "archive_command = '{} && {}'",
+        archive(&ours, OURS),
+        archive(&theirs, THEIRS)
+    );
+    let (gcs, pg) = std::thread::scope(|scope| {
+        let gcs = scope.spawn(FakeGcsServer::start);
+        let pg = PgCluster::init(&["archive_mode = on", &archive_command]);
+        (gcs.join().expect("FakeGcsServer::start panicked"), pg)
+    });
+    gcs.create_bucket("interop");
+    pg.start_with_env(&gcs.env());
+    pg.pgbench(&["-i", "-s", "1", "-q"]);
+    pg.psql("create table marks (note text)");
+
+    for (side, dest) in [(&ours, OURS), (&theirs, THEIRS)] {
+        let tool = side.tool("barman-cloud-backup");
+        barman_backup(&tool, &pg, &gcs, "--gzip", "base", dest, SERVER);
+    }
+    pg.psql("insert into marks values ('after both backups')");
+    pg.pgbench(&["-t", "200", "-c", "2", "-n"]);
+    let last = switch_wal(&pg);
+    wait_archived(&pg, &last, Duration::from_secs(60));
+    let source_dump = pg.dumpall();
+    assert!(source_dump.contains("after both backups"));
+
+    for dest in [OURS, THEIRS] {
+        let list = same_output(
+            "barman-cloud-backup-list",
+            &["--format", "json"],
+            &[],
+            &gcs,
+            (dest, SERVER),
+        );
+        assert!(list.contains("\"backup_name\": \"base\""), "{dest}: {list}");
+    }
+
+    // Each tool restores the other's backup and replays the other's WAL.
+    for (reader, dest, dir) in [(&theirs, OURS, "barman"), (&ours, THEIRS, "barrelman")] {
+        let restored = restore(reader, &pg, &gcs, (dest, SERVER), "base", dir, &[]);
+        assert_same_dump(
+            &restored.dumpall(),
+            &source_dump,
+            &format!("{dir} restoring {dest}"),
+        );
+        restored.stop();
+    }
+}
