@@ -6,7 +6,7 @@
 //! barman-cloud 3.19.1 too and must give the same code and output.
 
 use super::common::*;
-use barrelman_testkit::{tools_bin, PgCluster, S3Server};
+use barrelman_testkit::{tools_bin, FakeGcsServer, PgCluster, S3Server};
 use std::path::Path;
 use std::time::Duration;
 
@@ -159,7 +159,7 @@ for b in items:
 "#;
 
 /// CloudNativePG's reading of `show`/`list` JSON: one line per backup.
-fn cnpg_parse(kind: &str, json: &[u8], s3: &S3Server) -> Vec<Vec<String>> {
+fn cnpg_parse(kind: &str, json: &[u8], s3: &dyn TestStore) -> Vec<Vec<String>> {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.json");
     std::fs::write(&input, json).unwrap();
@@ -211,29 +211,62 @@ fn cnpg_cluster() -> (S3Server, PgCluster, std::path::PathBuf) {
 /// Runs CloudNativePG's backup line as the sidecar does: as postgres, the server found
 /// through PGHOST/PGPORT, TMPDIR set. Returns the backup id.
 fn cnpg_backup(s3: &S3Server, pg: &PgCluster, links: &Path, name: &str) -> String {
+    let lines = (
+        backup_line(&s3.endpoint, name),
+        show_line(&s3.endpoint, name),
+    );
+    cnpg_backup_lines(s3, pg, links, name, lines)
+}
+
+/// [`cnpg_backup`] with the backup and show lines given.
+fn cnpg_backup_lines(
+    s3: &dyn TestStore,
+    pg: &PgCluster,
+    links: &Path,
+    name: &str,
+    (backup, show): (Vec<String>, Vec<String>),
+) -> String {
     let tmpdir = pg.make_dir(&format!("tmp-{name}"));
-    let mut env = s3.env();
+    let mut env = s3.tool_env();
     env.push(("PGHOST".into(), pg.socket_dir.display().to_string()));
     env.push(("PGPORT".into(), pg.port.to_string()));
     env.push(("TMPDIR".into(), tmpdir.display().to_string()));
-    let out = run_as_pg_env(
-        &links.join("barman-cloud-backup"),
-        &refs(&backup_line(&s3.endpoint, name)),
-        &env,
-    );
+    let out = run_as_pg_env(&links.join("barman-cloud-backup"), &refs(&backup), &env);
     assert_eq!(out.status.code(), Some(0), "backup line: {}", text(&out));
     assert_eq!(
         std::fs::read_dir(&tmpdir).unwrap().count(),
         0,
         "files left in TMPDIR"
     );
-    let show = run(
-        &links.join("barman-cloud-backup-show"),
-        &refs(&show_line(&s3.endpoint, name)),
-        s3,
-    );
+    let show = run(&links.join("barman-cloud-backup-show"), &refs(&show), s3);
     assert_eq!(show.status.code(), Some(0), "{}", text(&show));
     cnpg_parse("show", &show.stdout, s3)[0][0].clone()
+}
+
+/// Starts the restored PGDATA `dest` in recovery with CloudNativePG's wal-restore
+/// `line` as restore_command and `env`, and waits for its promotion.
+fn recover(
+    links: &Path,
+    dest: std::path::PathBuf,
+    line: &[String],
+    env: &[(String, String)],
+) -> PgCluster {
+    let restore_command = format!(
+        "restore_command = '{}'",
+        conf_command(&links.join("barman-cloud-wal-restore"), line)
+    );
+    std::fs::write(dest.join("recovery.signal"), b"").unwrap();
+    let restored = PgCluster::from_datadir(
+        dest,
+        &[
+            "archive_mode = off",
+            &restore_command,
+            "recovery_target_action = 'promote'",
+        ],
+    );
+    restored.start_with_env(env);
+    wait_promoted(&restored);
+    restored
 }
 
 /// The same line through barrelman and through barman-cloud 3.19.1; both must exit
@@ -242,7 +275,7 @@ fn both(
     links: &Path,
     tool: &str,
     args: &[String],
-    s3: &S3Server,
+    s3: &dyn TestStore,
     want: i32,
 ) -> (std::process::Output, std::process::Output) {
     let ours = run(&links.join(tool), &refs(args), s3);
@@ -611,24 +644,10 @@ fn cnpg_restore_line() {
     );
     assert_eq!(again.status.code(), Some(1), "{}", text(&again));
 
-    let restore_command = format!(
-        "restore_command = '{}'",
-        conf_command(
-            &links.join("barman-cloud-wal-restore"),
-            &wal_restore_line(ENDPOINT_VAR, "%f", "%p")
-        )
-    );
-    std::fs::write(dest.join("recovery.signal"), b"").unwrap();
-    let restored = PgCluster::from_datadir(
-        dest,
-        &[
-            "archive_mode = off",
-            &restore_command,
-            "recovery_target_action = 'promote'",
-        ],
-    );
-    start(&restored, &s3);
-    wait_promoted(&restored);
+    let mut env = s3.env();
+    env.push(("BM_S3_ENDPOINT".into(), s3.endpoint.clone()));
+    let line = wal_restore_line(ENDPOINT_VAR, "%f", "%p");
+    let restored = recover(&links, dest, &line, &env);
     assert_eq!(
         restored.psql("select string_agg(n::text, ',' order by n) from marks"),
         "1,2"
@@ -636,5 +655,146 @@ fn cnpg_restore_line() {
     assert_eq!(
         restored.psql("select count(*) from pgbench_accounts"),
         "100000"
+    );
+}
+
+// ---- The same lines for a GCS ObjectStore ----------------------------------------------
+
+const GCS_DEST: &str = "gs://cnpg/backups";
+
+/// The line CloudNativePG builds for a GCS ObjectStore (googleCredentials, no
+/// endpointURL) from the S3 one above: no `--endpoint-url`, `--cloud-provider
+/// google-cloud-storage`, the gs:// destination; every other argument verbatim.
+fn for_gcs(line: Vec<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut args = line.into_iter();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--endpoint-url" => {
+                args.next();
+            }
+            "aws-s3" => out.push("google-cloud-storage".into()),
+            DEST => out.push(GCS_DEST.into()),
+            _ => out.push(a),
+        }
+    }
+    out
+}
+
+/// Every line of cnpg-plugin 2.13 with `--cloud-provider google-cloud-storage`, run
+/// verbatim against fake-gcs-server (`STORAGE_EMULATOR_HOST`) by one cluster: the
+/// exit codes CloudNativePG acts on from both tools, the same show/list JSON as
+/// barman's, tags as object metadata, and a restore that replays to the last row.
+#[test]
+fn cnpg_lines_run_verbatim_on_gcs() {
+    let links = links_dir();
+    let archive_command = format!(
+        "archive_command = '{}'",
+        conf_command(
+            &links.join("barman-cloud-wal-archive"),
+            &for_gcs(wal_archive_line("", "%p"))
+        )
+    );
+    let (gcs, pg) = std::thread::scope(|scope| {
+        let gcs = scope.spawn(FakeGcsServer::start);
+        let pg = PgCluster::init(&[
+            "archive_mode = on",
+            "wal_keep_size = 256MB",
+            &archive_command,
+        ]);
+        (gcs.join().expect("FakeGcsServer::start panicked"), pg)
+    });
+    gcs.create_bucket(BUCKET);
+    let check = for_gcs(check_wal_archive_line("", DEST));
+    both(&links, "barman-cloud-check-wal-archive", &check, &gcs, 0);
+
+    pg.start_with_env(&gcs.env());
+    pg.pgbench(&["-i", "-s", "1", "-q"]);
+    pg.psql("create table marks (n int)");
+    pg.psql("insert into marks values (1)");
+    let name = "backup-20261125000030";
+    let (backup, show) = (for_gcs(backup_line("", name)), for_gcs(show_line("", name)));
+    let id = cnpg_backup_lines(&gcs, &pg, &links, name, (backup, show.clone()));
+    pg.psql("insert into marks values (2)");
+    let last = switch_wal(&pg);
+    wait_archived(&pg, &last, Duration::from_secs(60));
+    both(&links, "barman-cloud-check-wal-archive", &check, &gcs, 1);
+
+    // --tags become the segment's metadata, as barman writes them.
+    let key = format!("backups/{SERVER}/wals/{}/{last}.gz", &last[..16]);
+    let object = gcs
+        .object_json(BUCKET, &key)
+        .expect("the segment is archived");
+    assert!(
+        object.contains(r#""team":"db""#) && object.contains(r#""env":"test""#),
+        "{object}"
+    );
+
+    // show and list: barman's JSON, byte for byte, read as CloudNativePG reads it.
+    for (tool, line) in [
+        ("barman-cloud-backup-show", show),
+        ("barman-cloud-backup-list", for_gcs(list_line(""))),
+    ] {
+        let (ours, theirs) = both(&links, tool, &line, &gcs, 0);
+        assert_eq!(
+            String::from_utf8_lossy(&ours.stdout),
+            String::from_utf8_lossy(&theirs.stdout),
+            "{tool} JSON differs from barman's"
+        );
+        let kind = if tool.ends_with("show") {
+            "show"
+        } else {
+            "list"
+        };
+        let parsed = cnpg_parse(kind, &ours.stdout, &gcs);
+        assert_eq!(
+            parsed
+                .iter()
+                .map(|b| (b[0].as_str(), b[6].as_str()))
+                .collect::<Vec<_>>(),
+            [(id.as_str(), "DONE")]
+        );
+    }
+
+    // wal-restore: 0 restored (PostgreSQL's bytes), 1 not found, 3 invalid, from both.
+    let dir = tempfile::tempdir().unwrap();
+    for (wal, want) in [
+        (last.as_str(), 0),
+        ("00000001000000FF000000FE", 1),
+        ("not-a-wal-name", 3),
+    ] {
+        let dst = dir.path().join(format!("dst-{wal}"));
+        let line = for_gcs(wal_restore_line("", wal, dst.to_str().unwrap()));
+        both(&links, "barman-cloud-wal-restore", &line, &gcs, want);
+        if want == 0 {
+            assert!(
+                std::fs::read(&dst).unwrap()
+                    == std::fs::read(pg.datadir.join("pg_wal").join(wal)).unwrap(),
+                "restored segment differs"
+            );
+        }
+    }
+
+    // Retention: a 30-day window keeps the only backup.
+    let out = run(
+        &links.join("barman-cloud-backup-delete"),
+        &refs(&for_gcs(delete_line("", "RECOVERY WINDOW OF 30 DAYS"))),
+        &gcs,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // The restore job's line and restore_command bring back every row.
+    let dest = pg.make_dir("restored");
+    let out = run_as_pg_env(
+        &links.join("barman-cloud-restore"),
+        &refs(&for_gcs(restore_line("", &id, dest.to_str().unwrap()))),
+        &gcs.env(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let line = for_gcs(wal_restore_line("", "%f", "%p"));
+    let restored = recover(&links, dest, &line, &gcs.env());
+    assert_eq!(
+        restored.psql("select string_agg(n::text, ',' order by n) from marks"),
+        "1,2"
     );
 }
