@@ -339,18 +339,61 @@ fn upload_metadata(name: &str, tags: &[(String, String)]) -> String {
     serde_json::Value::Object(obj).to_string()
 }
 
-/// The `multipart/related` body of a one-request upload: metadata, then the bytes.
-fn multipart_body(boundary: &str, metadata: &str, payload: &PutPayload) -> Bytes {
-    let mut body = BytesMut::with_capacity(payload.content_length() + metadata.len() + 256);
-    body.extend_from_slice(
-        format!("--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{metadata}\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n")
-            .as_bytes(),
+/// The `multipart/related` body of a one-request upload: metadata, then the bytes
+/// (the payload's pieces themselves, not a copy).
+fn multipart_body(boundary: &str, metadata: &str, payload: &PutPayload) -> Chunks {
+    let head = format!(
+        "--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{metadata}\r\n\
+         --{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n"
     );
-    for chunk in payload.iter() {
-        body.extend_from_slice(chunk);
+    let mut parts = vec![Bytes::from(head)];
+    parts.extend(payload.iter().cloned());
+    parts.push(Bytes::from(format!("\r\n--{boundary}--\r\n")));
+    Chunks(parts)
+}
+
+/// Bytes sent as one request body, kept as the pieces they arrived in: a 16 MiB WAL
+/// file or a backup part is never copied into one buffer to be sent.
+#[derive(Clone, Default)]
+struct Chunks(Vec<Bytes>);
+
+impl Chunks {
+    fn len(&self) -> usize {
+        self.0.iter().map(Bytes::len).sum()
     }
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    body.freeze()
+
+    /// Takes the first `n` bytes off (slices, not copies).
+    fn split_to(&mut self, mut n: usize) -> Chunks {
+        let mut head = Vec::new();
+        while n > 0 && !self.0.is_empty() {
+            if self.0[0].len() <= n {
+                n -= self.0[0].len();
+                head.push(self.0.remove(0));
+            } else {
+                head.push(self.0[0].split_to(n));
+                n = 0;
+            }
+        }
+        Chunks(head)
+    }
+
+    /// The pieces as a streamed body; the caller sets `Content-Length` ([`Chunks::len`]).
+    fn body(&self) -> reqwest::Body {
+        let parts = self.0.clone();
+        reqwest::Body::wrap_stream(futures::stream::iter(
+            parts.into_iter().map(Ok::<_, std::io::Error>),
+        ))
+    }
+
+    /// One buffer of its own (for the small carry between resumable parts, so that
+    /// it does not keep a whole part's buffer alive).
+    fn compact(self) -> Chunks {
+        let mut b = BytesMut::with_capacity(self.len());
+        for c in &self.0 {
+            b.extend_from_slice(c);
+        }
+        Chunks(vec![b.freeze()])
+    }
 }
 
 /// A boundary that no payload will contain by chance: 128 bits from the process's
@@ -771,12 +814,13 @@ impl ObjectStore for Gcs {
         );
         let b = boundary();
         let body = multipart_body(&b, &upload_metadata(name, &tags_of(&opts.tags)), &payload);
-        let content_type = format!("multipart/related; boundary={b}");
+        let (content_type, length) = (format!("multipart/related; boundary={b}"), body.len());
         let resp = inner
             .send("upload", name, false, &[], |c| {
                 c.post(&url)
                     .header("Content-Type", &content_type)
-                    .body(body.clone())
+                    .header("Content-Length", length)
+                    .body(body.body())
             })
             .await
             .map_err(|e| taken_if(create_only, e))?;
@@ -820,7 +864,7 @@ impl ObjectStore for Gcs {
                 url: session,
                 state: tokio::sync::Mutex::new(SessionState {
                     sent: 0,
-                    carry: BytesMut::new(),
+                    carry: Chunks::default(),
                 }),
             }),
             next: 0,
@@ -1142,7 +1186,7 @@ struct SessionState {
     /// Bytes acknowledged by the service.
     sent: u64,
     /// The tail of the parts so far that does not fill a 256 KiB multiple yet.
-    carry: BytesMut,
+    carry: Chunks,
 }
 
 struct Session {
@@ -1183,17 +1227,20 @@ impl Session {
     async fn send_chunk(
         &self,
         start: u64,
-        data: Bytes,
+        data: Chunks,
         total: Option<u64>,
     ) -> object_store::Result<u64> {
         let len = data.len() as u64;
         let range = content_range(start, len, total);
+        // The final chunk is answered with the object, the others with 308.
+        let ok: &[u16] = if total.is_some() { &[] } else { &[308] };
         let resp = self
             .inner
-            .send("upload chunk", &self.name, false, &[308], |c| {
+            .send("upload chunk", &self.name, false, ok, |c| {
                 c.put(&self.url)
                     .header("Content-Range", &range)
-                    .body(data.clone())
+                    .header("Content-Length", len)
+                    .body(data.body())
             })
             .await?;
         let end = start + len;
@@ -1204,7 +1251,8 @@ impl Session {
                 if got < start || got > end {
                     return Err(bad_answer(&self.name, "resumable progress"));
                 }
-                let rest = data.slice((got - start) as usize..);
+                let mut rest = data;
+                rest.split_to((got - start) as usize);
                 return Box::pin(self.send_chunk(got, rest, total)).await;
             }
         }
@@ -1213,14 +1261,13 @@ impl Session {
 
     async fn part(&self, data: PutPayload) -> object_store::Result<()> {
         let mut state = self.state.lock().await;
-        for chunk in data.iter() {
-            state.carry.extend_from_slice(chunk);
-        }
+        state.carry.0.extend(data.iter().cloned());
         let n = aligned(state.carry.len());
         if n == 0 {
             return Ok(());
         }
-        let chunk = state.carry.split_to(n).freeze();
+        let chunk = state.carry.split_to(n);
+        state.carry = std::mem::take(&mut state.carry).compact();
         let start = state.sent;
         state.sent = self.send_chunk(start, chunk, None).await?;
         Ok(())
@@ -1228,7 +1275,7 @@ impl Session {
 
     async fn complete(&self) -> object_store::Result<PutResult> {
         let mut state = self.state.lock().await;
-        let last = std::mem::take(&mut state.carry).freeze();
+        let last = std::mem::take(&mut state.carry);
         let total = state.sent + last.len() as u64;
         let start = state.sent;
         let range = content_range(start, last.len() as u64, Some(total));
@@ -1237,7 +1284,8 @@ impl Session {
             .send("finish upload", &self.name, false, &[], |c| {
                 c.put(&self.url)
                     .header("Content-Range", &range)
-                    .body(last.clone())
+                    .header("Content-Length", last.len())
+                    .body(last.body())
             })
             .await?;
         state.sent = total;
@@ -1470,12 +1518,26 @@ mod tests {
     }
 
     #[test]
+    fn bodies_are_split_without_copies_and_compacted_on_demand() {
+        let mut c = Chunks(vec![
+            Bytes::from_static(b"abc"),
+            Bytes::from_static(b"defgh"),
+        ]);
+        let head = c.split_to(4);
+        assert_eq!((head.len(), c.len()), (4, 4));
+        assert_eq!(head.compact().0, [Bytes::from_static(b"abcd")]);
+        assert_eq!(c.0, [Bytes::from_static(b"efgh")]);
+        assert_eq!(c.split_to(10).len(), 4);
+        assert_eq!(c.len(), 0);
+    }
+
+    #[test]
     fn uploads_carry_tags_as_metadata_in_one_multipart_body() {
         let meta = upload_metadata("p/a b", &[("k".into(), "v 1".into())]);
         assert_eq!(meta, r#"{"metadata":{"k":"v 1"},"name":"p/a b"}"#);
-        let body = multipart_body("XX", "{}", &PutPayload::from_static(b"data"));
+        let body = multipart_body("XX", "{}", &PutPayload::from_static(b"data")).compact();
         assert_eq!(
-            &body[..],
+            &body.0[0][..],
             b"--XX\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{}\r\n--XX\r\nContent-Type: application/octet-stream\r\n\r\ndata\r\n--XX--\r\n"
         );
         assert_ne!(boundary(), boundary());
