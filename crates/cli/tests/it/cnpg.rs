@@ -6,7 +6,7 @@
 //! barman-cloud 3.19.1 too and must give the same code and output.
 
 use super::common::*;
-use barrelman_testkit::{tools_bin, FakeGcsServer, PgCluster, S3Server};
+use barrelman_testkit::{tools_bin, PgCluster, S3Server};
 use std::path::Path;
 use std::time::Duration;
 
@@ -695,15 +695,11 @@ fn cnpg_lines_run_verbatim_on_gcs() {
             &for_gcs(wal_archive_line("", "%p"))
         )
     );
-    let (gcs, pg) = std::thread::scope(|scope| {
-        let gcs = scope.spawn(FakeGcsServer::start);
-        let pg = PgCluster::init(&[
-            "archive_mode = on",
-            "wal_keep_size = 256MB",
-            &archive_command,
-        ]);
-        (gcs.join().expect("FakeGcsServer::start panicked"), pg)
-    });
+    let (gcs, pg) = start_gcs_and_pg(&[
+        "archive_mode = on",
+        "wal_keep_size = 256MB",
+        &archive_command,
+    ]);
     gcs.create_bucket(BUCKET);
     let check = for_gcs(check_wal_archive_line("", DEST));
     both(&links, "barman-cloud-check-wal-archive", &check, &gcs, 0);

@@ -92,6 +92,15 @@ pub fn start_both(extra_conf: &[&str]) -> (S3Server, PgCluster) {
     })
 }
 
+/// Starts fake-gcs-server and a cluster concurrently, as [`start_both`] does.
+pub fn start_gcs_and_pg(extra_conf: &[&str]) -> (FakeGcsServer, PgCluster) {
+    std::thread::scope(|scope| {
+        let gcs = scope.spawn(FakeGcsServer::start);
+        let pg = PgCluster::init(extra_conf);
+        (gcs.join().expect("FakeGcsServer::start panicked"), pg)
+    })
+}
+
 /// Waits until PostgreSQL has archived `wal` (or a later segment), failing on timeout.
 pub fn wait_archived(pg: &PgCluster, wal: &str, timeout: Duration) {
     let deadline = Instant::now() + timeout;

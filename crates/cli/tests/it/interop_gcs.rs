@@ -7,7 +7,6 @@
 
 use super::common::*;
 use super::lifecycle::{assert_same_dump, restore, same_output, Side};
-use barrelman_testkit::{FakeGcsServer, PgCluster};
 use std::time::Duration;
 
 const OURS: &str = "gs://interop/by-barrelman";
@@ -29,11 +28,7 @@ fn barman_and_barrelman_restore_each_others_backups_and_wal_on_gcs() {
         archive(&ours, OURS),
         archive(&theirs, THEIRS)
     );
-    let (gcs, pg) = std::thread::scope(|scope| {
-        let gcs = scope.spawn(FakeGcsServer::start);
-        let pg = PgCluster::init(&["archive_mode = on", &archive_command]);
-        (gcs.join().expect("FakeGcsServer::start panicked"), pg)
-    });
+    let (gcs, pg) = start_gcs_and_pg(&["archive_mode = on", &archive_command]);
     gcs.create_bucket("interop");
     pg.start_with_env(&gcs.env());
     pg.pgbench(&["-i", "-s", "1", "-q"]);

@@ -4,7 +4,7 @@
 //! `--wal-segsize`) stream through multipart uploads without being held in memory.
 
 use super::common::*;
-use barrelman_testkit::{FakeGcsServer, PgCluster, S3Server};
+use barrelman_testkit::{PgCluster, S3Server};
 use std::time::Duration;
 
 const MIB: u64 = 1 << 20;
@@ -214,11 +214,7 @@ fn a_backup_to_gcs_streams_within_its_memory_bound() {
          gs://mem/p pg %p'",
         links.display()
     );
-    let (gcs, pg) = std::thread::scope(|scope| {
-        let gcs = scope.spawn(FakeGcsServer::start);
-        let pg = PgCluster::init(&["archive_mode = on", &archive_cmd]);
-        (gcs.join().expect("FakeGcsServer::start panicked"), pg)
-    });
+    let (gcs, pg) = start_gcs_and_pg(&["archive_mode = on", &archive_cmd]);
     gcs.create_bucket("mem");
     pg.start_with_env(&gcs.env());
     pg.pgbench(&["-i", "-s", "20", "-q"]);
