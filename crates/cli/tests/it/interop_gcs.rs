@@ -67,3 +67,61 @@ fn barman_and_barrelman_restore_each_others_backups_and_wal_on_gcs() {
         restored.stop();
     }
 }
+
+/// Credentials that cannot work are one sentence before any request, naming what to
+/// fix and never a secret: an unreadable `GOOGLE_APPLICATION_CREDENTIALS` file, and
+/// a manifest key that is not a service account key.
+#[test]
+fn unusable_google_credentials_are_named_before_any_request() {
+    let links = links_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(links.join("barman-cloud-wal-restore"))
+        .args(["--cloud-provider", "google-cloud-storage", OURS, SERVER])
+        .args(["000000010000000000000001", "/nonexistent/x"])
+        .env_remove("STORAGE_EMULATOR_HOST")
+        .env(
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            dir.path().join("gone.json"),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("GOOGLE_APPLICATION_CREDENTIALS names") && err.contains("gone.json"),
+        "{err}"
+    );
+
+    let secrets = dir.path().join("secrets/gcs");
+    std::fs::create_dir_all(&secrets).unwrap();
+    std::fs::write(
+        secrets.join("key.json"),
+        r#"{"type":"authorized_user","client_id":"c","client_secret":"TOPSECRET","refresh_token":"r"}"#,
+    )
+    .unwrap();
+    let manifest = dir.path().join("store.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: barmancloud.cnpg.io/v1\nkind: ObjectStore\nmetadata:\n  name: g\nspec:\n  \
+             configuration:\n    destinationPath: {OURS}\n    googleCredentials:\n      \
+             applicationCredentials:\n        name: gcs\n        key: key.json\n"
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(barrelman())
+        .args(["wal-restore", "--config", manifest.to_str().unwrap()])
+        .args(["--server-name", SERVER, "--secrets-dir"])
+        .arg(dir.path().join("secrets"))
+        .args(["000000010000000000000001", "/nonexistent/x"])
+        .env_remove("STORAGE_EMULATOR_HOST")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(
+        err.contains("'authorized_user'") && err.contains("applicationCredentials"),
+        "{err}"
+    );
+    assert!(!err.contains("TOPSECRET"), "{err}");
+}

@@ -182,7 +182,7 @@ fn check_key(json: &str) -> Result<(), StorageError> {
         }
         None => return Err(bad("has no \"type\" field (expected a service account key)")),
     }
-    for field in ["client_email", "private_key"] {
+    for field in ["client_email", "private_key_id", "private_key"] {
         if v.get(field)
             .and_then(|f| f.as_str())
             .is_none_or(str::is_empty)
@@ -194,7 +194,8 @@ fn check_key(json: &str) -> Result<(), StorageError> {
 }
 
 /// The base URL requests go to: the emulator (a bare `host:port` is taken as plain
-/// HTTP, as the Python client does), else `--endpoint-url`, else GCS.
+/// HTTP; barman's Python client fails on it, "No connection adapters"), else
+/// `--endpoint-url`, else GCS.
 pub(crate) fn base_url(common: &CommonSettings, gcs: &GcsSettings) -> String {
     let url = match (&gcs.environment.emulator_host, &common.endpoint_url) {
         (Some(host), _) if host.contains("://") => host.clone(),
@@ -243,15 +244,18 @@ pub(crate) fn open(
                 Auth::File(path) => b = b.with_application_credentials(path.display().to_string()),
                 _ => {}
             }
-            let store = b.build().map_err(|e| match &auth {
-                Auth::File(path) => StorageError::GoogleCredentials {
-                    detail: format!(
-                        "the credentials file {} cannot be used: {}",
-                        path.display(),
-                        first_cause(&e)
-                    ),
-                },
-                _ => config(&first_cause(&e)),
+            let store = b.build().map_err(|e| {
+                let why = without_values(&first_cause(&e));
+                let detail = match &auth {
+                    Auth::File(path) => {
+                        format!(
+                            "the credentials file {} cannot be used: {why}",
+                            path.display()
+                        )
+                    }
+                    _ => format!("the applicationCredentials secret value cannot be used: {why}"),
+                };
+                StorageError::GoogleCredentials { detail }
             })?;
             Some(store.credentials().clone())
         }
@@ -268,6 +272,14 @@ pub(crate) fn open(
             base,
             bucket: dest.bucket.clone(),
             credentials,
+            token_source: match &auth {
+                Auth::None => "the emulator".to_string(),
+                Auth::Key => "the applicationCredentials key".to_string(),
+                Auth::File(p) => format!("the credentials file {}", p.display()),
+                Auth::MetadataServer => {
+                    "the metadata server (GOOGLE_APPLICATION_CREDENTIALS is not set)".to_string()
+                }
+            },
             kms_key_name: gcs.kms_key_name.clone(),
             page_size: gcs
                 .list_page_size
@@ -282,6 +294,25 @@ pub(crate) fn open(
             },
         }),
     }))
+}
+
+/// A parser's message without what it quotes (serde names the offending value:
+/// `invalid type: string "…"`), so that no part of a key reaches a log.
+fn without_values(text: &str) -> String {
+    let mut out = String::new();
+    let mut quoted = false;
+    for c in text.chars() {
+        if c == '"' {
+            quoted = !quoted;
+            out.push('"');
+            if quoted {
+                out.push('…');
+            }
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn first_cause(e: &dyn std::error::Error) -> String {
@@ -586,6 +617,8 @@ struct Inner {
     base: String,
     bucket: String,
     credentials: Option<GcpCredentialProvider>,
+    /// Where tokens come from, for the message when none can be had.
+    token_source: String,
     kms_key_name: Option<String>,
     /// `maxResults` of listings (fake-gcs-server returns everything in one page
     /// unless asked).
@@ -633,7 +666,11 @@ impl Inner {
                 refusal: Refusal::NoToken,
                 status: 0,
                 op: "token".into(),
-                message: format!("no access token could be had: {}", first_cause(&e)),
+                message: format!(
+                    "{} gave no access token: {}",
+                    self.token_source,
+                    super::s3::root_cause(&e)
+                ),
                 tries: 1,
             }
             .into_store_error(path)),
@@ -1435,10 +1472,22 @@ mod tests {
             "{err}"
         );
         gcs.service_account_key = Some(ServiceAccountKey(
-            r#"{"type":"service_account","client_email":"a@b","private_key":"k"}"#.into(),
+            r#"{"type":"service_account","client_email":"a@b","private_key_id":"1","private_key":"k"}"#.into(),
         ));
         assert_eq!(auth_source(&gcs).unwrap(), Auth::Key);
         assert!(!format!("{gcs:?}").contains("private_key"));
+    }
+
+    #[test]
+    fn quoted_values_never_reach_a_message() {
+        assert_eq!(
+            without_values(r#"invalid type: string "MIIsecret", expected u64 at line 1"#),
+            r#"invalid type: string "…", expected u64 at line 1"#
+        );
+        assert_eq!(
+            without_values("missing field `private_key_id`"),
+            "missing field `private_key_id`"
+        );
     }
 
     #[test]

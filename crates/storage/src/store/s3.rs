@@ -473,7 +473,7 @@ fn s3_error_code(err: &dyn std::error::Error) -> Option<String> {
 
 /// The innermost cause of an error (e.g. "Connection refused (os error 111)"): what
 /// a person needs, without the request URLs and retry bookkeeping around it.
-fn root_cause(err: &dyn std::error::Error) -> String {
+pub(super) fn root_cause(err: &dyn std::error::Error) -> String {
     let mut cur = err;
     while let Some(next) = cur.source() {
         cur = next;
