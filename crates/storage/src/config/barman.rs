@@ -71,7 +71,10 @@ impl Target {
             }
         };
         apply_aws_profile(&mut common, &mut s3, flags.aws_profile.as_deref(), env)?;
-        common.ca_pem = env.read_ca_bundle()?;
+        // AWS_CA_BUNDLE is boto3's; barman's Google client does not read it.
+        if destination.provider != Provider::Gcs {
+            common.ca_pem = env.read_ca_bundle()?;
+        }
         check_supported(&destination)?;
         if flags.kms_key_name.is_some() && destination.provider != Provider::Gcs {
             return Err(ConfigError::KmsKeyNameNotGcs);
@@ -219,6 +222,7 @@ mod tests {
         let e = env(&[
             ("STORAGE_EMULATOR_HOST", "127.0.0.1:4443"),
             ("GOOGLE_APPLICATION_CREDENTIALS", "/k.json"),
+            ("AWS_CA_BUNDLE", "/nonexistent/ca.pem"),
         ]);
         for url in [
             "gs://bk/p",
@@ -233,6 +237,10 @@ mod tests {
                 panic!("{url}: not GCS settings")
             };
             assert_eq!(g.kms_key_name, flags.kms_key_name);
+            assert!(
+                t.settings.common.ca_pem.is_none(),
+                "AWS_CA_BUNDLE is boto3's"
+            );
             assert_eq!(
                 g.environment.emulator_host.as_deref(),
                 Some("127.0.0.1:4443")

@@ -67,7 +67,11 @@ impl ManifestDraft {
         check_names(&destination, server)?;
         let common = CommonSettings {
             endpoint_url: conf.endpoint_url.clone(),
-            ca_pem: env.read_ca_bundle()?,
+            // AWS_CA_BUNDLE is boto3's (see `finish` for GCS).
+            ca_pem: match destination.provider {
+                Provider::Gcs => None,
+                _ => env.read_ca_bundle()?,
+            },
             ..Default::default()
         };
         let s3 = S3Settings {
@@ -156,7 +160,12 @@ impl ManifestDraft {
         check_supported(&self.destination)?;
         let provider = match self.destination.provider {
             Provider::S3 => ProviderSettings::S3(self.s3),
-            Provider::Gcs => ProviderSettings::Gcs(self.gcs),
+            Provider::Gcs => {
+                // CloudNativePG applies endpointCA to S3 and Azure only (cnpg-plugin
+                // 2.9), and AWS_CA_BUNDLE is boto3's: GCS keeps the system roots.
+                self.common.ca_pem = None;
+                ProviderSettings::Gcs(self.gcs)
+            }
             _ => ProviderSettings::default(),
         };
         let data_encryption = self
