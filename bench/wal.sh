@@ -33,7 +33,10 @@
 #   5. A markdown report (command, machine, versions, tables) goes to stdout and to
 #      $OUT_DIR/wal-<timestamp>.md, the raw per-loop figures to wal-<timestamp>.tsv.
 #
-# Usage: bench/wal.sh            (as root: PostgreSQL and the loops run as `postgres`)
+# Usage: bench/wal.sh [--store s3|gcs]   (as root: PostgreSQL and the loops run as `postgres`)
+#        --store gcs (or STORE=gcs): Google Cloud Storage emulated by fake-gcs-server
+#        (plain HTTP, STORAGE_EMULATOR_HOST, --cloud-provider google-cloud-storage)
+#        instead of SeaweedFS; barrelman and barman-cloud only.
 # Env:   N_SEGMENTS (20), ROUNDS (3), SCALE (pgbench scale, 50),
 #        TOOLS (barrelman,barman,pgbackrest), CODECS (gzip,zstd,lz4,none),
 #        BARRELMAN (target/release/barrelman; built with cargo if missing),
@@ -57,18 +60,19 @@ tool_cmd() {  # fills array CMD for: OP TOOL CODEC TAG SEGMENT_PATH
     barrelman|barman)
       local bin=$BARMAN_BIN
       [ "$tool" = barrelman ] && bin=$BARRELMAN_BIN
-      local common=(--endpoint-url "$S3_URL" --addressing-style path)
+      local common=(--endpoint-url "$S3_URL" --addressing-style path) scheme=s3
+      if [ "${STORE:-s3}" = gcs ]; then common=(--cloud-provider google-cloud-storage) scheme=gs; fi
       if [ "$op" = version ]; then
         CMD=("$bin/barman-cloud-wal-archive" --version)
       elif [ "$op" = connect ]; then
-        CMD=("$bin/barman-cloud-wal-archive" "${common[@]}" -t "s3://bench-$tool/floor" bench "$seg")
+        CMD=("$bin/barman-cloud-wal-archive" "${common[@]}" -t "$scheme://bench-$tool/floor" bench "$seg")
       elif [ "$op" = archive ]; then
         local flag=()
         case "$codec" in gzip) flag=(-z) ;; zstd) flag=(--zstd) ;; lz4) flag=(--lz4) ;; none) ;; esac
-        CMD=("$bin/barman-cloud-wal-archive" "${common[@]}" "${flag[@]}" "s3://bench-$tool/$tag" bench "$seg")
+        CMD=("$bin/barman-cloud-wal-archive" "${common[@]}" "${flag[@]}" "$scheme://bench-$tool/$tag" bench "$seg")
       else
         CMD=("$bin/barman-cloud-wal-restore" "${common[@]}" --spool-dir "$W/spool/$tool"
-          "s3://bench-$tool/$tag" bench "$name" "$W/restore/$tag/$name")
+          "$scheme://bench-$tool/$tag" bench "$name" "$W/restore/$tag/$name")
       fi ;;
     pgbackrest)
       if [ "$op" = version ]; then
@@ -114,6 +118,16 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 N_SEGMENTS=${N_SEGMENTS:-20}
 ROUNDS=${ROUNDS:-3}
 SCALE=${SCALE:-50}
+STORE=${STORE:-s3}
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --store) STORE=${2:-}; shift 2 ;;
+    --store=*) STORE=${1#*=}; shift ;;
+    *) echo "unknown argument: $1 (use --store s3|gcs)" >&2; exit 2 ;;
+  esac
+done
+case "$STORE" in s3|gcs) ;; *) echo "--store s3|gcs, not '$STORE'" >&2; exit 2 ;; esac
+if [ "$STORE" = gcs ]; then TOOLS=${TOOLS:-barrelman,barman}; fi
 TOOLS=${TOOLS:-barrelman,barman,pgbackrest}
 CODECS=${CODECS:-gzip,zstd,lz4,none}
 BARRELMAN=${BARRELMAN:-$REPO/target/release/barrelman}
@@ -122,7 +136,7 @@ case "$VENV" in /*) ;; *) VENV="$REPO/$VENV" ;; esac
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 OUT_DIR=${OUT_DIR:-$REPO/bench/results}
 PY="$VENV/bin/python"
-COMMAND="N_SEGMENTS=$N_SEGMENTS ROUNDS=$ROUNDS SCALE=$SCALE TOOLS=$TOOLS CODECS=$CODECS bench/wal.sh"
+COMMAND="N_SEGMENTS=$N_SEGMENTS ROUNDS=$ROUNDS SCALE=$SCALE TOOLS=$TOOLS CODECS=$CODECS bench/wal.sh --store $STORE"
 [ "$BARRELMAN" = "$REPO/target/release/barrelman" ] || COMMAND="BARRELMAN=$BARRELMAN $COMMAND"
 
 say() { echo "[wal.sh $(date +%T)] $*" >&2; }
@@ -168,6 +182,7 @@ cleanup() {
     runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m immediate -w stop >/dev/null 2>&1
   fi
   bench_stop_weed
+  bench_stop_fake_gcs
   if [ "${KEEP_WORK:-0}" = 1 ] || [ "$rc" != 0 ]; then
     say "work directory kept: $W"
   else
@@ -231,10 +246,17 @@ for f in "$STAGE"/*; do [ "$(stat -c %s "$f")" -eq 16777216 ] || die "$f is not 
 chmod 644 "$STAGE"/*
 say "staged $N_SEGMENTS segments: $(ls "$STAGE" | head -1) .. $(ls "$STAGE" | tail -1)"
 
-# --- 2. SeaweedFS with TLS -------------------------------------------------------------
-bench_start_tls_s3 WB "wal-bench test CA" bench-barrelman bench-barman bench-pgbackrest
+# --- 2. SeaweedFS with TLS (or fake-gcs-server) ---------------------------------------
+if [ "$STORE" = gcs ]; then
+  [[ ",$TOOLS," != *,pgbackrest,* ]] || die "--store gcs: pgBackRest is not run against the emulator"
+  bench_start_fake_gcs "$P_S3_TLS" bench-barrelman bench-barman
+  S3_URL="" AWS_ACCESS_KEY_ID="" AWS_SECRET_ACCESS_KEY="" T="$W/tls"
+else
+  bench_start_tls_s3 WB "wal-bench test CA" bench-barrelman bench-barman bench-pgbackrest
+fi
+STORAGE_EMULATOR_HOST=${STORAGE_EMULATOR_HOST:-}
 
-export W STAGE S3_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+export W STAGE S3_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY STORE STORAGE_EMULATOR_HOST
 export AWS_CA_BUNDLE="$T/ca.pem" AWS_DEFAULT_REGION=us-east-1
 BARRELMAN_BIN="$W/bin" BARMAN_BIN="$VENV/bin"
 export BARRELMAN_BIN BARMAN_BIN
@@ -291,6 +313,7 @@ run_loop() {  # OP TOOL CODEC TAG
   local op=$1 tool=$2 codec=$3 tag=$4 res="$W/res/$tag-$2-$1"
   runuser -u postgres -- env -i PATH=/usr/bin:/bin HOME="$W/home" LC_ALL=C \
     W="$W" STAGE="$STAGE" S3_URL="$S3_URL" BARRELMAN_BIN="$BARRELMAN_BIN" BARMAN_BIN="$BARMAN_BIN" \
+    STORE="$STORE" STORAGE_EMULATOR_HOST="$STORAGE_EMULATOR_HOST" \
     AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
     AWS_DEFAULT_REGION=us-east-1 AWS_CA_BUNDLE="$AWS_CA_BUNDLE" \
     bash "$W/wal.sh" __loop "$op" "$tool" "$codec" "$tag" "$res" ||
@@ -331,6 +354,8 @@ for tool in "${TOOL_LIST[@]}"; do
     res="$W/res/floor-$tool-$op"
     runuser -u postgres -- env -i PATH=/usr/bin:/bin HOME="$W/home" LC_ALL=C \
       W="$W" STAGE="$STAGE" S3_URL="$S3_URL" BARRELMAN_BIN="$BARRELMAN_BIN" BARMAN_BIN="$BARMAN_BIN" \
+      STORE="$STORE" STORAGE_EMULATOR_HOST="$STORAGE_EMULATOR_HOST" \
+    STORE="$STORE" STORAGE_EMULATOR_HOST="$STORAGE_EMULATOR_HOST" \
       AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
       AWS_DEFAULT_REGION=us-east-1 AWS_CA_BUNDLE="$AWS_CA_BUNDLE" \
       bash "$W/wal.sh" __loop "$op" "$tool" none "r1-${CODEC_LIST[0]}" "$res" ||
@@ -343,6 +368,25 @@ say "per-call floor measured"
 
 # stored bytes per tool and codec (round 1)
 STORED="$W/stored.tsv"
+if [ "$STORE" = gcs ]; then
+"$PY" - "$STORAGE_EMULATOR_HOST" >"$STORED" <<'EOF'
+import json, sys, urllib.request
+from collections import defaultdict
+base = sys.argv[1]
+for tool in ("barrelman", "barman"):
+    tot, token = defaultdict(int), ""
+    while True:
+        url = f"{base}/storage/v1/b/bench-{tool}/o?prefix=r1-&maxResults=1000" + (f"&pageToken={token}" if token else "")
+        page = json.load(urllib.request.urlopen(url))
+        for o in page.get("items", []):
+            tot[o["name"].split("/")[0][3:]] += int(o["size"])
+        token = page.get("nextPageToken")
+        if not token:
+            break
+    for codec, size in tot.items():
+        print(f"{tool}\t{codec}\t{size}")
+EOF
+else
 "$PY" - "$S3_URL" "$T/ca.pem" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$STORED" <<'EOF'
 import sys, boto3
 from collections import defaultdict
@@ -361,6 +405,7 @@ for tool in ("barrelman", "barman", "pgbackrest"):
     for codec, size in tot.items():
         print(f"{tool}\t{codec}\t{size}")
 EOF
+fi
 
 # --- 4. report ---------------------------------------------------------------------------
 STAMP=$(date +%Y%m%d-%H%M%S)
@@ -377,7 +422,11 @@ ver() { "$@" 2>&1 | head -1 || echo unknown; }
   echo "- barrelman: $(ver "$W/bin/barrelman" --version) (git $BARRELMAN_GIT)"
   echo "- barman-cloud: $(ver "$VENV/bin/barman-cloud-wal-archive" --version)"
   if has_tool pgbackrest; then echo "- pgBackRest: $(ver pgbackrest version)"; fi
-  echo "- SeaweedFS: $(ver "$VENV/bin/weed" version) (weed mini, S3 over HTTPS on 127.0.0.1, self-signed CA)"
+  if [ "$STORE" = gcs ]; then
+    echo "- store: Google Cloud Storage emulated by fake-gcs-server (wheel $(bench_fake_gcs_version)), JSON API over plain HTTP on 127.0.0.1, filesystem backend; STORAGE_EMULATOR_HOST, no authentication"
+  else
+    echo "- SeaweedFS: $(ver "$VENV/bin/weed" version) (weed mini, S3 over HTTPS on 127.0.0.1, self-signed CA)"
+  fi
   echo "- PostgreSQL: $(ver "$PGBIN/postgres" --version); WAL: $N_SEGMENTS segments of 16 MiB from pgbench -s $SCALE right after a CHECKPOINT"
   echo "- one process per segment, sequential, as user postgres; $ROUNDS rounds, medians shown"
   echo "- load average (1/5/15 min) at start: $LOAD_BEGIN, at end: $(cut -d' ' -f1-3 /proc/loadavg); whole run $(( $(date +%s) - T_BEGIN )) s"
