@@ -50,7 +50,10 @@
 #   5. A markdown report (command, machine, versions, tables, targets) goes to stdout and
 #      to $OUT_DIR/backup-<timestamp>.md, the raw figures to backup-<timestamp>.tsv.
 #
-# Usage: bench/backup.sh            (as root: PostgreSQL and the tools run as `postgres`)
+# Usage: bench/backup.sh [--store s3|gcs]   (as root: PostgreSQL and the tools run as `postgres`)
+#        --store gcs (or STORE=gcs): Google Cloud Storage emulated by fake-gcs-server
+#        (plain HTTP, STORAGE_EMULATOR_HOST, --cloud-provider google-cloud-storage)
+#        instead of SeaweedFS; barrelman and barman-cloud only.
 # Env:   ROUNDS (3), SCALE (70), JOBS (2), TOOLS (barrelman,barman,pgbackrest),
 #        CODECS (gzip,lz4), VERIFY (barrelman|all|none), QUIET_MAX (600 s),
 #        IDLE_MIN (80: % of CPU idle required before a measurement),
@@ -68,6 +71,16 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROUNDS=${ROUNDS:-3}
 SCALE=${SCALE:-70}
 JOBS=${JOBS:-2}
+STORE=${STORE:-s3}
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --store) STORE=${2:-}; shift 2 ;;
+    --store=*) STORE=${1#*=}; shift ;;
+    *) echo "unknown argument: $1 (use --store s3|gcs)" >&2; exit 2 ;;
+  esac
+done
+case "$STORE" in s3|gcs) ;; *) echo "--store s3|gcs, not '$STORE'" >&2; exit 2 ;; esac
+if [ "$STORE" = gcs ]; then TOOLS=${TOOLS:-barrelman,barman}; fi
 TOOLS=${TOOLS:-barrelman,barman,pgbackrest}
 CODECS=${CODECS:-gzip,lz4}
 VERIFY=${VERIFY:-barrelman}
@@ -79,7 +92,7 @@ case "$VENV" in /*) ;; *) VENV="$REPO/$VENV" ;; esac
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 OUT_DIR=${OUT_DIR:-$REPO/bench/results}
 PY="$VENV/bin/python"
-COMMAND="ROUNDS=$ROUNDS SCALE=$SCALE JOBS=$JOBS TOOLS=$TOOLS CODECS=$CODECS VERIFY=$VERIFY bench/backup.sh"
+COMMAND="ROUNDS=$ROUNDS SCALE=$SCALE JOBS=$JOBS TOOLS=$TOOLS CODECS=$CODECS VERIFY=$VERIFY bench/backup.sh --store $STORE"
 [ "$BARRELMAN" = "$REPO/target/release/barrelman" ] || COMMAND="BARRELMAN=$BARRELMAN $COMMAND"
 
 say() { echo "[backup.sh $(date +%T)] $*" >&2; }
@@ -131,6 +144,7 @@ cleanup() {
     runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m immediate -w stop >/dev/null 2>&1
   fi
   bench_stop_weed
+  bench_stop_fake_gcs
   if [ "${KEEP_WORK:-0}" = 1 ] || [ "$rc" != 0 ]; then
     # keep logs, drop the bulky data
     [ "${KEEP_WORK:-0}" = 1 ] || rm -rf "$W/restore" "$W/s3/data" "$PGDATA_DIR"
@@ -154,14 +168,24 @@ bench_pick_ports
 P_S3_TLS=$P_EXTRA
 
 # --- SeaweedFS with TLS ------------------------------------------------------------------
-bench_start_tls_s3 BB "backup-bench test CA" bench-barrelman bench-barman bench-pgbackrest
-AWS_CA_BUNDLE="$T/ca.pem"
+if [ "$STORE" = gcs ]; then
+  [[ ",$TOOLS," != *,pgbackrest,* ]] || die "--store gcs: pgBackRest is not run against the emulator"
+  bench_start_fake_gcs "$P_S3_TLS" bench-barrelman bench-barman
+  S3_URL="" AWS_ACCESS_KEY_ID="" AWS_SECRET_ACCESS_KEY="" AWS_CA_BUNDLE="" T="$W/tls"
+  STORE_PID=$GCS_PID
+else
+  bench_start_tls_s3 BB "backup-bench test CA" bench-barrelman bench-barman bench-pgbackrest
+  AWS_CA_BUNDLE="$T/ca.pem"
+  STORE_PID=$WEED_PID
+fi
+STORAGE_EMULATOR_HOST=${STORAGE_EMULATOR_HOST:-}
 
 # Everything run as postgres gets exactly this environment (also the postmaster, so
 # that each tool's archive_command finds the credentials and the CA).
 PGENV=(env -i PATH=/usr/bin:/bin HOME="$W/home" LC_ALL=C TMPDIR="$W/tmp"
   AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY"
-  AWS_DEFAULT_REGION=us-east-1 AWS_CA_BUNDLE="$AWS_CA_BUNDLE")
+  AWS_DEFAULT_REGION=us-east-1 AWS_CA_BUNDLE="$AWS_CA_BUNDLE"
+  STORAGE_EMULATOR_HOST="$STORAGE_EMULATOR_HOST")
 asp() { runuser -u postgres -- "${PGENV[@]}" "$@"; }
 
 # --- PostgreSQL cluster with pgbench data ----------------------------------------------------
@@ -238,11 +262,12 @@ EOF
 fi
 
 # --- helpers -----------------------------------------------------------------------------------
-S3_COMMON=(--endpoint-url "$S3_URL" --addressing-style path)
+S3_COMMON=(--endpoint-url "$S3_URL" --addressing-style path) SCHEME=s3
+if [ "$STORE" = gcs ]; then S3_COMMON=(--cloud-provider google-cloud-storage) SCHEME=gs; fi
 archive_cmd() {  # TOOL TAG -> the archive_command that tool uses during its backups
   case "$1" in
-    barrelman) echo "$W/bin/barrelman wal-archive ${S3_COMMON[*]} --compression zstd s3://bench-barrelman/$2 bench %p" ;;
-    barman) echo "$VENV/bin/barman-cloud-wal-archive ${S3_COMMON[*]} --gzip s3://bench-barman/$2 bench %p" ;;
+    barrelman) echo "$W/bin/barrelman wal-archive ${S3_COMMON[*]} --compression zstd $SCHEME://bench-barrelman/$2 bench %p" ;;
+    barman) echo "$VENV/bin/barman-cloud-wal-archive ${S3_COMMON[*]} --gzip $SCHEME://bench-barman/$2 bench %p" ;;
     pgbackrest) echo "pgbackrest --config=$W/pgbr/$2.conf --stanza=bench archive-push %p" ;;
   esac
 }
@@ -253,7 +278,7 @@ backup_cmd() {  # TOOL CODEC TAG -> CMD
     barrelman|barman)
       local bin="$VENV/bin"; [ "$1" = barrelman ] && bin="$W/bin"
       CMD=("$bin/barman-cloud-backup" "${S3_COMMON[@]}" "${flag[@]}" -J "$JOBS" --immediate-checkpoint
-        -h "$W/pg" -p 5432 -U postgres "s3://bench-$1/$3" bench) ;;
+        -h "$W/pg" -p 5432 -U postgres "$SCHEME://bench-$1/$3" bench) ;;
     pgbackrest)
       CMD=(pgbackrest --config="$W/pgbr/$3.conf" --stanza=bench --type=full backup) ;;
   esac
@@ -262,7 +287,7 @@ restore_cmd() {  # TOOL TAG DEST -> CMD
   case "$1" in
     barrelman|barman)
       local bin="$VENV/bin"; [ "$1" = barrelman ] && bin="$W/bin"
-      CMD=("$bin/barman-cloud-restore" "${S3_COMMON[@]}" "s3://bench-$1/$2" bench latest "$3") ;;
+      CMD=("$bin/barman-cloud-restore" "${S3_COMMON[@]}" "$SCHEME://bench-$1/$2" bench latest "$3") ;;
     pgbackrest)
       CMD=(pgbackrest --config="$W/pgbr/$2.conf" --stanza=bench --pg1-path="$3" restore) ;;
   esac
@@ -310,7 +335,7 @@ start_sampler() {
 stop_sampler() {
   kill "$SAMPLER_PID" 2>/dev/null; wait "$SAMPLER_PID" 2>/dev/null || true; SAMPLER_PID=""
 }
-weed_ticks() { awk '{print $14 + $15}' "/proc/$WEED_PID/stat"; }
+weed_ticks() { awk '{print $14 + $15}' "/proc/$STORE_PID/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
 
 set_archive_command() {  # CMD: wait for the archiver to be idle, then switch
@@ -365,8 +390,8 @@ verify() {  # TOOL TAG DEST: start the restored copy with recovery, count rows
     echo "archive_mode = off"
     echo "fsync = off"
     case "$tool" in
-      barrelman) echo "restore_command = '$W/bin/barrelman wal-restore ${S3_COMMON[*]} s3://bench-barrelman/$tag bench %f %p'" ;;
-      barman) echo "restore_command = '$VENV/bin/barman-cloud-wal-restore ${S3_COMMON[*]} s3://bench-barman/$tag bench %f %p'" ;;
+      barrelman) echo "restore_command = '$W/bin/barrelman wal-restore ${S3_COMMON[*]} $SCHEME://bench-barrelman/$tag bench %f %p'" ;;
+      barman) echo "restore_command = '$VENV/bin/barman-cloud-wal-restore ${S3_COMMON[*]} $SCHEME://bench-barman/$tag bench %f %p'" ;;
       pgbackrest) ;;  # pgbackrest restore wrote its own restore_command and recovery.signal
     esac
   } >>"$d/postgresql.auto.conf"
@@ -419,6 +444,27 @@ done
 
 # stored bytes and objects of each backup (WAL not counted), round 1
 STORED="$W/stored.tsv"
+if [ "$STORE" = gcs ]; then
+"$PY" - "$STORAGE_EMULATOR_HOST" >"$STORED" <<'EOF'
+import json, sys, urllib.parse, urllib.request
+base = sys.argv[1]
+for tool in ("barrelman", "barman"):
+    for codec in ("gzip", "lz4", "none"):
+        prefix = urllib.parse.quote(f"r1-{codec}/bench/base/", safe="")
+        size = n = 0
+        token = ""
+        while True:
+            url = f"{base}/storage/v1/b/bench-{tool}/o?prefix={prefix}&maxResults=1000" + (f"&pageToken={token}" if token else "")
+            page = json.load(urllib.request.urlopen(url))
+            for o in page.get("items", []):
+                size += int(o["size"]); n += 1
+            token = page.get("nextPageToken")
+            if not token:
+                break
+        if n:
+            print(f"{tool}\t{codec}\t{size}\t{n}")
+EOF
+else
 "$PY" - "$S3_URL" "$T/ca.pem" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$STORED" <<'EOF'
 import sys, boto3
 from botocore.config import Config
@@ -435,6 +481,7 @@ for tool in ("barrelman", "barman", "pgbackrest"):
         if n:
             print(f"{tool}\t{codec}\t{size}\t{n}")
 EOF
+fi
 
 # --- report ----------------------------------------------------------------------------------
 STAMP=$(date +%Y%m%d-%H%M%S)
@@ -451,7 +498,11 @@ ver() { "$@" 2>&1 | head -1 || echo unknown; }
   echo "- barrelman: $(ver "$W/bin/barrelman" --version) (git $BARRELMAN_GIT)"
   echo "- barman-cloud: $(ver "$VENV/bin/barman-cloud-backup" --version)"
   if has_tool pgbackrest; then echo "- pgBackRest: $(ver pgbackrest version)"; fi
-  echo "- SeaweedFS: $(ver "$VENV/bin/weed" version) (weed mini, S3 over HTTPS on 127.0.0.1, self-signed CA)"
+  if [ "$STORE" = gcs ]; then
+    echo "- store: Google Cloud Storage emulated by fake-gcs-server (wheel $(bench_fake_gcs_version)), JSON API over plain HTTP on 127.0.0.1, filesystem backend; STORAGE_EMULATOR_HOST, no authentication (the \"S3 server CPU\" column is fake-gcs-server's)"
+  else
+    echo "- SeaweedFS: $(ver "$VENV/bin/weed" version) (weed mini, S3 over HTTPS on 127.0.0.1, self-signed CA)"
+  fi
   echo "- PostgreSQL: $(ver "$PGBIN/postgres" --version); pgbench -i -s $SCALE: database $((DB_BYTES / 1048576)) MiB, PGDATA without pg_wal $((PGDATA_BYTES / 1048576)) MiB ($PGDATA_BYTES bytes)"
   echo "- parallelism $JOBS for every tool; immediate checkpoint; $ROUNDS round(s), medians shown"
   echo "- load average (1/5/15 min) at start: $LOAD_BEGIN, at end: $(cut -d' ' -f1-3 /proc/loadavg); whole run $(( $(date +%s) - T_BEGIN )) s, of which $WAITED_TOTAL s waiting for other sessions' work to finish"
