@@ -71,15 +71,9 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROUNDS=${ROUNDS:-3}
 SCALE=${SCALE:-70}
 JOBS=${JOBS:-2}
-STORE=${STORE:-s3}
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --store) STORE=${2:-}; shift 2 ;;
-    --store=*) STORE=${1#*=}; shift ;;
-    *) echo "unknown argument: $1 (use --store s3|gcs)" >&2; exit 2 ;;
-  esac
-done
-case "$STORE" in s3|gcs) ;; *) echo "--store s3|gcs, not '$STORE'" >&2; exit 2 ;; esac
+# shellcheck source=bench/lib.sh
+. "$REPO/bench/lib.sh"
+bench_parse_store "$@"
 if [ "$STORE" = gcs ]; then TOOLS=${TOOLS:-barrelman,barman}; fi
 TOOLS=${TOOLS:-barrelman,barman,pgbackrest}
 CODECS=${CODECS:-gzip,lz4}
@@ -97,8 +91,6 @@ COMMAND="ROUNDS=$ROUNDS SCALE=$SCALE JOBS=$JOBS TOOLS=$TOOLS CODECS=$CODECS VERI
 
 say() { echo "[backup.sh $(date +%T)] $*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
-# shellcheck source=bench/lib.sh
-. "$REPO/bench/lib.sh"
 
 [ "$(id -u)" = 0 ] || die "run as root (PostgreSQL and the tools run as user postgres via runuser)"
 id -u postgres >/dev/null 2>&1 || die "no OS user postgres (scripts/setup-test-env.sh creates it)"

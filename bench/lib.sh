@@ -112,6 +112,20 @@ bench_stop_weed() {
   return 0
 }
 
+# bench_parse_store ARGS...: the scripts' one option, --store s3|gcs (else $STORE,
+# else s3), into STORE; anything else ends the script with exit 2.
+bench_parse_store() {
+  STORE=${STORE:-s3}
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --store) STORE=${2:-}; shift 2 ;;
+      --store=*) STORE=${1#*=}; shift ;;
+      *) echo "unknown argument: $1 (use --store s3|gcs)" >&2; exit 2 ;;
+    esac
+  done
+  case "$STORE" in s3|gcs) ;; *) echo "--store s3|gcs, not '$STORE'" >&2; exit 2 ;; esac
+}
+
 # bench_start_fake_gcs PORT BUCKET...: fake-gcs-server (the tools venv's binary, plain
 # HTTP, filesystem backend in W/gcs) on 127.0.0.1:PORT with the buckets; sets
 # GCS_PID and exports STORAGE_EMULATOR_HOST (barman's google-cloud-storage client and
