@@ -76,13 +76,11 @@ impl Target {
             common.ca_pem = env.read_ca_bundle()?;
         }
         check_supported(&destination)?;
-        if flags.kms_key_name.is_some() && destination.provider != Provider::Gcs {
-            return Err(ConfigError::KmsKeyNameNotGcs);
-        }
         let provider = match destination.provider {
             Provider::S3 => ProviderSettings::S3(s3),
             // Application Default Credentials or the emulator, as barman's
-            // google-cloud-storage client finds them.
+            // google-cloud-storage client finds them. (--kms-key-name is ignored for
+            // other providers, as barman ignores it.)
             Provider::Gcs => ProviderSettings::Gcs(GcsSettings {
                 kms_key_name: flags.kms_key_name.clone(),
                 environment: env.google.clone(),
@@ -327,16 +325,6 @@ mod tests {
                 }
             ),
             "the destination URL 's3://b' does not match --cloud-provider google-cloud-storage"
-        );
-        assert_eq!(
-            refuse(
-                "s3://b",
-                CloudFlags {
-                    kms_key_name: Some("projects/p/keys/k".into()),
-                    ..Default::default()
-                }
-            ),
-            "--kms-key-name applies to Google Cloud Storage (gs://) destinations only"
         );
         let name = Target::from_barman("s3://b", "a/../b", &CloudFlags::default(), &e).unwrap_err();
         assert_eq!(name.class(), ErrorClass::Input);

@@ -165,10 +165,6 @@ pub enum ConfigError {
         seconds: f64,
     },
 
-    /// `--kms-key-name` with a destination that is not Google Cloud Storage.
-    #[error("--kms-key-name applies to Google Cloud Storage (gs://) destinations only")]
-    KmsKeyNameNotGcs,
-
     /// `--sse-kms-key-id` without `-e aws:kms`.
     #[error("--sse-kms-key-id can only be used together with -e aws:kms")]
     KmsKeyWithoutKms,
@@ -276,7 +272,6 @@ impl Classified for ConfigError {
             Self::Unsupported { .. } => "use an s3://, gs:// or file:// destination",
             Self::ReadTimeout { .. } => "give --read-timeout a positive number of seconds",
             Self::KmsKeyWithoutKms => "add -e aws:kms, or drop --sse-kms-key-id",
-            Self::KmsKeyNameNotGcs => "drop --kms-key-name, or use a gs:// destination",
             Self::AddressingStyle { .. } => "use --addressing-style auto, virtual or path",
             Self::ProfileMissing { .. } => {
                 "add the profile to the AWS shared files, or fix --aws-profile / AWS_PROFILE"
