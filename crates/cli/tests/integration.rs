@@ -18,6 +18,7 @@ mod it {
     pub mod faults;
     pub mod interop;
     pub mod interop_azure;
+    pub mod interop_gcs;
     pub mod lifecycle;
     pub mod memory;
     pub mod names;

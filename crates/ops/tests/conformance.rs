@@ -38,10 +38,10 @@ use barrelman_ops::{verify, wal};
 use barrelman_postgres::session::{ConnectOptions, Session};
 use barrelman_storage::upload::SINGLE_PUT_MAX;
 use barrelman_storage::{
-    Archive, ArchiveOutcome, AzureKeys, AzureSettings, CommonSettings, S3Keys, S3Settings,
+    Archive, ArchiveOutcome, AzureKeys, AzureSettings, CommonSettings, GcsSettings, ProviderSettings, S3Keys, S3Settings,
     StorageError, StoreSettings, UploadOptions, UploadPlan,
 };
-use barrelman_testkit::{AzuriteServer, PgCluster, S3Server};
+use barrelman_testkit::{AzuriteServer, FakeGcsServer, PgCluster, S3Server};
 use bytes::Bytes;
 use futures::StreamExt;
 use object_store::path::Path as ObjPath;
@@ -103,6 +103,28 @@ impl Backend {
             settings,
             missing_bucket: Some(Destination::parse("s3://no-such-bucket/suite", false).unwrap()),
             _keep: Box::new(s3),
+        }
+    }
+
+    /// A bucket on a fake-gcs-server of its own, reached through
+    /// `STORAGE_EMULATOR_HOST` (no credentials), as barman reaches it.
+    fn fake_gcs() -> Self {
+        let gcs = FakeGcsServer::start();
+        gcs.create_bucket("conformance");
+        let env = barrelman_storage::config::Environment::from_vars(gcs.env());
+        let settings = StoreSettings {
+            common: CommonSettings::default(),
+            provider: ProviderSettings::Gcs(GcsSettings {
+                environment: env.google,
+                ..Default::default()
+            }),
+        };
+        Self {
+            name: "fake-gcs-server (GCS)",
+            destination: Destination::parse("gs://conformance/suite", false).unwrap(),
+            settings,
+            missing_bucket: Some(Destination::parse("gs://no-such-bucket/suite", false).unwrap()),
+            _keep: Box::new(gcs),
         }
     }
 
@@ -270,6 +292,7 @@ backends! {
     local_directory => Backend::local_directory(),
     seaweedfs => Backend::seaweedfs(),
     azurite => Backend::azurite(),
+    fake_gcs => Backend::fake_gcs(),
 }
 
 // ---- helpers -----------------------------------------------------------------------

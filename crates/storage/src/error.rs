@@ -109,6 +109,18 @@ pub enum StorageError {
         detail: String,
     },
 
+    /// No usable Google credentials: an unreadable credentials file, a key that is
+    /// not a service account key, or no token from the metadata server.
+    #[error(
+        "no usable Google Cloud credentials ({detail}); set GOOGLE_APPLICATION_CREDENTIALS to a service \
+         account key file (in CloudNativePG, googleCredentials.applicationCredentials), or run on GKE \
+         with workload identity (googleCredentials.gkeEnvironment)"
+    )]
+    GoogleCredentials {
+        /// What was looked for and not found, or why it cannot be used.
+        detail: String,
+    },
+
     /// The endpoint could not be reached.
     #[error("cannot reach the object store at {endpoint} ({detail}); check the endpoint URL and the network")]
     Unreachable {
@@ -259,6 +271,10 @@ pub enum Denial {
     /// Azure `AuthorizationFailure`: refused for the account as a whole (network
     /// rules, a disabled key access, a SAS for another resource).
     AzureNotAuthorized,
+    /// GCS answered 401: the access token is expired or invalid.
+    GoogleToken,
+    /// GCS answered 403: the identity lacks a role on the bucket.
+    GoogleRole,
 }
 
 impl Denial {
@@ -284,6 +300,12 @@ impl Denial {
             Self::AzureNotAuthorized => {
                 "the storage account refuses this request as a whole (network rules, shared key \
                  access disabled, or a SAS token for another resource)"
+            }
+            Self::GoogleToken => {
+                "Google Cloud Storage refused the access token as expired or invalid"
+            }
+            Self::GoogleRole => {
+                "the Google identity lacks a permission on the bucket (such as storage.objects.create)"
             }
         }
     }
@@ -321,6 +343,14 @@ impl Denial {
             Self::AzureNotAuthorized => {
                 "check the storage account's networking rules and whether shared key access is \
                  allowed, or issue the SAS token for this account and container"
+            }
+            Self::GoogleToken => {
+                "check that the service account key (GOOGLE_APPLICATION_CREDENTIALS, or the ObjectStore's \
+                 googleCredentials.applicationCredentials) is current and not deleted, and that the clock is right"
+            }
+            Self::GoogleRole => {
+                "grant the service account roles/storage.objectAdmin (storage.objects.create, get, list \
+                 and delete) on the bucket"
             }
         }
     }
@@ -369,6 +399,7 @@ impl barrelman_core::Classified for StorageError {
             | Self::AccessDenied { .. }
             | Self::NoCredentials { .. }
             | Self::NoAzureCredentials { .. }
+            | Self::GoogleCredentials { .. }
             | Self::Config(_) => ErrorClass::Denied,
             Self::Unreachable { .. }
             | Self::ServerError { .. }
@@ -395,6 +426,9 @@ impl barrelman_core::Classified for StorageError {
             Self::NoAzureCredentials { .. } => {
                 "give the ObjectStore azureCredentials (or set AZURE_STORAGE_CONNECTION_STRING, \
                  AZURE_STORAGE_SAS_TOKEN or AZURE_STORAGE_KEY), or a working identity"
+            }
+            Self::GoogleCredentials { .. } => {
+                "set GOOGLE_APPLICATION_CREDENTIALS (googleCredentials.applicationCredentials), or use GKE workload identity"
             }
             Self::BucketMissing { .. } => {
                 "create the bucket, or fix the bucket name in destinationPath"

@@ -20,6 +20,7 @@
 //! ```
 
 mod azurite;
+mod gcs;
 pub mod kubeapi;
 mod pg;
 mod ports;
@@ -29,6 +30,7 @@ mod s3;
 mod tools;
 
 pub use azurite::{AzuriteServer, AZURITE_ACCOUNT, AZURITE_KEY};
+pub use gcs::FakeGcsServer;
 pub use pg::PgCluster;
 pub use ports::free_port;
 pub use process::as_pg_user;

@@ -34,6 +34,15 @@ impl Plugin {
         }
     }
 
+    /// A GCS ObjectStore (googleCredentials, no endpointURL).
+    fn gcs() -> Self {
+        Plugin {
+            endpoint: None,
+            provider: "google-cloud-storage",
+            dest: GCS_DEST.to_string(),
+        }
+    }
+
     /// An Azure ObjectStore with a connectionString (the emulator URL form).
     fn azure(az: &AzuriteServer) -> Self {
         Plugin {
@@ -289,6 +298,32 @@ fn cnpg_backup_on(
     );
     assert_eq!(show.status.code(), Some(0), "{}", text(&show));
     cnpg_parse("show", &show.stdout, s3)[0][0].clone()
+}
+
+/// Starts the restored PGDATA `dest` in recovery with CloudNativePG's wal-restore
+/// `line` as restore_command and `env`, and waits for its promotion.
+fn recover(
+    links: &Path,
+    dest: std::path::PathBuf,
+    line: &[String],
+    env: &[(String, String)],
+) -> PgCluster {
+    let restore_command = format!(
+        "restore_command = '{}'",
+        conf_command(&links.join("barman-cloud-wal-restore"), line)
+    );
+    std::fs::write(dest.join("recovery.signal"), b"").unwrap();
+    let restored = PgCluster::from_datadir(
+        dest,
+        &[
+            "archive_mode = off",
+            &restore_command,
+            "recovery_target_action = 'promote'",
+        ],
+    );
+    restored.start_with_env(env);
+    wait_promoted(&restored);
+    restored
 }
 
 /// The same line through barrelman and through barman-cloud 3.19.1; both must exit
@@ -789,6 +824,124 @@ fn cnpg_lines_on_azure() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
     let restored = cnpg_restore(&az, &p, &pg, &links, &id);
+    assert_eq!(
+        restored.psql("select string_agg(n::text, ',' order by n) from marks"),
+        "1,2"
+    );
+}
+
+// ---- The same lines for a GCS ObjectStore ----------------------------------------------
+
+const GCS_DEST: &str = "gs://cnpg/backups";
+
+/// Every line of cnpg-plugin 2.13 with `--cloud-provider google-cloud-storage`, run
+/// verbatim against fake-gcs-server (`STORAGE_EMULATOR_HOST`) by one cluster: the
+/// exit codes CloudNativePG acts on from both tools, the same show/list JSON as
+/// barman's, tags as object metadata, and a restore that replays to the last row.
+#[test]
+fn cnpg_lines_run_verbatim_on_gcs() {
+    let links = links_dir();
+    let p = Plugin::gcs();
+    let archive_command = format!(
+        "archive_command = '{}'",
+        conf_command(
+            &links.join("barman-cloud-wal-archive"),
+            &wal_archive_line(&p, "%p")
+        )
+    );
+    let (gcs, pg) = start_gcs_and_pg(&[
+        "archive_mode = on",
+        "wal_keep_size = 256MB",
+        &archive_command,
+    ]);
+    gcs.create_bucket(BUCKET);
+    let check = check_wal_archive_line(&p);
+    both(&links, "barman-cloud-check-wal-archive", &check, &gcs, 0);
+
+    pg.start_with_env(&gcs.env());
+    pg.pgbench(&["-i", "-s", "1", "-q"]);
+    pg.psql("create table marks (n int)");
+    pg.psql("insert into marks values (1)");
+    let name = "backup-20261125000030";
+    let id = cnpg_backup_on(&gcs, &p, &pg, &links, name);
+    pg.psql("insert into marks values (2)");
+    let last = switch_wal(&pg);
+    wait_archived(&pg, &last, Duration::from_secs(60));
+    both(&links, "barman-cloud-check-wal-archive", &check, &gcs, 1);
+
+    // --tags become the segment's metadata, as barman writes them.
+    let key = format!("backups/{SERVER}/wals/{}/{last}.gz", &last[..16]);
+    let object = gcs
+        .object_json(BUCKET, &key)
+        .expect("the segment is archived");
+    assert!(
+        object.contains(r#""team":"db""#) && object.contains(r#""env":"test""#),
+        "{object}"
+    );
+
+    // show and list: barman's JSON, byte for byte, read as CloudNativePG reads it.
+    for (tool, line) in [
+        ("barman-cloud-backup-show", show_line(&p, name)),
+        ("barman-cloud-backup-list", list_line(&p)),
+    ] {
+        let (ours, theirs) = both(&links, tool, &line, &gcs, 0);
+        assert_eq!(
+            String::from_utf8_lossy(&ours.stdout),
+            String::from_utf8_lossy(&theirs.stdout),
+            "{tool} JSON differs from barman's"
+        );
+        let kind = if tool.ends_with("show") {
+            "show"
+        } else {
+            "list"
+        };
+        let parsed = cnpg_parse(kind, &ours.stdout, &gcs);
+        assert_eq!(
+            parsed
+                .iter()
+                .map(|b| (b[0].as_str(), b[6].as_str()))
+                .collect::<Vec<_>>(),
+            [(id.as_str(), "DONE")]
+        );
+    }
+
+    // wal-restore: 0 restored (PostgreSQL's bytes), 1 not found, 3 invalid, from both.
+    let dir = tempfile::tempdir().unwrap();
+    for (wal, want) in [
+        (last.as_str(), 0),
+        ("00000001000000FF000000FE", 1),
+        ("not-a-wal-name", 3),
+    ] {
+        let dst = dir.path().join(format!("dst-{wal}"));
+        let line = wal_restore_line(&p, wal, dst.to_str().unwrap());
+        both(&links, "barman-cloud-wal-restore", &line, &gcs, want);
+        if want == 0 {
+            assert!(
+                std::fs::read(&dst).unwrap()
+                    == std::fs::read(pg.datadir.join("pg_wal").join(wal)).unwrap(),
+                "restored segment differs"
+            );
+        }
+    }
+
+    // Retention: a 30-day window keeps the only backup.
+    let out = run(
+        &links.join("barman-cloud-backup-delete"),
+        &refs(&delete_line(&p, "RECOVERY WINDOW OF 30 DAYS")),
+        &gcs,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // The restore job's line and restore_command bring back every row.
+    let dest = pg.make_dir("restored");
+    let out = run_as_pg_env(
+        &links.join("barman-cloud-restore"),
+        &refs(&restore_line(&p, &id, dest.to_str().unwrap())),
+        &gcs.env(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let line = wal_restore_line(&p, "%f", "%p");
+    let restored = recover(&links, dest, &line, &gcs.env());
     assert_eq!(
         restored.psql("select string_agg(n::text, ',' order by n) from marks"),
         "1,2"

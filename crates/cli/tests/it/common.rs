@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests.
 
-use barrelman_testkit::{as_pg_user, tools_bin, AzuriteServer, PgCluster, S3Server};
+use barrelman_testkit::{as_pg_user, tools_bin, AzuriteServer, FakeGcsServer, PgCluster, S3Server};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -29,10 +29,10 @@ pub fn links_dir() -> PathBuf {
     dir
 }
 
-/// A store the barman-cloud command lines are run against: SeaweedFS (S3) or
-/// Azurite (Azure), so that one test body serves both.
+/// A store the barman-cloud command lines are run against: SeaweedFS (S3), Azurite
+/// (Azure) or fake-gcs-server (GCS), so that one test body serves all three.
 pub trait TestStore {
-    /// The credentials clients need, as environment variables.
+    /// The tools' environment: credentials, a connection string, or the emulator host.
     fn env(&self) -> Vec<(String, String)>;
     /// The options that point a barman-cloud tool at this store.
     fn store_args(&self) -> Vec<String>;
@@ -56,11 +56,20 @@ impl TestStore for AzuriteServer {
     }
 }
 
-/// Runs `program` with `args` and the store's credentials.
-pub fn run(program: &Path, args: &[&str], s3: &dyn TestStore) -> Output {
+impl TestStore for FakeGcsServer {
+    fn env(&self) -> Vec<(String, String)> {
+        FakeGcsServer::env(self)
+    }
+    fn store_args(&self) -> Vec<String> {
+        vec!["--cloud-provider".into(), "google-cloud-storage".into()]
+    }
+}
+
+/// Runs `program` with `args` and the store's environment.
+pub fn run(program: &Path, args: &[&str], store: &dyn TestStore) -> Output {
     Command::new(program)
         .args(args)
-        .envs(s3.env())
+        .envs(store.env())
         .env_remove("AWS_ENDPOINT_URL")
         .output()
         .unwrap_or_else(|e| panic!("run {}: {e}", program.display()))
@@ -87,6 +96,15 @@ pub fn start_both(extra_conf: &[&str]) -> (S3Server, PgCluster) {
         let s3 = scope.spawn(S3Server::start);
         let pg = PgCluster::init(extra_conf);
         (s3.join().expect("S3Server::start panicked"), pg)
+    })
+}
+
+/// Starts fake-gcs-server and a cluster concurrently, as [`start_both`] does.
+pub fn start_gcs_and_pg(extra_conf: &[&str]) -> (FakeGcsServer, PgCluster) {
+    std::thread::scope(|scope| {
+        let gcs = scope.spawn(FakeGcsServer::start);
+        let pg = PgCluster::init(extra_conf);
+        (gcs.join().expect("FakeGcsServer::start panicked"), pg)
     })
 }
 

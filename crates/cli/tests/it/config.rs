@@ -74,9 +74,9 @@ fn unusable_configuration_exits_as_barman_and_names_the_setting() {
                 "gs://b/p",
                 "srv",
             ],
-            &keys,
+            &[("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/key.json")],
             4,
-            "gs://b/p: Google Cloud Storage is not supported yet by this build",
+            "GOOGLE_APPLICATION_CREDENTIALS names /nonexistent/key.json, which cannot be read",
         ),
         (
             "barman-cloud-backup-list",

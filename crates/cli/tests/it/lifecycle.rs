@@ -12,27 +12,28 @@ use std::time::Duration;
 const BUCKET: &str = "life";
 const DEST: &str = "s3://life/fleet";
 const SERVER: &str = "pg-main";
+const ARCHIVE: (&str, &str) = (DEST, SERVER);
 
 /// Where one side's barman-cloud-* programs are.
-struct Side {
+pub struct Side {
     name: &'static str,
     dir: PathBuf,
 }
 
 impl Side {
-    fn barrelman() -> Side {
+    pub fn barrelman() -> Side {
         Side {
             name: "barrelman",
             dir: links_dir(),
         }
     }
-    fn barman() -> Side {
+    pub fn barman() -> Side {
         Side {
             name: "barman",
             dir: tools_bin(),
         }
     }
-    fn tool(&self, name: &str) -> PathBuf {
+    pub fn tool(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
 }
@@ -85,7 +86,13 @@ fn life_cycle(writer: &Side, reader: &Side) {
 
     // Both tools print the same catalog.
     let same_catalog = |expect: &[&str]| {
-        let list = same_output("barman-cloud-backup-list", &["--format", "json"], &[], &s3);
+        let list = same_output(
+            "barman-cloud-backup-list",
+            &["--format", "json"],
+            &[],
+            &s3,
+            ARCHIVE,
+        );
         for name in ["monday", "tuesday", "wednesday"] {
             assert_eq!(
                 list.contains(&format!("\"backup_name\": \"{name}\"")),
@@ -99,9 +106,10 @@ fn life_cycle(writer: &Side, reader: &Side) {
                 &["--format", "json"],
                 &[name],
                 &s3,
+                ARCHIVE,
             );
         }
-        same_output("barman-cloud-backup-list", &[], &[], &s3);
+        same_output("barman-cloud-backup-list", &[], &[], &s3, ARCHIVE);
     };
     same_catalog(&["monday", "tuesday", "wednesday"]);
 
@@ -114,7 +122,13 @@ fn life_cycle(writer: &Side, reader: &Side) {
         "monday",
     ]);
     assert_eq!(keep.status.code(), Some(0), "{}", text(&keep));
-    let status = same_output("barman-cloud-backup-keep", &["-s"], &["monday"], &s3);
+    let status = same_output(
+        "barman-cloud-backup-keep",
+        &["-s"],
+        &["monday"],
+        &s3,
+        ARCHIVE,
+    );
     assert_eq!(status.trim(), "Keep: standalone");
 
     // Retention by the reader: REDUNDANCY 1 deletes "tuesday" only ("monday" is kept).
@@ -129,7 +143,7 @@ fn life_cycle(writer: &Side, reader: &Side) {
 
     // Restore the newest backup with the reader and replay all archived WAL with the
     // reader's wal-restore: the same data as the source.
-    let restored = restore(reader, &pg, &s3, "wednesday", "latest", &[]);
+    let restored = restore(reader, &pg, &s3, ARCHIVE, "wednesday", "latest", &[]);
     assert_same_dump(
         &restored.dumpall(),
         &source_dump,
@@ -146,6 +160,7 @@ fn life_cycle(writer: &Side, reader: &Side) {
         reader,
         &pg,
         &s3,
+        ARCHIVE,
         "monday",
         "monday",
         &["recovery_target = 'immediate'"],
@@ -157,17 +172,19 @@ fn life_cycle(writer: &Side, reader: &Side) {
     );
 }
 
-/// Runs `tool` of both barrelman and barman on the same archive and returns the
-/// output, which must be the same.
-fn same_output(
+/// Runs `tool` of both barrelman and barman on the same archive (destination,
+/// server) and returns the output, which must be the same.
+pub fn same_output(
     tool: &str,
     options: &[&str],
     positionals: &[&str],
-    s3: &barrelman_testkit::S3Server,
+    s3: &dyn TestStore,
+    (dest, server): (&str, &str),
 ) -> String {
-    let mut args: Vec<&str> = vec!["--endpoint-url", &s3.endpoint];
+    let cloud = s3.store_args();
+    let mut args: Vec<&str> = cloud.iter().map(String::as_str).collect();
     args.extend_from_slice(options);
-    args.extend_from_slice(&[DEST, SERVER]);
+    args.extend_from_slice(&[dest, server]);
     args.extend_from_slice(positionals);
     let ours = run(&Side::barrelman().tool(tool), &args, s3);
     let theirs = run(&barman_tool(tool), &args, s3);
@@ -191,11 +208,14 @@ fn same_output(
     o
 }
 
-/// Restores backup `name` with `side`'s barman-cloud-restore and wal-restore.
-fn restore(
+/// Restores backup `name` of the archive (destination, server) with `side`'s
+/// barman-cloud-restore into a new directory, starts it with `side`'s wal-restore as
+/// restore_command, and waits for promotion.
+pub fn restore(
     side: &Side,
     source: &PgCluster,
-    s3: &barrelman_testkit::S3Server,
+    s3: &dyn TestStore,
+    (url, server): (&str, &str),
     name: &str,
     dir: &str,
     extra_conf: &[&str],
@@ -205,7 +225,7 @@ fn restore(
         &side.tool("barman-cloud-wal-restore"),
         source,
         s3,
-        (DEST, SERVER),
+        (url, server),
         name,
         dir,
         extra_conf,

@@ -253,3 +253,59 @@ fn backup_memory_stays_bounded_on_s3() {
     s3.create_bucket("membackup");
     backup_memory_stays_bounded(&s3, "s3://membackup/p");
 }
+
+/// A base backup of a ~300 MB database to Google Cloud Storage (fake-gcs-server)
+/// streams its tar through resumable uploads: barman stages each tar whole in a
+/// file for GCS; barrelman's peak RSS stays under 64 MiB (the bound the sidecar
+/// plans with for S3 backups, docs/benchmarks.md) with two workers.
+#[test]
+fn a_backup_to_gcs_streams_within_its_memory_bound() {
+    let links = links_dir();
+    // The backup waits for its WAL to be archived (or fails): archive for real.
+    let archive_cmd = format!(
+        "archive_command = '{}/barman-cloud-wal-archive --cloud-provider google-cloud-storage \
+         gs://mem/p pg %p'",
+        links.display()
+    );
+    let (gcs, pg) = start_gcs_and_pg(&["archive_mode = on", &archive_cmd]);
+    gcs.create_bucket("mem");
+    pg.start_with_env(&gcs.env());
+    pg.pgbench(&["-i", "-s", "20", "-q"]);
+    let size: u64 = pg
+        .psql("select sum(pg_database_size(oid)) from pg_database")
+        .parse()
+        .unwrap();
+    assert!(size > 280 * MIB, "database of {} MiB only", size / MIB);
+    let out = CloudCmd::new(&links.join("barman-cloud-backup"), &gcs)
+        .env("BARRELMAN_REPORT_PEAK_RSS", "1")
+        .opts(&["--lz4", "--immediate-checkpoint", "-J", "2", "-n", "big"])
+        .pg(&pg)
+        .run_as_pg(&["gs://mem/p", "pg"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let rss = reported_peak(&out);
+    eprintln!(
+        "backup of {} MiB to GCS (lz4, 2 jobs): peak RSS {:.1} MiB",
+        size / MIB,
+        rss as f64 / MIB as f64
+    );
+    assert!(rss < 64 * MIB, "peak RSS {} MiB", rss / MIB);
+    // The data tar went up as one object larger than a part (about 10 MiB by
+    // default): a resumable upload of several chunks.
+    let list = CloudCmd::new(&links.join("barman-cloud-backup-list"), &gcs).ok(&[
+        "--format",
+        "json",
+        "gs://mem/p",
+        "pg",
+    ]);
+    let id = json_str(&String::from_utf8_lossy(&list.stdout), "backup_id");
+    let object = gcs
+        .object_json("mem", &format!("p/pg/base/{id}/data.tar.lz4"))
+        .expect("the data tar is stored");
+    let stored: u64 = object
+        .split("\"size\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no size in {object}"));
+    assert!(stored > 16 * MIB, "data.tar.lz4 of {stored} bytes");
+}
+

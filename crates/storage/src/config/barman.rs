@@ -1,10 +1,10 @@
 //! barman's way in: `DEST SERVER`, the cloud flags, the `AWS_*` environment and the
 //! AWS profile files, resolved as barman-cloud (boto3) resolves them.
 
-use super::{aws_file, check_names, check_supported, ConfigError, Environment, Target};
+use super::{aws_file, check_names, ConfigError, Environment, Target};
 use crate::store::{
-    AddressingStyle, AzureCredentialKind, AzureSettings, CommonSettings, ProviderSettings, S3Keys,
-    S3Settings, StoreSettings,
+    AddressingStyle, AzureCredentialKind, AzureSettings, CommonSettings, GcsSettings,
+    ProviderSettings, S3Keys, S3Settings, StoreSettings,
 };
 use barrelman_core::layout::{Destination, Provider};
 use std::time::Duration;
@@ -38,6 +38,8 @@ pub struct CloudFlags {
     pub max_concurrency: Option<usize>,
     /// `--max-single-put-size`, bytes (Azure).
     pub max_single_put_size: Option<u64>,
+    /// `--kms-key-name` (GCS): the Cloud KMS key objects are written with.
+    pub kms_key_name: Option<String>,
 }
 
 impl Target {
@@ -79,15 +81,22 @@ impl Target {
                 })
             }
         };
-        // AWS profiles are boto3's: Azure has none.
-        if !matches!(destination.provider, Provider::Azure { .. }) {
+        // AWS profiles are boto3's: Azure and Google have none.
+        if destination.provider == Provider::S3 || destination.provider == Provider::Local {
             apply_aws_profile(&mut common, &mut s3, flags.aws_profile.as_deref(), env)?;
         }
         common.ca_pem = env.read_ca_bundle(&destination)?;
-        check_supported(&destination)?;
         let provider = match destination.provider {
             Provider::S3 => ProviderSettings::S3(s3),
             Provider::Azure { .. } => ProviderSettings::Azure(azure_settings(flags, env)?),
+            // Application Default Credentials or the emulator, as barman's
+            // google-cloud-storage client finds them. (--kms-key-name is ignored for
+            // other providers, as barman ignores it.)
+            Provider::Gcs => ProviderSettings::Gcs(GcsSettings {
+                kms_key_name: flags.kms_key_name.clone(),
+                environment: env.google.clone(),
+                ..Default::default()
+            }),
             _ => ProviderSettings::default(),
         };
         Ok(Self {
@@ -236,6 +245,46 @@ mod tests {
     }
 
     #[test]
+    fn gs_and_console_urls_become_gcs_settings_with_the_captured_environment() {
+        let flags = CloudFlags {
+            cloud_provider: Some("google-cloud-storage".into()),
+            kms_key_name: Some("projects/p/locations/l/keyRings/r/cryptoKeys/k".into()),
+            ..Default::default()
+        };
+        let e = env(&[
+            ("STORAGE_EMULATOR_HOST", "127.0.0.1:4443"),
+            ("GOOGLE_APPLICATION_CREDENTIALS", "/k.json"),
+            ("AWS_CA_BUNDLE", "/nonexistent/ca.pem"),
+        ]);
+        for url in [
+            "gs://bk/p",
+            "https://console.cloud.google.com/storage/browser/bk/p/",
+        ] {
+            let t = Target::from_barman(url, "srv", &flags, &e).unwrap();
+            assert_eq!(
+                (t.destination.bucket.as_str(), t.destination.path.as_str()),
+                ("bk", "p")
+            );
+            let ProviderSettings::Gcs(g) = &t.settings.provider else {
+                panic!("{url}: not GCS settings")
+            };
+            assert_eq!(g.kms_key_name, flags.kms_key_name);
+            assert!(
+                t.settings.common.ca_pem.is_none(),
+                "AWS_CA_BUNDLE is boto3's"
+            );
+            assert_eq!(
+                g.environment.emulator_host.as_deref(),
+                Some("127.0.0.1:4443")
+            );
+            assert_eq!(
+                g.environment.application_credentials.as_deref(),
+                Some(std::path::Path::new("/k.json"))
+            );
+        }
+    }
+
+    #[test]
     fn a_named_profile_is_read_from_the_files_the_environment_names() {
         let dir = tempfile::tempdir().unwrap();
         let creds = dir.path().join("credentials");
@@ -361,13 +410,6 @@ mod tests {
                 }
             ),
             "the destination URL 's3://b' does not match --cloud-provider google-cloud-storage"
-        );
-        assert_eq!(
-            refuse("gs://b/p", CloudFlags {
-                cloud_provider: Some("google-cloud-storage".into()),
-                ..Default::default()
-            }),
-            "gs://b/p: Google Cloud Storage is not supported yet by this build; use an s3:// or file:// destination"
         );
         let name = Target::from_barman("s3://b", "a/../b", &CloudFlags::default(), &e).unwrap_err();
         assert_eq!(name.class(), ErrorClass::Input);

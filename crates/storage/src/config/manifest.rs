@@ -7,9 +7,10 @@
 //! [`ManifestDraft::finish`] turns the values supplied into settings.
 //! [`Target::from_object_store`] runs the three with any source.
 
-use super::{check_names, check_supported, ConfigError, Environment, SecretSource, Target};
+use super::{check_names, ConfigError, Environment, SecretSource, Target};
 use crate::store::{
-    AzureCredentialKind, AzureSettings, CommonSettings, ProviderSettings, S3Keys, S3Settings,
+    AzureCredentialKind, AzureSettings, CommonSettings, GcsSettings, ProviderSettings, S3Keys,
+    S3Settings, ServiceAccountKey,
     StoreSettings,
 };
 use barrelman_core::layout::{Destination, Provider};
@@ -50,6 +51,7 @@ pub struct ManifestDraft {
     access_key_id: Option<String>,
     secret_access_key: Option<String>,
     session_token: Option<String>,
+    gcs: GcsSettings,
 }
 
 impl ManifestDraft {
@@ -91,12 +93,23 @@ impl ManifestDraft {
             environment: env.aws.clone(),
             ..Default::default()
         };
+        // googleCredentials: a key arrives through `supply`; gkeEnvironment means the
+        // metadata server, whatever files the environment names.
+        let gcs = GcsSettings {
+            gke_environment: conf
+                .google_credentials
+                .as_ref()
+                .is_some_and(|g| g.gke_environment),
+            environment: env.google.clone(),
+            ..Default::default()
+        };
         Ok(Self {
             server_name: server.to_string(),
             destination,
             common,
             s3,
             azure,
+            gcs,
             store,
             access_key_id: None,
             secret_access_key: None,
@@ -127,9 +140,12 @@ impl ManifestDraft {
             "AZURE_STORAGE_CONNECTION_STRING" => self.azure.keys.connection_string = Some(value),
             "AZURE_STORAGE_SAS_TOKEN" => self.azure.keys.sas_token = Some(value),
             "AZURE_STORAGE_KEY" => self.azure.keys.account_key = Some(value),
+            // The key's JSON stays in memory (barman's plugin writes it to a file).
+            "GOOGLE_APPLICATION_CREDENTIALS_JSON" => {
+                self.gcs.service_account_key = Some(ServiceAccountKey(value))
+            }
             // storageAccount: barman takes the account from the URL (or the
-            // connection string), as here; Google credentials: read (so that a
-            // wrong reference is reported) but unused until GCS is supported.
+            // connection string), as here.
             _ => {}
         }
     }
@@ -159,10 +175,15 @@ impl ManifestDraft {
                 })
             }
         }
-        check_supported(&self.destination)?;
         let provider = match self.destination.provider {
             Provider::S3 => ProviderSettings::S3(self.s3),
             Provider::Azure { .. } => ProviderSettings::Azure(self.azure),
+            Provider::Gcs => {
+                // CloudNativePG applies endpointCA to S3 and Azure only (cnpg-plugin
+                // 2.9), and AWS_CA_BUNDLE is boto3's: GCS keeps the system roots.
+                self.common.ca_pem = None;
+                ProviderSettings::Gcs(self.gcs)
+            }
             _ => ProviderSettings::default(),
         };
         let data_encryption = self
@@ -328,6 +349,41 @@ mod tests {
             .unwrap();
             assert_eq!(t.settings.azure_settings().unwrap().credential, Some(kind));
         }
+    }
+
+    #[tokio::test]
+    async fn google_credentials_become_gcs_settings_and_the_key_stays_in_memory() {
+        let text = "apiVersion: barmancloud.cnpg.io/v1\nkind: ObjectStore\nmetadata:\n  name: g\n\
+            spec:\n  configuration:\n    destinationPath: gs://bk/p\n    googleCredentials:\n      \
+            applicationCredentials:\n        name: gcs\n        key: key.json\n";
+        let key = r#"{"type":"service_account","client_email":"a@b","private_key":"PRIVATE"}"#;
+        let secrets = MemorySecrets::new().with("gcs", "key.json", key);
+        let store = ObjectStore::from_yaml(text).unwrap();
+        let t = Target::from_object_store(store, "srv", Some(&secrets), &Environment::default())
+            .await
+            .unwrap();
+        let ProviderSettings::Gcs(g) = &t.settings.provider else {
+            panic!("not GCS settings")
+        };
+        assert_eq!(
+            g.service_account_key.as_ref().map(|k| k.0.as_str()),
+            Some(key)
+        );
+        assert!(!g.gke_environment);
+        assert!(!format!("{t:?}").contains("PRIVATE"));
+
+        let gke = text.replace(
+            "applicationCredentials:\n        name: gcs\n        key: key.json\n",
+            "gkeEnvironment: true\n",
+        );
+        let store = ObjectStore::from_yaml(&gke).unwrap();
+        let t = Target::from_object_store(store, "srv", None, &Environment::default())
+            .await
+            .unwrap();
+        let ProviderSettings::Gcs(g) = &t.settings.provider else {
+            panic!("not GCS settings")
+        };
+        assert!(g.gke_environment && g.service_account_key.is_none());
     }
 
     #[test]

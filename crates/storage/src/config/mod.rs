@@ -19,7 +19,7 @@ pub use barman::CloudFlags;
 pub use manifest::{load_manifest, ManifestDraft, SecretRequest};
 pub use secrets::{DirectorySecrets, MemorySecrets, SecretError, SecretSource};
 
-use crate::store::{AwsEnvironment, AzureEnvironment, StoreSettings};
+use crate::store::{AwsEnvironment, AzureEnvironment, GoogleEnvironment, StoreSettings};
 use crate::{Archive, StorageError};
 use barrelman_core::layout::{Destination, InvalidDestination, InvalidName};
 use barrelman_core::objectstore::{ObjectStore, ObjectStoreError};
@@ -42,6 +42,9 @@ pub struct Environment {
     /// The `AZURE_*` variables (connection string, SAS token, key, identity
     /// settings) and `REQUESTS_CA_BUNDLE`, which the Azure SDK would read.
     pub azure: AzureEnvironment,
+    /// `GOOGLE_APPLICATION_CREDENTIALS`, `STORAGE_EMULATOR_HOST` (and `HOME`, for
+    /// gcloud's own credentials file): what Google's client libraries would read.
+    pub google: GoogleEnvironment,
 }
 
 impl Environment {
@@ -62,6 +65,9 @@ impl Environment {
             azure_connection_string: last("AZURE_STORAGE_CONNECTION_STRING").is_some(),
             aws: AwsEnvironment::from_vars(vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
             azure: AzureEnvironment::from_vars(vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            google: GoogleEnvironment::from_vars(
+                vars.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            ),
         }
     }
 
@@ -73,6 +79,9 @@ impl Environment {
         dest: &Destination,
     ) -> Result<Option<Vec<u8>>, ConfigError> {
         let variable = match dest.provider {
+            // AWS_CA_BUNDLE is boto3's; barman's Google client does not read it, and
+            // CloudNativePG applies endpointCA to S3 and Azure only.
+            barrelman_core::layout::Provider::Gcs => return Ok(None),
             barrelman_core::layout::Provider::Azure { .. } => "REQUESTS_CA_BUNDLE",
             _ => "AWS_CA_BUNDLE",
         };
@@ -164,7 +173,7 @@ pub enum ConfigError {
 
     /// The destination's provider cannot be reached by this build.
     #[error(
-        "{url}: {provider} is not supported yet by this build; use an s3:// or file:// destination"
+        "{url}: {provider} is not supported yet by this build; use an s3://, gs:// or file:// destination"
     )]
     Unsupported {
         /// The destination URL.
@@ -294,7 +303,7 @@ impl Classified for ConfigError {
                 "give the --cloud-provider of the URL's scheme (s3:// aws-s3, gs:// \
                  google-cloud-storage, azure:// azure-blob-storage)"
             }
-            Self::Unsupported { .. } => "use an s3:// or file:// destination",
+            Self::Unsupported { .. } => "use an s3://, gs:// or file:// destination",
             Self::ReadTimeout { .. } => "give --read-timeout a positive number of seconds",
             Self::KmsKeyWithoutKms => "add -e aws:kms, or drop --sse-kms-key-id",
             Self::AddressingStyle { .. } => "use --addressing-style auto, virtual or path",
@@ -345,19 +354,6 @@ fn aws_file(env: &Environment, var: &str, default_name: &str) -> PathBuf {
 fn check_names(dest: &Destination, server: &str) -> Result<(), ConfigError> {
     barrelman_core::layout::ServerLayout::checked(&dest.path, server)?;
     Ok(())
-}
-
-/// Refuses the providers this build cannot reach, before any setting is used.
-fn check_supported(dest: &Destination) -> Result<(), ConfigError> {
-    use barrelman_core::layout::Provider;
-    let provider = match dest.provider {
-        Provider::S3 | Provider::Local | Provider::Azure { .. } => return Ok(()),
-        Provider::Gcs => "Google Cloud Storage",
-    };
-    Err(ConfigError::Unsupported {
-        url: dest.url.clone(),
-        provider,
-    })
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! `AWS_*` variables arrives as an [`AwsEnvironment`] the caller captured.
 
 pub mod azure;
+pub mod gcs;
 pub mod local;
 pub mod s3;
 
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use azure::{AzureCredentialKind, AzureEnvironment, AzureKeys, AzureSettings};
+pub use gcs::{GcsSettings, GoogleEnvironment, ServiceAccountKey};
 pub use local::LocalSettings;
 pub use s3::{AddressingStyle, AwsEnvironment, S3Keys, S3Settings};
 
@@ -65,6 +67,8 @@ pub enum ProviderSettings {
     Local(LocalSettings),
     /// Azure Blob Storage (or an emulator reached with a connection string).
     Azure(AzureSettings),
+    /// Google Cloud Storage (`gs://`), through its JSON API.
+    Gcs(GcsSettings),
 }
 
 impl Default for ProviderSettings {
@@ -222,7 +226,13 @@ pub fn open_store(
         Provider::Local => local::open(dest),
         Provider::S3 => s3::open(dest, &settings.common, s3_part(dest, settings)?, true),
         Provider::Azure { .. } => azure::open(dest, &settings.common, azure_part(dest, settings)?),
-        Provider::Gcs => Err(unsupported(dest)),
+        Provider::Gcs => match &settings.provider {
+            ProviderSettings::Gcs(gcs) => gcs::open(dest, &settings.common, gcs),
+            _ => Err(StorageError::Config(format!(
+                "internal: {} is a GCS destination but its store settings are not GCS settings",
+                dest.url
+            ))),
+        },
     }
 }
 
@@ -271,22 +281,13 @@ pub(crate) fn endpoint_label(dest: &Destination, settings: &StoreSettings) -> St
     match (&dest.provider, &settings.provider) {
         (Provider::Azure { .. }, ProviderSettings::Azure(az)) => azure::endpoint_label(dest, az),
         (Provider::Local, _) => dest.url.clone(),
+        (Provider::Gcs, ProviderSettings::Gcs(gcs)) if settings.common.endpoint_url.is_none() => {
+            gcs::base_url(&settings.common, gcs)
+        }
         _ => settings
             .common
             .endpoint_url
             .clone()
             .unwrap_or_else(|| "the default endpoint".to_string()),
     }
-}
-
-/// The refusal for a provider this build cannot reach yet.
-fn unsupported(dest: &Destination) -> StorageError {
-    let name = match dest.provider {
-        Provider::Gcs => "Google Cloud Storage",
-        _ => "Azure Blob Storage",
-    };
-    StorageError::Config(format!(
-        "{}: {name} is not supported yet by this build; use an s3:// or file:// destination",
-        dest.url
-    ))
 }

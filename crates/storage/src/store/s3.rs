@@ -134,7 +134,7 @@ impl S3Settings {
 }
 
 /// reqwest is built without a bundled crypto provider; install ring once per process.
-pub(super) fn install_crypto_provider() {
+pub(crate) fn install_crypto_provider() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -306,6 +306,12 @@ impl StorageError {
         let detail = first_line(&err);
         let location = || format!("bucket '{bucket}' at {endpoint}");
         let chain = chain_text(&err);
+        // A GCS refusal says exactly what it is (store/gcs.rs).
+        if let Some(e) =
+            super::gcs::failure_of(&err).and_then(|f| f.storage_error(key, endpoint, bucket))
+        {
+            return e;
+        }
         match &err {
             // Azure's managed identity (IMDS) or token endpoint did not give a token.
             _ if ctx.azure
@@ -506,7 +512,7 @@ fn s3_error_code(err: &dyn std::error::Error) -> Option<String> {
 
 /// The innermost cause of an error (e.g. "Connection refused (os error 111)"): what
 /// a person needs, without the request URLs and retry bookkeeping around it.
-fn root_cause(err: &dyn std::error::Error) -> String {
+pub(super) fn root_cause(err: &dyn std::error::Error) -> String {
     let mut cur = err;
     while let Some(next) = cur.source() {
         cur = next;

@@ -93,6 +93,7 @@ trait ToolArgs: Parser {
                 encryption: upload.encryption.clone(),
                 sse_kms_key_id: upload.sse_kms_key_id.clone(),
                 encryption_scope: upload.encryption_scope.clone(),
+                kms_key_name: upload.kms_key_name.clone(),
                 ..common.cloud()
             },
             None => common.cloud(),
