@@ -38,8 +38,8 @@ use barrelman_ops::{verify, wal};
 use barrelman_postgres::session::{ConnectOptions, Session};
 use barrelman_storage::upload::SINGLE_PUT_MAX;
 use barrelman_storage::{
-    Archive, ArchiveOutcome, AzureKeys, AzureSettings, CommonSettings, GcsSettings, ProviderSettings, S3Keys, S3Settings,
-    StorageError, StoreSettings, UploadOptions, UploadPlan,
+    Archive, ArchiveOutcome, AzureKeys, AzureSettings, CommonSettings, GcsSettings,
+    ProviderSettings, S3Keys, S3Settings, StorageError, StoreSettings, UploadOptions, UploadPlan,
 };
 use barrelman_testkit::{AzuriteServer, FakeGcsServer, PgCluster, S3Server};
 use bytes::Bytes;

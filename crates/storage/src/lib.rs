@@ -21,7 +21,7 @@ pub use error::{Denial, StorageError};
 pub use objects::ObjectInfo;
 pub use store::{
     AddressingStyle, AwsEnvironment, AzureCredentialKind, AzureEnvironment, AzureKeys,
-    AzureSettings, CommonSettings, GcsSettings, GoogleEnvironment, LocalSettings,
-    ProviderSettings, S3Keys, S3Settings, ServiceAccountKey, StoreSettings,
+    AzureSettings, CommonSettings, GcsSettings, GoogleEnvironment, LocalSettings, ProviderSettings,
+    S3Keys, S3Settings, ServiceAccountKey, StoreSettings,
 };
 pub use upload::{ObjectWriter, Stored, UploadHandle, UploadPlan, WriteMode};

@@ -308,4 +308,3 @@ fn a_backup_to_gcs_streams_within_its_memory_bound() {
         .unwrap_or_else(|| panic!("no size in {object}"));
     assert!(stored > 16 * MIB, "data.tar.lz4 of {stored} bytes");
 }
-

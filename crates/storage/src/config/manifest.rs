@@ -10,8 +10,7 @@
 use super::{check_names, ConfigError, Environment, SecretSource, Target};
 use crate::store::{
     AzureCredentialKind, AzureSettings, CommonSettings, GcsSettings, ProviderSettings, S3Keys,
-    S3Settings, ServiceAccountKey,
-    StoreSettings,
+    S3Settings, ServiceAccountKey, StoreSettings,
 };
 use barrelman_core::layout::{Destination, Provider};
 use barrelman_core::objectstore::{ObjectStore, SecretKeySelector};

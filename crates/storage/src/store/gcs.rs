@@ -853,7 +853,8 @@ impl ObjectStore for Gcs {
         let body = multipart_body(&b, &upload_metadata(name, &tags_of(&opts.tags)), &payload);
         let (content_type, length) = (format!("multipart/related; boundary={b}"), body.len());
         let resp = inner
-            .send("upload", name, false, &[], |c| {
+            // A 404 to an upload can only be the bucket (fake-gcs-server says no more).
+            .send("upload", name, true, &[], |c| {
                 c.post(&url)
                     .header("Content-Type", &content_type)
                     .header("Content-Length", length)
@@ -880,7 +881,7 @@ impl ObjectStore for Gcs {
         );
         let metadata = upload_metadata(&name, &tags_of(&opts.tags));
         let resp = inner
-            .send("start resumable upload", &name, false, &[], |c| {
+            .send("start resumable upload", &name, true, &[], |c| {
                 c.post(&url)
                     .header("Content-Type", "application/json; charset=UTF-8")
                     .header("X-Upload-Content-Type", "application/octet-stream")
