@@ -160,6 +160,19 @@ fn backups_restore_both_ways_with_barman() {
     let backup = links.join("barman-cloud-backup");
     barman_backup(&backup, &pg, &s3, "--lz4", "ours", "s3://xbk/p", "srv");
     pg.psql("insert into marks values (2)");
+    // Backup ids are the start time to the second, and barman does not look before
+    // writing: started within the second ours started in, it would take (and
+    // overwrite) our id. Wait for the next second.
+    let second = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let finished = second();
+    while second() == finished {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let backup = barman_tool("barman-cloud-backup");
     barman_backup(&backup, &pg, &s3, "--gzip", "theirs", "s3://xbk/p", "srv");
     pg.psql("insert into marks values (3)");
