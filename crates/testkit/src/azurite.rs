@@ -1,16 +1,12 @@
 //! An Azurite (Azure Blob Storage emulator) server run as a child process.
 
 use crate::ports::free_port;
-use crate::process::{describe, file_tail};
+use crate::process::{describe, file_tail, EmulatorProcess};
 use crate::tools::tools_bin;
 use std::fs;
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// How long [`AzuriteServer::start`] waits for the blob port to open.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+use std::process::{Command, Stdio};
 
 /// Azurite's account (its published development account).
 pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
@@ -39,8 +35,7 @@ pub struct AzuriteServer {
     pub blob_endpoint: String,
     /// The port of the blob service.
     pub port: u16,
-    child: Option<Child>,
-    log_path: PathBuf,
+    process: EmulatorProcess,
     _dir: tempfile::TempDir,
 }
 
@@ -58,46 +53,31 @@ impl AzuriteServer {
             .expect("create Azurite tempdir");
         let data = dir.path().join("data");
         fs::create_dir(&data).expect("create Azurite data dir");
-        let log_path = dir.path().join("azurite.log");
         let bin = azurite_bin();
         let port = free_port();
-        let log = fs::File::create(&log_path).expect("create azurite.log");
-        let child = Command::new(&bin)
-            .args([
-                "--blobHost",
-                "127.0.0.1",
-                "--blobPort",
-                &port.to_string(),
-                "-l",
-            ])
-            .arg(&data)
-            .args(["--disableTelemetry", "--skipApiVersionCheck", "-s"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log fd"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
-        let mut server = AzuriteServer {
-            blob_endpoint: format!("http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"),
+        let blob_endpoint = format!("http://127.0.0.1:{port}/{AZURITE_ACCOUNT}");
+        let mut cmd = Command::new(&bin);
+        cmd.args([
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            &port.to_string(),
+            "-l",
+        ])
+        .arg(&data)
+        .args(["--disableTelemetry", "--skipApiVersionCheck", "-s"]);
+        let mut process = EmulatorProcess::spawn(
+            format!("Azurite ({blob_endpoint})"),
+            cmd,
+            dir.path().join("azurite.log"),
+        );
+        process.wait_until(|| TcpStream::connect(("127.0.0.1", port)).is_ok());
+        AzuriteServer {
+            blob_endpoint,
             port,
-            child: Some(child),
-            log_path,
+            process,
             _dir: dir,
-        };
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(status) = server.child.as_mut().and_then(|c| c.try_wait().ok()?) {
-                server.fail(&format!("azurite-blob exited while starting: {status}"));
-            }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            if Instant::now() > deadline {
-                server.fail(&format!("port {port} did not open within 30 s"));
-            }
-            std::thread::sleep(Duration::from_millis(50));
         }
-        server
     }
 
     /// The connection string of the development account on this server, as the
@@ -148,7 +128,7 @@ impl AzuriteServer {
             panic!(
                 "create_container({name}) failed: {}\n--- azurite log tail ---\n{}",
                 describe(&out),
-                file_tail(&self.log_path, 4000)
+                file_tail(&self.process.log_path, 4000)
             );
         }
     }
@@ -177,31 +157,6 @@ print(generate_container_sas(sys.argv[1], sys.argv[2], account_key=sys.argv[3],
             .expect("run the venv's python");
         assert!(out.status.success(), "container_sas: {}", describe(&out));
         String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    fn fail(&mut self, what: &str) -> ! {
-        self.stop();
-        panic!(
-            "Azurite ({}) failed: {what}\n--- {} (tail) ---\n{}",
-            self.blob_endpoint,
-            self.log_path.display(),
-            file_tail(&self.log_path, 6000)
-        );
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for AzuriteServer {
-    /// Kills the server (it keeps nothing worth a clean stop) and reaps it; the
-    /// data directory goes with the temporary directory.
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 

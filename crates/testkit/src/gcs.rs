@@ -2,17 +2,14 @@
 //! child process.
 
 use crate::ports::free_port;
-use crate::process::file_tail;
+use crate::process::{file_tail, EmulatorProcess};
 use crate::tools::tools_bin;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// How long [`FakeGcsServer::start`] waits for the server to answer.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+use std::process::Command;
+use std::time::Duration;
 
 /// A fake-gcs-server on `127.0.0.1` with a filesystem backend in a temporary
 /// directory. It accepts any credentials (and none). Dropping it kills the server
@@ -21,8 +18,7 @@ pub struct FakeGcsServer {
     /// `http://127.0.0.1:PORT`: what `STORAGE_EMULATOR_HOST` is set to.
     pub endpoint: String,
     port: u16,
-    child: Option<Child>,
-    log_path: PathBuf,
+    process: EmulatorProcess,
     /// Kept for its drop, which removes the data.
     _dir: tempfile::TempDir,
 }
@@ -72,69 +68,34 @@ impl FakeGcsServer {
             .expect("create GCS server tempdir");
         let data = dir.path().join("data");
         fs::create_dir(&data).expect("create GCS data dir");
-        let log_path = dir.path().join("fake-gcs-server.log");
-        let log = fs::File::create(&log_path).expect("create the emulator log");
         let port = free_port();
         let endpoint = format!("http://127.0.0.1:{port}");
-        let child = Command::new(binary())
-            .args(["-scheme", "http", "-host", "127.0.0.1", "-port"])
+        let mut cmd = Command::new(binary());
+        cmd.args(["-scheme", "http", "-host", "127.0.0.1", "-port"])
             .arg(port.to_string())
             // Resumable session URLs and downloads are built from these.
             .args(["-external-url", &endpoint])
             .args(["-public-host", &format!("127.0.0.1:{port}")])
             .args(["-backend", "filesystem", "-filesystem-root"])
             .arg(&data)
-            .args(["-log-level", "warn"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log fd"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn fake-gcs-server");
-        let mut server = FakeGcsServer {
+            .args(["-log-level", "warn"]);
+        let mut process = EmulatorProcess::spawn(
+            format!("fake-gcs-server ({endpoint})"),
+            cmd,
+            dir.path().join("fake-gcs-server.log"),
+        );
+        process.wait_until(|| matches!(http(port, "GET", "/storage/v1/b", ""), Ok((200, _))));
+        FakeGcsServer {
             endpoint,
             port,
-            child: Some(child),
-            log_path,
+            process,
             _dir: dir,
-        };
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(status) = server.child.as_mut().and_then(|c| c.try_wait().ok()?) {
-                server.fail(&format!("it exited while starting: {status}"));
-            }
-            if matches!(server.request("GET", "/storage/v1/b", ""), Ok((200, _))) {
-                return server;
-            }
-            if Instant::now() > deadline {
-                server.fail("it did not answer within 30 s");
-            }
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    /// One HTTP/1.1 request on a fresh connection: (status, body).
+    /// One HTTP/1.1 request to this server on a fresh connection: (status, body).
     fn request(&self, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
-        let mut conn = TcpStream::connect(("127.0.0.1", self.port))?;
-        conn.set_read_timeout(Some(Duration::from_secs(10)))?;
-        write!(
-            conn,
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.port,
-            body.len()
-        )?;
-        let mut answer = String::new();
-        conn.read_to_string(&mut answer)?;
-        let status = answer
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = answer
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        Ok((status, body))
+        http(self.port, method, path, body)
     }
 
     /// Creates bucket `name` (an existing one is fine).
@@ -147,7 +108,7 @@ impl FakeGcsServer {
             Ok((200 | 409, _)) => {}
             other => panic!(
                 "create_bucket({name}) failed: {other:?}\n--- log tail ---\n{}",
-                file_tail(&self.log_path, 4000)
+                file_tail(&self.process.log_path, 4000)
             ),
         }
     }
@@ -176,28 +137,29 @@ impl FakeGcsServer {
     pub fn env(&self) -> Vec<(String, String)> {
         vec![("STORAGE_EMULATOR_HOST".to_string(), self.endpoint.clone())]
     }
-
-    fn fail(&mut self, what: &str) -> ! {
-        self.kill();
-        panic!(
-            "fake-gcs-server ({}) failed: {what}\n--- {} (tail) ---\n{}",
-            self.endpoint,
-            self.log_path.display(),
-            file_tail(&self.log_path, 6000)
-        );
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
-impl Drop for FakeGcsServer {
-    /// Kills the server (it keeps nothing worth a clean stop) and removes the data.
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// One HTTP/1.1 request to the server on `port`, on a fresh connection: (status, body).
+fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    let mut conn = TcpStream::connect(("127.0.0.1", port))?;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        conn,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        port,
+        body.len()
+    )?;
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer)?;
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
 }

@@ -6,7 +6,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 
 /// Name of the OS user PostgreSQL runs as when the tests run as root.
@@ -150,4 +150,76 @@ pub(crate) fn describe(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout).trim_end(),
         String::from_utf8_lossy(&out.stderr).trim_end()
     )
+}
+
+/// An emulator (Azurite, fake-gcs-server) run as a child process of a test: stdin
+/// closed, its output in a log file, killed and reaped when dropped or when it fails.
+pub(crate) struct EmulatorProcess {
+    /// Its name and address, for failure messages.
+    label: String,
+    child: Option<Child>,
+    /// Its stdout and stderr.
+    pub(crate) log_path: PathBuf,
+}
+
+impl EmulatorProcess {
+    /// Spawns `cmd` with its output going to `log_path`.
+    pub(crate) fn spawn(label: String, mut cmd: Command, log_path: PathBuf) -> Self {
+        let log = File::create(&log_path)
+            .unwrap_or_else(|e| panic!("create {}: {e}", log_path.display()));
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log fd"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {label}: {e}"));
+        Self {
+            label,
+            child: Some(child),
+            log_path,
+        }
+    }
+
+    /// Waits until `ready()` (polled every 50 ms, for at most 30 s); fails with the
+    /// log's tail if the process exits first or the time runs out.
+    pub(crate) fn wait_until(&mut self, mut ready: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok()?) {
+                self.fail(&format!("it exited while starting: {status}"));
+            }
+            if ready() {
+                return;
+            }
+            if std::time::Instant::now() > deadline {
+                self.fail("it was not ready within 30 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Kills it and panics with `what` and the tail of its log.
+    pub(crate) fn fail(&mut self, what: &str) -> ! {
+        self.kill();
+        panic!(
+            "{} failed: {what}\n--- {} (tail) ---\n{}",
+            self.label,
+            self.log_path.display(),
+            file_tail(&self.log_path, 6000)
+        );
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for EmulatorProcess {
+    /// Kills it (an emulator keeps nothing worth a clean stop) and reaps it.
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
