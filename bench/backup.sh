@@ -70,23 +70,12 @@ set -euo pipefail
 export LC_ALL=C
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$REPO/bench/lib.sh"
 ROUNDS=${ROUNDS:-3}
 SCALE=${SCALE:-70}
 JOBS=${JOBS:-2}
-# --store s3|azure|gcs (the same as STORE=...)
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --store) STORE=${2:?--store needs s3, azure or gcs}; shift 2 ;;
-    --store=*) STORE=${1#--store=}; shift ;;
-    *) echo "unknown argument $1 (use --store s3|azure|gcs)" >&2; exit 2 ;;
-  esac
-done
-STORE=${STORE:-s3}
-case "$STORE" in
-  s3) TOOLS=${TOOLS:-barrelman,barman,pgbackrest} ;;
-  azure|gcs) TOOLS=${TOOLS:-barrelman,barman} ;;  # pgBackRest: s3 only here
-  *) echo "STORE=$STORE: use s3, azure or gcs" >&2; exit 2 ;;
-esac
+bench_parse_store "$@"
 CODECS=${CODECS:-gzip,lz4}
 VERIFY=${VERIFY:-barrelman}
 QUIET_MAX=${QUIET_MAX:-600}
@@ -102,8 +91,6 @@ COMMAND="STORE=$STORE ROUNDS=$ROUNDS SCALE=$SCALE JOBS=$JOBS TOOLS=$TOOLS CODECS
 
 say() { echo "[backup.sh $(date +%T)] $*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
-# shellcheck source=bench/lib.sh
-. "$REPO/bench/lib.sh"
 
 [ "$(id -u)" = 0 ] || die "run as root (PostgreSQL and the tools run as user postgres via runuser)"
 id -u postgres >/dev/null 2>&1 || die "no OS user postgres (scripts/setup-test-env.sh creates it)"

@@ -2,7 +2,7 @@
 # CA and server certificate, and SeaweedFS (`weed mini`) with every port chosen here,
 # telemetry off, bound to 127.0.0.1.
 #
-# Source it after setting VENV (the tools venv), PY (its python) and W (the work
+# Source it early: its functions use VENV (the tools venv), PY (its python) and W (the work
 # directory, with W/s3/data and W/logs), and defining say and die.
 
 # bench_pick_ports: sets P_MASTER P_MASTER_G P_VOL P_VOL_G P_FILER P_FILER_G P_S3 P_S3_G
@@ -107,6 +107,24 @@ EOF
 # HTTP; barman-cloud and barrelman reach them as barman documents it (the emulator URL
 # form with AZURE_STORAGE_CONNECTION_STRING, STORAGE_EMULATOR_HOST). pgBackRest has no
 # emulator settings here: it runs on s3 only.
+
+# bench_parse_store ARGS...: `--store s3|azure|gcs` (or STORE=...) into STORE, and
+# TOOLS' default for it (pgBackRest runs on s3 only); exits 2 on anything else.
+bench_parse_store() {
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --store) STORE=${2:?--store needs s3, azure or gcs}; shift 2 ;;
+      --store=*) STORE=${1#--store=}; shift ;;
+      *) echo "unknown argument $1 (use --store s3|azure|gcs)" >&2; exit 2 ;;
+    esac
+  done
+  STORE=${STORE:-s3}
+  case "$STORE" in
+    s3) TOOLS=${TOOLS:-barrelman,barman,pgbackrest} ;;
+    azure|gcs) TOOLS=${TOOLS:-barrelman,barman} ;;
+    *) echo "STORE=$STORE: use s3, azure or gcs" >&2; exit 2 ;;
+  esac
+}
 
 # Azurite's published development account (public, documented by Microsoft).
 AZURITE_ACCOUNT=devstoreaccount1

@@ -119,23 +119,12 @@ fi
 # Parent mode
 # ---------------------------------------------------------------------------------
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$REPO/bench/lib.sh"
 N_SEGMENTS=${N_SEGMENTS:-20}
 ROUNDS=${ROUNDS:-3}
 SCALE=${SCALE:-50}
-# --store s3|azure|gcs (the same as STORE=...)
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --store) STORE=${2:?--store needs s3, azure or gcs}; shift 2 ;;
-    --store=*) STORE=${1#--store=}; shift ;;
-    *) echo "unknown argument $1 (use --store s3|azure|gcs)" >&2; exit 2 ;;
-  esac
-done
-STORE=${STORE:-s3}
-case "$STORE" in
-  s3) TOOLS=${TOOLS:-barrelman,barman,pgbackrest} ;;
-  azure|gcs) TOOLS=${TOOLS:-barrelman,barman} ;;  # pgBackRest: s3 only here
-  *) echo "STORE=$STORE: use s3, azure or gcs" >&2; exit 2 ;;
-esac
+bench_parse_store "$@"
 CODECS=${CODECS:-gzip,zstd,lz4,none}
 BARRELMAN=${BARRELMAN:-$REPO/target/release/barrelman}
 VENV=${BARRELMAN_TOOLS:-$REPO/.tools/venv}
@@ -148,8 +137,6 @@ COMMAND="STORE=$STORE N_SEGMENTS=$N_SEGMENTS ROUNDS=$ROUNDS SCALE=$SCALE TOOLS=$
 
 say() { echo "[wal.sh $(date +%T)] $*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
-# shellcheck source=bench/lib.sh
-. "$REPO/bench/lib.sh"
 
 [ "$(id -u)" = 0 ] || die "run as root (PostgreSQL and the loops run as user postgres via runuser)"
 id -u postgres >/dev/null 2>&1 || die "no OS user postgres (scripts/setup-test-env.sh creates it)"
