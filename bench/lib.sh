@@ -3,7 +3,7 @@
 # telemetry off, bound to 127.0.0.1.
 #
 # Source it early: its functions use VENV (the tools venv), PY (its python) and W (the work
-# directory, with W/s3/data and W/logs), and defining say and die.
+# directory, with W/s3/data and W/logs) and the caller's say and die at call time.
 
 # bench_pick_ports: sets P_MASTER P_MASTER_G P_VOL P_VOL_G P_FILER P_FILER_G P_S3 P_S3_G
 # P_EXTRA (one more free port: HTTPS or metrics) P_ADMIN P_ADMIN_G. The admin pair is P
